@@ -1,0 +1,175 @@
+"""Registration, e-mail verification, login and logout, passwords, staff invitations."""
+
+from __future__ import annotations
+
+from flask import current_app, flash, redirect, request, session, url_for
+from flask_login import current_user
+
+from blueprints.auth import bp
+from blueprints.auth.forms import (
+    ChangePasswordForm,
+    EmailOnlyForm,
+    LoginForm,
+    NewPasswordForm,
+    RegisterForm,
+)
+from blueprints.web import UrlLinks, attach_error, client_ip, redirect_to, render, safe_next
+from portal.accounts import services as accounts
+from portal.app import session_policy
+from portal.db import db
+from portal.db.context import Actor, set_actor
+from portal.errors import DomainError
+from portal.security.access import anonymous_only, login_required, public
+
+
+@bp.route("/register", methods=["GET", "POST"])
+@anonymous_only
+def register():
+    form = RegisterForm()
+    if form.validate_on_submit():
+        try:
+            accounts.register_student(form.email.data, form.full_name.data, form.password.data, UrlLinks())
+        except DomainError as exc:
+            db.session.rollback()
+            attach_error(form, exc)
+        else:
+            db.session.commit()
+            session["pending_email"] = accounts.normalise_email(form.email.data)
+            return redirect_to("auth.check_inbox")
+    status = 422 if form.is_submitted() else 200
+    return render("auth/register.html", "form", form=form, status=status)
+
+
+@bp.get("/check-inbox")
+@public
+def check_inbox():
+    return render("auth/check_inbox.html", email=session.get("pending_email"), form=EmailOnlyForm(
+        email=session.get("pending_email")))
+
+
+@bp.post("/resend-verification")
+@public
+def resend_verification():
+    form = EmailOnlyForm()
+    if form.validate_on_submit():
+        accounts.resend_verification(form.email.data, UrlLinks())
+        db.session.commit()
+    flash("If that address has an account waiting for confirmation, a new link is on its way.", "info")
+    return redirect_to("auth.check_inbox")
+
+
+@bp.get("/verify/<token>")
+@public
+def verify_email(token: str):
+    try:
+        accounts.verify_email(token)
+    except DomainError as exc:
+        db.session.rollback()
+        return render("auth/message.html", title="Cannot confirm this address", message=exc.message,
+                      status=400)
+    db.session.commit()
+    flash("Your e-mail address is confirmed. You can log in now.", "success")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@anonymous_only
+def login():
+    form = LoginForm(next=request.args.get("next", ""))
+    reason = None
+    if form.validate_on_submit():
+        result = accounts.authenticate(form.email.data, form.password.data, ip=client_ip(),
+                                       user_agent=request.user_agent.string, policy=session_policy(current_app))
+        if result.user is not None:
+            # A new session id at login: the old cookie (and its CSRF token) is thrown away.
+            session.clear()
+            session["sid"] = result.token
+            set_actor(Actor.for_user(result.user.id, result.user.role.value), db.session)
+            db.session.commit()
+            flash(f"Welcome back, {result.user.first_name}.", "success")
+            return redirect_to(url=safe_next(form.next.data), reload=True)
+        db.session.commit()  # the failed attempt counts toward throttling
+        form.form_errors.append(result.error)
+        reason = result.reason
+    status = 429 if reason == "throttled" else 422 if form.is_submitted() else 200
+    return render("auth/login.html", "form", form=form, reason=reason, resend=EmailOnlyForm(email=form.email.data),
+                  status=status)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    # CSRFProtect has checked the token: a logout cannot be forced by another site.
+    accounts.logout(session.get("sid"))
+    db.session.commit()
+    session.clear()
+    flash("You are logged out.", "info")
+    return redirect_to("auth.login", reload=True)
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            accounts.change_password(current_user, form.current_password.data, form.new_password.data,
+                                     keep_token=session.get("sid"))
+        except DomainError as exc:
+            db.session.rollback()
+            attach_error(form, exc)
+        else:
+            db.session.commit()
+            flash("Your password is changed. Every other session has been logged out.", "success")
+            return redirect_to("home.dashboard")
+    return render("auth/change_password.html", "form", form=form, status=422 if form.is_submitted() else 200)
+
+
+@bp.route("/forgot", methods=["GET", "POST"])
+@public
+def forgot_password():
+    form = EmailOnlyForm()
+    if form.validate_on_submit():
+        accounts.request_password_reset(form.email.data, UrlLinks())
+        db.session.commit()
+        return render("auth/message.html", title="Check your inbox",
+                      message="If an account uses that address, we sent it a link to choose a new password. "
+                              "The link works for one hour.")
+    return render("auth/forgot.html", "form", form=form, status=422 if form.is_submitted() else 200)
+
+
+def _token_form(token: str, check, apply, *, title: str, done: str):
+    """The shared flow of the reset and invitation pages: check the link, take a new password."""
+    try:
+        user = check(token)
+    except DomainError as exc:
+        db.session.rollback()
+        return render("auth/message.html", title="This link cannot be used", message=exc.message, status=400)
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        try:
+            apply(token, form.new_password.data)
+        except DomainError as exc:
+            db.session.rollback()
+            attach_error(form, exc)
+        else:
+            db.session.commit()
+            flash(done, "success")
+            return redirect_to("auth.login")
+    return render("auth/new_password.html", "form", form=form, title=title, user=user,
+                  status=422 if form.is_submitted() else 200)
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+@public
+def reset_password(token: str):
+    return _token_form(token, accounts.check_reset_token, accounts.reset_password,
+                       title="Choose a new password", done="Your password is changed. Log in with it now.")
+
+
+@bp.route("/invite/<token>", methods=["GET", "POST"])
+@public
+def accept_invite(token: str):
+    return _token_form(token, accounts.check_invite, accounts.accept_invite,
+                       title="Welcome: choose your password",
+                       done="Your account is ready. Log in with your new password.")

@@ -1,0 +1,87 @@
+"""Helpers every blueprint uses (a module, not a blueprint): htmx-aware rendering, forms and
+domain errors, the request's client address."""
+
+from __future__ import annotations
+
+from flask import current_app, make_response, redirect, request, url_for
+from jinja2_fragments.flask import render_block
+from werkzeug.wrappers import Response
+
+from portal.errors import DomainError
+
+
+def is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def render(template: str, block: str | None = None, *, status: int = 200, trigger: str | None = None, **context):
+    """The whole page, or, for an htmx request, only ``block`` of the same template."""
+    from flask import render_template
+
+    if block and is_htmx():
+        body = render_block(template, block, **context)
+    else:
+        body = render_template(template, **context)
+    response = make_response(body, status)
+    if trigger:
+        response.headers["HX-Trigger"] = trigger
+    return response
+
+
+def redirect_to(endpoint: str | None = None, *, url: str | None = None, reload: bool = False, **values) -> Response:
+    """Go to another page after a write.
+
+    Without JavaScript: a plain redirect. With htmx: ``HX-Location`` (htmx loads the page into
+    the body), or ``HX-Redirect`` when ``reload`` is set, for changes of session (login, logout)
+    after which the page's CSRF token must be fetched anew.
+    """
+    target = url or url_for(endpoint, **values)
+    if is_htmx():
+        response = make_response("", 204)
+        response.headers["HX-Redirect" if reload else "HX-Location"] = target
+        return response
+    return redirect(target)
+
+
+def safe_next(target: str | None, default_endpoint: str = "home.dashboard") -> str:
+    """A local path to go back to after login, never another site."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for(default_endpoint)
+
+
+def attach_error(form, exc: DomainError) -> None:
+    """Show a service's message next to its field, or at the top of the form."""
+    field = getattr(form, exc.field, None) if exc.field else None
+    if field is not None:
+        field.errors = [*field.errors, exc.message] if isinstance(field.errors, list) else [exc.message]
+    else:
+        form.form_errors.append(exc.message)
+
+
+def client_ip() -> str | None:
+    """The client's address. Behind a proxy, ``TRUSTED_PROXIES`` in the README tells
+    Werkzeug's ProxyFix how many hops to trust; otherwise this is the socket's peer."""
+    return request.remote_addr
+
+
+class UrlLinks:
+    """Absolute links for e-mails, built from the URL map (portal.accounts.services.Links)."""
+
+    def _url(self, endpoint: str, **values) -> str:
+        base = current_app.config.get("BASE_URL")
+        if base:
+            return base.rstrip("/") + url_for(endpoint, **values)
+        return url_for(endpoint, _external=True, **values)
+
+    def verify_email(self, token: str) -> str:
+        return self._url("auth.verify_email", token=token)
+
+    def reset_password(self, token: str) -> str:
+        return self._url("auth.reset_password", token=token)
+
+    def accept_invite(self, token: str) -> str:
+        return self._url("auth.accept_invite", token=token)
+
+    def login(self) -> str:
+        return self._url("auth.login")

@@ -1,0 +1,1 @@
+"""Azora Portal: the application package (domain logic, models, database runtime; no HTTP)."""

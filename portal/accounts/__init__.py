@@ -1,0 +1,1 @@
+"""Accounts: users and their student and faculty profiles."""

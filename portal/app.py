@@ -1,0 +1,259 @@
+"""The composition root: ``create_app`` wires configuration, extensions, request hooks,
+blueprints and commands together. It is the one module of ``portal/`` that may touch the
+request and the logged-in user."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Flask, abort, g, redirect, render_template, request, session, url_for
+from flask_login import LoginManager, current_user
+from flask_migrate import Migrate
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from portal import events
+from portal.config import PROJECT_ROOT, load_config
+from portal.db import db
+from portal.db import context as db_context
+from portal.db.runtime import resolve_urls
+from portal.errors import DomainError, Throttled
+from portal.security import passwords
+from portal.security.access import ANONYMOUS_ONLY, PUBLIC, access_of
+from portal.security.permissions import Permission, has_permission
+
+log = logging.getLogger(__name__)
+
+login_manager = LoginManager()
+csrf = CSRFProtect()
+migrate = Migrate()
+
+#: Flask's own endpoints that serve files and need no declaration.
+BUILTIN_PUBLIC_ENDPOINTS = frozenset({"static"})
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+        instance_path=str(PROJECT_ROOT / "instance"),
+    )
+    app.config.from_mapping(load_config(overrides))
+    _configure_database(app)
+    passwords.configure(app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_COST"])
+
+    login_manager.init_app(app)
+    login_manager.request_loader(_load_user_from_session)
+    csrf.init_app(app)
+
+    from portal.platform import jobs
+
+    jobs.configure(app)
+    _import_models()
+    _register_blueprints(app)
+    _register_hooks(app)
+    _register_error_handlers(app)
+    _register_template_helpers(app)
+
+    from portal import cli
+
+    cli.register(app)
+    check_access_declared(app)
+    return app
+
+
+def _configure_database(app: Flask) -> None:
+    urls = resolve_urls(app.config)
+    app.config["SQLALCHEMY_DATABASE_URI"] = urls.app
+    app.config["MIGRATION_DATABASE_URL"] = urls.owner
+    app.config["DATABASE_IS_EMBEDDED"] = urls.embedded
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True)
+
+
+def _import_models() -> None:
+    """Import every models module so the metadata (and migrations) know every table."""
+    import portal.accounts.models
+    import portal.compliance.security.models
+    import portal.db.audit
+    import portal.platform.email.models
+    import portal.platform.gateway.models
+    import portal.platform.notifications.models  # noqa: F401
+
+
+def _register_blueprints(app: Flask) -> None:
+    from blueprints.admin import bp as admin_bp
+    from blueprints.auth import bp as auth_bp
+    from blueprints.home import bp as home_bp
+
+    for bp in (auth_bp, home_bp, admin_bp):
+        app.register_blueprint(bp)
+
+
+def session_policy(app: Flask):
+    from portal.compliance.security.services import SessionPolicy
+
+    return SessionPolicy(
+        idle=timedelta(minutes=app.config["SESSION_IDLE_MINUTES"]),
+        max_age=timedelta(hours=app.config["SESSION_MAX_HOURS"]),
+    )
+
+
+def _load_user_from_session(_request):
+    """Flask-Login's loader: the user of the live server-side session named by the cookie."""
+    from flask import current_app
+
+    from portal.compliance.security.services import resolve
+
+    found = resolve(session.get("sid"), session_policy(current_app))
+    if found is None:
+        if "sid" in session:
+            session.clear()  # ended elsewhere (logout, password change, admin): forget it here
+        return None
+    record, user = found
+    g.session_record = record
+    db_context.set_actor(db_context.Actor.for_user(user.id, user.role.value), db.session)
+    return user
+
+
+def is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _register_hooks(app: Flask) -> None:
+    @app.before_request
+    def identify_and_authorise():
+        if request.endpoint in BUILTIN_PUBLIC_ENDPOINTS:
+            return None
+        db_context.set_actor(db_context.ANONYMOUS_WEB)
+        view = app.view_functions.get(request.endpoint) if request.endpoint else None
+        if view is None:
+            return None  # 404 / 405 follow
+        access = access_of(view)
+        if access is PUBLIC:
+            return None
+        if access is ANONYMOUS_ONLY:
+            return redirect(url_for("home.dashboard")) if current_user.is_authenticated else None
+        if not current_user.is_authenticated:
+            login = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+            if is_htmx():
+                return "", 401, {"HX-Redirect": login}
+            return redirect(login)
+        if access.permission is not None and not has_permission(current_user.role, access.permission):
+            events.permission_denied.send(user=current_user._get_current_object(), endpoint=request.endpoint,
+                                          needed=access.permission)
+            abort(403, description=access.describe())
+        return None
+
+    @app.after_request
+    def security_headers(response):
+        headers = response.headers
+        headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+            "base-uri 'self'; object-src 'none'",
+        )
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if request.is_secure or app.config["AZORA_ENV"] == "production":
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        response.vary.add("HX-Request")
+        if request.endpoint not in BUILTIN_PUBLIC_ENDPOINTS and current_user.is_authenticated:
+            headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @app.teardown_request
+    def forget_actor(_exc):
+        db_context.set_actor(None)
+
+
+def _error_response(status: int, title: str, message: str, headers: dict | None = None):
+    template = "errors/_inline.html" if is_htmx() else "errors/error.html"
+    return render_template(template, status=status, title=title, message=message), status, headers or {}
+
+
+_TITLES = {
+    400: "Bad request",
+    401: "Please log in",
+    403: "You do not have access to this page",
+    404: "Page not found",
+    405: "Not allowed",
+    409: "That cannot be done now",
+    413: "Too large",
+    422: "Please check your input",
+    429: "Too many requests",
+    500: "Something went wrong",
+}
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError):
+        db.session.rollback()
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
+        return _error_response(exc.status_code, _TITLES.get(exc.status_code, "Cannot do that"), exc.message,
+                               headers)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        return _error_response(400, "The form expired",
+                               "The page was open too long or the session changed. Reload it and try again.")
+
+    @app.errorhandler(403)
+    def forbidden(exc):
+        needed = exc.description if isinstance(exc.description, str) else ""
+        message = (f"This page needs {needed}. Your account does not have it. If you think it should, "
+                   "ask an administrator.") if needed and not needed.startswith("You ") else (
+                   needed or "Your account cannot open this page.")
+        return _error_response(403, _TITLES[403], message)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        messages = {
+            404: "There is nothing at this address. Check the link, or go back to your dashboard.",
+            405: "This address does not accept that kind of request.",
+            413: f"The upload is larger than {app.config['MAX_CONTENT_LENGTH'] // (1024 * 1024)} MB.",
+        }
+        code = exc.code or 500
+        return _error_response(code, _TITLES.get(code, exc.name), messages.get(code, exc.description or exc.name))
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        db.session.rollback()
+        return _error_response(500, _TITLES[500],
+                               "The portal hit an error it did not expect. It has been logged; please try again.")
+
+
+def _register_template_helpers(app: Flask) -> None:
+    from portal.accounts.models import Role
+
+    @app.context_processor
+    def shell():
+        def unread_notifications() -> int:
+            if not current_user.is_authenticated:
+                return 0
+            from portal.platform.notifications.services import unread_count
+
+            return unread_count(current_user.id)
+
+        def can(permission: str) -> bool:
+            return current_user.is_authenticated and has_permission(current_user.role, Permission(permission))
+
+        return {"unread_notifications": unread_notifications, "can": can, "Role": Role, "is_htmx": is_htmx}
+
+
+def check_access_declared(app: Flask) -> None:
+    """Refuse to start when a route does not declare who may use it."""
+    missing = sorted(
+        endpoint for endpoint, view in app.view_functions.items()
+        if endpoint not in BUILTIN_PUBLIC_ENDPOINTS and access_of(view) is None
+    )
+    if missing:
+        raise RuntimeError("Routes without a declared access (portal.security.access): " + ", ".join(missing))

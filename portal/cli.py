@@ -1,0 +1,160 @@
+"""Command-line interface (``flask --app wsgi <command>``).
+
+Every command that writes acts as the named system actor ``system:cli``, so the audit trail
+says who did it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+from portal.db import db
+from portal.db.context import Actor, acting_as
+
+CLI_ACTOR = Actor.system("cli")
+
+
+def as_cli_actor(fn):
+    """Run a command's body as ``system:cli`` in one transaction: commit, or roll back."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with acting_as(CLI_ACTOR):
+            try:
+                result = fn(*args, **kwargs)
+                db.session.commit()
+                return result
+            except Exception:
+                db.session.rollback()
+                raise
+
+    return run
+
+
+def register(app: Flask) -> None:
+    from portal import demo, doctor
+
+    app.cli.add_command(users)
+    app.cli.add_command(db_roles)
+    app.cli.add_command(doctor.doctor_command)
+    app.cli.add_command(demo.seed_demo_command)
+    app.cli.add_command(worker)
+    app.cli.add_command(dev)
+    app.cli.add_command(db_server)
+
+
+# ---------------------------------------------------------------- users
+
+@click.group(help="Manage accounts.")
+def users():
+    pass
+
+
+@users.command("create", help="Create a staff account (faculty, compliance or admin) that can log in at once.")
+@click.argument("email")
+@click.option("--name", "full_name", required=True, help="Full name.")
+@click.option("--role", type=click.Choice(["faculty", "compliance", "admin"]), required=True)
+@click.password_option(help="Password (asked for when not given).")
+@with_appcontext
+@as_cli_actor
+def create_user(email, full_name, role, password):
+    from portal.accounts import services
+    from portal.errors import DomainError
+
+    try:
+        user = services.create_staff(None, email, full_name, role, None, password=password)
+    except DomainError as exc:
+        raise click.ClickException(exc.message) from exc
+    click.echo(f"Created {user.role.value} account {user.email}.")
+
+
+# ---------------------------------------------------------------- database roles
+
+@click.group("db-roles", help="Database roles for running against an external PostgreSQL.")
+def db_roles():
+    pass
+
+
+@db_roles.command("create-app-role", help=(
+    "Create (or repair) the app's login role and grant it row access to the schema. Connects with "
+    "MIGRATION_DATABASE_URL (the owner, who needs CREATEROLE)."))
+@click.option("--name", default="azora_app", show_default=True, help="Role name.")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="Password for the role (asked for when not given).")
+@with_appcontext
+def create_app_role_command(name, password):
+    from portal.db.provision import create_app_role
+
+    create_app_role(current_app.config["MIGRATION_DATABASE_URL"], name, password)
+    click.echo(f"Role {name} is ready: no superuser, no BYPASSRLS, owns nothing.")
+    click.echo("Set DATABASE_URL to connect as it, e.g. postgresql://%s:PASSWORD@HOST/DBNAME" % name)
+
+
+# ---------------------------------------------------------------- embedded server
+
+@click.group("db-server", help="The embedded PostgreSQL under instance/ (used when DATABASE_URL is unset).")
+def db_server():
+    pass
+
+
+@db_server.command("stop", help="Stop the embedded server.")
+def db_server_stop():
+    from portal.db import embedded
+
+    click.echo("Stopped." if embedded.stop() else "The embedded server is not running.")
+
+
+# ---------------------------------------------------------------- worker and dev server
+
+@click.command(help="Run a job-queue worker (e-mail delivery, scheduled jobs).")
+@click.option("--concurrency", default=1, show_default=True)
+@with_appcontext
+def worker(concurrency):
+    from portal.platform.jobs import job_app
+
+    if current_app.config.get("JOB_QUEUE") == "memory":
+        raise click.ClickException("JOB_QUEUE=memory keeps jobs in this process; a worker needs the database.")
+    click.echo("Worker started; Ctrl+C to stop.")
+    job_app.run_worker(concurrency=concurrency, install_signal_handlers=True)
+
+
+@click.command(help="Development: migrate, load demo data if empty, start a worker and serve.")
+@click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"), show_default="HOST or 127.0.0.1")
+@click.option("--port", default=lambda: int(os.environ.get("PORT", "5000")), type=int,
+              show_default="PORT or 5000")
+@click.option("--no-worker", is_flag=True, help="Do not start a worker process.")
+@with_appcontext
+def dev(host, port, no_worker):
+    from flask_migrate import upgrade
+    from werkzeug.serving import run_simple
+
+    from portal import demo
+    from portal.db.runtime import refuse_privileged_role
+
+    app = current_app._get_current_object()
+    upgrade()
+    refuse_privileged_role(db.engine, app.config["ALLOW_PRIVILEGED_DB_ROLE"])
+    with acting_as(CLI_ACTOR):
+        logins = demo.seed_if_empty()
+        db.session.commit()
+    worker_proc = None
+    if not no_worker:
+        worker_proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"])  # noqa: S603
+    url = f"http://{host}:{port}/"
+    click.echo("\n" + "=" * 64)
+    click.echo(f"Azora Portal is running at {url}")
+    demo.print_logins(logins)
+    click.echo("=" * 64 + "\n")
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        if worker_proc is not None:
+            worker_proc.terminate()
+            worker_proc.wait(timeout=10)

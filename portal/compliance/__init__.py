@@ -1,0 +1,1 @@
+"""Compliance: KYC/AML and security."""

@@ -1,0 +1,97 @@
+"""Configuration read from the environment, in one place.
+
+Every variable is listed in the README's configuration table. Defaults suit development on
+the embedded database; production must set ``SECRET_KEY`` and ``DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = Path(os.environ.get("AZORA_INSTANCE_DIR", PROJECT_ROOT / "instance"))
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one kept under instance/ for development."""
+    value = os.environ.get("SECRET_KEY")
+    if value:
+        return value
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    path = INSTANCE_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def load_config(overrides: dict | None = None) -> dict:
+    """Flask config dict built from the environment, with ``overrides`` applied last."""
+    env = os.environ.get("AZORA_ENV", "development")
+    config = {
+        "AZORA_ENV": env,
+        "SECRET_KEY": _secret_key(),
+        # The app's database URL (a role that owns nothing). Unset: embedded server.
+        "DATABASE_URL": os.environ.get("DATABASE_URL"),
+        # The owner's URL, used only for migrations and role grants. Defaults to DATABASE_URL.
+        "MIGRATION_DATABASE_URL": os.environ.get("MIGRATION_DATABASE_URL"),
+        "SQLALCHEMY_ENGINE_OPTIONS": {
+            "pool_pre_ping": True,
+            "pool_size": _int("DB_POOL_SIZE", 10),
+            "max_overflow": _int("DB_MAX_OVERFLOW", 10),
+        },
+        "SQLALCHEMY_TRACK_MODIFICATIONS": False,
+        "BASE_URL": os.environ.get("BASE_URL", ""),
+        # Sessions and cookies.
+        "SESSION_COOKIE_NAME": "azora_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": _bool("SESSION_COOKIE_SECURE", env == "production"),
+        "SESSION_IDLE_MINUTES": _int("SESSION_IDLE_MINUTES", 120),
+        "SESSION_MAX_HOURS": _int("SESSION_MAX_HOURS", 24 * 7),
+        "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+        "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024),
+        # Login throttling: failures allowed per window, per account and per IP.
+        "LOGIN_MAX_FAILURES_PER_ACCOUNT": _int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5),
+        "LOGIN_MAX_FAILURES_PER_IP": _int("LOGIN_MAX_FAILURES_PER_IP", 20),
+        "LOGIN_THROTTLE_WINDOW_SECONDS": _int("LOGIN_THROTTLE_WINDOW_SECONDS", 900),
+        # Argon2 cost; tests lower it for speed.
+        "ARGON2_TIME_COST": _int("ARGON2_TIME_COST", 3),
+        "ARGON2_MEMORY_COST": _int("ARGON2_MEMORY_COST", 65536),
+        # Token lifetimes.
+        "EMAIL_VERIFY_MAX_AGE": _int("EMAIL_VERIFY_MAX_AGE", 3 * 24 * 3600),
+        "PASSWORD_RESET_MAX_AGE": _int("PASSWORD_RESET_MAX_AGE", 3600),
+        "INVITE_MAX_AGE": _int("INVITE_MAX_AGE", 7 * 24 * 3600),
+        # E-mail delivery.
+        "MAIL_BACKEND": os.environ.get("MAIL_BACKEND", "console" if env != "production" else "smtp"),
+        "MAIL_FROM": os.environ.get("MAIL_FROM", "Azora Portal <no-reply@azora.local>"),
+        "SMTP_HOST": os.environ.get("SMTP_HOST", "localhost"),
+        "SMTP_PORT": _int("SMTP_PORT", 25),
+        "SMTP_USERNAME": os.environ.get("SMTP_USERNAME", ""),
+        "SMTP_PASSWORD": os.environ.get("SMTP_PASSWORD", ""),
+        "SMTP_STARTTLS": _bool("SMTP_STARTTLS", False),
+        "SMTP_TIMEOUT": _int("SMTP_TIMEOUT", 10),
+        "MAIL_MAX_ATTEMPTS": _int("MAIL_MAX_ATTEMPTS", 8),
+        # Whether the app may serve as a superuser / BYPASSRLS role (development and tests only).
+        "ALLOW_PRIVILEGED_DB_ROLE": _bool("ALLOW_PRIVILEGED_DB_ROLE", env in {"development", "test"}),
+        "PREFERRED_URL_SCHEME": "https" if env == "production" else "http",
+    }
+    if overrides:
+        config.update(overrides)
+    if not config["MIGRATION_DATABASE_URL"]:
+        config["MIGRATION_DATABASE_URL"] = config["DATABASE_URL"]
+    return config

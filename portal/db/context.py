@@ -1,0 +1,97 @@
+"""Who is acting: the transaction-local settings that row-level security and the audit trail read.
+
+At the start of every database transaction the session runs one statement::
+
+    SELECT set_config('app.user_id', :uid, true), set_config('app.role', :role, true),
+           set_config('app.actor', :actor, true)
+
+with bound parameters (never string formatting). ``true`` makes each setting local to the
+transaction, so a pooled connection never carries one request's identity into the next.
+
+The acting identity lives in a context variable: the web layer sets it per request, CLI
+commands and jobs set a named system actor. Services never read it; they take the acting user
+as an argument. Only the database layer reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import event, text
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The identity written into ``app.*`` settings.
+
+    ``label`` is what the audit trail records: ``user:<uuid>``, ``system:cli``,
+    ``system:worker``, ``anonymous:web``.
+    """
+
+    label: str
+    user_id: str = ""
+    role: str = ""
+
+    @classmethod
+    def for_user(cls, user_id, role: str) -> Actor:
+        return cls(label=f"user:{user_id}", user_id=str(user_id), role=role)
+
+    @classmethod
+    def system(cls, name: str) -> Actor:
+        """A named system actor (CLI commands, jobs). Its role is ``system``."""
+        return cls(label=f"system:{name}", role="system")
+
+
+ANONYMOUS_WEB = Actor(label="anonymous:web", role="anonymous")
+
+#: No actor at all: writes fail in the audit trigger, reads see no private rows.
+_current: contextvars.ContextVar[Actor | None] = contextvars.ContextVar("azora_actor", default=None)
+
+_SET_CONTEXT = text(
+    "SELECT set_config('app.user_id', :uid, true), set_config('app.role', :role, true), "
+    "set_config('app.actor', :actor, true)"
+)
+
+
+def current_actor() -> Actor | None:
+    return _current.get()
+
+
+def _apply(session_or_conn, actor: Actor | None) -> None:
+    actor = actor or Actor(label="")
+    session_or_conn.execute(_SET_CONTEXT, {"uid": actor.user_id, "role": actor.role, "actor": actor.label})
+
+
+def set_actor(actor: Actor | None, session: Session | None = None) -> None:
+    """Make ``actor`` the current identity.
+
+    If ``session`` is inside a transaction, the settings are applied to it at once (the
+    transaction began before the identity was known, e.g. while looking up the login session).
+    """
+    _current.set(actor)
+    if session is not None and session.in_transaction():
+        _apply(session, actor)
+
+
+@contextlib.contextmanager
+def acting_as(actor: Actor, session: Session | None = None) -> Iterator[Actor]:
+    """Run a block as ``actor`` and restore the previous identity afterwards."""
+    token = _current.set(actor)
+    try:
+        if session is not None and session.in_transaction():
+            _apply(session, actor)
+        yield actor
+    finally:
+        _current.reset(token)
+        if session is not None and session.in_transaction():
+            _apply(session, _current.get())
+
+
+@event.listens_for(Session, "after_begin")
+def _after_begin(session, transaction, connection):  # noqa: ARG001
+    """Apply the current identity at the start of every transaction of every session."""
+    _apply(connection, _current.get())

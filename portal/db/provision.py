@@ -1,0 +1,110 @@
+"""Database roles and grants.
+
+Two roles, as DESIGN.md's security model asks:
+
+- the **owner** owns the database and every table and runs the migrations;
+- the **app role** logs in for the running portal; it owns nothing, is not a superuser and
+  has no BYPASSRLS, so row-level security applies to it. It may read and write rows, never
+  change the schema, and may only read the audit trail.
+
+``create_app_role`` is what ``flask db-roles create-app-role`` runs against an external server;
+``provision_database`` is what the embedded server and the test suite use to build a database
+from a superuser connection.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from portal.db.urls import libpq_url, with_database, with_user
+
+#: Tables the app role may read but never change.
+APPEND_ONLY_TABLES = ("audit_log",)
+
+
+def _role_exists(cur, role: str) -> bool:
+    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+    return cur.fetchone() is not None
+
+
+def ensure_login_role(cur, role: str, password: str | None = None, *, createrole: bool = False) -> None:
+    """Create ``role`` as an unprivileged login role, or strip privileges it must not have."""
+    options = sql.SQL("LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOREPLICATION {}").format(
+        sql.SQL("CREATEROLE" if createrole else "NOCREATEROLE")
+    )
+    verb = "ALTER" if _role_exists(cur, role) else "CREATE"
+    cur.execute(sql.SQL(verb + " ROLE {} {}").format(sql.Identifier(role), options))
+    if password is not None:
+        cur.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+
+
+def grant_app_privileges(cur, app_role: str, owner: str | None = None) -> None:
+    """Grant the app role row access to every table, now and for tables created later.
+
+    Run as the owner. Default privileges make tables from future migrations usable without
+    another grant; the append-only tables are then taken back to read-only.
+    """
+    role = sql.Identifier(app_role)
+    cur.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+        sql.Identifier(cur.connection.info.dbname), role))
+    cur.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
+    cur.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(role))
+    cur.execute(sql.SQL("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
+    cur.execute(sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {}").format(role))
+    for_role = sql.SQL("FOR ROLE {} ").format(sql.Identifier(owner)) if owner else sql.SQL("")
+    cur.execute(sql.SQL(
+        "ALTER DEFAULT PRIVILEGES {}IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {}"
+    ).format(for_role, role))
+    cur.execute(sql.SQL(
+        "ALTER DEFAULT PRIVILEGES {}IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {}"
+    ).format(for_role, role))
+    for table in APPEND_ONLY_TABLES:
+        cur.execute("SELECT to_regclass(%s)", (f"public.{table}",))
+        if cur.fetchone()[0] is not None:
+            cur.execute(sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(
+                sql.Identifier(table), role))
+
+
+def create_app_role(owner_url: str, app_role: str, password: str | None) -> None:
+    """Create (or repair) the app role and grant it what it needs, connected as the owner.
+
+    The owner needs CREATEROLE for this (README: using an external PostgreSQL).
+    """
+    with psycopg.connect(libpq_url(owner_url), autocommit=True) as conn, conn.cursor() as cur:
+        ensure_login_role(cur, app_role, password)
+        cur.execute("SELECT current_user")
+        owner = cur.fetchone()[0]
+        grant_app_privileges(cur, app_role, owner)
+
+
+def provision_database(
+    admin_url: str,
+    database: str,
+    owner: str,
+    app_role: str,
+    *,
+    owner_password: str | None = None,
+    app_password: str | None = None,
+    fresh: bool = False,
+) -> tuple[str, str]:
+    """From a superuser connection: both roles and a database owned by the owner.
+
+    Returns ``(owner_url, app_url)``. ``fresh`` drops the database first (the test suite
+    builds its database anew each run).
+    """
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn, conn.cursor() as cur:
+        ensure_login_role(cur, owner, owner_password, createrole=True)
+        ensure_login_role(cur, app_role, app_password)
+        if fresh:
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(database), sql.Identifier(owner)))
+    admin_in_db = with_database(admin_url, database)
+    with psycopg.connect(libpq_url(admin_in_db), autocommit=True) as conn, conn.cursor() as cur:
+        # Grants are made as the owner, so default privileges apply to the owner's tables.
+        cur.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
+        grant_app_privileges(cur, app_role, owner)
+    return (with_user(admin_in_db, owner, owner_password), with_user(admin_in_db, app_role, app_password))

@@ -1,0 +1,130 @@
+"""Demo data: one account per role and a handful of students, and ``--scale N`` for more.
+
+The demo password is made at random the first time and kept in ``instance/demo-logins.txt``
+(never in the repository); every run prints it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import timedelta
+
+import click
+from flask.cli import with_appcontext
+from sqlalchemy import func, insert, select
+
+from portal.accounts.models import Faculty, Role, Student, User, UserStatus
+from portal.config import INSTANCE_DIR
+from portal.db import db
+from portal.db.base import utcnow
+from portal.platform.notifications.services import notify
+from portal.security import passwords
+
+CREDENTIALS_FILE = INSTANCE_DIR / "demo-logins.txt"
+
+#: (e-mail, name, role) of the fixed demo accounts.
+ACCOUNTS = [
+    ("admin@azora.local", "Demo Admin", Role.ADMIN),
+    ("faculty@azora.local", "Demo Faculty", Role.FACULTY),
+    ("compliance@azora.local", "Demo Compliance Officer", Role.COMPLIANCE),
+    ("student@azora.local", "Demo Student", Role.STUDENT),
+    *[(f"student{n}@azora.local", f"Demo Student {n}", Role.STUDENT) for n in range(1, 6)],
+]
+
+
+def demo_password() -> str:
+    if CREDENTIALS_FILE.exists():
+        for line in CREDENTIALS_FILE.read_text().splitlines():
+            if line.startswith("password="):
+                return line.split("=", 1)[1]
+    password = "demo-" + secrets.token_urlsafe(9)
+    CREDENTIALS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    CREDENTIALS_FILE.write_text(f"password={password}\n")
+    CREDENTIALS_FILE.chmod(0o600)
+    return password
+
+
+def _student_number(n: int) -> str:
+    return f"AZ-D{n:07d}"
+
+
+def seed(scale: int = 0, progress=None) -> list[tuple[str, str, str]]:
+    """Create what is missing; returns the demo logins (e-mail, role, password)."""
+    password = demo_password()
+    password_hash = passwords.hash_password(password)
+    now = utcnow()
+    existing = set(db.session.scalars(select(User.email).where(User.email.in_([a[0] for a in ACCOUNTS]))))
+    for index, (email, name, role) in enumerate(ACCOUNTS):
+        if email in existing:
+            continue
+        user = User(email=email, full_name=name, role=role, status=UserStatus.ACTIVE,
+                    password_hash=password_hash, email_verified_at=now, password_changed_at=now)
+        if role == Role.STUDENT:
+            user.student = Student(student_number=_student_number(index + 1), country="ZA")
+        if role == Role.FACULTY:
+            user.faculty = Faculty(department="Computer Science", title="Lecturer")
+        db.session.add(user)
+        db.session.flush()
+        notify(user.id, "account", "Welcome to Azora Portal",
+               "This is a demo account. Explore your dashboard to get started.", "/")
+    if scale:
+        _seed_scale(scale, password_hash, progress)
+    return [(email, role.value, password) for email, _, role in ACCOUNTS]
+
+
+def _seed_scale(count: int, password_hash: str, progress) -> None:
+    """``count`` more students, inserted in batches (one hash shared: hashing each would take
+    minutes and prove nothing)."""
+    have = db.session.scalar(select(func.count()).select_from(User).where(User.email.like("scale%@azora.local")))
+    batch = 1000
+    start = utcnow() - timedelta(days=365)
+    for first in range(have, count, batch):
+        users, students = [], []
+        for n in range(first, min(first + batch, count)):
+            uid = uuid.uuid4()
+            stamp = start + timedelta(minutes=n)
+            users.append({"id": uid, "email": f"scale{n:06d}@azora.local", "full_name": f"Scale Student {n:06d}",
+                          "password_hash": password_hash, "role": Role.STUDENT, "status": UserStatus.ACTIVE,
+                          "email_verified_at": stamp, "password_changed_at": stamp,
+                          "created_at": stamp, "updated_at": stamp})
+            students.append({"id": uuid.uuid4(), "user_id": uid, "student_number": f"AZ-S{n:07d}",
+                             "created_at": stamp, "updated_at": stamp})
+        db.session.execute(insert(User), users)
+        db.session.execute(insert(Student), students)
+        db.session.flush()
+        if progress is not None:
+            progress.update(len(users))
+
+
+def seed_if_empty() -> list[tuple[str, str, str]]:
+    if db.session.scalar(select(func.count()).select_from(User)) == 0:
+        return seed()
+    return [(email, role.value, demo_password()) for email, _, role in ACCOUNTS]
+
+
+def print_logins(logins) -> None:
+    click.echo("Demo logins (password for all of them):")
+    for email, role, password in logins:
+        click.echo(f"  {role:<11} {email:<26} {password}")
+
+
+@click.command("seed-demo", help="Load demo data (idempotent). --scale N adds N students.")
+@click.option("--scale", default=0, type=click.IntRange(0, 1_000_000), help="Extra students to create.")
+@with_appcontext
+def seed_demo_command(scale):
+    from portal.cli import CLI_ACTOR
+    from portal.db.context import acting_as
+
+    with acting_as(CLI_ACTOR):
+        try:
+            if scale:
+                with click.progressbar(length=scale, label="Creating students") as bar:
+                    logins = seed(scale, bar)
+            else:
+                logins = seed()
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            raise
+    print_logins(logins)

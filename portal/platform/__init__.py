@@ -1,0 +1,1 @@
+"""Platform services every domain uses: notifications, e-mail, jobs, analytics, cache, gateway."""

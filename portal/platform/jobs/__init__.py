@@ -1,0 +1,104 @@
+"""The job queue: procrastinate on the portal's own PostgreSQL.
+
+Jobs live in the ``procrastinate_*`` tables (installed by our migrations), so more workers on
+more machines scale it with no broker to add. ``flask worker`` runs a worker.
+
+Tasks are declared with ``@task`` (or ``@periodic``): each run gets an app context, acts as
+the named system actor ``system:worker``, and commits once or rolls back, like a request.
+
+Work that must only happen after the current request commits (an e-mail must not be sent for
+a registration that rolled back) is deferred with ``defer_after_commit``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import procrastinate
+from procrastinate.testing import InMemoryConnector
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from portal.db import db
+from portal.db.context import Actor, acting_as
+from portal.db.urls import libpq_url
+
+log = logging.getLogger(__name__)
+
+#: The one procrastinate app of the process. Its connector is set by ``configure``.
+job_app = procrastinate.App(connector=InMemoryConnector(), import_paths=["portal.platform.email.tasks"])
+_flask_app = None
+WORKER = Actor.system("worker")
+
+
+def configure(flask_app) -> None:
+    """Point the queue at the app's database (or keep it in memory for tests)."""
+    global _flask_app
+    _flask_app = flask_app
+    if flask_app.config.get("JOB_QUEUE") == "memory":
+        connector = InMemoryConnector()
+    else:
+        connector = procrastinate.PsycopgConnector(conninfo=libpq_url(flask_app.config["SQLALCHEMY_DATABASE_URI"]))
+    job_app.connector = connector
+    job_app.job_manager.connector = connector
+
+
+def _in_app(fn):
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        if _flask_app is None:
+            raise RuntimeError("The job queue is not configured: create the Flask app first.")
+        with _flask_app.app_context(), acting_as(WORKER):
+            try:
+                result = fn(*args, **kwargs)
+                db.session.commit()
+                return result
+            except Exception:
+                db.session.rollback()
+                raise
+            finally:
+                db.session.remove()
+
+    return run
+
+
+def task(**options):
+    """Declare a job. The function runs in an app context as ``system:worker``."""
+
+    def decorate(fn):
+        return job_app.task(name=f"{fn.__module__}.{fn.__name__}", **options)(_in_app(fn))
+
+    return decorate
+
+
+def periodic(cron: str, **options):
+    """Declare a job that the worker defers on a cron schedule (6th field: seconds)."""
+
+    def decorate(fn):
+        declared = job_app.task(name=f"{fn.__module__}.{fn.__name__}", pass_context=False, **options)(_in_app(fn))
+        return job_app.periodic(cron=cron)(declared)
+
+    return decorate
+
+
+def defer_after_commit(session: Session, job, **kwargs) -> None:
+    """Defer ``job`` once ``session`` commits; drop it if the transaction rolls back."""
+    pending = session.info.setdefault("jobs_after_commit", [])
+    pending.append((job, kwargs))
+
+
+@event.listens_for(Session, "after_commit")
+def _defer_pending(session: Session) -> None:
+    pending = session.info.pop("jobs_after_commit", [])
+    for job, kwargs in pending:
+        try:
+            job.defer(**kwargs)
+        except Exception:  # the periodic sweep picks the work up; never fail a committed request
+            log.exception("could not defer %s; the periodic sweep will retry", job.name)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending(session: Session, previous_transaction) -> None:
+    if previous_transaction.parent is None:
+        session.info.pop("jobs_after_commit", None)

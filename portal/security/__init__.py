@@ -1,0 +1,1 @@
+"""Security: roles and permissions, password hashing, signed tokens."""

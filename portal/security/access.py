@@ -1,0 +1,56 @@
+"""What a view declares about who may reach it.
+
+Every view function carries an ``Access`` in ``__access__``; the app factory checks it before
+the view runs and refuses to start if a view has none. Declaring access is one decorator::
+
+    @bp.get("/users")
+    @requires(Permission.MANAGE_USERS)
+    def users(): ...
+
+These decorators only label the function; they import nothing from Flask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from portal.security.permissions import Permission
+
+
+@dataclass(frozen=True)
+class Access:
+    #: ``public`` (anyone), ``anonymous`` (only logged-out visitors, e.g. the login page),
+    #: ``login`` (any logged-in user), ``permission``.
+    kind: str
+    permission: Permission | None = None
+
+    def describe(self) -> str:
+        if self.kind == "permission":
+            return f"permission to {self.permission.label}"
+        return {"public": "nothing", "anonymous": "being logged out", "login": "being logged in"}[self.kind]
+
+
+PUBLIC = Access("public")
+ANONYMOUS_ONLY = Access("anonymous")
+LOGIN = Access("login")
+
+
+def _mark(access: Access):
+    def decorate(view):
+        view.__access__ = access
+        return view
+
+    return decorate
+
+
+public = _mark(PUBLIC)
+anonymous_only = _mark(ANONYMOUS_ONLY)
+login_required = _mark(LOGIN)
+
+
+def requires(permission: Permission):
+    return _mark(Access("permission", permission))
+
+
+def access_of(view) -> Access | None:
+    return getattr(view, "__access__", None)

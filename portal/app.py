@@ -127,7 +127,10 @@ def _register_hooks(app: Flask) -> None:
     def identify_and_authorise():
         if request.endpoint in BUILTIN_PUBLIC_ENDPOINTS:
             return None
-        db_context.set_actor(db_context.ANONYMOUS_WEB)
+        # Identify afresh on every request, even where one app context serves several
+        # requests (the test suite keeps one pushed around each test).
+        g.pop("_login_user", None)
+        g.actor_token = db_context.push(db_context.ANONYMOUS_WEB, db.session)
         view = app.view_functions.get(request.endpoint) if request.endpoint else None
         if view is None:
             return None  # 404 / 405 follow
@@ -170,7 +173,9 @@ def _register_hooks(app: Flask) -> None:
 
     @app.teardown_request
     def forget_actor(_exc):
-        db_context.set_actor(None)
+        token = g.pop("actor_token", None)
+        if token is not None:
+            db_context.reset(token, db.session)
 
 
 def _error_response(status: int, title: str, message: str, headers: dict | None = None):

@@ -78,7 +78,7 @@ def load_config(overrides: dict | None = None) -> dict:
         "INVITE_MAX_AGE": _int("INVITE_MAX_AGE", 7 * 24 * 3600),
         # E-mail delivery.
         "MAIL_BACKEND": os.environ.get("MAIL_BACKEND", "console" if env != "production" else "smtp"),
-        "MAIL_FROM": os.environ.get("MAIL_FROM", "Azora Portal <no-reply@azora.local>"),
+        "MAIL_FROM": os.environ.get("MAIL_FROM", "Azora Portal <no-reply@azora.example>"),
         "SMTP_HOST": os.environ.get("SMTP_HOST", "localhost"),
         "SMTP_PORT": _int("SMTP_PORT", 25),
         "SMTP_USERNAME": os.environ.get("SMTP_USERNAME", ""),

@@ -25,11 +25,11 @@ CREDENTIALS_FILE = INSTANCE_DIR / "demo-logins.txt"
 
 #: (e-mail, name, role) of the fixed demo accounts.
 ACCOUNTS = [
-    ("admin@azora.local", "Demo Admin", Role.ADMIN),
-    ("faculty@azora.local", "Demo Faculty", Role.FACULTY),
-    ("compliance@azora.local", "Demo Compliance Officer", Role.COMPLIANCE),
-    ("student@azora.local", "Demo Student", Role.STUDENT),
-    *[(f"student{n}@azora.local", f"Demo Student {n}", Role.STUDENT) for n in range(1, 6)],
+    ("admin@azora.example", "Demo Admin", Role.ADMIN),
+    ("faculty@azora.example", "Demo Faculty", Role.FACULTY),
+    ("compliance@azora.example", "Demo Compliance Officer", Role.COMPLIANCE),
+    ("student@azora.example", "Demo Student", Role.STUDENT),
+    *[(f"student{n}@azora.example", f"Demo Student {n}", Role.STUDENT) for n in range(1, 6)],
 ]
 
 
@@ -76,7 +76,7 @@ def seed(scale: int = 0, progress=None) -> list[tuple[str, str, str]]:
 def _seed_scale(count: int, password_hash: str, progress) -> None:
     """``count`` more students, inserted in batches (one hash shared: hashing each would take
     minutes and prove nothing)."""
-    have = db.session.scalar(select(func.count()).select_from(User).where(User.email.like("scale%@azora.local")))
+    have = db.session.scalar(select(func.count()).select_from(User).where(User.email.like("scale%@azora.example")))
     batch = 1000
     start = utcnow() - timedelta(days=365)
     for first in range(have, count, batch):
@@ -84,7 +84,7 @@ def _seed_scale(count: int, password_hash: str, progress) -> None:
         for n in range(first, min(first + batch, count)):
             uid = uuid.uuid4()
             stamp = start + timedelta(minutes=n)
-            users.append({"id": uid, "email": f"scale{n:06d}@azora.local", "full_name": f"Scale Student {n:06d}",
+            users.append({"id": uid, "email": f"scale{n:06d}@azora.example", "full_name": f"Scale Student {n:06d}",
                           "password_hash": password_hash, "role": Role.STUDENT, "status": UserStatus.ACTIVE,
                           "email_verified_at": stamp, "password_changed_at": stamp,
                           "created_at": stamp, "updated_at": stamp})

@@ -49,6 +49,7 @@ def normalise_email(raw: str) -> str:
     if not raw or len(raw) > 254:
         raise InvalidInput("Enter a valid e-mail address.", field="email")
     try:
+        # Syntax only, no DNS look-up: delivery problems show up in the outbox instead.
         return validate_email(raw, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
         raise InvalidInput(f"Enter a valid e-mail address ({exc}).", field="email") from exc

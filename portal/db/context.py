@@ -66,6 +66,21 @@ def _apply(session_or_conn, actor: Actor | None) -> None:
     session_or_conn.execute(_SET_CONTEXT, {"uid": actor.user_id, "role": actor.role, "actor": actor.label})
 
 
+def push(actor: Actor | None, session: Session | None = None) -> contextvars.Token:
+    """Make ``actor`` current; ``reset`` with the returned token restores the previous one.
+
+    With ``session`` inside a transaction, the settings change at once as well.
+    """
+    token = _current.set(actor)
+    _apply_if_active(session, actor)
+    return token
+
+
+def reset(token: contextvars.Token, session: Session | None = None) -> None:
+    _current.reset(token)
+    _apply_if_active(session, _current.get())
+
+
 def set_actor(actor: Actor | None, session: Session | None = None) -> None:
     """Make ``actor`` the current identity.
 
@@ -73,7 +88,15 @@ def set_actor(actor: Actor | None, session: Session | None = None) -> None:
     transaction began before the identity was known, e.g. while looking up the login session).
     """
     _current.set(actor)
-    if session is not None and session.in_transaction():
+    _apply_if_active(session, actor)
+
+
+def _apply_if_active(session, actor: Actor | None) -> None:
+    if session is None:
+        return
+    if hasattr(session, "registry"):  # a scoped_session: act on the current session
+        session = session()
+    if session.in_transaction():
         _apply(session, actor)
 
 
@@ -82,13 +105,11 @@ def acting_as(actor: Actor, session: Session | None = None) -> Iterator[Actor]:
     """Run a block as ``actor`` and restore the previous identity afterwards."""
     token = _current.set(actor)
     try:
-        if session is not None and session.in_transaction():
-            _apply(session, actor)
+        _apply_if_active(session, actor)
         yield actor
     finally:
         _current.reset(token)
-        if session is not None and session.in_transaction():
-            _apply(session, _current.get())
+        _apply_if_active(session, _current.get())
 
 
 @event.listens_for(Session, "after_begin")

@@ -16,7 +16,7 @@ _dummy_hash: str | None = None
 
 def configure(time_cost: int, memory_cost: int) -> None:
     global _hasher, _dummy_hash
-    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost)
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=1)
     _dummy_hash = None
 
 

@@ -73,7 +73,7 @@ def _message(email: Email) -> EmailMessage:
     msg["From"] = current_app.config["MAIL_FROM"]
     msg["To"] = email.to_address
     msg["Subject"] = email.subject
-    msg["Message-ID"] = make_msgid(idstring=str(email.id), domain="azora.local")
+    msg["Message-ID"] = make_msgid(idstring=str(email.id), domain="azora.example")
     msg.set_content(email.body_text)
     return msg
 

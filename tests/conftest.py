@@ -1,0 +1,167 @@
+"""Test harness: one fresh PostgreSQL database per session, built by the real migrations and
+used through the real app role; every test runs inside a transaction that is rolled back.
+
+``TEST_DATABASE_URL`` (a superuser URL) points the suite at another server; without it the
+embedded server under instance/ is used.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event
+
+from portal.db.provision import provision_database
+
+TEST_DB = "azora_test"
+
+
+def _admin_url() -> tuple[str, bool]:
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return url, False
+    from portal.db import embedded
+
+    server = embedded._server(embedded.INSTANCE_DIR / "postgres")
+    return server.get_uri("postgres"), True
+
+
+def build_database(name: str) -> tuple[str, str]:
+    """A fresh database ``name`` with its own owner and app roles; returns (owner, app) URLs."""
+    admin_url, embedded = _admin_url()
+    suffix = "" if embedded else "_" + secrets.token_hex(3)
+    password = None if embedded else secrets.token_urlsafe(16)
+    return provision_database(admin_url, name, f"{name}_owner{suffix}", f"{name}_app{suffix}",
+                              owner_password=password, app_password=password, fresh=True)
+
+
+def make_app(owner_url: str, app_url: str, **extra):
+    from portal.app import create_app
+
+    overrides = {
+        "AZORA_ENV": "test",
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-" + secrets.token_hex(8),
+        "DATABASE_URL": app_url,
+        "MIGRATION_DATABASE_URL": owner_url,
+        "JOB_QUEUE": "memory",
+        "WTF_CSRF_ENABLED": False,
+        "ARGON2_TIME_COST": 1,
+        "ARGON2_MEMORY_COST": 64,
+        "MAIL_BACKEND": "console",
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_size": 5, "max_overflow": 5},
+        "SERVER_NAME": None,
+    }
+    overrides.update(extra)
+    return create_app(overrides)
+
+
+@pytest.fixture(scope="session")
+def database_urls():
+    return build_database(TEST_DB)
+
+
+@pytest.fixture(scope="session")
+def app(database_urls):
+    from flask_migrate import upgrade
+
+    owner_url, app_url = database_urls
+    application = make_app(owner_url, app_url)
+    with application.app_context():
+        upgrade()
+    return application
+
+
+@pytest.fixture(autouse=True)
+def _rollback(request, app):
+    """Each test in a transaction that is rolled back (SAVEPOINT mode: commits in views release
+    savepoints). Code in the test itself acts as ``system:tests``."""
+    if request.node.get_closest_marker("e2e") or "no_db_rollback" in request.keywords:
+        yield
+        return
+    from portal.db import db
+    from portal.db import context as db_context
+
+    with app.app_context():
+        connection = db.engine.connect()
+        transaction = connection.begin()
+        original = db.session
+        db.session = db._make_scoped_session(
+            {"bind": connection, "binds": {}, "join_transaction_mode": "create_savepoint"}
+        )
+        token = db_context.push(db_context.Actor.system("tests"))
+        try:
+            yield
+        finally:
+            db_context.reset(token)
+            db.session.remove()
+            db.session = original
+            transaction.rollback()
+            connection.close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def make_user(app):
+    """Factory: ``make_user(role="student", **fields)`` -> a committed-in-test User."""
+    from tests.factories import create_user
+
+    return create_user
+
+
+@pytest.fixture
+def login_as(client, make_user):
+    """Log the test client in as a new user of ``role``; returns the user."""
+    from tests.factories import PASSWORD
+
+    def login(role: str = "student", **fields):
+        user = make_user(role=role, **fields)
+        response = client.post("/auth/login", data={"email": user.email, "password": PASSWORD})
+        assert response.status_code in (302, 204), response.get_data(as_text=True)[:500]
+        return user
+
+    return login
+
+
+@contextmanager
+def count_statements(engine):
+    """Count SQL statements sent through ``engine`` inside the block: ``with ... as counter``
+    then ``counter.count`` / ``counter.statements``."""
+
+    class Counter:
+        def __init__(self):
+            self.statements: list[str] = []
+
+        @property
+        def count(self) -> int:
+            return len(self.statements)
+
+    counter = Counter()
+
+    def before(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
+        counter.statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield counter
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+@pytest.fixture
+def statements(app):
+    from portal.db import db
+
+    return lambda: count_statements(db.engine)
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}@tests.example"

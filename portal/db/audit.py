@@ -93,4 +93,16 @@ AUDIT_LOG_GUARD_SQL = """
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON audit_log FROM PUBLIC;
+-- Default privileges may already have granted writes to the app role: take them back from
+-- every role but the owner (the trigger function writes as the owner).
+DO $$
+DECLARE r record;
+BEGIN
+    FOR r IN SELECT DISTINCT grantee FROM information_schema.role_table_grants
+             WHERE table_schema = current_schema() AND table_name = 'audit_log'
+               AND grantee NOT IN (current_user, 'PUBLIC')
+    LOOP
+        EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON audit_log FROM %I', r.grantee);
+    END LOOP;
+END $$;
 """

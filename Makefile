@@ -1,0 +1,48 @@
+# Azora Portal. `make run` serves the portal with demo data; `make test` runs the suite.
+# Needs only Python 3.11+ and make: the virtual environment, the packages and the embedded
+# PostgreSQL are all set up here.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-fast bench lint doctor worker clean-db
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)." % sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Serve the portal on HOST:PORT (default 127.0.0.1:5000) with a worker and demo data.
+run: install
+	$(BIN)/flask --app wsgi dev
+
+## The whole test suite (embedded PostgreSQL, or TEST_DATABASE_URL).
+test: install
+	$(BIN)/python -m pytest
+
+## Everything but the browser journeys.
+test-fast: install
+	$(BIN)/python -m pytest -m "not e2e"
+
+## Benchmarks: gunicorn under concurrent load; prints throughput, latency and statements per page.
+bench: install
+	$(BIN)/python -m tests.perf.bench
+
+lint: install
+	$(BIN)/ruff check .
+
+doctor: install
+	$(BIN)/flask --app wsgi doctor
+
+worker: install
+	$(BIN)/flask --app wsgi worker
+
+## Stop the embedded PostgreSQL (data stays under instance/postgres).
+clean-db: install
+	$(BIN)/flask --app wsgi db-server stop

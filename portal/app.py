@@ -122,6 +122,17 @@ def is_htmx() -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
+#: The id of ``<body>`` (templates/base.html).
+PAGE_TARGET = "page"
+
+
+def wants_fragment() -> bool:
+    """An htmx request for a part of a page. A boosted link or form and an ``HX-Location``
+    navigation both swap the whole body (their ``HX-Target`` is the body), so they get the page."""
+    return (is_htmx() and request.headers.get("HX-Boosted") != "true"
+            and request.headers.get("HX-Target") != PAGE_TARGET)
+
+
 def _register_hooks(app: Flask) -> None:
     @app.before_request
     def identify_and_authorise():
@@ -179,7 +190,7 @@ def _register_hooks(app: Flask) -> None:
 
 
 def _error_response(status: int, title: str, message: str, headers: dict | None = None):
-    template = "errors/_inline.html" if is_htmx() else "errors/error.html"
+    template = "errors/_inline.html" if wants_fragment() else "errors/error.html"
     return render_template(template, status=status, title=title, message=message), status, headers or {}
 
 

@@ -125,7 +125,7 @@ def worker(concurrency):
     job_app.run_worker(concurrency=concurrency, install_signal_handlers=True)
 
 
-@click.command(help="Development: migrate, load demo data if empty, start a worker and serve.")
+@click.command(help="Development: migrate, load the demo data (idempotent), start a worker and serve.")
 @click.option("--host", default=lambda: os.environ.get("HOST", "127.0.0.1"), show_default="HOST or 127.0.0.1")
 @click.option("--port", default=lambda: int(os.environ.get("PORT", "5000")), type=int,
               show_default="PORT or 5000")
@@ -142,7 +142,7 @@ def dev(host, port, no_worker):
     upgrade()
     refuse_privileged_role(db.engine, app.config["ALLOW_PRIVILEGED_DB_ROLE"])
     with acting_as(CLI_ACTOR):
-        logins = demo.seed_if_empty()
+        logins = demo.seed()  # idempotent: fills an empty database, keeps the printed logins valid
         db.session.commit()
     worker_proc = None
     if not no_worker:

@@ -45,6 +45,17 @@ def demo_password() -> str:
     return password
 
 
+def _sync_passwords(password: str, password_hash: str) -> set[str]:
+    """The e-mails of the demo accounts that exist, each made to accept the printed password
+    (the file under instance/ may be newer than the database), so the logins shown work."""
+    users = db.session.scalars(select(User).where(User.email.in_([a[0] for a in ACCOUNTS]))).all()
+    for user in users:
+        if not passwords.verify_password(user.password_hash, password):
+            user.password_hash = password_hash
+            user.password_changed_at = utcnow()
+    return {user.email for user in users}
+
+
 def _student_number(n: int) -> str:
     return f"AZ-D{n:07d}"
 
@@ -54,7 +65,7 @@ def seed(scale: int = 0, progress=None) -> list[tuple[str, str, str]]:
     password = demo_password()
     password_hash = passwords.hash_password(password)
     now = utcnow()
-    existing = set(db.session.scalars(select(User.email).where(User.email.in_([a[0] for a in ACCOUNTS]))))
+    existing = _sync_passwords(password, password_hash)
     for index, (email, name, role) in enumerate(ACCOUNTS):
         if email in existing:
             continue
@@ -95,12 +106,6 @@ def _seed_scale(count: int, password_hash: str, progress) -> None:
         db.session.flush()
         if progress is not None:
             progress.update(len(users))
-
-
-def seed_if_empty() -> list[tuple[str, str, str]]:
-    if db.session.scalar(select(func.count()).select_from(User)) == 0:
-        return seed()
-    return [(email, role.value, demo_password()) for email, _, role in ACCOUNTS]
 
 
 def print_logins(logins) -> None:

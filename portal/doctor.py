@@ -67,6 +67,9 @@ def run_checks() -> list[tuple[str, bool, str]]:
         checks.append(("audit trail", not missing_audit,
                        f"{len(triggered)} of {len(audited)} domain tables have the audit trigger"
                        + (f"; missing: {', '.join(missing_audit)}" if missing_audit else "")))
+        if conn.execute(text("SELECT to_regclass('audit_log')")).scalar() is None:
+            checks.append(("audit log protection", False, "there is no audit_log table: run the migrations"))
+            return checks
         writable = conn.execute(text(
             "SELECT has_table_privilege(current_user, 'audit_log', 'UPDATE') "
             "OR has_table_privilege(current_user, 'audit_log', 'DELETE')"

@@ -13,11 +13,13 @@ import uuid
 from contextlib import contextmanager
 
 import pytest
+from flask_sqlalchemy.session import Session as FlaskSQLAlchemySession
 from sqlalchemy import event
 
 from portal.db.provision import provision_database
 
-TEST_DB = "azora_test"
+#: One database per run; ``AZORA_TEST_DB`` names another so two runs on one server can overlap.
+TEST_DB = os.environ.get("AZORA_TEST_DB", "azora_test")
 
 
 def _admin_url() -> tuple[str, bool]:
@@ -76,6 +78,14 @@ def app(database_urls):
     return application
 
 
+class _ConnectionBoundSession(FlaskSQLAlchemySession):
+    """Flask-SQLAlchemy's ``get_bind`` returns the app's engine and ignores ``bind=``: the test
+    session would then commit on pooled connections, outside the transaction rolled back."""
+
+    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):  # noqa: ARG002
+        return bind if bind is not None else self.bind
+
+
 @pytest.fixture(autouse=True)
 def _rollback(request, app):
     """Each test in a transaction that is rolled back (SAVEPOINT mode: commits in views release
@@ -91,7 +101,8 @@ def _rollback(request, app):
         transaction = connection.begin()
         original = db.session
         db.session = db._make_scoped_session(
-            {"bind": connection, "binds": {}, "join_transaction_mode": "create_savepoint"}
+            {"bind": connection, "binds": {}, "join_transaction_mode": "create_savepoint",
+             "class_": _ConnectionBoundSession}
         )
         token = db_context.push(db_context.Actor.system("tests"))
         try:

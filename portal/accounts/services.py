@@ -7,6 +7,7 @@ services do not know the URL map.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import string
 import uuid
@@ -52,7 +53,7 @@ def normalise_email(raw: str) -> str:
         # Syntax only, no DNS look-up: delivery problems show up in the outbox instead.
         return validate_email(raw, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        raise InvalidInput(f"Enter a valid e-mail address ({exc}).", field="email") from exc
+        raise InvalidInput(f"Enter a valid e-mail address: {exc}", field="email") from exc
 
 
 def clean_name(raw: str) -> str:
@@ -181,7 +182,10 @@ class LoginResult:
 
 
 def _throttle_keys(email: str, ip: str | None) -> tuple[str, str]:
-    return f"login:account:{email}", f"login:ip:{ip or 'unknown'}"
+    account = f"login:account:{email}"
+    if len(account) > 200:  # rate_limits.key holds 200 characters; an address may have 254
+        account = "login:account:sha256:" + hashlib.sha256(email.encode()).hexdigest()
+    return account, f"login:ip:{ip or 'unknown'}"
 
 
 def authenticate(email: str, password: str, *, ip: str | None, user_agent: str | None,
@@ -308,6 +312,8 @@ def reset_password(token: str, new_password: str) -> User:
     if user.email_verified_at is None:
         user.email_verified_at = utcnow()
     sessions.end_user_sessions(user.id, "password_reset")
+    # The owner proved who they are: failed guesses by others no longer lock them out.
+    rate_limits.reset(_throttle_keys(user.email, None)[0])
     events.password_changed.send(user=user, via="reset")
     return user
 
@@ -363,6 +369,8 @@ def create_staff(actor: User | None, email: str, full_name: str, role: Role | st
 
 def check_invite(token: str) -> User:
     user = _user_for_token("invite", token, current_app.config["INVITE_MAX_AGE"])
+    if user.status == UserStatus.DEACTIVATED:
+        raise InvalidInput("This account has been deactivated. Contact an administrator.")
     if user.status != UserStatus.INVITED:
         raise InvalidInput("This invitation has already been accepted. Log in instead.")
     return user

@@ -57,7 +57,8 @@ CREATE OR REPLACE FUNCTION audit_row_change() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
 DECLARE
     v_actor text := nullif(current_setting('app.actor', true), '');
-    v_secret text[] := TG_ARGV;
+    -- TG_ARGV is NULL, not empty, for a trigger without arguments; jsonb - NULL is NULL.
+    v_secret text[] := coalesce(TG_ARGV, '{}');
     v_old jsonb;
     v_new jsonb;
     v_row record;

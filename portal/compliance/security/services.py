@@ -38,7 +38,8 @@ def start_session(user: User, *, ip: str | None, user_agent: str | None, policy:
             user_id=user.id,
             token_hash=token_hash,
             ip_address=(ip or "")[:45] or None,
-            user_agent=(user_agent or "")[:300] or None,
+            # PostgreSQL text cannot hold NUL, and the header is whatever the client sent.
+            user_agent=(user_agent or "").replace("\x00", "")[:300] or None,
             last_seen_at=now,
             expires_at=now + policy.max_age,
         )

@@ -114,7 +114,14 @@ def _load_user_from_session(_request):
         return None
     record, user = found
     g.session_record = record
-    db_context.set_actor(db_context.Actor.for_user(user.id, user.role.value), db.session)
+    actor = db_context.Actor.for_user(user.id, user.role.value)
+    if "actor_token" in g:
+        db_context.set_actor(actor, db.session)
+    else:
+        # Loaded before ``identify_and_authorise`` ran (an error page, e.g. a CSRF failure):
+        # keep a token so teardown restores the previous identity instead of leaving this
+        # user as the thread's actor for whatever runs next.
+        g.actor_token = db_context.push(actor, db.session)
     return user
 
 

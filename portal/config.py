@@ -41,7 +41,7 @@ def _secret_key() -> str:
 
 def load_config(overrides: dict | None = None) -> dict:
     """Flask config dict built from the environment, with ``overrides`` applied last."""
-    env = os.environ.get("AZORA_ENV", "development")
+    env = (overrides or {}).get("AZORA_ENV") or os.environ.get("AZORA_ENV", "development")
     config = {
         "AZORA_ENV": env,
         "SECRET_KEY": _secret_key(),

@@ -62,8 +62,11 @@ class User(TimestampedModel):
     #: When the password last changed: reset links issued before it stop working.
     password_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    student: Mapped[Student | None] = relationship(back_populates="user", uselist=False)
-    faculty: Mapped[Faculty | None] = relationship(back_populates="user", uselist=False)
+    # The profile rows go with the user (the foreign keys cascade in the database too).
+    student: Mapped[Student | None] = relationship(back_populates="user", uselist=False,
+                                                   cascade="all, delete-orphan", passive_deletes=True)
+    faculty: Mapped[Faculty | None] = relationship(back_populates="user", uselist=False,
+                                                   cascade="all, delete-orphan", passive_deletes=True)
 
     # Flask-Login protocol (kept here so the model needs no Flask import).
     @property

@@ -16,7 +16,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, DateTime, Index, String, Text, func, text
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, Identity, Index, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -28,6 +28,8 @@ class AuditLog(Model):
     __audited__ = False
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=text("gen_random_uuid()"))
+    #: The order the changes were made in (rows of one transaction share ``createdAt``).
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
     #: ``user:<uuid>``, ``system:<name>`` or ``anonymous:web``.
     actor: Mapped[str] = mapped_column(String(80))
     #: The role the actor acted in (student, admin, system, ...).

@@ -1,6 +1,6 @@
 """The one declarative base, its conventions, and the Flask-SQLAlchemy extension.
 
-Conventions (DESIGN.md, data conventions):
+Conventions:
 
 - Tables are named explicitly, snake_case and plural, as the spec says.
 - Columns are camelCase in the database and snake_case in Python. ``Base.__init_subclass__``

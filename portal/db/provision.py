@@ -1,6 +1,6 @@
 """Database roles and grants.
 
-Two roles, as DESIGN.md's security model asks:
+Two roles:
 
 - the **owner** owns the database and every table and runs the migrations;
 - the **app role** logs in for the running portal; it owns nothing, is not a superuser and

@@ -1,0 +1,159 @@
+"""Fixed-window rate limits: hit / peek / peek_many / reset, window expiry and concurrent hits."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.engine import make_url
+
+from portal.db import context as db_context
+from portal.db import db
+from portal.platform.gateway import services as rate_limits
+from portal.platform.gateway.models import RateLimit
+
+WINDOW = 600
+
+
+def _key(prefix: str = "test") -> str:
+    return f"{prefix}:{uuid.uuid4().hex}"
+
+
+def _age(key: str, seconds: int) -> None:
+    """Move the window of ``key`` into the past instead of waiting."""
+    db.session.execute(update(RateLimit).where(RateLimit.key == key)
+                       .values(window_start=RateLimit.window_start - timedelta(seconds=seconds)))
+
+
+def test_hit_counts_within_a_window():
+    key = _key()
+    first = rate_limits.hit(key, WINDOW)
+    assert first.count == 1
+    second = rate_limits.hit(key, WINDOW)
+    third = rate_limits.hit(key, WINDOW)
+    assert (second.count, third.count) == (2, 3)
+    assert third.window_start == first.window_start
+    assert db.session.scalar(select(RateLimit.count).where(RateLimit.key == key)) == 3
+
+
+def test_keys_are_counted_separately():
+    a, b = _key(), _key()
+    rate_limits.hit(a, WINDOW)
+    rate_limits.hit(a, WINDOW)
+    rate_limits.hit(b, WINDOW)
+    assert rate_limits.peek(a, WINDOW).count == 2
+    assert rate_limits.peek(b, WINDOW).count == 1
+
+
+def test_peek_does_not_count():
+    key = _key()
+    assert rate_limits.peek(key, WINDOW) is None
+    rate_limits.hit(key, WINDOW)
+    assert rate_limits.peek(key, WINDOW).count == 1
+    assert rate_limits.peek(key, WINDOW).count == 1
+    assert rate_limits.hit(key, WINDOW).count == 2
+
+
+def test_peek_many_returns_only_live_windows():
+    live, other, expired, missing = _key(), _key(), _key(), _key()
+    rate_limits.hit(live, WINDOW)
+    rate_limits.hit(live, WINDOW)
+    rate_limits.hit(other, WINDOW)
+    rate_limits.hit(expired, WINDOW)
+    _age(expired, WINDOW + 1)
+    found = rate_limits.peek_many([live, other, expired, missing], WINDOW)
+    assert set(found) == {live, other}
+    assert found[live].count == 2
+    assert found[other].count == 1
+    assert rate_limits.peek_many([], WINDOW) == {}
+
+
+def test_reset_forgets_the_key():
+    key, kept = _key(), _key()
+    rate_limits.hit(key, WINDOW)
+    rate_limits.hit(kept, WINDOW)
+    rate_limits.reset(key)
+    assert rate_limits.peek(key, WINDOW) is None
+    assert rate_limits.peek(kept, WINDOW).count == 1
+    assert rate_limits.hit(key, WINDOW).count == 1
+    rate_limits.reset(_key())  # an unknown key is fine
+
+
+def test_an_expired_window_counts_as_empty_and_restarts():
+    key = _key()
+    for _ in range(3):
+        rate_limits.hit(key, WINDOW)
+    old_start = rate_limits.peek(key, WINDOW).window_start
+    _age(key, WINDOW - 5)
+    assert rate_limits.peek(key, WINDOW).count == 3  # not yet over
+    _age(key, 10)
+    assert rate_limits.peek(key, WINDOW) is None
+    restarted = rate_limits.hit(key, WINDOW)
+    assert restarted.count == 1
+    assert restarted.window_start >= old_start  # a new window from now, not the aged one
+    assert rate_limits.hit(key, WINDOW).count == 2
+
+
+def test_retry_after_is_the_rest_of_the_window():
+    key = _key()
+    rate_limits.hit(key, WINDOW)
+    _age(key, 100)
+    window = rate_limits.peek(key, WINDOW)
+    assert WINDOW - 100 - 5 <= window.retry_after <= WINDOW - 100 + 2
+    _age(key, WINDOW - 100 - 1)
+    window = rate_limits.peek(key, WINDOW)
+    assert window is not None and 1 <= window.retry_after <= 3
+
+
+@pytest.mark.no_db_rollback
+def test_concurrent_hits_on_one_key_are_all_counted(app, database_urls):
+    """Threads, each in its own app context (so its own session and pooled connection, as the
+    app role), hit one new key at once: no count is lost (the UPSERT serialises on the row)."""
+    key = _key("concurrent")
+    threads_n, hits_each = 8, 10
+    with app.app_context():
+        assert db.engine.url.username == make_url(database_urls[1]).username
+        assert db.engine.pool.size() + db.engine.pool._max_overflow >= threads_n
+    barrier = threading.Barrier(threads_n)
+    errors: list[BaseException] = []
+    counts: list[int] = []
+    lock = threading.Lock()
+
+    def worker():
+        try:
+            with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
+                try:
+                    barrier.wait(timeout=30)
+                    for _ in range(hits_each):
+                        window = rate_limits.hit(key, WINDOW)
+                        db.session.commit()
+                        with lock:
+                            counts.append(window.count)
+                finally:
+                    db.session.remove()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(threads_n)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(t.is_alive() for t in threads)
+        assert not errors, errors
+        total = threads_n * hits_each
+        # every hit saw a distinct count: 1..total, none lost, none doubled
+        assert sorted(counts) == list(range(1, total + 1))
+        with app.app_context():
+            assert db.session.scalar(select(RateLimit.count).where(RateLimit.key == key)) == total
+            db.session.remove()
+    finally:
+        with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
+            rate_limits.reset(key)
+            db.session.commit()
+            assert db.session.scalar(select(RateLimit.id).where(RateLimit.key == key)) is None
+            db.session.remove()

@@ -15,10 +15,15 @@ def is_htmx() -> bool:
 
 
 def render(template: str, block: str | None = None, *, status: int = 200, trigger: str | None = None, **context):
-    """The whole page, or, for an htmx request, only ``block`` of the same template."""
+    """The whole page, or, for an htmx request, only ``block`` of the same template.
+
+    A boosted request (a plain link or form under ``hx-boost``) and the load that follows
+    ``HX-Location`` swap the whole body, so they get the whole page too."""
     from flask import render_template
 
-    if block and is_htmx():
+    from portal.app import wants_fragment
+
+    if block and wants_fragment():
         body = render_block(template, block, **context)
     else:
         body = render_template(template, **context)
@@ -44,8 +49,13 @@ def redirect_to(endpoint: str | None = None, *, url: str | None = None, reload: 
 
 
 def safe_next(target: str | None, default_endpoint: str = "home.dashboard") -> str:
-    """A local path to go back to after login, never another site."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """A local path to go back to after login, never another site.
+
+    Control characters and whitespace other than the space are refused too: browsers drop a tab
+    or newline inside a URL (``/<TAB>/evil.example`` becomes ``//evil.example``), and a newline
+    cannot go into a Location header at all."""
+    if (target and target.startswith("/") and not target.startswith("//") and "\\" not in target
+            and target.isprintable()):
         return target
     return url_for(default_endpoint)
 

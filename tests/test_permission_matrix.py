@@ -1,0 +1,217 @@
+"""The permission matrix: every route of the URL map, every method it accepts, requested by an
+anonymous visitor and by each role, must answer as its declared access says.
+
+The routes are collected from the same blueprints the app factory registers (on a bare Flask
+app, so collection needs no database); ``test_matrix_covers_every_route_of_the_app`` proves the
+collected set is the real app's.
+"""
+
+from __future__ import annotations
+
+import html
+import uuid
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask import Flask
+from werkzeug.routing import IntegerConverter, UUIDConverter
+
+from portal.accounts.models import Role
+from portal.app import BUILTIN_PUBLIC_ENDPOINTS, _register_blueprints, check_access_declared
+from portal.security.access import ANONYMOUS_ONLY, LOGIN, PUBLIC, access_of, login_required, public, requires
+from portal.security.permissions import Permission, has_permission
+
+ANONYMOUS = "anonymous"
+ROLES = [ANONYMOUS, *(role.value for role in Role)]
+METHODS = ("GET", "POST")
+LOGIN_PATH = "/auth/login"
+DASHBOARD_PATH = "/dashboard"
+
+
+@dataclass(frozen=True)
+class Route:
+    endpoint: str
+    rule: str
+    method: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.rule}"
+
+
+def _collect_routes() -> list[Route]:
+    bare = Flask("permission_matrix")
+    _register_blueprints(bare)
+    routes = []
+    for rule in sorted(bare.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint)):
+        if rule.endpoint in BUILTIN_PUBLIC_ENDPOINTS:
+            continue
+        for method in METHODS:
+            if method in rule.methods:
+                routes.append(Route(rule.endpoint, rule.rule, method))
+    return routes
+
+
+ROUTES = _collect_routes()
+ENDPOINTS = sorted({route.endpoint for route in ROUTES})
+
+
+def _dummy_value(name: str, converter) -> str | int:
+    if isinstance(converter, IntegerConverter):
+        return 1
+    if isinstance(converter, UUIDConverter) or name == "id" or name.endswith("_id"):
+        return str(uuid.uuid4())
+    return "not-a-real-token"
+
+
+def concrete_url(app, route: Route) -> str:
+    """The route's URL with every variable part filled with a harmless dummy value."""
+    (rule,) = [r for r in app.url_map.iter_rules() if r.endpoint == route.endpoint and r.rule == route.rule]
+    values = {name: _dummy_value(name, rule._converters[name]) for name in rule.arguments}
+    return app.url_map.bind("localhost").build(route.endpoint, values, method=route.method)
+
+
+def _location_path(response) -> str:
+    return urlsplit(response.headers.get("Location", "")).path
+
+
+def _assert_sent_to_login(response, url: str, method: str) -> None:
+    assert response.status_code == 302, response.status_code
+    assert _location_path(response) == LOGIN_PATH
+    if method == "GET":
+        query = parse_qs(urlsplit(response.headers["Location"]).query)
+        assert urlsplit(query["next"][0]).path == url
+
+
+# ------------------------------------------------------------------ declarations
+
+
+def test_matrix_covers_every_route_of_the_app(app):
+    real = {(rule.endpoint, rule.rule) for rule in app.url_map.iter_rules()
+            if rule.endpoint not in BUILTIN_PUBLIC_ENDPOINTS}
+    collected = {(route.endpoint, route.rule) for route in ROUTES}
+    assert real == collected
+    assert len(collected) >= 20  # the matrix is not silently empty
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_every_route_declares_its_access(app, endpoint):
+    access = access_of(app.view_functions[endpoint])
+    assert access is not None, f"{endpoint} declares no access"
+    assert access.kind in {"public", "anonymous", "login", "permission"}
+    if access.kind == "permission":
+        assert isinstance(access.permission, Permission)
+
+
+def test_a_route_without_declared_access_stops_the_app():
+    dummy = Flask("undeclared")
+
+    @dummy.get("/declared")
+    @public
+    def declared():
+        return "ok"
+
+    check_access_declared(dummy)  # every route declares: no complaint
+
+    @dummy.get("/forgotten")
+    def forgotten_view():
+        return "oops"
+
+    @dummy.post("/also-forgotten")
+    def another_forgotten_view():
+        return "oops"
+
+    with pytest.raises(RuntimeError) as caught:
+        check_access_declared(dummy)
+    listed = str(caught.value).rsplit(": ", 1)[1].split(", ")
+    assert listed == ["another_forgotten_view", "forgotten_view"]  # the declared one is not named
+
+
+def test_declaration_decorators_label_without_wrapping():
+    def view():
+        return "x"
+
+    assert access_of(view) is None
+    assert login_required(view) is view and access_of(view) is LOGIN
+    guarded = requires(Permission.MANAGE_USERS)(lambda: "x")
+    assert access_of(guarded).permission is Permission.MANAGE_USERS
+    assert "manage user accounts" in access_of(guarded).describe()
+    assert PUBLIC.kind == "public" and ANONYMOUS_ONLY.kind == "anonymous"
+
+
+# ------------------------------------------------------------------ the matrix
+
+
+@pytest.fixture
+def as_role(client, login_as):
+    """A fresh client, logged in as a new user of ``role`` unless the role is anonymous."""
+
+    def become(role: str):
+        if role != ANONYMOUS:
+            login_as(role)
+        return client
+
+    return become
+
+
+MATRIX = [pytest.param(route, role, id=f"{route.label} [{role}]") for route in ROUTES for role in ROLES]
+
+
+@pytest.mark.parametrize(("route", "role"), MATRIX)
+def test_route_answers_as_declared(app, as_role, route: Route, role: str):
+    access = access_of(app.view_functions[route.endpoint])
+    assert access is not None
+    url = concrete_url(app, route)
+    client = as_role(role)
+    response = client.open(url, method=route.method)
+    status = response.status_code
+    body = response.get_data(as_text=True)
+    assert status < 500, body[:1000]
+    logged_in = role != ANONYMOUS
+
+    if access.kind == "public":
+        assert status not in (401, 403), body[:500]
+
+    elif access.kind == "anonymous":
+        if logged_in:
+            assert status == 302 and _location_path(response) == DASHBOARD_PATH, status
+        else:
+            assert status not in (401, 403)
+            assert _location_path(response) != LOGIN_PATH
+
+    elif not logged_in:  # login or permission
+        _assert_sent_to_login(response, url, route.method)
+        fragment = client.open(url, method=route.method, headers={"HX-Request": "true"})
+        assert fragment.status_code == 401
+        assert urlsplit(fragment.headers["HX-Redirect"]).path == LOGIN_PATH
+
+    elif access.kind == "permission" and not has_permission(role, access.permission):
+        assert status == 403, status
+        assert html.escape(access.permission.label) in body
+        assert "<html" in body  # the full error page
+        fragment = client.open(url, method=route.method, headers={"HX-Request": "true"})
+        assert fragment.status_code == 403
+        assert html.escape(access.permission.label) in fragment.get_data(as_text=True)
+        assert "<html" not in fragment.get_data(as_text=True)
+
+    else:  # logged in, and either any login will do or the role holds the permission
+        assert status not in (401, 403), body[:500]
+        if route.method == "GET":
+            assert _location_path(response) != LOGIN_PATH
+
+
+def test_matrix_expectations_cover_both_sides_of_each_permission():
+    """Each permission a route needs is held by some role and lacked by another, so the matrix
+    exercises both the 403 and the allowed path for it."""
+    needed = set()
+    bare = Flask("permission_matrix_check")
+    _register_blueprints(bare)
+    for view in bare.view_functions.values():
+        access = access_of(view)
+        if access is not None and access.kind == "permission":
+            needed.add(access.permission)
+    assert needed
+    for permission in needed:
+        holders = {role for role in Role if has_permission(role, permission)}
+        assert holders and holders != set(Role), permission

@@ -158,7 +158,8 @@ def _register_hooks(app: Flask) -> None:
         if access is ANONYMOUS_ONLY:
             return redirect(url_for("home.dashboard")) if current_user.is_authenticated else None
         if not current_user.is_authenticated:
-            login = url_for("auth.login", next=request.full_path if request.method == "GET" else None)
+            back = request.full_path.rstrip("?")  # Werkzeug adds "?" even without a query
+            login = url_for("auth.login", next=back if request.method == "GET" else None)
             if is_htmx():
                 return "", 401, {"HX-Redirect": login}
             return redirect(login)

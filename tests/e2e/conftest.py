@@ -1,0 +1,163 @@
+"""Browser journeys: the session's app served on 127.0.0.1 by a threaded Werkzeug server,
+driven by the system's Chromium through Playwright.
+
+Rows written here are committed (the ``e2e`` marker turns off the per-test rollback), so every
+journey uses addresses of its own. Without Chromium or Playwright the journeys are skipped,
+except under CI (``CI`` set), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+HERE = Path(__file__).resolve().parent
+SCREENSHOTS = HERE.parent.parent / "test-artifacts" / "e2e"
+#: Playwright's default wait (ms): generous for a loaded CI machine, far below a stuck test.
+TIMEOUT_MS = 10_000
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001
+    """Every test under tests/e2e is a browser journey."""
+    for item in items:
+        if HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):  # noqa: ARG001
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; under CI the browser journeys must run.", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="package")
+def live_server(app):
+    """The session's app on a free local port, served by threads, while the journeys run."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="e2e-live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _live_config(app, live_server):
+    """For each journey: e-mailed links point at the live server and CSRF is enforced as in
+    production; the session app's settings are restored afterwards for the other tests."""
+    changes = {"BASE_URL": live_server, "WTF_CSRF_ENABLED": True}
+    saved = {key: app.config.get(key) for key in changes}
+    app.config.update(changes)
+    try:
+        yield
+    finally:
+        app.config.update(saved)
+
+
+@pytest.fixture(scope="package")
+def browser():
+    """Chromium for the journeys of this package. Playwright's sync API keeps an event loop
+    marked as running in this thread while it is open, which breaks code run later that bridges
+    async to sync (the job queue does): it is closed when the last journey ends."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("Playwright for Python is not installed")
+    if not CHROMIUM.exists():
+        _unavailable(f"Chromium is not installed at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture(autouse=True)
+def _deliver_outbox(app, db_as_tests):
+    """The journeys read their e-mails from the outbox, so the browser test plays the mail
+    server: what a journey queued is marked sent at its end, leaving no due e-mail behind for
+    the tests that sweep the outbox."""
+    from sqlalchemy import func, select, update
+
+    from portal.db.base import utcnow
+    from portal.platform.email.models import Email, EmailStatus
+
+    with db_as_tests() as session:
+        started = session.scalar(select(func.now()))
+    yield
+    with db_as_tests() as session:
+        session.execute(
+            update(Email)
+            .where(Email.status == EmailStatus.QUEUED, Email.created_at >= started)
+            .values(status=EmailStatus.SENT, attempts=Email.attempts + 1, sent_at=utcnow())
+        )
+
+
+@pytest.fixture
+def new_page(browser, live_server, request):
+    """``new_page()`` opens a page in a fresh browser context (its own cookies: one person).
+    On failure every page opened is saved as a screenshot under test-artifacts/e2e/."""
+    contexts = []
+
+    def open_page():
+        context = browser.new_context(base_url=live_server)
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_page
+    failed = getattr(request.node, "report_call", None) is not None and request.node.report_call.failed
+    for number, context in enumerate(contexts):
+        if failed:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+            for index, page in enumerate(context.pages):
+                # A screenshot is a courtesy: failing to take one must not hide the real failure.
+                with contextlib.suppress(Exception):
+                    page.screenshot(path=str(SCREENSHOTS / f"{name}-{number}-{index}.png"), full_page=True)
+        context.close()
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()
+
+
+@pytest.fixture
+def db_as_tests(app):
+    """A block that talks to the test database as ``system:tests`` and commits."""
+    from portal.db import db
+    from portal.db.context import Actor, acting_as
+
+    @contextlib.contextmanager
+    def block():
+        with app.app_context(), acting_as(Actor.system("tests")):
+            try:
+                yield db.session
+                db.session.commit()
+            except Exception:
+                db.session.rollback()
+                raise
+            finally:
+                db.session.remove()
+
+    return block

@@ -120,6 +120,8 @@ def register_student(email: str, full_name: str, password: str, links: Links) ->
     if existing is not None:
         # The same argon2 work as a new account, so the answer's timing does not tell either.
         passwords.hash_password(password)
+        if not _may_email("already_registered", existing):
+            return None
         queue_email(existing.email, "already_registered", user_id=existing.id, user=existing,
                     reset_url=links.reset_password(password_reset_token(existing)), login_url=links.login())
         return None
@@ -142,6 +144,14 @@ def send_verification(user: User, links: Links) -> None:
                 verify_url=links.verify_email(verification_token(user)))
 
 
+def _may_email(kind: str, user: User) -> bool:
+    """Whether another e-mail of ``kind`` may go to ``user`` now. The forms that send them are
+    open to anyone, so without a cap they could flood a person's inbox; past it the form still
+    answers the same, and nothing is sent (MAIL_PER_ADDRESS_PER_HOUR)."""
+    window = rate_limits.hit(_address_key(f"mail:{kind}", user.email), 3600)
+    return window.count <= current_app.config["MAIL_PER_ADDRESS_PER_HOUR"]
+
+
 def resend_verification(email: str, links: Links) -> None:
     """Send a new link if the address belongs to an unverified account; silent otherwise."""
     try:
@@ -149,7 +159,8 @@ def resend_verification(email: str, links: Links) -> None:
     except InvalidInput:
         return
     user = find_by_email(email)
-    if user is not None and user.email_verified_at is None and user.status == UserStatus.ACTIVE:
+    if (user is not None and user.email_verified_at is None and user.status == UserStatus.ACTIVE
+            and _may_email("verify_email", user)):
         send_verification(user, links)
 
 
@@ -183,11 +194,15 @@ class LoginResult:
     retry_after: int | None = None
 
 
+def _address_key(prefix: str, email: str) -> str:
+    key = f"{prefix}:{email}"
+    if len(key) > 200:  # rate_limits.key holds 200 characters; an address may have 254
+        key = f"{prefix}:sha256:" + hashlib.sha256(email.encode()).hexdigest()
+    return key
+
+
 def _throttle_keys(email: str, ip: str | None) -> tuple[str, str]:
-    account = f"login:account:{email}"
-    if len(account) > 200:  # rate_limits.key holds 200 characters; an address may have 254
-        account = "login:account:sha256:" + hashlib.sha256(email.encode()).hexdigest()
-    return account, f"login:ip:{ip or 'unknown'}"
+    return _address_key("login:account", email), f"login:ip:{ip or 'unknown'}"
 
 
 def authenticate(email: str, password: str, *, ip: str | None, user_agent: str | None,
@@ -279,7 +294,7 @@ def request_password_reset(email: str, links: Links) -> None:
     except InvalidInput:
         return
     user = find_by_email(email)
-    if user is None or user.status != UserStatus.ACTIVE:
+    if user is None or user.status != UserStatus.ACTIVE or not _may_email("reset_password", user):
         return
     queue_email(user.email, "reset_password", user_id=user.id, user=user,
                 reset_url=links.reset_password(password_reset_token(user)))
@@ -351,9 +366,12 @@ def create_staff(actor: User | None, email: str, full_name: str, role: Role | st
     name = clean_name(full_name)
     if find_by_email(email) is not None:
         raise InvalidInput("An account with this e-mail already exists.", field="email")
-    user = User(email=email, full_name=name, role=role, status=UserStatus.INVITED)
     if password is not None:
         check_password(password, email=email, name=name)
+    elif links is None:
+        raise InvalidInput("A staff account without a password needs an invitation link.")
+    user = User(email=email, full_name=name, role=role, status=UserStatus.INVITED)
+    if password is not None:
         _set_password(user, password)
         user.status = UserStatus.ACTIVE
         user.email_verified_at = utcnow()
@@ -361,8 +379,6 @@ def create_staff(actor: User | None, email: str, full_name: str, role: Role | st
     db.session.add(user)
     db.session.flush()
     if user.status == UserStatus.INVITED:
-        if links is None:
-            raise InvalidInput("A staff account without a password needs an invitation link.")
         queue_email(user.email, "invite", user_id=user.id, user=user, inviter=actor,
                     accept_url=links.accept_invite(invite_token(user)))
     events.account_changed.send(user=user, actor=actor, change="created")
@@ -398,10 +414,19 @@ def resend_invite(actor: User, user_id: uuid.UUID, links: Links) -> User:
     return user
 
 
-def _active_admins() -> int:
-    return db.session.scalar(
-        select(func.count()).select_from(User).where(User.role == Role.ADMIN, User.status == UserStatus.ACTIVE)
-    )
+def _lock_admins(actor: User) -> None:
+    """Lock the active administrators' rows and check the actor is still one of them.
+
+    Two administrators removing each other at the same moment would otherwise leave none: the
+    second waits here for the first to commit, then finds it is no longer an administrator.
+    As long as the actor stays an active administrator, at least one remains.
+    """
+    admins = set(db.session.scalars(
+        select(User.id).where(User.role == Role.ADMIN, User.status == UserStatus.ACTIVE)
+        .order_by(User.id).with_for_update()
+    ))
+    if actor.id not in admins:
+        raise Forbidden("Only administrators manage accounts.")
 
 
 def change_role(actor: User, user_id: uuid.UUID, role: Role | str) -> User:
@@ -415,8 +440,7 @@ def change_role(actor: User, user_id: uuid.UUID, role: Role | str) -> User:
         raise Forbidden("You cannot change your own role; ask another administrator.")
     if user.role == role:
         return user
-    if user.role == Role.ADMIN and user.is_active and _active_admins() <= 1:
-        raise Conflict("This is the last active administrator.")
+    _lock_admins(actor)
     old = user.role
     user.role = role
     _ensure_profile(user)
@@ -432,8 +456,7 @@ def deactivate(actor: User, user_id: uuid.UUID) -> User:
     user = get_user(user_id)
     if user.id == actor.id:
         raise Forbidden("You cannot deactivate your own account.")
-    if user.role == Role.ADMIN and user.is_active and _active_admins() <= 1:
-        raise Conflict("This is the last active administrator.")
+    _lock_admins(actor)
     user.move_to(UserStatus.DEACTIVATED)
     sessions.end_user_sessions(user.id, "deactivated")
     events.account_changed.send(user=user, actor=actor, change="deactivated")

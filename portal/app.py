@@ -15,8 +15,8 @@ from werkzeug.exceptions import HTTPException
 
 from portal import events
 from portal.config import PROJECT_ROOT, load_config
-from portal.db import db
 from portal.db import context as db_context
+from portal.db import db
 from portal.db.runtime import resolve_urls
 from portal.errors import DomainError, Throttled
 from portal.security import passwords

@@ -94,7 +94,7 @@ def create_app_role_command(name, password):
 
     create_app_role(current_app.config["MIGRATION_DATABASE_URL"], name, password)
     click.echo(f"Role {name} is ready: no superuser, no BYPASSRLS, owns nothing.")
-    click.echo("Set DATABASE_URL to connect as it, e.g. postgresql://%s:PASSWORD@HOST/DBNAME" % name)
+    click.echo(f"Set DATABASE_URL to connect as it, e.g. postgresql://{name}:PASSWORD@HOST/DBNAME")
 
 
 # ---------------------------------------------------------------- embedded server

@@ -93,8 +93,8 @@ def _rollback(request, app):
     if request.node.get_closest_marker("e2e") or "no_db_rollback" in request.keywords:
         yield
         return
-    from portal.db import db
     from portal.db import context as db_context
+    from portal.db import db
 
     with app.app_context():
         connection = db.engine.connect()

@@ -93,10 +93,7 @@ def _row_action(user_id: str, action):
 @requires(Permission.MANAGE_USERS)
 def change_role(user_id: str):
     form = RoleForm()
-    if not form.validate():
-        role = ""
-    else:
-        role = form.role.data
+    role = form.role.data if form.validate() else ""
     return _row_action(user_id, lambda actor, uid: accounts.change_role(actor, uid, role))
 
 

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from portal import events
 from portal.accounts.models import STAFF_ROLES, Faculty, Role, Student, User, UserStatus

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
@@ -30,10 +32,8 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         if _dummy_hash is None:
             _dummy_hash = _hasher.hash("not-a-real-password-0123456789")
         password_hash = _dummy_hash
-        try:
+        with contextlib.suppress(VerificationError, InvalidHashError):
             _hasher.verify(password_hash, password)
-        except (VerificationError, InvalidHashError):
-            pass
         return False
     try:
         return _hasher.verify(password_hash, password)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import random
 import smtplib
-import socket
 import sys
 import uuid
 from datetime import timedelta
@@ -100,7 +99,7 @@ def deliver(email: Email) -> bool:
     email.attempts += 1
     try:
         _send(email)
-    except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+    except (TimeoutError, smtplib.SMTPException, OSError) as exc:
         email.last_error = f"{type(exc).__name__}: {exc}"[:2000]
         if email.attempts >= current_app.config["MAIL_MAX_ATTEMPTS"]:
             email.status = EmailStatus.FAILED

@@ -6,7 +6,6 @@ import uuid
 
 from sqlalchemy import select
 
-from portal.db import db
 from portal.pagination import Page, keyset_page
 from portal.platform.notifications.models import Notification
 

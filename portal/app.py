@@ -192,9 +192,11 @@ def _register_hooks(app: Flask) -> None:
 
     @app.teardown_request
     def forget_actor(_exc):
+        # The request's transaction ends with the app context (Flask-SQLAlchemy removes the
+        # session), so only the context variable needs restoring, not the database settings.
         token = g.pop("actor_token", None)
         if token is not None:
-            db_context.reset(token, db.session)
+            db_context.reset(token)
 
 
 def _error_response(status: int, title: str, message: str, headers: dict | None = None):

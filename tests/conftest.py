@@ -13,6 +13,7 @@ import uuid
 from contextlib import contextmanager
 
 import pytest
+from flask.testing import FlaskClient
 from flask_sqlalchemy.session import Session as FlaskSQLAlchemySession
 from sqlalchemy import event
 
@@ -28,8 +29,7 @@ def _admin_url() -> tuple[str, bool]:
         return url, False
     from portal.db import embedded
 
-    server = embedded._server(embedded.INSTANCE_DIR / "postgres")
-    return server.get_uri("postgres"), True
+    return embedded.admin_url(), True
 
 
 def build_database(name: str) -> tuple[str, str]:
@@ -39,6 +39,20 @@ def build_database(name: str) -> tuple[str, str]:
     password = None if embedded else secrets.token_urlsafe(16)
     return provision_database(admin_url, name, f"{name}_owner{suffix}", f"{name}_app{suffix}",
                               owner_password=password, app_password=password, fresh=True)
+
+
+class _Client(FlaskClient):
+    """In the app a request's transaction ends with the request; here it goes on in the test,
+    so the test's own identity is applied to it again once the request is done."""
+
+    def open(self, *args, **kwargs):
+        from portal.db import context as db_context
+        from portal.db import db
+
+        try:
+            return super().open(*args, **kwargs)
+        finally:
+            db_context.reapply(db.session)
 
 
 def make_app(owner_url: str, app_url: str, **extra):
@@ -59,7 +73,9 @@ def make_app(owner_url: str, app_url: str, **extra):
         "SERVER_NAME": None,
     }
     overrides.update(extra)
-    return create_app(overrides)
+    application = create_app(overrides)
+    application.test_client_class = _Client
+    return application
 
 
 @pytest.fixture(scope="session")

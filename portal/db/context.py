@@ -91,6 +91,11 @@ def set_actor(actor: Actor | None, session: Session | None = None) -> None:
     _apply_if_active(session, actor)
 
 
+def reapply(session: Session) -> None:
+    """Apply the current identity to ``session``'s open transaction, if it has one."""
+    _apply_if_active(session, _current.get())
+
+
 def _apply_if_active(session, actor: Actor | None) -> None:
     if session is None:
         return

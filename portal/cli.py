@@ -15,8 +15,8 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from portal.db import db
-from portal.db.context import Actor, acting_as
+from portal.db import db, unit_of_work
+from portal.db.context import Actor
 
 CLI_ACTOR = Actor.system("cli")
 
@@ -26,14 +26,8 @@ def as_cli_actor(fn):
 
     @functools.wraps(fn)
     def run(*args, **kwargs):
-        with acting_as(CLI_ACTOR):
-            try:
-                result = fn(*args, **kwargs)
-                db.session.commit()
-                return result
-            except Exception:
-                db.session.rollback()
-                raise
+        with unit_of_work(CLI_ACTOR):
+            return fn(*args, **kwargs)
 
     return run
 
@@ -141,9 +135,8 @@ def dev(host, port, no_worker):
     app = current_app._get_current_object()
     upgrade()
     refuse_privileged_role(db.engine, app.config["ALLOW_PRIVILEGED_DB_ROLE"])
-    with acting_as(CLI_ACTOR):
+    with unit_of_work(CLI_ACTOR):
         logins = demo.seed()  # idempotent: fills an empty database, keeps the printed logins valid
-        db.session.commit()
     worker_proc = None
     if not no_worker:
         worker_proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"])  # noqa: S603

@@ -119,17 +119,12 @@ def print_logins(logins) -> None:
 @with_appcontext
 def seed_demo_command(scale):
     from portal.cli import CLI_ACTOR
-    from portal.db.context import acting_as
+    from portal.db import unit_of_work
 
-    with acting_as(CLI_ACTOR):
-        try:
-            if scale:
-                with click.progressbar(length=scale, label="Creating students") as bar:
-                    logins = seed(scale, bar)
-            else:
-                logins = seed()
-            db.session.commit()
-        except Exception:
-            db.session.rollback()
-            raise
+    with unit_of_work(CLI_ACTOR):
+        if scale:
+            with click.progressbar(length=scale, label="Creating students") as bar:
+                logins = seed(scale, bar)
+        else:
+            logins = seed()
     print_logins(logins)

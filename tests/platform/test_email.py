@@ -15,20 +15,11 @@ from sqlalchemy import update
 
 from portal.db import db
 from portal.db.base import utcnow
-from portal.platform import jobs
 from portal.platform.email import services, tasks
 from portal.platform.email.models import Email, EmailStatus
 from tests.factories import create_user
 
 VERIFY_URL = "https://portal.test/auth/verify/token-123"
-
-
-@pytest.fixture(autouse=True)
-def _jobs_on_this_app(app):
-    """Jobs run in the app the queue was configured with: make sure it is the session's, even
-    if another test created an app of its own."""
-    if jobs._flask_app is not app:
-        jobs.configure(app)
 
 
 def _queue(user=None, to: str | None = None) -> Email:

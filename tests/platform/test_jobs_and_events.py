@@ -29,14 +29,6 @@ from tests.factories import PASSWORD, create_user
 DELIVER = "portal.platform.email.tasks.deliver_email"
 
 
-@pytest.fixture(autouse=True)
-def _jobs_on_this_app(app):
-    """Jobs run in the app the queue was configured with: make sure it is the session's, even
-    if another test created an app of its own."""
-    if jobs._flask_app is not app:
-        jobs.configure(app)
-
-
 def _connector() -> InMemoryConnector:
     return jobs.job_app.connector
 

@@ -20,8 +20,8 @@ from procrastinate.testing import InMemoryConnector
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from portal.db import db
-from portal.db.context import Actor, acting_as
+from portal.db import unit_of_work
+from portal.db.context import Actor
 from portal.db.urls import libpq_url
 
 log = logging.getLogger(__name__)
@@ -49,16 +49,8 @@ def _in_app(fn):
     def run(*args, **kwargs):
         if _flask_app is None:
             raise RuntimeError("The job queue is not configured: create the Flask app first.")
-        with _flask_app.app_context(), acting_as(WORKER):
-            try:
-                result = fn(*args, **kwargs)
-                db.session.commit()
-                return result
-            except Exception:
-                db.session.rollback()
-                raise
-            finally:
-                db.session.remove()
+        with _flask_app.app_context(), unit_of_work(WORKER):
+            return fn(*args, **kwargs)
 
     return run
 

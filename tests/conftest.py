@@ -41,6 +41,23 @@ def build_database(name: str) -> tuple[str, str]:
                               owner_password=password, app_password=password, fresh=True)
 
 
+def destroy_database(name: str, urls: tuple[str, str]) -> None:
+    """Drop a database made by ``build_database``, and on an external server its roles too (the
+    embedded server's roles have fixed names and are reused)."""
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy import make_url
+
+    from portal.db.urls import libpq_url
+
+    admin_url, embedded = _admin_url()
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        if not embedded:
+            for url in reversed(urls):
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(make_url(url).username)))
+
+
 class _Client(FlaskClient):
     """In the app a request's transaction ends with the request; here it goes on in the test,
     so the test's own identity is applied to it again once the request is done."""
@@ -80,7 +97,9 @@ def make_app(owner_url: str, app_url: str, **extra):
 
 @pytest.fixture(scope="session")
 def database_urls():
-    return build_database(TEST_DB)
+    urls = build_database(TEST_DB)
+    yield urls
+    destroy_database(TEST_DB, urls)  # WITH (FORCE) ends the pool's connections
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import psycopg
 from psycopg import sql
 
 from portal.db.urls import libpq_url
-from tests.conftest import _admin_url, build_database, make_app
+from tests.conftest import _admin_url, build_database, destroy_database, make_app
 
 
 def admin_execute(statement: sql.Composable | str, params=None) -> None:
@@ -22,10 +22,6 @@ def admin_execute(statement: sql.Composable | str, params=None) -> None:
     admin_url, _ = _admin_url()
     with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
         conn.execute(statement, params)
-
-
-def drop_database(name: str) -> None:
-    admin_execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @contextmanager
@@ -60,4 +56,4 @@ def separate_app(name: str, *, migrate: bool = True, **config):
                     upgrade()
             yield application, owner_url, app_url
     finally:
-        drop_database(name)
+        destroy_database(name, (owner_url, app_url))

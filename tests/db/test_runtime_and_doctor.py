@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 from psycopg import errors, sql
-from sqlalchemy import create_engine, pool, text
+from sqlalchemy import create_engine, make_url, pool, text
 
 from portal.config import load_config
 from portal.db import db
@@ -46,8 +46,9 @@ def test_a_superuser_is_refused_with_a_fix():
 def test_a_bypassrls_role_is_refused(database_urls):
     role = f"{TEST_DB}_bypass"
     admin_execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-    admin_execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER BYPASSRLS").format(sql.Identifier(role)))
-    engine = _engine(with_user(database_urls[1], role))
+    admin_execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER BYPASSRLS PASSWORD 'bypass-password-1'").format(
+        sql.Identifier(role)))
+    engine = _engine(with_user(database_urls[1], role, "bypass-password-1"))
     try:
         with pytest.raises(PrivilegedRoleRefused, match="a role with BYPASSRLS"):
             refuse_privileged_role(engine, allow=False)
@@ -62,7 +63,7 @@ def test_the_app_role_is_served(database_urls):
         facts = refuse_privileged_role(engine, allow=False)
     finally:
         engine.dispose()
-    assert facts.name == f"{TEST_DB}_app"
+    assert facts.name == make_url(database_urls[1]).username
     assert facts.superuser is False
     assert facts.bypass_rls is False
     assert not facts.privileged
@@ -92,7 +93,7 @@ def test_app_role_facts_through_the_running_app():
 
 # ---------------------------------------------------------------- flask doctor
 
-def test_doctor_passes_on_the_test_database(app):
+def test_doctor_passes_on_the_test_database(app, database_urls):
     result = app.test_cli_runner().invoke(args=["doctor"])
     out = result.output
     assert result.exit_code == 0, out
@@ -104,7 +105,7 @@ def test_doctor_passes_on_the_test_database(app):
             "WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relrowsecurity AND c.relforcerowsecurity"
         )).scalar()
     assert f"PostgreSQL {version}" in out
-    assert f"{TEST_DB}_app: superuser=no, bypassrls=no" in out
+    assert f"{make_url(database_urls[1]).username}: superuser=no, bypassrls=no" in out
     assert "database at 0001; code at 0001" in out
     assert f"{rls_count} tables with RLS forced" in out
     audited = len(set(db.metadata.tables) - {"audit_log", "rate_limits"})
@@ -154,7 +155,7 @@ def test_doctor_fails_when_connected_as_the_owner(database_urls):
         result = application.test_cli_runner().invoke(args=["doctor"])
     out = result.output
     assert result.exit_code == 1, out
-    assert f"{TEST_DB}_owner: superuser=no, bypassrls=no" in out
+    assert f"{make_url(owner_url).username}: superuser=no, bypassrls=no" in out
     assert "may update or delete audit rows (it owns the table: connect as the app role)" in out
 
 

@@ -48,7 +48,7 @@ def users():
     if is_htmx():
         block = "rows" if request.args.get("after") else "results"
     return render("admin/users.html", block, page=page, filters=filters, roles=list(Role),
-                  statuses=list(UserStatus), role_form=RoleForm())
+                  statuses=list(UserStatus))
 
 
 @bp.route("/users/new", methods=["GET", "POST"])
@@ -78,13 +78,12 @@ def _row_action(user_id: str, action):
         db.session.rollback()
         if is_htmx():
             user = accounts.get_user(_uuid(user_id))
-            return render("admin/_user_row.html", user=user, role_form=RoleForm(role=user.role.value),
-                          error=exc.message, status=200)
+            return render("admin/_user_row.html", user=user, roles=list(Role), error=exc.message)
         flash(exc.message, "error")
         return redirect_to("admin.users")
     db.session.commit()
     if is_htmx():
-        return render("admin/_user_row.html", user=user, role_form=RoleForm(role=user.role.value))
+        return render("admin/_user_row.html", user=user, roles=list(Role))
     flash(f"{user.email} updated.", "success")
     return redirect_to("admin.users")
 

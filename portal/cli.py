@@ -111,12 +111,12 @@ def db_server_stop():
 @click.option("--concurrency", default=1, show_default=True)
 @with_appcontext
 def worker(concurrency):
-    from portal.platform.jobs import job_app
+    from portal.platform import jobs
 
     if current_app.config.get("JOB_QUEUE") == "memory":
         raise click.ClickException("JOB_QUEUE=memory keeps jobs in this process; a worker needs the database.")
     click.echo("Worker started; Ctrl+C to stop.")
-    job_app.run_worker(concurrency=concurrency, install_signal_handlers=True)
+    jobs.run_worker(concurrency)
 
 
 @click.command(help="Development: migrate, load the demo data (idempotent), start a worker and serve.")

@@ -135,8 +135,10 @@ def test_console_backend_prints_and_marks_sent(app, monkeypatch, capsys):
     email = _queue()
     assert services.deliver_one(email.id) is True
     out = capsys.readouterr().out
-    assert f"e-mail to {email.to_address}" in out
+    assert f"To: {email.to_address}" in out
     assert "Subject: Confirm your e-mail address for Azora Portal" in out
+    # printed as a reader sees it: the link whole on one line, not quoted-printable
+    assert any(line.strip() == VERIFY_URL for line in out.splitlines()), out
     row = _reload(email)
     assert row.status == EmailStatus.SENT
     assert row.attempts == 1
@@ -225,8 +227,8 @@ def test_sweep_delivers_due_rows_only(app, monkeypatch, capsys):
     assert waiting.status == EmailStatus.QUEUED
     assert waiting.attempts == 0
     out = capsys.readouterr().out
-    assert f"e-mail to {due.to_address}" in out
-    assert f"e-mail to {later.to_address}" not in out
+    assert f"To: {due.to_address}" in out
+    assert f"To: {later.to_address}" not in out
 
 
 def test_nothing_is_lost_when_smtp_comes_back(smtp_config):

@@ -12,7 +12,7 @@ import procrastinate
 import pytest
 from blinker import Signal
 from procrastinate.testing import InMemoryConnector
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from portal import events
 from portal.accounts import services as accounts
@@ -144,6 +144,28 @@ def test_a_worker_runs_the_deferred_job(app, monkeypatch):
     sent = db.session.get(Email, email.id)
     assert sent.status == EmailStatus.SENT
     assert sent.attempts == 1
+
+
+@pytest.mark.no_db_rollback
+def test_on_the_database_queue_a_commit_defers_the_job_and_a_worker_delivers_it():
+    """The real connector, as ``make run`` and production use it: the web process opens its
+    pool on first use, the job row is in procrastinate_jobs, a worker sends the e-mail."""
+    from portal.db.context import Actor, acting_as
+    from tests.db import separate_app
+
+    with separate_app("azora_test_db_jobs", JOB_QUEUE="postgres", MAIL_BACKEND="console") as (
+            application, _owner, _app_url), application.app_context():
+        with acting_as(Actor.system("tests")):
+            email = _queue_email()
+            db.session.commit()
+        queued = db.session.execute(text(
+            "SELECT task_name, args->>'email_id' FROM procrastinate_jobs WHERE status = 'todo'")).all()
+        assert queued == [(DELIVER, str(email.id))]
+        jobs.job_app.run_worker(queues=["email"], wait=False, install_signal_handlers=False,
+                                listen_notify=False)
+        db.session.expire_all()
+        assert db.session.get(Email, email.id).status == EmailStatus.SENT
+        jobs.job_app.close()
 
 
 # ---------------------------------------------------------------- events: the table

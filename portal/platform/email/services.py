@@ -16,7 +16,7 @@ import sys
 import uuid
 from datetime import timedelta
 from email.message import EmailMessage
-from email.utils import make_msgid
+from email.utils import make_msgid, parseaddr
 
 from flask import current_app
 from sqlalchemy import select
@@ -72,7 +72,8 @@ def _message(email: Email) -> EmailMessage:
     msg["From"] = current_app.config["MAIL_FROM"]
     msg["To"] = email.to_address
     msg["Subject"] = email.subject
-    msg["Message-ID"] = make_msgid(idstring=str(email.id), domain="azora.example")
+    sender = parseaddr(current_app.config["MAIL_FROM"])[1]
+    msg["Message-ID"] = make_msgid(idstring=str(email.id), domain=sender.rpartition("@")[2] or None)
     msg.set_content(email.body_text)
     return msg
 
@@ -81,7 +82,9 @@ def _send(email: Email) -> None:
     config = current_app.config
     backend = config["MAIL_BACKEND"]
     if backend == "console":
-        sys.stdout.write(f"\n----- e-mail to {email.to_address} -----\n{_message(email)}\n-----\n")
+        # Readable as it would be in a mail client (no transfer encoding), so links can be opened.
+        sys.stdout.write(f"\n----- e-mail -----\nFrom: {config['MAIL_FROM']}\nTo: {email.to_address}\n"
+                         f"Subject: {email.subject}\n\n{email.body_text}\n------------------\n")
         sys.stdout.flush()
         return
     if backend != "smtp":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 
 import procrastinate
 from procrastinate.testing import InMemoryConnector
@@ -30,18 +31,40 @@ log = logging.getLogger(__name__)
 job_app = procrastinate.App(connector=InMemoryConnector(), import_paths=["portal.platform.email.tasks"])
 _flask_app = None
 WORKER = Actor.system("worker")
+#: The process whose connection pool for deferring is open (a fork must open its own).
+_open_in_pid: int | None = None
 
 
 def configure(flask_app) -> None:
     """Point the queue at the app's database (or keep it in memory for tests)."""
-    global _flask_app
+    global _flask_app, _open_in_pid
     _flask_app = flask_app
+    _open_in_pid = None
     if flask_app.config.get("JOB_QUEUE") == "memory":
         connector = InMemoryConnector()
     else:
-        connector = procrastinate.PsycopgConnector(conninfo=libpq_url(flask_app.config["SQLALCHEMY_DATABASE_URI"]))
+        # A small pool: a web process only inserts a job now and then; a worker grows it.
+        connector = procrastinate.PsycopgConnector(
+            conninfo=libpq_url(flask_app.config["SQLALCHEMY_DATABASE_URI"]), min_size=1, max_size=8)
     job_app.connector = connector
     job_app.job_manager.connector = connector
+
+
+def _open_for_deferring() -> None:
+    """Open the queue's connection pool in this process on first use: after gunicorn forks its
+    workers, never before, so no two processes share a connection."""
+    global _open_in_pid
+    if _open_in_pid != os.getpid():
+        job_app.open()
+        _open_in_pid = os.getpid()
+
+
+def run_worker(concurrency: int) -> None:
+    """Run a worker in this process until it is stopped. The worker opens its own (async) pool,
+    which jobs deferred from inside tasks use too."""
+    global _open_in_pid
+    _open_in_pid = os.getpid()
+    job_app.run_worker(concurrency=concurrency, install_signal_handlers=True)
 
 
 def _in_app(fn):
@@ -85,6 +108,7 @@ def _defer_pending(session: Session) -> None:
     pending = session.info.pop("jobs_after_commit", [])
     for job, kwargs in pending:
         try:
+            _open_for_deferring()
             job.defer(**kwargs)
         except Exception:  # the periodic sweep picks the work up; never fail a committed request
             log.exception("could not defer %s; the periodic sweep will retry", job.name)

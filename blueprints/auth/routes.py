@@ -134,7 +134,7 @@ def forgot_password():
         db.session.commit()
         return render("auth/message.html", title="Check your inbox",
                       message="If an account uses that address, we sent it a link to choose a new password. "
-                              "The link works for one hour.")
+                              "The link works for one hour.", mail_sent=True)
     return render("auth/forgot.html", "form", form=form, status=422 if form.is_submitted() else 200)
 
 

@@ -534,3 +534,12 @@ class TestAdminActionsEndSessions:
         assert victim.get("/dashboard").status_code == 302
         response = log_in(new_client(), target.email)
         assert form_errors(response) == ["This account has been deactivated. Contact an administrator."]
+
+
+@pytest.mark.parametrize(("backend", "shown"), [("console", True), ("smtp", False)])
+def test_where_to_find_emails_in_development(client, app, monkeypatch, backend, shown):
+    monkeypatch.setitem(app.config, "MAIL_BACKEND", backend)
+    for response in (client.get("/auth/check-inbox"),
+                     client.post("/auth/forgot", data={"email": "someone@tests.example"})):
+        assert response.status_code == 200
+        assert ("e-mails are printed in the" in response.get_data(as_text=True)) is shown

@@ -14,14 +14,23 @@ def is_htmx() -> bool:
     return request.headers.get("HX-Request") == "true"
 
 
+#: The id of ``<body>`` (templates/base.html).
+PAGE_TARGET = "page"
+
+
+def wants_fragment() -> bool:
+    """An htmx request for a part of a page. A boosted link or form and an ``HX-Location``
+    navigation both swap the whole body (their ``HX-Target`` is the body), so they get the page."""
+    return (is_htmx() and request.headers.get("HX-Boosted") != "true"
+            and request.headers.get("HX-Target") != PAGE_TARGET)
+
+
 def render(template: str, block: str | None = None, *, status: int = 200, trigger: str | None = None, **context):
     """The whole page, or, for an htmx request, only ``block`` of the same template.
 
     A boosted request (a plain link or form under ``hx-boost``) and the load that follows
     ``HX-Location`` swap the whole body, so they get the whole page too."""
     from flask import render_template
-
-    from portal.app import wants_fragment
 
     if block and wants_fragment():
         body = render_block(template, block, **context)

@@ -13,6 +13,7 @@ from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+from blueprints.web import is_htmx, wants_fragment
 from portal import events
 from portal.config import PROJECT_ROOT, load_config
 from portal.db import context as db_context
@@ -123,21 +124,6 @@ def _load_user_from_session(_request):
         # user as the thread's actor for whatever runs next.
         g.actor_token = db_context.push(actor, db.session)
     return user
-
-
-def is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
-
-
-#: The id of ``<body>`` (templates/base.html).
-PAGE_TARGET = "page"
-
-
-def wants_fragment() -> bool:
-    """An htmx request for a part of a page. A boosted link or form and an ``HX-Location``
-    navigation both swap the whole body (their ``HX-Target`` is the body), so they get the page."""
-    return (is_htmx() and request.headers.get("HX-Boosted") != "true"
-            and request.headers.get("HX-Target") != PAGE_TARGET)
 
 
 def _register_hooks(app: Flask) -> None:

@@ -79,6 +79,9 @@ def _import_models() -> None:
     import portal.accounts.models
     import portal.compliance.security.models
     import portal.db.audit
+    import portal.learning.assessment.models
+    import portal.learning.education.models
+    import portal.learning.lms.models
     import portal.platform.email.models
     import portal.platform.gateway.models
     import portal.platform.notifications.models  # noqa: F401

@@ -91,8 +91,9 @@ def _register_blueprints(app: Flask) -> None:
     from blueprints.admin import bp as admin_bp
     from blueprints.auth import bp as auth_bp
     from blueprints.home import bp as home_bp
+    from blueprints.learning import bp as learning_bp
 
-    for bp in (auth_bp, home_bp, admin_bp):
+    for bp in (auth_bp, home_bp, learning_bp, admin_bp):
         app.register_blueprint(bp)
 
 

@@ -39,6 +39,14 @@ def dashboard():
         from portal.accounts.queries import counts_by_role
 
         context["counts"] = counts_by_role()
+    elif current_user.role == Role.STUDENT:
+        from portal.learning.education.queries import student_dashboard
+
+        context.update(student_dashboard(current_user))
+    elif current_user.role == Role.FACULTY:
+        from portal.learning.lms.queries import faculty_dashboard
+
+        context.update(faculty_dashboard(current_user))
     recent = notification_queries.page_for(current_user.id, None, size=5).items
     return render(DASHBOARDS[current_user.role], recent_notifications=recent, **context)
 

@@ -1,0 +1,1 @@
+from blueprints.learning import bp  # noqa: F401

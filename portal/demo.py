@@ -79,9 +79,20 @@ def seed(scale: int = 0, progress=None) -> list[tuple[str, str, str]]:
         db.session.flush()
         notify(user.id, "account", "Welcome to Azora Portal",
                "This is a demo account. Explore your dashboard to get started.", "/")
+    _seed_learning()
     if scale:
         _seed_scale(scale, password_hash, progress)
     return [(email, role.value, password) for email, _, role in ACCOUNTS]
+
+
+def _seed_learning() -> None:
+    """The demo courses, taught by the demo faculty member, with the demo students in them."""
+    from portal.learning.demo import seed_learning
+
+    by_email = {u.email: u for u in db.session.scalars(select(User).where(User.email.in_([a[0] for a in ACCOUNTS])))}
+    teacher = by_email["faculty@azora.example"]
+    students = [by_email[email] for email, _, role in ACCOUNTS if role == Role.STUDENT and email in by_email]
+    seed_learning(teacher, students)
 
 
 def _seed_scale(count: int, password_hash: str, progress) -> None:

@@ -39,12 +39,67 @@ def _secret_key() -> str:
     return path.read_text().strip()
 
 
+def _certificate_signing_key(env: str) -> str:
+    """CERTIFICATE_SIGNING_KEY from the environment; in development and tests, else one kept
+    under instance/ (made once, mode 600). Production must set it: unset, issuing fails."""
+    value = os.environ.get("CERTIFICATE_SIGNING_KEY")
+    if value or env == "production":
+        return value or ""
+    from portal.security.signing import generate_key
+
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    path = INSTANCE_DIR / "certificate_key"
+    if not path.exists():
+        # Written aside, then linked into place: two processes starting at once agree on one key.
+        spare = path.with_name(f"certificate_key.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generate_key())
+        try:
+            os.link(spare, path)
+        except FileExistsError:
+            pass
+        finally:
+            spare.unlink()
+    return path.read_text().strip()
+
+
+def _file_encryption_keys(env: str) -> str:
+    """FILE_ENCRYPTION_KEYS (``keyid:base64key,...``, the first encrypts) from the environment;
+    in development and tests, else one key kept under instance/ (made once, mode 600).
+    Production must set it: unset, uploads are refused."""
+    value = os.environ.get("FILE_ENCRYPTION_KEYS")
+    if value or env == "production":
+        return value or ""
+    from portal.security.crypto import generate_key_entry
+
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    path = INSTANCE_DIR / "file_key"
+    if not path.exists():
+        # Written aside, then linked into place: two processes starting at once agree on one key.
+        spare = path.with_name(f"file_key.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(generate_key_entry("dev"))
+        try:
+            os.link(spare, path)
+        except FileExistsError:
+            pass
+        finally:
+            spare.unlink()
+    return path.read_text().strip()
+
+
 def load_config(overrides: dict | None = None) -> dict:
     """Flask config dict built from the environment, with ``overrides`` applied last."""
     env = (overrides or {}).get("AZORA_ENV") or os.environ.get("AZORA_ENV", "development")
     config = {
         "AZORA_ENV": env,
         "SECRET_KEY": _secret_key(),
+        # Ed25519 key that signs certificates: base64 of the raw 32-byte private key.
+        "CERTIFICATE_SIGNING_KEY": _certificate_signing_key(env),
+        # AES-GCM keys for uploaded files: "keyid:base64key,..."; the first encrypts.
+        "FILE_ENCRYPTION_KEYS": _file_encryption_keys(env),
         # The app's database URL (a role that owns nothing). Unset: embedded server.
         "DATABASE_URL": os.environ.get("DATABASE_URL"),
         # The owner's URL, used only for migrations and role grants. Defaults to DATABASE_URL.

@@ -1,1 +1,145 @@
-from blueprints.learning import bp  # noqa: F401
+"""The catalog and studying: browse and search courses, a course's page with its outline,
+enrol and leave, lessons, mark complete.
+
+Browsing is open to every signed-in user (faculty see what students see); enrolling, leaving
+and completing lessons need ``Permission.LEARN``; lessons open to enrolled students and, as a
+preview, to the course's staff and admins (the services decide, per course).
+
+Enrol, leave and "mark complete" are small forms: with htmx they swap their part of the page
+in place (and "mark complete" fires ``course-progress`` so the progress bar refreshes itself);
+without JavaScript they redirect back to the page they came from.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import flash, request, url_for
+from flask_login import current_user
+
+from blueprints.learning import bp
+from blueprints.web import is_htmx, redirect_to, render, wants_fragment
+from portal.db import db
+from portal.errors import DomainError
+from portal.learning.education import queries
+from portal.learning.education import services as education
+from portal.learning.markdown import render_markdown
+from portal.security.access import login_required, requires
+from portal.security.permissions import Permission
+
+#: The event "mark complete" fires so that the progress bar reloads itself.
+PROGRESS_EVENT = "course-progress"
+
+
+def _page_number() -> int:
+    try:
+        return int(request.args.get("page", 1))
+    except ValueError:
+        return 1
+
+
+@bp.get("/courses")
+@login_required
+def catalog():
+    filters = queries.CatalogFilters.clean(
+        request.args.get("q"), request.args.get("category"), request.args.get("level"),
+        request.args.get("instructor"),
+    )
+    page = queries.catalog_page(current_user, filters, _page_number())
+    # The filters' choices sit outside the results block: a live-search request skips them.
+    facets = {} if wants_fragment() else queries.catalog_facets()
+    return render("learning/catalog/catalog.html", "results", page=page, filters=filters, **facets)
+
+
+def _course_context(outline: queries.Outline) -> dict:
+    return {
+        "outline": outline,
+        "course": outline.course,
+        "description": render_markdown(outline.course.description),
+        "continue_lesson": outline.continue_lesson() if outline.is_enrolled else None,
+    }
+
+
+@bp.get("/courses/<slug>")
+@login_required
+def course(slug: str):
+    outline = queries.load_outline(current_user, slug=slug)
+    return render("learning/catalog/course.html", "study", **_course_context(outline))
+
+
+def _enrolment_action(slug: str, action, done: str):
+    """Run enrol or leave; answer with the course's study panel (htmx) or back to the page."""
+    outline = queries.load_outline(current_user, slug=slug)
+    try:
+        action(current_user, outline.course.id)
+    except DomainError as exc:
+        db.session.rollback()
+        if not is_htmx():
+            flash(exc.message, "error")
+            return redirect_to("learning.course", slug=slug)
+        outline = queries.load_outline(current_user, slug=slug)
+        return render("learning/catalog/course.html", "study", status=exc.status_code, error=exc.message,
+                      **_course_context(outline))
+    db.session.commit()
+    if not is_htmx():
+        flash(done, "success")
+        return redirect_to("learning.course", slug=slug)
+    outline = queries.load_outline(current_user, slug=slug)
+    return render("learning/catalog/course.html", "study", notice=done, **_course_context(outline))
+
+
+@bp.post("/courses/<slug>/enrol")
+@requires(Permission.LEARN)
+def enrol(slug: str):
+    return _enrolment_action(slug, education.enrol, "You are enrolled. Welcome to the course!")
+
+
+@bp.post("/courses/<slug>/leave")
+@requires(Permission.LEARN)
+def leave(slug: str):
+    return _enrolment_action(slug, education.leave, "You left the course. Your progress is kept if you come back.")
+
+
+@bp.get("/courses/<slug>/progress")
+@login_required
+def progress(slug: str):
+    """The course's progress bar alone: what the lesson page reloads after "mark complete"."""
+    outline = queries.load_outline(current_user, slug=slug)
+    return render("learning/catalog/_progress.html", outline=outline)
+
+
+@bp.get("/courses/<slug>/lessons/<uuid:lesson_id>")
+@login_required
+def lesson(slug: str, lesson_id: uuid.UUID):
+    outline = queries.load_outline(current_user, slug=slug, body_of=lesson_id)
+    access = education.view_lesson(current_user, lesson_id, outline)
+    previous, following = outline.neighbours(lesson_id)
+    # Rendered before the commit, which would expire every loaded row and read them again.
+    response = render("learning/catalog/lesson.html", outline=outline, course=outline.course, lesson=access.lesson,
+                      module=access.module, preview=access.preview, previous=previous, following=following,
+                      body=render_markdown(outline.body))
+    db.session.commit()
+    return response
+
+
+@bp.post("/courses/<slug>/lessons/<uuid:lesson_id>/complete")
+@requires(Permission.LEARN)
+def complete(slug: str, lesson_id: uuid.UUID):
+    outline = queries.load_outline(current_user, slug=slug)
+    result = education.complete_lesson(current_user, lesson_id, outline)
+    if result.course_completed:
+        message = f"Lesson complete, and with it the whole course: well done, you completed {outline.course.title}!"
+    elif result.newly_completed:
+        message = "Lesson marked complete."
+    else:
+        message = "You had already completed this lesson."
+    if not is_htmx():
+        db.session.commit()
+        flash(message, "success")
+        return redirect_to(url=url_for("learning.lesson", slug=slug, lesson_id=lesson_id))
+    found = outline.find(lesson_id)
+    _, following = outline.neighbours(lesson_id)
+    response = render("learning/catalog/_complete.html", trigger=PROGRESS_EVENT, outline=outline,
+                      course=outline.course, lesson=found[0], following=following, notice=message)
+    db.session.commit()
+    return response

@@ -175,7 +175,7 @@ class Certificate(TimestampedModel):
     signature: Mapped[str] = mapped_column(String(200))
     #: Which signing key (its public key's fingerprint), for rotation.
     key_id: Mapped[str] = mapped_column(String(64))
-    #: SHA-256 hex of the previous certificate's payload and signature; zeros for the first.
+    #: The previous certificate's ``entry_hash`` (by serial); 64 zeros for the first.
     previous_hash: Mapped[str] = mapped_column(String(64))
     #: SHA-256 hex of this certificate's payload, signature and previous hash.
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -28,7 +28,8 @@ from portal.db.urls import libpq_url
 log = logging.getLogger(__name__)
 
 #: The one procrastinate app of the process. Its connector is set by ``configure``.
-job_app = procrastinate.App(connector=InMemoryConnector(), import_paths=["portal.platform.email.tasks"])
+job_app = procrastinate.App(connector=InMemoryConnector(), import_paths=["portal.platform.email.tasks",
+                                                                      "portal.learning.assessment.tasks"])
 _flask_app = None
 WORKER = Actor.system("worker")
 #: The process whose connection pool for deferring is open (a fork must open its own).

@@ -1,0 +1,409 @@
+"""The gradebook: every student of a course by every graded item, and each student's overall
+grade kept current in ``gradebooks``.
+
+How the overall grade is made (``course.grading``, defaults in ``DEFAULT_GRADING``):
+
+- Items are the course's published assignments and quizzes, in two categories.
+- An item counts once it has a score the student may see: a released assignment grade, a graded
+  quiz attempt (the quiz's own rule says which attempt counts). Items without one are left out
+  ("the grade so far"), not counted as zero.
+- In each category the lowest ``drop_lowest[category]`` item percentages are dropped (never the
+  last one left), and the category's percentage is the mean of the rest: each item weighs the same
+  inside its category, whatever its points.
+- The overall percentage is the weighted mean of the categories that have a counted item, the
+  weights scaled to the categories present.
+- The letter is the first of the scale (best first) whose threshold the percentage reaches; a
+  grader's override replaces the computed percentage for the letter and status.
+
+Pages and the CSV export read one query for all students and their scores (scores aggregated per
+student in correlated subqueries), so the statement count does not grow with the course; the
+export streams that query through a server-side cursor.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert
+
+from portal.accounts.models import User
+from portal.db import db
+from portal.errors import DomainError, NotFound
+from portal.learning.assessment.models import Gradebook, GradebookStatus
+from portal.learning.education.models import Course, Enrollment, EnrollmentStatus
+from portal.learning.lms import access
+from portal.pagination import Page
+
+CENT = Decimal("0.01")
+HUNDRED = Decimal(100)
+ASSIGNMENTS = "assignments"
+QUIZZES = "quizzes"
+CATEGORIES = (ASSIGNMENTS, QUIZZES)
+DEFAULT_GRADING = {
+    "weights": {ASSIGNMENTS: 50, QUIZZES: 50},
+    "drop_lowest": {ASSIGNMENTS: 0, QUIZZES: 0},
+    "letters": [["A", 90], ["B", 80], ["C", 70], ["D", 60], ["F", 0]],
+}
+PAGE_SIZE = 50
+
+
+# ---------------------------------------------------------------------------------- the scheme
+
+
+@dataclass(frozen=True)
+class Scheme:
+    weights: dict[str, Decimal]
+    drop_lowest: dict[str, int]
+    #: Best first; the last one's threshold is 0.
+    letters: tuple[tuple[str, Decimal], ...]
+
+    @classmethod
+    def from_course(cls, grading: dict | None) -> Scheme:
+        grading = grading or {}
+        weights = {**DEFAULT_GRADING["weights"], **(grading.get("weights") or {})}
+        drops = {**DEFAULT_GRADING["drop_lowest"], **(grading.get("drop_lowest") or {})}
+        letters = grading.get("letters") or DEFAULT_GRADING["letters"]
+        ordered = sorted(((str(name), Decimal(str(threshold))) for name, threshold in letters),
+                         key=lambda pair: pair[1], reverse=True)
+        if ordered[-1][1] != 0:
+            ordered.append(("F", Decimal(0)))
+        return cls(weights={c: Decimal(str(weights.get(c, 0))) for c in CATEGORIES},
+                   drop_lowest={c: max(0, int(drops.get(c, 0))) for c in CATEGORIES},
+                   letters=tuple(ordered))
+
+    def letter(self, percent: Decimal | None) -> str | None:
+        if percent is None:
+            return None
+        for name, threshold in self.letters:
+            if percent >= threshold:
+                return name
+        return self.letters[-1][0]
+
+    def passing(self, percent: Decimal) -> bool:
+        """Passing: any letter but the scale's lowest."""
+        return self.letter(percent) != self.letters[-1][0]
+
+
+def validate_grading(grading: dict) -> dict:
+    """Check a course's grading settings (for the course editor): weights 0 to 100 adding to
+    100, drops 0 to 10, letters with thresholds 0 to 100. Returns the cleaned settings."""
+    try:
+        weights = {c: Decimal(str((grading.get("weights") or {}).get(c, 0))) for c in CATEGORIES}
+        drops = {c: int((grading.get("drop_lowest") or {}).get(c, 0)) for c in CATEGORIES}
+        letters = [[str(name).strip()[:4], float(Decimal(str(threshold)))]
+                   for name, threshold in (grading.get("letters") or DEFAULT_GRADING["letters"])]
+    except (InvalidOperation, ValueError, TypeError) as exc:
+        raise DomainError("The grading settings must be numbers.", field="grading") from exc
+    if any(w < 0 or w > 100 for w in weights.values()) or sum(weights.values()) != 100:
+        raise DomainError("Category weights are 0 to 100 and add up to 100.", field="grading")
+    if any(d < 0 or d > 10 for d in drops.values()):
+        raise DomainError("Drop lowest is between 0 and 10 items.", field="grading")
+    if any(not name or t < 0 or t > 100 for name, t in letters):
+        raise DomainError("Each letter needs a name and a threshold from 0 to 100.", field="grading")
+    return {"weights": {c: float(w) for c, w in weights.items()}, "drop_lowest": drops, "letters": letters}
+
+
+# ---------------------------------------------------------------------------------- computing
+
+
+@dataclass(frozen=True)
+class Item:
+    category: str
+    id: uuid.UUID
+    title: str
+    points: Decimal | None  #: assignments only; quizzes count by percentage
+
+
+@dataclass
+class Result:
+    percent: Decimal | None
+    letter: str | None
+    categories: dict[str, Decimal | None] = field(default_factory=dict)
+    #: (category, item id) of the items dropped as lowest.
+    dropped: set = field(default_factory=set)
+    counted: int = 0
+
+
+def compute(scheme: Scheme, items: list[Item], assignment_scores: dict[str, Decimal],
+            quiz_percents: dict[str, Decimal]) -> Result:
+    """The overall grade from one student's scores (``{item id as str: score or percent}``)."""
+    by_category: dict[str, list[tuple[Decimal, uuid.UUID]]] = {c: [] for c in CATEGORIES}
+    for item in items:
+        key = str(item.id)
+        if item.category == ASSIGNMENTS and key in assignment_scores and item.points:
+            by_category[ASSIGNMENTS].append((Decimal(assignment_scores[key]) * HUNDRED / item.points, item.id))
+        elif item.category == QUIZZES and key in quiz_percents:
+            by_category[QUIZZES].append((Decimal(quiz_percents[key]), item.id))
+    result = Result(percent=None, letter=None)
+    weighted = Decimal(0)
+    weight_total = Decimal(0)
+    for category, values in by_category.items():
+        result.counted += len(values)
+        if not values:
+            result.categories[category] = None
+            continue
+        drop = min(scheme.drop_lowest.get(category, 0), len(values) - 1)
+        ordered = sorted(values, key=lambda pair: (pair[0], str(pair[1])))
+        for _, item_id in ordered[:drop]:
+            result.dropped.add((category, item_id))
+        kept = ordered[drop:]
+        mean = sum((value for value, _ in kept), Decimal(0)) / len(kept)
+        result.categories[category] = mean.quantize(CENT, rounding=ROUND_HALF_UP)
+        weight = scheme.weights.get(category, Decimal(0))
+        weighted += mean * weight
+        weight_total += weight
+    if weight_total > 0:
+        result.percent = min(HUNDRED, (weighted / weight_total).quantize(CENT, rounding=ROUND_HALF_UP))
+        result.letter = scheme.letter(result.percent)
+    return result
+
+
+def _status(scheme: Scheme, effective: Decimal | None, enrollment_status) -> GradebookStatus:
+    if enrollment_status == EnrollmentStatus.COMPLETED:
+        return GradebookStatus.COMPLETED
+    if effective is None:
+        return GradebookStatus.IN_PROGRESS
+    return GradebookStatus.PASSING if scheme.passing(effective) else GradebookStatus.FAILING
+
+
+def course_items(course_id: uuid.UUID) -> list[Item]:
+    """Published assignments, then published quizzes, of the course (one query)."""
+    rows = db.session.execute(text(
+        "SELECT 'assignments' AS category, id, title, points, \"dueAt\" AS at FROM assignments "
+        "WHERE \"courseId\" = :course AND published "
+        "UNION ALL SELECT 'quizzes', id, title, NULL, \"closesAt\" FROM quizzes "
+        "WHERE \"courseId\" = :course AND published "
+        "ORDER BY category, at NULLS LAST, title, id"), {"course": course_id}).all()
+    return [Item(category=row.category, id=row.id, title=row.title, points=row.points) for row in rows]
+
+
+#: Each enrolled student with their gradebook row and, as JSON objects keyed by item id, their
+#: visible assignment scores and counting quiz percentages. The quiz rule mirrors
+#: ``portal.learning.assessment.services.quiz_score``.
+_STUDENTS_SQL = """
+SELECT u.id AS user_id, u."fullName" AS full_name, u.email, e.status AS enrollment_status,
+       g.percent, g.letter, g."overridePercent" AS override_percent, g."overrideReason" AS override_reason,
+       (SELECT jsonb_object_agg(gr."assignmentId"::text, gr.score::text)
+          FROM grades gr JOIN assignments a ON a.id = gr."assignmentId"
+         WHERE gr."userId" = u.id AND a."courseId" = :course AND a.published
+           AND gr."releasedAt" IS NOT NULL) AS assignment_scores,
+       (SELECT jsonb_object_agg(s.quiz_id::text, s.pct::text) FROM (
+           SELECT qa."quizId" AS quiz_id,
+                  CASE q.scoring
+                    WHEN 'latest' THEN (array_agg(qa.percent ORDER BY qa.number DESC))[1]
+                    WHEN 'first' THEN (array_agg(qa.percent ORDER BY qa.number))[1]
+                    WHEN 'average' THEN round(avg(qa.percent), 2)
+                    ELSE max(qa.percent) END AS pct
+             FROM quiz_attempts qa JOIN quizzes q ON q.id = qa."quizId"
+            WHERE qa."userId" = u.id AND q."courseId" = :course AND q.published
+              AND qa.status = 'graded' AND qa.percent IS NOT NULL
+            GROUP BY qa."quizId", q.scoring) s) AS quiz_scores
+  FROM enrollments e
+  JOIN users u ON u.id = e."userId"
+  LEFT JOIN gradebooks g ON g."courseId" = e."courseId" AND g."userId" = e."userId"
+ WHERE e."courseId" = :course AND e.status <> 'left' {where}
+ ORDER BY u."fullName", u.id
+ {limit}
+"""
+
+
+@dataclass
+class StudentRow:
+    user_id: uuid.UUID
+    full_name: str
+    email: str
+    assignment_scores: dict[str, Decimal]
+    quiz_percents: dict[str, Decimal]
+    result: Result
+    override_percent: Decimal | None
+    override_reason: str | None
+
+    @property
+    def effective_percent(self) -> Decimal | None:
+        return self.override_percent if self.override_percent is not None else self.result.percent
+
+
+def _student_row(scheme: Scheme, items: list[Item], row) -> StudentRow:
+    scores = {k: Decimal(v) for k, v in (row.assignment_scores or {}).items()}
+    percents = {k: Decimal(v) for k, v in (row.quiz_scores or {}).items()}
+    return StudentRow(user_id=row.user_id, full_name=row.full_name, email=row.email, assignment_scores=scores,
+                      quiz_percents=percents, result=compute(scheme, items, scores, percents),
+                      override_percent=row.override_percent, override_reason=row.override_reason)
+
+
+def _students_stmt(where: str = "", limit: str = ""):
+    return text(_STUDENTS_SQL.format(where=where, limit=limit))
+
+
+# ---------------------------------------------------------------------------------- keeping current
+
+
+def recompute(course_id: uuid.UUID, user_id: uuid.UUID) -> Gradebook | None:
+    """Bring the student's ``gradebooks`` row up to date (insert or update; an override is
+    kept). Called whenever a grade is released or changed after release, and when a quiz
+    attempt is graded. None when the student is not enrolled."""
+    course = db.session.get(Course, course_id)
+    if course is None:
+        return None
+    scheme = Scheme.from_course(course.grading)
+    items = course_items(course_id)
+    row = db.session.execute(_students_stmt('AND e."userId" = :user'), {"course": course_id, "user": user_id}).first()
+    if row is None:
+        return None
+    student = _student_row(scheme, items, row)
+    effective = student.effective_percent
+    values = {"percent": student.result.percent, "letter": scheme.letter(effective),
+              "status": _status(scheme, effective, EnrollmentStatus(row.enrollment_status))}
+    stmt = insert(Gradebook).values(course_id=course_id, user_id=user_id, **values)
+    stmt = stmt.on_conflict_do_update(index_elements=[Gradebook.course_id, Gradebook.user_id], set_=values)
+    db.session.execute(stmt)
+    db.session.expire_all()  # a loaded Gradebook instance would be stale now
+    return db.session.scalar(select(Gradebook).where(Gradebook.course_id == course_id,
+                                                     Gradebook.user_id == user_id))
+
+
+def set_override(actor: User, course_id: uuid.UUID, user_id: uuid.UUID, percent: Decimal | None,
+                 reason: str | None) -> Gradebook:
+    """Replace (or, with ``percent=None``, remove) a student's computed percentage. A reason is
+    required: it is shown beside the grade and kept in the audit trail."""
+    if db.session.get(Course, course_id) is None:
+        raise NotFound("That course does not exist.")
+    access.require(actor, course_id, access.CAN_RELEASE, "override grades in this course")
+    enrolled = db.session.scalar(select(Enrollment.id).where(Enrollment.course_id == course_id,
+                                                             Enrollment.user_id == user_id))
+    if enrolled is None:
+        raise NotFound("That student is not enrolled in this course.")
+    reason = (reason or "").strip()
+    if percent is not None:
+        if percent < 0 or percent > 100:
+            raise DomainError("An override is a percentage from 0 to 100.", field="percent")
+        if not reason:
+            raise DomainError("Give the reason for the override.", field="reason")
+        if len(reason) > 500:
+            raise DomainError("The reason is at most 500 characters.", field="reason")
+        percent = percent.quantize(CENT, rounding=ROUND_HALF_UP)
+    values = {"override_percent": percent, "override_reason": reason if percent is not None else None}
+    stmt = insert(Gradebook).values(course_id=course_id, user_id=user_id, **values)
+    db.session.execute(stmt.on_conflict_do_update(index_elements=[Gradebook.course_id, Gradebook.user_id],
+                                                  set_=values))
+    return recompute(course_id, user_id)
+
+
+# ---------------------------------------------------------------------------------- pages
+
+
+@dataclass
+class GradebookPage:
+    course: Course
+    scheme: Scheme
+    items: list[Item]
+    page: Page  #: items are StudentRow
+    can_override: bool
+
+
+def _staff_course(actor: User, course_id: uuid.UUID) -> Course:
+    course = db.session.get(Course, course_id)
+    if course is None:
+        raise NotFound("That course does not exist.")
+    access.require(actor, course_id, access.CAN_GRADE, "see this course's gradebook")
+    return course
+
+
+def encode_cursor_name(name: str, user_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{user_id}|{name}".encode()).decode().rstrip("=")
+
+
+def decode_cursor_name(cursor: str | None) -> tuple[str, uuid.UUID] | None:
+    if not cursor or len(cursor) > 400:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        user_id, name = raw.split("|", 1)
+        return name, uuid.UUID(user_id)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def gradebook_page(actor: User, course_id: uuid.UUID, cursor: str | None = None,
+                   size: int = PAGE_SIZE) -> GradebookPage:
+    """One page of students (by name) with every item: a fixed number of queries."""
+    course = _staff_course(actor, course_id)
+    scheme = Scheme.from_course(course.grading)
+    items = course_items(course_id)
+    params = {"course": course_id, "size": size + 1}
+    where = ""
+    position = decode_cursor_name(cursor)
+    if position is not None:
+        where = 'AND (u."fullName", u.id) > (:after_name, :after_id)'
+        params.update(after_name=position[0], after_id=position[1])
+    rows = [_student_row(scheme, items, row)
+            for row in db.session.execute(_students_stmt(where, "LIMIT :size"), params)]
+    next_cursor = None
+    if len(rows) > size:
+        rows = rows[:size]
+        next_cursor = encode_cursor_name(rows[-1].full_name, rows[-1].user_id)
+    return GradebookPage(course=course, scheme=scheme, items=items, page=Page(rows, next_cursor),
+                         can_override=access.may(actor, course_id, access.CAN_RELEASE))
+
+
+# ---------------------------------------------------------------------------------- CSV
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value) -> str:
+    """A cell a spreadsheet will not run: text starting like a formula gets a leading quote."""
+    cell = "" if value is None else str(value)
+    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+
+
+def export_csv(actor: User, course_id: uuid.UUID, batch: int = 500) -> Iterator[str]:
+    """The whole gradebook as CSV lines, streamed: the student query runs on a server-side
+    cursor and rows are written as they arrive, so memory does not grow with the course.
+    The access check runs before the first line is produced (call ``next`` or check first)."""
+    course = _staff_course(actor, course_id)
+    scheme = Scheme.from_course(course.grading)
+    items = course_items(course_id)
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+
+        def emit(cells) -> str:
+            writer.writerow([csv_safe(cell) for cell in cells])
+            line = buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            return line
+
+        yield emit(["Student", "E-mail", *[f"{item.title} ({item.category[:-1]})" for item in items],
+                    "Computed %", "Override %", "Override reason", "Final %", "Letter"])
+        result = db.session.execute(_students_stmt(), {"course": course_id},
+                                    execution_options={"stream_results": True, "yield_per": batch})
+        for row in result:
+            student = _student_row(scheme, items, row)
+            cells = []
+            for item in items:
+                source = student.assignment_scores if item.category == ASSIGNMENTS else student.quiz_percents
+                cells.append(source.get(str(item.id), ""))
+            effective = student.effective_percent
+            yield emit([student.full_name, student.email, *cells, student.result.percent or "",
+                        student.override_percent if student.override_percent is not None else "",
+                        student.override_reason or "", effective if effective is not None else "",
+                        scheme.letter(effective) or ""])
+
+    return lines()
+
+
+def gradebook_for_student(user: User, course_id: uuid.UUID) -> Gradebook | None:
+    """A student's own gradebook row (RLS shows them only theirs)."""
+    return db.session.scalar(select(Gradebook).where(Gradebook.course_id == course_id,
+                                                     Gradebook.user_id == user.id))

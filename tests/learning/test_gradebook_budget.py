@@ -1,0 +1,40 @@
+"""The gradebook page's statement count stays within budget and does not grow with the course."""
+
+from __future__ import annotations
+
+from tests.factories import PASSWORD
+from tests.learning.factories_assign import bulk_course
+
+BUDGET = 12
+
+
+def _count(app, statements, owner, course) -> tuple[int, str]:
+    client = app.test_client()
+    client.post("/auth/login", data={"email": owner.email, "password": PASSWORD})
+    client.get(f"/learning/courses/{course.id}/gradebook")  # warm up (first-use caches)
+    with statements() as counter:
+        response = client.get(f"/learning/courses/{course.id}/gradebook")
+    assert response.status_code == 200
+    return counter.count, response.get_data(as_text=True)
+
+
+def test_gradebook_statement_budget(app, statements, make_user):
+    owner = make_user(role="faculty")
+    small = bulk_course(owner, students=5, assignments=2, quizzes=1)
+    large = bulk_course(owner, students=500, assignments=20, quizzes=10)
+    small_count, small_body = _count(app, statements, owner, small)
+    large_count, large_body = _count(app, statements, owner, large)
+    assert small_body.count('<th scope="row">') == 5
+    assert large_body.count('<th scope="row">') == 50  # the first page of 500 students
+    assert large_body.count('class="item-head') == 30 and "Show more students" in large_body
+    assert large_count <= BUDGET, large_count
+    assert large_count == small_count
+
+    # The streamed CSV export of the large course: every student, in a fixed number of statements.
+    client = app.test_client()
+    client.post("/auth/login", data={"email": owner.email, "password": PASSWORD})
+    with statements() as counter:
+        response = client.get(f"/learning/courses/{large.id}/gradebook.csv")
+        lines = response.get_data(as_text=True).splitlines()
+    assert len(lines) == 501 and lines[0].count(",") == 2 + 30 + 4
+    assert counter.count <= BUDGET

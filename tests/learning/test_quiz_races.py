@@ -1,0 +1,96 @@
+"""Two starts of the same quiz at the same moment, each on its own connection: one attempt."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import delete, func, select
+
+from portal.accounts.models import User
+from portal.db import db
+from portal.db.context import Actor, acting_as
+from portal.learning.assessment import services as quizzes
+from portal.learning.assessment.models import QuizAttempt
+from portal.learning.education.models import Course
+from tests.factories import create_user
+from tests.learning.factories_quiz import enroll, full_quiz, make_course
+
+TIMEOUT = 30
+
+
+@pytest.fixture
+def committed_quiz(app):
+    with app.app_context(), acting_as(Actor.system("tests")):
+        teacher, student = create_user("faculty"), create_user("student")
+        course = make_course(teacher)
+        enroll(student, course)
+        quiz, _ = full_quiz(course)
+        ids = {"student": student.id, "teacher": teacher.id, "course": course.id, "quiz": quiz.id}
+        db.session.commit()
+        db.session.remove()
+    try:
+        yield ids
+    finally:
+        with app.app_context(), acting_as(Actor.system("tests")):
+            db.session.execute(delete(Course).where(Course.id == ids["course"]))
+            db.session.execute(delete(User).where(User.id.in_([ids["student"], ids["teacher"]])))
+            db.session.commit()
+            db.session.remove()
+
+
+@pytest.mark.no_db_rollback
+def test_a_double_start_on_two_connections_makes_one_attempt(app, committed_quiz, monkeypatch):
+    """Both requests find no open attempt (they wait for each other at a barrier after the
+    check), both insert; the partial unique index lets one through, the other waits for it to
+    commit, fails, and returns the winner's attempt."""
+    barrier = threading.Barrier(2)
+    real_layout = quizzes._layout
+
+    def layout_after_both_checked(quiz):
+        barrier.wait(timeout=TIMEOUT)
+        return real_layout(quiz)
+
+    monkeypatch.setattr(quizzes, "_layout", layout_after_both_checked)
+    lookups = []
+    real_open = quizzes._open_attempt
+
+    def counted_open(user, quiz_id):
+        found = real_open(user, quiz_id)
+        lookups.append(found is not None)
+        return found
+
+    monkeypatch.setattr(quizzes, "_open_attempt", counted_open)
+    results: dict[str, object] = {}
+    errors: list[BaseException] = []
+
+    def start(name: str) -> None:
+        try:
+            with app.app_context(), acting_as(Actor.for_user(committed_quiz["student"], "student")):
+                try:
+                    student = db.session.get(User, committed_quiz["student"])
+                    attempt = quizzes.start_attempt(student, committed_quiz["quiz"])
+                    results[name] = attempt.id
+                    db.session.commit()
+                finally:
+                    db.session.rollback()
+                    db.session.remove()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=start, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=TIMEOUT * 2)
+    assert not any(thread.is_alive() for thread in threads)
+    assert not errors, errors
+    assert results["a"] == results["b"]
+    # Two checks that found nothing, then the loser's look-up after its insert failed.
+    assert sorted(lookups) == [False, False, True]
+    with app.app_context(), acting_as(Actor.system("tests")):
+        count = db.session.scalar(select(func.count()).select_from(QuizAttempt)
+                                  .where(QuizAttempt.quiz_id == committed_quiz["quiz"]))
+        db.session.remove()
+    assert count == 1

@@ -14,6 +14,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 INSTANCE_DIR = Path(os.environ.get("AZORA_INSTANCE_DIR", PROJECT_ROOT / "instance"))
 
 
+class ConfigError(RuntimeError):
+    """The environment lacks something the portal cannot run without."""
+
+
 def _bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None:
@@ -26,68 +30,39 @@ def _int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
-def _secret_key() -> str:
-    """SECRET_KEY from the environment, else one kept under instance/ for development."""
-    value = os.environ.get("SECRET_KEY")
-    if value:
-        return value
+def _kept_secret(variable: str, file_name: str, make, *, required: bool = False) -> str:
+    """``variable`` from the environment; otherwise, unless ``required`` (production), a value
+    made once by ``make()`` and kept in ``instance/<file_name>`` (mode 600). It is written aside
+    and linked into place, so two processes starting at once agree on one value."""
+    value = os.environ.get(variable)
+    if value or required:
+        return value or ""
     INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
-    path = INSTANCE_DIR / "secret_key"
+    path = INSTANCE_DIR / file_name
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+        spare = path.with_name(f"{file_name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(make())
+        try:
+            os.link(spare, path)
+        except FileExistsError:
+            pass
+        finally:
+            spare.unlink()
     return path.read_text().strip()
 
 
-def _certificate_signing_key(env: str) -> str:
-    """CERTIFICATE_SIGNING_KEY from the environment; in development and tests, else one kept
-    under instance/ (made once, mode 600). Production must set it: unset, issuing fails."""
-    value = os.environ.get("CERTIFICATE_SIGNING_KEY")
-    if value or env == "production":
-        return value or ""
+def _certificate_key() -> str:
     from portal.security.signing import generate_key
 
-    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
-    path = INSTANCE_DIR / "certificate_key"
-    if not path.exists():
-        # Written aside, then linked into place: two processes starting at once agree on one key.
-        spare = path.with_name(f"certificate_key.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(generate_key())
-        try:
-            os.link(spare, path)
-        except FileExistsError:
-            pass
-        finally:
-            spare.unlink()
-    return path.read_text().strip()
+    return generate_key()
 
 
-def _file_encryption_keys(env: str) -> str:
-    """FILE_ENCRYPTION_KEYS (``keyid:base64key,...``, the first encrypts) from the environment;
-    in development and tests, else one key kept under instance/ (made once, mode 600).
-    Production must set it: unset, uploads are refused."""
-    value = os.environ.get("FILE_ENCRYPTION_KEYS")
-    if value or env == "production":
-        return value or ""
+def _file_key() -> str:
     from portal.security.crypto import generate_key_entry
 
-    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
-    path = INSTANCE_DIR / "file_key"
-    if not path.exists():
-        # Written aside, then linked into place: two processes starting at once agree on one key.
-        spare = path.with_name(f"file_key.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(generate_key_entry("dev"))
-        try:
-            os.link(spare, path)
-        except FileExistsError:
-            pass
-        finally:
-            spare.unlink()
-    return path.read_text().strip()
+    return generate_key_entry("dev")
 
 
 def load_config(overrides: dict | None = None) -> dict:
@@ -95,11 +70,14 @@ def load_config(overrides: dict | None = None) -> dict:
     env = (overrides or {}).get("AZORA_ENV") or os.environ.get("AZORA_ENV", "development")
     config = {
         "AZORA_ENV": env,
-        "SECRET_KEY": _secret_key(),
+        "SECRET_KEY": _kept_secret("SECRET_KEY", "secret_key", lambda: secrets.token_urlsafe(48),
+                                   required=env == "production"),
         # Ed25519 key that signs certificates: base64 of the raw 32-byte private key.
-        "CERTIFICATE_SIGNING_KEY": _certificate_signing_key(env),
+        "CERTIFICATE_SIGNING_KEY": _kept_secret("CERTIFICATE_SIGNING_KEY", "certificate_key", _certificate_key,
+                                                required=env == "production"),
         # AES-GCM keys for uploaded files: "keyid:base64key,..."; the first encrypts.
-        "FILE_ENCRYPTION_KEYS": _file_encryption_keys(env),
+        "FILE_ENCRYPTION_KEYS": _kept_secret("FILE_ENCRYPTION_KEYS", "file_key", _file_key,
+                                             required=env == "production"),
         # The app's database URL (a role that owns nothing). Unset: embedded server.
         "DATABASE_URL": os.environ.get("DATABASE_URL"),
         # The owner's URL, used only for migrations and role grants. Defaults to DATABASE_URL.
@@ -149,6 +127,11 @@ def load_config(overrides: dict | None = None) -> dict:
     }
     if overrides:
         config.update(overrides)
+    if config["AZORA_ENV"] == "production":
+        missing = [name for name in ("SECRET_KEY", "DATABASE_URL") if not config.get(name)]
+        if missing:
+            raise ConfigError(f"In production set {' and '.join(missing)} in the environment (see the README's "
+                              "configuration table); nothing is made up for them there.")
     if not config["MIGRATION_DATABASE_URL"]:
         config["MIGRATION_DATABASE_URL"] = config["DATABASE_URL"]
     return config

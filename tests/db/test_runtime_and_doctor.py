@@ -84,6 +84,7 @@ def test_role_facts_privileged(superuser, bypass, privileged):
 def test_privileged_roles_are_allowed_only_in_development_and_tests(monkeypatch, env, allowed):
     monkeypatch.setenv("AZORA_ENV", env)
     monkeypatch.setenv("SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://azora_app@db.invalid/azora")
     monkeypatch.delenv("ALLOW_PRIVILEGED_DB_ROLE", raising=False)
     assert load_config()["ALLOW_PRIVILEGED_DB_ROLE"] is allowed
 
@@ -218,3 +219,15 @@ def test_create_app_role_makes_an_unprivileged_role_with_row_access():
     finally:
         admin_execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL"])
+def test_production_refuses_to_start_without_its_secrets(monkeypatch, missing):
+    from portal.config import ConfigError
+
+    monkeypatch.setenv("AZORA_ENV", "production")
+    monkeypatch.setenv("SECRET_KEY", "a-production-secret")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://azora_app@db.invalid/azora")
+    monkeypatch.delenv(missing)
+    with pytest.raises(ConfigError, match=missing):
+        load_config()

@@ -66,6 +66,7 @@ def test_configuration(monkeypatch, tmp_path):
     assert load_config({"AZORA_ENV": "test"})["FILE_ENCRYPTION_KEYS"] == first  # kept, not remade
     assert parse_keys(first)[0][0] == "dev"
     monkeypatch.setenv("FILE_ENCRYPTION_KEYS", "prod:" + base64.b64encode(b"k" * 32).decode())
-    assert load_config({"AZORA_ENV": "production"})["FILE_ENCRYPTION_KEYS"].startswith("prod:")
+    production = {"AZORA_ENV": "production", "SECRET_KEY": "x", "DATABASE_URL": "postgresql://a@db.invalid/b"}
+    assert load_config(production)["FILE_ENCRYPTION_KEYS"].startswith("prod:")
     monkeypatch.delenv("FILE_ENCRYPTION_KEYS")
-    assert load_config({"AZORA_ENV": "production", "SECRET_KEY": "x"})["FILE_ENCRYPTION_KEYS"] == ""
+    assert load_config(production)["FILE_ENCRYPTION_KEYS"] == ""

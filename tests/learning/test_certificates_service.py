@@ -88,20 +88,21 @@ def test_a_missing_or_malformed_key_is_refused(value):
         signing.load_signer(value)
 
 
-def test_development_key_is_kept_in_the_instance_folder(monkeypatch):
+def test_development_key_is_kept_in_the_instance_folder(monkeypatch, tmp_path):
     from portal import config
 
+    monkeypatch.setattr(config, "INSTANCE_DIR", tmp_path)
     monkeypatch.delenv("CERTIFICATE_SIGNING_KEY", raising=False)
-    value = config._certificate_signing_key("test")
-    path = config.INSTANCE_DIR / "certificate_key"
+    value = config.load_config({"AZORA_ENV": "test"})["CERTIFICATE_SIGNING_KEY"]
+    path = tmp_path / "certificate_key"
     assert path.stat().st_mode & 0o777 == 0o600
     assert value == path.read_text().strip() and signing.load_signer(value)
-    assert config._certificate_signing_key("development") == value  # made once, then kept
-    assert config._certificate_signing_key("production") == ""  # production never makes one
+    assert config.load_config({"AZORA_ENV": "development"})["CERTIFICATE_SIGNING_KEY"] == value  # kept
+    production = {"AZORA_ENV": "production", "SECRET_KEY": "x", "DATABASE_URL": "postgresql://a@db.invalid/b"}
+    assert config.load_config(production)["CERTIFICATE_SIGNING_KEY"] == ""  # production never makes one
     configured = signing.generate_key()
     monkeypatch.setenv("CERTIFICATE_SIGNING_KEY", configured)
-    assert config._certificate_signing_key("production") == configured
-    assert config.load_config({"AZORA_ENV": "test"})["CERTIFICATE_SIGNING_KEY"] == configured
+    assert config.load_config(production)["CERTIFICATE_SIGNING_KEY"] == configured
 
 
 # ------------------------------------------------------------------ issuing

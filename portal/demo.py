@@ -1,4 +1,6 @@
-"""Demo data: one account per role and a handful of students, and ``--scale N`` for more.
+"""Demo data: one account per role and a handful of students, and ``--scale N`` for more
+(from ``LEARNING_SCALE`` students on, also a catalog of a thousand courses and one large course
+with a full gradebook: ``portal.learning.demo.seed_learning_scale``).
 
 The demo password is made at random the first time and kept in ``instance/demo-logins.txt``
 (never in the repository); every run prints it.
@@ -22,6 +24,12 @@ from portal.platform.notifications.services import notify
 from portal.security import passwords
 
 CREDENTIALS_FILE = INSTANCE_DIR / "demo-logins.txt"
+
+#: From this many scale students on, ``--scale`` also builds the learning data at scale.
+LEARNING_SCALE = 500
+#: The counts of that learning data (parameters of ``seed_learning_scale``, plus ``students``:
+#: how many of the scale students are enrolled in the large course).
+LEARNING_COUNTS = {"catalog": 1000, "students": 500, "assignments": 20, "quizzes": 10}
 
 #: (e-mail, name, role) of the fixed demo accounts.
 ACCOUNTS = [
@@ -60,8 +68,20 @@ def _student_number(n: int) -> str:
     return f"AZ-D{n:07d}"
 
 
-def seed(scale: int = 0, progress=None) -> list[tuple[str, str, str]]:
-    """Create what is missing; returns the demo logins (e-mail, role, password)."""
+def learning_units(scale: int, learning: dict | None = None) -> int:
+    """How many steps the learning data at ``scale`` reports to a progress bar (0 below the
+    threshold)."""
+    if learning is None and scale < LEARNING_SCALE:
+        return 0
+    counts = {**LEARNING_COUNTS, **(learning or {})}
+    return counts["catalog"] + min(counts["students"], scale)
+
+
+def seed(scale: int = 0, progress=None, learning: dict | None = None) -> list[tuple[str, str, str]]:
+    """Create what is missing; returns the demo logins (e-mail, role, password).
+
+    ``learning``: counts replacing ``LEARNING_COUNTS`` (the learning data is then built whatever
+    the scale); without it, the learning data at scale comes from ``LEARNING_SCALE`` students on."""
     password = demo_password()
     password_hash = passwords.hash_password(password)
     now = utcnow()
@@ -82,6 +102,8 @@ def seed(scale: int = 0, progress=None) -> list[tuple[str, str, str]]:
     _seed_learning()
     if scale:
         _seed_scale(scale, password_hash, progress)
+    if learning_units(scale, learning):
+        _seed_learning_scale(password_hash, {**LEARNING_COUNTS, **(learning or {})}, progress)
     return [(email, role.value, password) for email, _, role in ACCOUNTS]
 
 
@@ -93,6 +115,18 @@ def _seed_learning() -> None:
     teacher = by_email["faculty@azora.example"]
     students = [by_email[email] for email, _, role in ACCOUNTS if role == Role.STUDENT and email in by_email]
     seed_learning(teacher, students)
+
+
+def _seed_learning_scale(password_hash: str, counts: dict, progress) -> None:
+    """The catalog and the large course (owned by the demo faculty member), its students the
+    first of the scale students."""
+    from portal.learning.demo import seed_learning_scale
+
+    teacher = db.session.scalar(select(User).where(User.email == "faculty@azora.example"))
+    students = list(db.session.scalars(select(User.id).where(User.email.like("scale%@azora.example"))
+                                       .order_by(User.email).limit(counts["students"])))
+    seed_learning_scale(teacher, students, password_hash, catalog=counts["catalog"],
+                        assignments=counts["assignments"], quizzes=counts["quizzes"], progress=progress)
 
 
 def _seed_scale(count: int, password_hash: str, progress) -> None:
@@ -125,7 +159,8 @@ def print_logins(logins) -> None:
         click.echo(f"  {role:<11} {email:<26} {password}")
 
 
-@click.command("seed-demo", help="Load demo data (idempotent). --scale N adds N students.")
+@click.command("seed-demo", help="Load demo data (idempotent). --scale N adds N students; from "
+                                  f"{LEARNING_SCALE} on, also a large catalog and a large course.")
 @click.option("--scale", default=0, type=click.IntRange(0, 1_000_000), help="Extra students to create.")
 @with_appcontext
 def seed_demo_command(scale):
@@ -134,7 +169,9 @@ def seed_demo_command(scale):
 
     with unit_of_work(CLI_ACTOR):
         if scale:
-            with click.progressbar(length=scale, label="Creating students") as bar:
+            extra = learning_units(scale)
+            label = "Creating students, courses and grades" if extra else "Creating students"
+            with click.progressbar(length=scale + extra, label=label) as bar:
                 logins = seed(scale, bar)
         else:
             logins = seed()

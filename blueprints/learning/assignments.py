@@ -23,6 +23,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from blueprints.learning import bp
 from blueprints.web import attach_error, is_htmx, redirect_to, render
 from portal.accounts.models import Role, User
+from portal.db import context as db_context
 from portal.db import db
 from portal.errors import DomainError, NotFound
 from portal.learning.assessment import gradebook
@@ -456,7 +457,15 @@ def gradebook_view(course_id: uuid.UUID):
 def gradebook_csv(course_id: uuid.UUID):
     lines = gradebook.export_csv(current_user, course_id)  # checks access before streaming
     course = db.session.get(Course, course_id)
-    response = Response(stream_with_context(lines), mimetype="text/csv")
+    actor = db_context.current_actor()
+
+    def as_this_user():
+        # The body is read after the request's transaction and identity are gone: the export's
+        # query runs in a new transaction, which must carry the same identity (row security).
+        with db_context.acting_as(actor, db.session):
+            yield from lines
+
+    response = Response(stream_with_context(as_this_user()), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="gradebook-{course.slug}.csv"'
     return response
 

@@ -23,6 +23,8 @@ from portal.db import db
 from portal.errors import DomainError
 from portal.learning.education import queries
 from portal.learning.education import services as education
+from portal.learning.education.models import EnrollmentStatus
+from portal.learning.lms import access
 from portal.learning.markdown import render_markdown
 from portal.security.access import login_required, requires
 from portal.security.permissions import Permission
@@ -52,11 +54,25 @@ def catalog():
 
 
 def _course_context(outline: queries.Outline) -> dict:
+    completed = outline.is_enrolled and outline.enrollment.status == EnrollmentStatus.COMPLETED
     return {
         "outline": outline,
         "course": outline.course,
         "description": render_markdown(outline.course.description),
         "continue_lesson": outline.continue_lesson() if outline.is_enrolled else None,
+        "certificate_code": queries.certificate_code(current_user, outline.course.id) if completed else None,
+        "staff_links": _staff_links(outline),
+    }
+
+
+def _staff_links(outline: queries.Outline) -> dict:
+    """Where the course's staff go from its page: the editor (those who may edit it) and the
+    gradebook (those who may see grades)."""
+    if not outline.is_staff:
+        return {}
+    return {
+        "edit": outline.is_admin or outline.staff_role in access.CAN_EDIT,
+        "grade": outline.is_admin or outline.staff_role in access.CAN_GRADE,
     }
 
 
@@ -138,8 +154,32 @@ def complete(slug: str, lesson_id: uuid.UUID):
         flash(message, "success")
         return redirect_to(url=url_for("learning.lesson", slug=slug, lesson_id=lesson_id))
     found = outline.find(lesson_id)
-    _, following = outline.neighbours(lesson_id)
+    previous, following = outline.neighbours(lesson_id)
+    # The side outline's tick and the lesson links (a module may have opened) are swapped in
+    # out of band.
+    outline.refresh_locks()
     response = render("learning/catalog/_complete.html", trigger=PROGRESS_EVENT, outline=outline,
-                      course=outline.course, lesson=found[0], following=following, notice=message)
+                      course=outline.course, lesson=found[0], previous=previous, following=following,
+                      notice=message, preview=False,
+                      outline_oob=True)
     db.session.commit()
     return response
+
+
+@bp.get("/grades")
+@requires(Permission.LEARN)
+def my_grades():
+    """The student's released grades and course totals, all courses or one (``?course=<id>``)."""
+    try:
+        course_id = uuid.UUID(request.args["course"]) if request.args.get("course") else None
+    except ValueError:
+        course_id = None
+    view = queries.my_grades(current_user, course_id, _page_number())
+    return render("learning/catalog/grades.html", view=view)
+
+
+@bp.get("/achievements")
+@requires(Permission.LEARN)
+def my_achievements():
+    page = queries.my_achievements(current_user, _page_number())
+    return render("learning/catalog/achievements.html", page=page)

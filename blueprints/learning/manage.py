@@ -10,12 +10,14 @@ without JavaScript the same post redirects back to the page.
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
-from flask import flash, request, url_for
+from flask import flash, g, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
+    DecimalField,
     EmailField,
     HiddenField,
     IntegerField,
@@ -31,6 +33,7 @@ from blueprints.web import attach_error, is_htmx, redirect_to, render
 from portal.accounts.models import Role
 from portal.db import db
 from portal.errors import DomainError, Forbidden, NotFound
+from portal.learning.assessment import gradebook
 from portal.learning.education import authoring
 from portal.learning.education.models import COURSE_TRANSITIONS, CourseLevel, CourseStatus
 from portal.learning.lms import access, staff
@@ -77,11 +80,61 @@ class CourseForm(FlaskForm):
     requires_quizzes_passed = BooleanField("Every quiz passed", default=True)
     requires_assignments_submitted = BooleanField("Every assignment submitted", default=False)
 
+    # The gradebook's scheme (settings page only; a new course starts with the defaults).
+    weight_assignments = DecimalField("Assignments weight (%)", places=None, validators=[
+        Optional(), NumberRange(0, 100, message="0 to 100.")], render_kw={"min": 0, "max": 100, "inputmode": "decimal"})
+    weight_quizzes = DecimalField("Quizzes weight (%)", places=None, validators=[
+        Optional(), NumberRange(0, 100, message="0 to 100.")], render_kw={"min": 0, "max": 100, "inputmode": "decimal"})
+    drop_assignments = IntegerField("Drop lowest assignments", validators=[
+        Optional(), NumberRange(0, 10, message="0 to 10.")], render_kw={"min": 0, "max": 10, "inputmode": "numeric"})
+    drop_quizzes = IntegerField("Drop lowest quizzes", validators=[
+        Optional(), NumberRange(0, 10, message="0 to 10.")], render_kw={"min": 0, "max": 10, "inputmode": "numeric"})
+
     FIELDS = ("title", "slug", "summary", "description", "category", "level", "estimated_hours",
               "requires_all_lessons", "requires_quizzes_passed", "requires_assignments_submitted")
 
     def values(self) -> dict:
         return {name: getattr(self, name).data for name in self.FIELDS}
+
+    def load_grading(self, grading: dict | None) -> list[list]:
+        """Show a course's scheme; returns its letter scale (best first) for the letter rows."""
+        scheme = gradebook.Scheme.from_course(grading)
+        self.weight_assignments.data = _plain(scheme.weights[gradebook.ASSIGNMENTS])
+        self.weight_quizzes.data = _plain(scheme.weights[gradebook.QUIZZES])
+        self.drop_assignments.data = scheme.drop_lowest[gradebook.ASSIGNMENTS]
+        self.drop_quizzes.data = scheme.drop_lowest[gradebook.QUIZZES]
+        return [[name, f"{_plain(threshold)}"] for name, threshold in scheme.letters]
+
+    def grading(self, letters: list[list]) -> dict:
+        def number(field):
+            return str(field.data) if field.data is not None else "0"
+        return {"weights": {gradebook.ASSIGNMENTS: number(self.weight_assignments),
+                            gradebook.QUIZZES: number(self.weight_quizzes)},
+                "drop_lowest": {gradebook.ASSIGNMENTS: self.drop_assignments.data or 0,
+                                gradebook.QUIZZES: self.drop_quizzes.data or 0},
+                "letters": letters}
+
+
+def _plain(number: Decimal) -> Decimal:
+    """70.0 as 70, 12.50 as 12.5 (never 7E+1)."""
+    return Decimal(f"{number.normalize():f}")
+
+
+GRADING_FIELDS = ("weight_assignments", "weight_quizzes", "drop_assignments", "drop_quizzes", "letter_name",
+                  "letter_min")
+#: Letter rows on the settings page: the scale's and two blank ones, at most this many.
+LETTER_ROWS = 10
+
+
+def _posted_letters() -> list[list]:
+    """The letter rows as posted (name, threshold), blank rows left out."""
+    names, thresholds = request.form.getlist("letter_name"), request.form.getlist("letter_min")
+    rows = [[name.strip(), threshold.strip()] for name, threshold in zip(names, thresholds, strict=False)]
+    return [row for row in rows[:LETTER_ROWS] if row[0] or row[1]]
+
+
+def _letter_rows(letters: list[list]) -> list[list]:
+    return (letters + [["", ""]] * 2)[:max(LETTER_ROWS, len(letters))]
 
 
 class ModuleForm(FlaskForm):
@@ -200,6 +253,19 @@ def _outline_action(course_id: uuid.UUID, action, *, anchor=None):
     return _outline_response(course_id, anchor=anchor(result) if anchor else None)
 
 
+@bp.app_template_global()
+def course_nav_rights(course_id: uuid.UUID) -> dict:
+    """What the course's sub-navigation offers the current user (one query per course and
+    request, none for an administrator)."""
+    cache = g.setdefault("course_nav_rights", {})
+    if course_id not in cache:
+        if current_user.role == Role.ADMIN:
+            cache[course_id] = {"edit": True}
+        else:
+            cache[course_id] = {"edit": access.management_role(current_user, course_id) in access.CAN_EDIT}
+    return cache[course_id]
+
+
 # ---------------------------------------------------------------- my courses, new course
 
 
@@ -275,21 +341,34 @@ def manage_course(course_id: uuid.UUID):
 def manage_course_settings(course_id: uuid.UUID):
     course = authoring.course_for(current_user, course_id, what="edit this course's settings")
     form = CourseForm(obj=course if request.method == "GET" else None)
+    grading_error = None
     if request.method == "GET":
         form.level.data = course.level.value
+        letters = form.load_grading(course.grading)
+    else:
+        letters = _posted_letters()
     if form.validate_on_submit():
+        # A post without the gradebook's fields (an older form) leaves the scheme as it is.
+        posts_grading = any(name in request.form for name in GRADING_FIELDS)
         try:
-            authoring.update_course(current_user, course.id, **form.values())
+            if posts_grading and not letters:
+                raise DomainError("Give at least one letter, e.g. \"A\" from 90 and \"F\" from 0.", field="grading")
+            authoring.update_course(current_user, course.id, **form.values(),
+                                    grading=form.grading(letters) if posts_grading else None)
         except DomainError as exc:
             db.session.rollback()
-            attach_error(form, exc)
+            if exc.field == "grading":
+                grading_error = exc.message
+            else:
+                attach_error(form, exc)
             course = authoring.get_course(course_id)
         else:
             db.session.commit()
             flash("Settings saved.", "success")
             return redirect_to("learning.manage_course", course_id=course.id)
     return render("learning/manage/course_form.html", "form", form=form, course=course,
-                  categories=lms_queries.categories(), status=422 if form.is_submitted() else 200)
+                  categories=lms_queries.categories(), letter_rows=_letter_rows(letters),
+                  grading_error=grading_error, status=422 if form.is_submitted() else 200)
 
 
 @bp.post("/manage/<uuid:course_id>/status")

@@ -212,12 +212,28 @@ def _question_input() -> quizzes.QuestionInput:
         feedback=form.get("feedback", ""))
 
 
-def _question_form_values(question=None, options=None, kind: QuestionKind | None = None) -> dict:
-    """What the question form shows: the posted values after an error, else the question's."""
+def _form_op() -> str:
+    """What a post of the question form asks: ``save`` (the default), ``add_option`` (the form
+    again with one more option row) or ``preview`` (the form again with the prompt rendered)."""
+    op = request.form.get("op", "save")
+    return op if op in ("save", "add_option", "preview") else "save"
+
+
+def _prompt_preview(source: str | None):
+    try:
+        return render_markdown(source or "") if (source or "").strip() else None
+    except ValueError:
+        return None
+
+
+def _question_form_values(question=None, options=None, kind: QuestionKind | None = None,
+                          add_option: bool = False) -> dict:
+    """What the question form shows: the posted values after an error, else the question's.
+    ``add_option``: the posted rows as they are (blank ones too) and one more blank row."""
     if request.method == "POST":
         data = _question_input()
         rows = [{"text": o.text, "correct": o.is_correct, "feedback": o.feedback} for o in data.options or []
-                if (o.text or "").strip() or data.kind == QuestionKind.TRUE_FALSE.value]
+                if add_option or (o.text or "").strip() or data.kind == QuestionKind.TRUE_FALSE.value]
         values = {"kind": data.kind, "prompt": data.prompt, "points": data.points,
                   "accepted_answers": "\n".join(data.accepted_answers or []), "match": data.match or "",
                   "numeric_answer": data.numeric_answer or "", "numeric_tolerance": data.numeric_tolerance or "",
@@ -240,6 +256,8 @@ def _question_form_values(question=None, options=None, kind: QuestionKind | None
                                  {"text": "False", "correct": False, "feedback": ""}]
     if values["kind"] == QuestionKind.TRUE_FALSE.value:
         values["options"] = (values["options"] + [{"text": "", "correct": False, "feedback": ""}] * 2)[:2]
+    elif add_option and values["kind"] in (QuestionKind.SINGLE.value, QuestionKind.MULTIPLE.value):
+        values["options"] = (values["options"] + [{"text": "", "correct": False, "feedback": ""}])[:quizzes.MAX_OPTIONS]
     elif values["kind"] in (QuestionKind.SINGLE.value, QuestionKind.MULTIPLE.value):
         blanks = max(BLANK_OPTIONS - len(values["options"]), 2)
         values["options"] = values["options"] + [{"text": "", "correct": False, "feedback": ""}] * blanks
@@ -249,7 +267,9 @@ def _question_form_values(question=None, options=None, kind: QuestionKind | None
 def _render_question_form(quiz, values: dict, question=None, error: str | None = None, field: str | None = None,
                           status: int = 200):
     return render("learning/quizzes/question.html", "form", quiz=quiz, question=question, values=values,
-                  error=error, error_field=field, kinds=KIND_LABELS, matches=MATCH_LABELS, status=status)
+                  error=error, error_field=field, kinds=KIND_LABELS, matches=MATCH_LABELS, status=status,
+                  course=queries.course_of(quiz.course_id), prompt_preview=_prompt_preview(values.get("prompt")),
+                  max_options=quizzes.MAX_OPTIONS)
 
 
 @bp.route("/quizzes/<uuid:quiz_id>/questions/new", methods=["GET", "POST"])
@@ -260,6 +280,8 @@ def question_new(quiz_id: uuid.UUID):
         kind = QuestionKind(request.values.get("kind", QuestionKind.SINGLE.value))
     except ValueError:
         kind = QuestionKind.SINGLE
+    if request.method == "POST" and _form_op() != "save":
+        return _render_question_form(quiz, _question_form_values(kind=kind, add_option=_form_op() == "add_option"))
     if request.method == "POST":
         try:
             quizzes.add_question(current_user, quiz.id, _question_input())
@@ -282,6 +304,9 @@ def question_edit(question_id: uuid.UUID):
     if question is None:
         abort(404)
     quiz = quizzes.get_quiz_for_staff(current_user, question.quiz_id)
+    if request.method == "POST" and _form_op() != "save":
+        return _render_question_form(quiz, _question_form_values(add_option=_form_op() == "add_option"),
+                                     question=question)
     if request.method == "POST":
         try:
             quizzes.update_question(current_user, question.id, _question_input())
@@ -296,6 +321,31 @@ def question_edit(question_id: uuid.UUID):
         return redirect_to("learning.quiz_edit", quiz_id=quiz.id, _anchor="questions")
     options = next((v.options for v in queries.quiz_questions(quiz.id) if v.question.id == question.id), [])
     return _render_question_form(quiz, _question_form_values(question, options), question=question)
+
+
+@bp.get("/quizzes/<uuid:quiz_id>/questions/option-row")
+@requires(Permission.TEACH)
+def question_option_row(quiz_id: uuid.UUID):
+    """One more blank option row for the question form (htmx appends it), with the "Add an
+    option" button for the row after it. Reads only."""
+    quiz = quizzes.get_quiz_for_staff(current_user, quiz_id)
+    kind = request.args.get("kind", "")
+    if kind not in (QuestionKind.SINGLE.value, QuestionKind.MULTIPLE.value):
+        abort(404)
+    index = request.args.get("index", type=int)
+    if index is None or not 0 <= index < quizzes.MAX_OPTIONS:
+        abort(422)
+    return render("learning/quizzes/_option_row_added.html", quiz=quiz, kind=kind, index=index,
+                  option={"text": "", "correct": False, "feedback": ""}, max_options=quizzes.MAX_OPTIONS)
+
+
+@bp.post("/questions/preview")
+@requires(Permission.TEACH)
+def question_preview():
+    """The question's prompt as students will see it. Renders only: no row is read or written."""
+    source = request.form.get("prompt", "")
+    html = _prompt_preview(source)
+    return render("learning/manage/preview.html", "preview", html=html, too_long=bool(source.strip()) and html is None)
 
 
 def _questions_changed(quiz):
@@ -330,7 +380,8 @@ def question_move(question_id: uuid.UUID):
 def quiz_results(quiz_id: uuid.UUID):
     quiz = quizzes.get_quiz_for_staff(current_user, quiz_id, access.CAN_GRADE)
     page = queries.quiz_attempts_for_staff(quiz.id, _page_number())
-    return render("learning/quizzes/results.html", "results", quiz=quiz, page=page)
+    return render("learning/quizzes/results.html", "results", quiz=quiz, page=page,
+                  course=queries.course_of(quiz.course_id))
 
 
 @bp.get("/quizzes/<uuid:quiz_id>/grading")
@@ -338,7 +389,8 @@ def quiz_results(quiz_id: uuid.UUID):
 def quiz_grading(quiz_id: uuid.UUID):
     quiz = quizzes.get_quiz_for_staff(current_user, quiz_id, access.CAN_GRADE)
     page = queries.grading_queue(quiz.id, _page_number())
-    return render("learning/quizzes/grading.html", "queue", quiz=quiz, page=page, render_markdown=render_markdown)
+    return render("learning/quizzes/grading.html", "queue", quiz=quiz, page=page, render_markdown=render_markdown,
+                  course=queries.course_of(quiz.course_id))
 
 
 @bp.post("/answers/<uuid:answer_id>/grade")

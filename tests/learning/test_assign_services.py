@@ -388,3 +388,19 @@ def test_changing_a_released_grade_updates_the_gradebook(setup):
     grading.grade_submission(owner, submission.id, grading.GradeChange(raw_score=Decimal(5)))
     row = db.session.scalar(select(Gradebook).where(Gradebook.course_id == course.id, Gradebook.user_id == student.id))
     assert row.percent == Decimal("50.00") and row.letter == "F"
+
+
+def test_a_released_grade_closes_resubmission(setup):
+    owner, student, course = setup
+    assignment = make_assignment(course)
+    submission = make_submission(assignment, student)
+    grading.grade_submission(owner, submission.id, grading.GradeChange(raw_score=Decimal(7), feedback="Fine"))
+    # graded but not released: the student may still improve the work
+    service.submit(student, assignment.id, text="A better version")
+    assert submission.status == SubmissionStatus.SUBMITTED and submission.version == 2
+    grading.grade_submission(owner, submission.id, grading.GradeChange(raw_score=Decimal(8), feedback="Better"))
+    grading.release_grades(owner, assignment.id)
+    with pytest.raises(service.SubmissionRefused, match="released"):
+        service.submit(student, assignment.id, text="Yet another version")
+    assert submission.status == SubmissionStatus.RELEASED and submission.version == 2
+    assert submission.text_answer == "A better version"

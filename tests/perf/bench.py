@@ -7,15 +7,20 @@
    data with ``seed-demo --scale N``;
 2. serves ``wsgi:app`` with gunicorn on a free port of 127.0.0.1;
 3. loads each page with concurrent clients (standard library only: threads and
-   ``http.client``), anonymous, as the demo admin and as a demo student;
+   ``http.client``), anonymous, as the demo admin, the demo faculty member and a demo student:
+   among them the catalog of about a thousand courses (and a search in it), a course page, and
+   the gradebook of the large demo course (``statistics-at-scale``: 500 students by 30 items)
+   as its owner, with its CSV export (time and size printed too);
 4. prints requests per second, p50/p95 latency, p50 as a multiple of the trivial ``/healthz``
    measured in the same run, and the SQL statements one request to the page sends (counted
    in-process through ``app.test_client()`` on the same database).
 
 It prints figures and asserts nothing about time. Settings, from the environment:
 
-- ``BENCH_STUDENTS``: students in the demo data, default 2000;
+- ``BENCH_STUDENTS``: students in the demo data, default 2000 (from 500 on, the demo data
+  also holds the large catalog and the large course);
 - ``BENCH_REQUESTS``: requests per page, default 800;
+- ``BENCH_EXPORT_REQUESTS``: requests of the gradebook CSV export, default 80;
 - ``BENCH_CLIENTS``: concurrent clients, default 16;
 - ``BENCH_WORKERS`` / ``BENCH_THREADS``: gunicorn workers (default: 2 per core, 2 to 4) and
   threads per worker (default 2).
@@ -55,15 +60,22 @@ def _env_int(*names: str, default: int) -> int:
 
 STUDENTS = _env_int("BENCH_STUDENTS", default=2000)
 REQUESTS = _env_int("BENCH_REQUESTS", default=800)
+EXPORT_REQUESTS = _env_int("BENCH_EXPORT_REQUESTS", default=80)
 CLIENTS = _env_int("BENCH_CLIENTS", default=16)
 WORKERS = _env_int("BENCH_WORKERS", default=min(4, max(2, 2 * (os.cpu_count() or 1))))
 THREADS = _env_int("BENCH_THREADS", default=2)
 WARMUP = 2 * CLIENTS
 
 ADMIN = "admin@azora.example"
+FACULTY = "faculty@azora.example"
 STUDENT = "student@azora.example"
+ACCOUNTS = {"admin": ADMIN, "faculty": FACULTY, "student": STUDENT}
+LARGE_COURSE = "statistics-at-scale"
+SEARCH = "machine learning"
+EXPORT_LABEL = "gradebook.csv (faculty)"
 
-#: (label, path, who): who is None (anonymous), "admin" or "student".
+#: (label, path, who): who is None (anonymous), "admin", "faculty" or "student". The learning
+#: pages (``learning_pages``) are added once the large course's id is known.
 PAGES = [
     ("/healthz", "/healthz", None),
     ("/auth/login", "/auth/login", None),
@@ -121,14 +133,36 @@ def migrate_and_seed(app) -> str:
     return demo.demo_password()
 
 
-def count_statements_per_page(app, password: str) -> dict[str, int]:
+def learning_pages(app) -> list[tuple[str, str, str | None]]:
+    """The catalog, a search, a course page and the large course's gradebook and its export."""
+    from sqlalchemy import select
+
+    from portal.db import db
+    from portal.learning.education.models import Course
+
+    with app.app_context():
+        course_id = db.session.scalar(select(Course.id).where(Course.slug == LARGE_COURSE))
+    if course_id is None:
+        raise SystemExit(f"the demo data has no course {LARGE_COURSE!r}: BENCH_STUDENTS must be 500 or more")
+    query = urllib.parse.urlencode({"q": SEARCH})
+    return [
+        ("/learning/courses (student)", "/learning/courses", "student"),
+        (f"catalog ?{query} (student)", f"/learning/courses?{query}", "student"),
+        ("course page (student)", f"/learning/courses/{LARGE_COURSE}", "student"),
+        ("gradebook (faculty)", f"/learning/courses/{course_id}/gradebook", "faculty"),
+        (EXPORT_LABEL, f"/learning/courses/{course_id}/gradebook.csv", "faculty"),
+    ]
+
+
+def count_statements_per_page(app, password: str, pages) -> tuple[dict[str, int], int]:
     """One request per page through the test client, counting the SQL statements it sends
-    (after one warm-up request, so one-off work such as first connections is not counted)."""
+    (after one warm-up request, so one-off work such as first connections is not counted).
+    Also returns the number of lines of the gradebook export."""
     from portal.db import db
     from tests.conftest import count_statements
 
     clients = {None: app.test_client()}
-    for who, email in (("admin", ADMIN), ("student", STUDENT)):
+    for who, email in ACCOUNTS.items():
         client = app.test_client()
         response = client.post("/auth/login", data={"email": email, "password": password})
         if response.status_code != 302:
@@ -137,15 +171,19 @@ def count_statements_per_page(app, password: str) -> dict[str, int]:
     with app.app_context():
         engine = db.engine
     counts = {}
-    for label, path, who in PAGES:
+    export_lines = 0
+    for label, path, who in pages:
         client = clients[who]
-        client.get(path)
+        client.get(path).get_data()
         with count_statements(engine) as counter:
             response = client.get(path)
+            body = response.get_data()  # a streamed body runs its queries as it is read
         if response.status_code != 200:
             raise SystemExit(f"in-process GET {path} as {who or 'anonymous'}: {response.status_code}")
         counts[label] = counter.count
-    return counts
+        if label == EXPORT_LABEL:
+            export_lines = body.count(b"\n")
+    return counts, export_lines
 
 
 # ---------------------------------------------------------------- gunicorn
@@ -292,7 +330,8 @@ class Result:
         return ordered[index]
 
 
-def load(port: int, label: str, path: str, cookies: dict[str, str], requests: int, clients: int) -> Result:
+def load(port: int, label: str, path: str, cookies: dict[str, str], requests: int, clients: int,
+         sizes: list[int] | None = None) -> Result:
     """``requests`` GETs of ``path`` spread over ``clients`` concurrent connections."""
     tickets = itertools.count()
     lock = threading.Lock()
@@ -309,11 +348,13 @@ def load(port: int, label: str, path: str, cookies: dict[str, str], requests: in
             while next(tickets) < requests:
                 began = time.perf_counter()
                 try:
-                    status, _, _ = client.request("GET", path)
+                    status, _, body = client.request("GET", path)
                 except OSError:
-                    status = 0
+                    status, body = 0, b""
                     client.close()
                 mine.append((time.perf_counter() - began) * 1000)
+                if sizes is not None and status == 200:
+                    sizes.append(len(body))
                 if status != 200:
                     failed[status] = failed.get(status, 0) + 1
         finally:
@@ -338,12 +379,13 @@ def load(port: int, label: str, path: str, cookies: dict[str, str], requests: in
 
 def print_table(results: list[Result], statements: dict[str, int]) -> None:
     base = next(r for r in results if r.label == "/healthz").percentile(50)
-    header = f"{'page':<26} {'requests':>8} {'rps':>8} {'p50 ms':>8} {'p95 ms':>8} {'p50 x healthz':>13} {'statements':>10}"
+    width = max(26, *(len(r.label) for r in results))
+    header = f"{'page':<{width}} {'requests':>8} {'rps':>8} {'p50 ms':>8} {'p95 ms':>8} {'p50 x healthz':>13} {'statements':>10}"
     print(header)
     print("-" * len(header))
     for r in results:
         p50 = r.percentile(50)
-        print(f"{r.label:<26} {r.requests:>8} {r.rps:>8.1f} {p50:>8.1f} {r.percentile(95):>8.1f} "
+        print(f"{r.label:<{width}} {r.requests:>8} {r.rps:>8.1f} {p50:>8.1f} {r.percentile(95):>8.1f} "
               f"{p50 / base if base else float('nan'):>13.1f} {statements.get(r.label, 0):>10}")
     for r in results:
         if r.errors:
@@ -357,7 +399,8 @@ def main() -> int:
     owner_url, app_url = prepare_database()
     app = make_local_app(owner_url, app_url)
     password = migrate_and_seed(app)
-    statements = count_statements_per_page(app, password)
+    pages = PAGES + learning_pages(app)
+    statements, export_lines = count_statements_per_page(app, password, pages)
     print(f"  ready in {time.monotonic() - started:.1f} s", flush=True)
 
     port = free_port()
@@ -368,17 +411,26 @@ def main() -> int:
             wait_until_up(process, port, log_path)
             print(f"gunicorn on {HOST}:{port}: {WORKERS} workers x {THREADS} threads; "
                   f"{CLIENTS} clients, {REQUESTS} requests per page (after {WARMUP} warm-up)", flush=True)
-            sessions = {None: {}, "admin": log_in(port, ADMIN, password), "student": log_in(port, STUDENT, password)}
+            sessions = {None: {}, **{who: log_in(port, email, password) for who, email in ACCOUNTS.items()}}
             results = []
-            for label, path, who in PAGES:
-                load(port, label, path, sessions[who], WARMUP, CLIENTS)
-                results.append(load(port, label, path, sessions[who], REQUESTS, CLIENTS))
+            export_sizes: list[int] = []
+            for label, path, who in pages:
+                export = label == EXPORT_LABEL
+                requests = EXPORT_REQUESTS if export else REQUESTS
+                load(port, label, path, sessions[who], min(WARMUP, requests), CLIENTS)
+                results.append(load(port, label, path, sessions[who], requests, CLIENTS,
+                                    export_sizes if export else None))
         finally:
             stop_gunicorn(process)
             problems = [line for line in log_path.read_text(errors="replace").splitlines()
                         if "Traceback" in line or "[ERROR]" in line]
     print()
     print_table(results, statements)
+    export = next(r for r in results if r.label == EXPORT_LABEL)
+    if export_sizes:
+        print(f"\n{EXPORT_LABEL}: {export_lines} lines, {max(export_sizes) / 1024:.1f} KiB per export, "
+              f"p50 {export.percentile(50):.0f} ms, p95 {export.percentile(95):.0f} ms "
+              f"({CLIENTS} concurrent clients)")
     if problems:
         print(f"\ngunicorn logged {len(problems)} error line(s), e.g.: {problems[0]}")
     failed = sum(sum(r.errors.values()) for r in results)

@@ -269,6 +269,32 @@ def recompute(course_id: uuid.UUID, user_id: uuid.UUID) -> Gradebook | None:
                                                      Gradebook.user_id == user_id))
 
 
+def recompute_course(course_id: uuid.UUID, batch: int = 500) -> int:
+    """Bring every enrolled student's ``gradebooks`` row up to date, e.g. after the course's
+    grading scheme changed: one query for all the students' scores, then one upsert per
+    ``batch`` students (overrides are kept). Returns how many rows were written."""
+    course = db.session.get(Course, course_id)
+    if course is None:
+        return 0
+    scheme = Scheme.from_course(course.grading)
+    items = course_items(course_id)
+    values = []
+    for row in db.session.execute(_students_stmt(), {"course": course_id}):
+        student = _student_row(scheme, items, row)
+        effective = student.effective_percent
+        values.append({"course_id": course_id, "user_id": student.user_id, "percent": student.result.percent,
+                       "letter": scheme.letter(effective),
+                       "status": _status(scheme, effective, EnrollmentStatus(row.enrollment_status))})
+    for start in range(0, len(values), batch):
+        stmt = insert(Gradebook).values(values[start:start + batch])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[Gradebook.course_id, Gradebook.user_id],
+            set_={"percent": stmt.excluded.percent, "letter": stmt.excluded.letter, "status": stmt.excluded.status})
+        db.session.execute(stmt)
+    db.session.expire_all()
+    return len(values)
+
+
 def set_override(actor: User, course_id: uuid.UUID, user_id: uuid.UUID, percent: Decimal | None,
                  reason: str | None) -> Gradebook:
     """Replace (or, with ``percent=None``, remove) a student's computed percentage. A reason is
@@ -384,7 +410,7 @@ def export_csv(actor: User, course_id: uuid.UUID, batch: int = 500) -> Iterator[
             buffer.truncate()
             return line
 
-        yield emit(["Student", "E-mail", *[f"{item.title} ({item.category[:-1]})" for item in items],
+        yield emit(["Student", "E-mail", *[f"{item.title} ({'assignment' if item.category == ASSIGNMENTS else 'quiz'})" for item in items],
                     "Computed %", "Override %", "Override reason", "Final %", "Letter"])
         result = db.session.execute(_students_stmt(), {"course": course_id},
                                     execution_options={"stream_results": True, "yield_per": batch})

@@ -28,6 +28,7 @@ from portal.accounts.models import Role, User
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import Conflict, DomainError, Forbidden, NotFound
+from portal.learning.assessment import gradebook
 from portal.learning.education.models import (
     COURSE_TRANSITIONS,
     Course,
@@ -262,12 +263,26 @@ def create_course(actor: User, **fields) -> Course:
 
 
 def update_course(actor: User, course_id: uuid.UUID, **fields) -> Course:
-    """Change a course's settings (same fields as ``create_course``); owners and instructors."""
+    """Change a course's settings (same fields as ``create_course``); owners and instructors.
+
+    ``grading`` (optional): the gradebook's scheme (category weights, drop-lowest per category,
+    letter scale), checked by ``gradebook.validate_grading``. When the scheme changes, every
+    enrolled student's gradebook row is recomputed in the same transaction."""
     course = course_for(actor, course_id, what="edit this course's settings")
+    grading = fields.pop("grading", None)
     values = _clean_course(fields, except_course=course.id)
+    scheme_changed = False
+    if grading is not None:
+        cleaned = gradebook.validate_grading(grading)
+        cleaned["letters"] = sorted(cleaned["letters"], key=lambda pair: pair[1], reverse=True)
+        scheme_changed = gradebook.Scheme.from_course(course.grading) != gradebook.Scheme.from_course(cleaned)
+        if cleaned != course.grading:
+            values["grading"] = cleaned
     for name, value in values.items():
         setattr(course, name, value)
     _flush_course(course)
+    if scheme_changed:
+        gradebook.recompute_course(course.id)
     return course
 
 

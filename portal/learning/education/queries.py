@@ -18,7 +18,7 @@ from sqlalchemy.orm import joinedload, load_only
 from portal.accounts.models import Role, User
 from portal.db import db
 from portal.errors import NotFound
-from portal.learning.assessment.models import Quiz, QuizAttempt
+from portal.learning.assessment.models import Gradebook, Quiz, QuizAttempt
 from portal.learning.education.models import (
     Achievement,
     Course,
@@ -30,7 +30,7 @@ from portal.learning.education.models import (
     Module,
     Progress,
 )
-from portal.learning.lms.models import CourseManagement, ManagementRole
+from portal.learning.lms.models import Assignment, Certificate, CourseManagement, Grade, ManagementRole
 
 #: Courses per catalog page.
 CATALOG_PAGE_SIZE = 12
@@ -242,6 +242,10 @@ class Outline:
     body: str | None = None
 
     def __post_init__(self):
+        self.refresh_locks()
+
+    def refresh_locks(self) -> None:
+        """Work out which modules are locked (again, after a lesson was completed)."""
         previous = None
         for module in self.modules:
             module.locked = bool(module.requires_previous and previous is not None and not previous.passed)
@@ -407,3 +411,87 @@ def student_dashboard(user: User) -> dict:
         .order_by(Achievement.earned_at.desc(), Achievement.id).limit(5)
     ).all()
     return {"enrollments": enrollments, "achievements": achievements}
+
+
+# --------------------------------------------------------------------------- a student's record
+
+#: Rows per page of "My grades" and "My achievements".
+RECORD_PAGE_SIZE = 20
+
+
+@dataclass
+class RecordPage:
+    """A page of a student's own rows, newest first (offset pagination; one statement reads
+    one row more than the page to know whether another page follows)."""
+
+    items: list
+    page: int
+    has_next: bool
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+
+def _record_page(stmt, page: int, size: int) -> RecordPage:
+    page = min(max(page, 1), MAX_PAGE)
+    rows = db.session.execute(stmt.limit(size + 1).offset((page - 1) * size)).all()
+    return RecordPage(rows[:size], page, len(rows) > size)
+
+
+@dataclass
+class GradesView:
+    #: The courses whose grades are shown (one, when filtered), with the student's totals.
+    totals: list
+    grades: RecordPage
+    course: Course | None = None
+
+
+def my_grades(user: User, course_id: uuid.UUID | None = None, page: int = 1,
+              size: int = RECORD_PAGE_SIZE) -> GradesView:
+    """The student's released assignment grades (newest release first) and their course totals
+    from the gradebook, optionally for one course. Only released grades count: a grade the
+    course staff have not released yet stays invisible here. Three statements at most."""
+    course = None
+    if course_id is not None:
+        course = db.session.get(Course, course_id)
+        if course is None:
+            raise NotFound("There is no such course in the catalog.")
+    grades = (
+        select(Grade.id, Grade.score, Grade.released_at, Assignment.id.label("assignment_id"),
+               Assignment.title, Assignment.points, Course.title.label("course_title"),
+               Course.slug.label("course_slug"))
+        .join(Assignment, Assignment.id == Grade.assignment_id)
+        .join(Course, Course.id == Assignment.course_id)
+        .where(Grade.user_id == user.id, Grade.released_at.is_not(None))
+        .order_by(Grade.released_at.desc(), Grade.id)
+    )
+    totals = (
+        select(Gradebook.percent, Gradebook.override_percent, Gradebook.letter, Gradebook.status,
+               Course.id.label("course_id"), Course.title.label("course_title"), Course.slug.label("course_slug"))
+        .join(Course, Course.id == Gradebook.course_id)
+        .where(Gradebook.user_id == user.id)
+        .order_by(Course.title, Course.id)
+        .limit(50)
+    )
+    if course is not None:
+        grades = grades.where(Assignment.course_id == course.id)
+        totals = totals.where(Gradebook.course_id == course.id)
+    return GradesView(list(db.session.execute(totals).all()), _record_page(grades, page, size), course)
+
+
+def my_achievements(user: User, page: int = 1, size: int = RECORD_PAGE_SIZE) -> RecordPage:
+    """The student's achievements, newest first, with the course each was earned in."""
+    stmt = (
+        select(Achievement, Course.title.label("course_title"), Course.slug.label("course_slug"))
+        .outerjoin(Course, Course.id == Achievement.course_id)
+        .where(Achievement.user_id == user.id)
+        .order_by(Achievement.earned_at.desc(), Achievement.id)
+    )
+    return _record_page(stmt, page, size)
+
+
+def certificate_code(user: User, course_id: uuid.UUID) -> str | None:
+    """The code of the student's certificate of the course, if one was issued."""
+    return db.session.scalar(select(Certificate.code).where(Certificate.user_id == user.id,
+                                                            Certificate.course_id == course_id))

@@ -23,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 
 from flask import current_app
 from sqlalchemy import func, select
+from sqlalchemy import text as sql
 from sqlalchemy.orm import undefer
 
 from portal.accounts.models import Role, User
@@ -30,6 +31,7 @@ from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import DomainError, Forbidden, NotFound
 from portal.learning.education.models import Course, Enrollment, EnrollmentStatus
+from portal.learning.education.services import check_course_completion
 from portal.learning.lms import access
 from portal.learning.lms.models import Assignment, Grade, Submission, SubmissionStatus
 from portal.security.crypto import CryptoError, file_cipher
@@ -396,8 +398,15 @@ def submit(student: User, assignment_id: uuid.UUID, *, text: str | None = None, 
     if text is None and upload is None:
         raise SubmissionRefused("The submission is empty: write an answer or attach a file.")
 
+    # One submission per student and assignment: a double click waits here for the first
+    # request, then updates the row it made instead of failing on the unique constraint.
+    db.session.execute(sql("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                       {"key": f"submission:{assignment.id}:{student.id}"})
     submission = db.session.scalar(select(Submission).where(Submission.assignment_id == assignment.id,
                                                             Submission.user_id == student.id))
+    if submission is not None and submission.status == SubmissionStatus.RELEASED:
+        raise SubmissionRefused("Your grade for this assignment has been released, so it cannot be "
+                                "resubmitted. Ask your instructor if you need to hand in new work.")
     late = days_late(due_for(assignment, student.id), now)
     if submission is None:
         submission = Submission(assignment_id=assignment.id, user_id=student.id, version=1)
@@ -413,6 +422,7 @@ def submit(student: User, assignment_id: uuid.UUID, *, text: str | None = None, 
     submission.days_late = late
     submission.status = SubmissionStatus.SUBMITTED
     db.session.flush()
+    check_course_completion(student, assignment.course_id)
     return submission
 
 

@@ -189,6 +189,7 @@ class GradingCase:
     student_email: str
     assignment_title: str
     assignment_id: str
+    course_id: str
 
 
 @pytest.fixture
@@ -210,7 +211,7 @@ def grading_case(db_as_tests) -> GradingCase:
         assignments.set_published(faculty, assignment.id, True)
         education.enrol(student, course.id)
         assignments.submit(student, assignment.id, text="Pool 3 held two anemones and a shore crab.")
-        return GradingCase(faculty.email, student.email, assignment.title, str(assignment.id))
+        return GradingCase(faculty.email, student.email, assignment.title, str(assignment.id), str(course.id))
 
 
 def test_faculty_grades_with_the_rubric_and_releases_and_the_student_sees_the_grade(new_page, grading_case):
@@ -268,6 +269,13 @@ def test_faculty_grades_with_the_rubric_and_releases_and_the_student_sees_the_gr
     expect(result.locator(".rubric-cell.chosen")).to_have_count(2)
     expect(result.locator(".prose strong")).to_have_text("closer")
     expect(result).to_contain_text("Good writing.")
+
+    # The gradebook export, streamed by a real server after the view has returned, still reads
+    # the rows as the faculty member (row-level security would otherwise hide every student).
+    export = page.request.get(f"/learning/courses/{data.course_id}/gradebook.csv")
+    assert export.status == 200 and export.headers["content-type"].startswith("text/csv")
+    lines = export.text().splitlines()
+    assert len(lines) == 2 and "Zanele Mokoena" in lines[1] and "6" in lines[1], lines
 
 
 # ------------------------------------------------------------------ c) public certificate check

@@ -249,6 +249,10 @@ def _register_error_handlers(app: Flask) -> None:
 
 def _register_template_helpers(app: Flask) -> None:
     from portal.accounts.models import Role
+    from portal.learning.markdown import markdown_to_text, render_markdown
+
+    # Markdown anywhere a template shows course text: sanitised HTML, or plain text for previews.
+    app.jinja_env.globals.update(render_markdown=render_markdown, markdown_to_text=markdown_to_text)
 
     @app.context_processor
     def shell():

@@ -389,7 +389,7 @@ def quiz_results(quiz_id: uuid.UUID):
 def quiz_grading(quiz_id: uuid.UUID):
     quiz = quizzes.get_quiz_for_staff(current_user, quiz_id, access.CAN_GRADE)
     page = queries.grading_queue(quiz.id, _page_number())
-    return render("learning/quizzes/grading.html", "queue", quiz=quiz, page=page, render_markdown=render_markdown,
+    return render("learning/quizzes/grading.html", "queue", quiz=quiz, page=page,
                   course=queries.course_of(quiz.course_id))
 
 
@@ -484,7 +484,7 @@ def attempt_page(attempt_id: uuid.UUID):
         return _closed_by_deadline(exc)
     quiz = db.session.get(quizzes.Quiz, attempt.quiz_id)
     return render("learning/quizzes/attempt.html", quiz=quiz, attempt=attempt,
-                  questions=queries.attempt_questions(attempt), render_markdown=render_markdown)
+                  questions=queries.attempt_questions(attempt))
 
 
 def _answer_input(question_id: str) -> quizzes.AnswerInput:
@@ -574,5 +574,5 @@ def attempt_result(attempt_id: uuid.UUID):
     quiz = db.session.get(quizzes.Quiz, attempt.quiz_id)
     reveal = quizzes.answers_visible(quiz, attempt)
     return render("learning/quizzes/result.html", quiz=quiz, attempt=attempt, reveal=reveal,
-                  questions=queries.attempt_questions(attempt), render_markdown=render_markdown,
+                  questions=queries.attempt_questions(attempt),
                   url_for=url_for)

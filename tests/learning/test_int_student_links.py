@@ -207,3 +207,39 @@ def test_the_lesson_page_wraps_its_outline_for_the_swap(client, login_as):
     lesson = lessons_of(course)[0]
     page = text(client.get(f"/learning/courses/{course.slug}/lessons/{lesson.id}"))
     assert '<div id="lesson-outline">' in page
+
+
+
+def test_dashboard_shows_what_is_due_next_and_recent_grades(client, login_as, make_user):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from portal.db import db
+    from portal.db.base import utcnow
+    from portal.learning.lms import assignments as assignment_service
+    from portal.learning.lms import grading
+    from tests.learning import factories_assign, factories_quiz
+
+    student = login_as("student")
+    owner = make_user(role="faculty")
+    course = factories_assign.make_course(owner, title="Tide Tables")
+    enroll(course, student)
+    now = utcnow()
+    make_assignment(course, title="Sketch a tide chart", due_at=now + timedelta(days=2))
+    make_assignment(course, title="Long past", due_at=now - timedelta(days=1))
+    factories_quiz.make_quiz(course, title="Moon phases check", closes_at=now + timedelta(days=3))
+    handed_in = make_assignment(course, title="Done already", due_at=now + timedelta(hours=5))
+    assignment_service.submit(student, handed_in.id, text="Done")
+    graded = make_assignment(course, title="Graded essay")
+    submission = assignment_service.submit(student, graded.id, text="My essay")
+    grading.grade_submission(owner, submission.id, grading.GradeChange(raw_score=Decimal(8), feedback="Well **argued**."))
+    grading.release_grades(owner, graded.id)
+    db.session.commit()
+
+    page = client.get("/dashboard").get_data(as_text=True)
+    card = page.split('id="due-next"')[1].split("</article>")[0]
+    due, grades = card.split("Recent grades")
+    assert "Sketch a tide chart" in due and "Moon phases check" in due
+    assert due.index("Sketch a tide chart") < due.index("Moon phases check")  # soonest first
+    assert "Long past" not in due and "Done already" not in due and "Graded essay" not in due
+    assert "Graded essay" in grades and "8 / 10" in grades and "Well argued." in grades

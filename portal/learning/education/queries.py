@@ -410,7 +410,59 @@ def student_dashboard(user: User) -> dict:
         select(Achievement).where(Achievement.user_id == user.id)
         .order_by(Achievement.earned_at.desc(), Achievement.id).limit(5)
     ).all()
-    return {"enrollments": enrollments, "achievements": achievements}
+    return {"enrollments": enrollments, "achievements": achievements, "due_next": due_next(user),
+            "recent_grades": recent_grades(user)}
+
+
+@dataclass(frozen=True)
+class DueItem:
+    kind: str  #: ``assignment`` or ``quiz``
+    id: uuid.UUID
+    title: str
+    due_at: object
+    course_title: str
+
+
+def due_next(user: User, limit: int = 5) -> list[DueItem]:
+    """What is due soonest in the student's active courses: published assignments not yet
+    submitted and published quizzes that close in the future and are not yet passed. One
+    statement."""
+    from portal.db.base import utcnow
+    from portal.learning.lms.models import Submission
+
+    now = utcnow()
+    active = select(Enrollment.course_id).where(Enrollment.user_id == user.id,
+                                                Enrollment.status == EnrollmentStatus.ACTIVE)
+    assignments = (
+        select(literal("assignment").label("kind"), Assignment.id, Assignment.title, Assignment.due_at.label("due"),
+               Course.title.label("course_title"))
+        .join(Course, Course.id == Assignment.course_id)
+        .where(Assignment.course_id.in_(active), Assignment.published, Assignment.due_at > now,
+               ~exists().where(Submission.assignment_id == Assignment.id, Submission.user_id == user.id))
+    )
+    quizzes = (
+        select(literal("quiz").label("kind"), Quiz.id, Quiz.title, Quiz.closes_at.label("due"),
+               Course.title.label("course_title"))
+        .join(Course, Course.id == Quiz.course_id)
+        .where(Quiz.course_id.in_(active), Quiz.published, Quiz.closes_at > now,
+               ~exists().where(QuizAttempt.quiz_id == Quiz.id, QuizAttempt.user_id == user.id,
+                               QuizAttempt.passed.is_(True)))
+    )
+    both = assignments.union_all(quizzes).subquery()
+    rows = db.session.execute(select(both).order_by(both.c.due, both.c.id).limit(limit)).all()
+    return [DueItem(row.kind, row.id, row.title, row.due, row.course_title) for row in rows]
+
+
+def recent_grades(user: User, limit: int = 3) -> list:
+    """The student's latest released assignment grades with their feedback. One statement."""
+    return db.session.execute(
+        select(Grade.score, Grade.feedback, Grade.released_at, Assignment.id.label("assignment_id"),
+               Assignment.title, Assignment.points)
+        .join(Assignment, Assignment.id == Grade.assignment_id)
+        .where(Grade.user_id == user.id, Grade.released_at.is_not(None))
+        .order_by(Grade.released_at.desc(), Grade.id)
+        .limit(limit)
+    ).all()
 
 
 # --------------------------------------------------------------------------- a student's record

@@ -22,7 +22,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from blueprints.learning import bp
 from blueprints.web import attach_error, is_htmx, redirect_to, render
-from portal.accounts.models import Role, User
+from portal.accounts.models import User
 from portal.db import context as db_context
 from portal.db import db
 from portal.errors import DomainError, NotFound
@@ -30,7 +30,8 @@ from portal.learning.assessment import gradebook
 from portal.learning.education.models import Course
 from portal.learning.lms import access, grading
 from portal.learning.lms import assignments as service
-from portal.learning.lms.models import Assignment, CourseManagement, Grade, Submission, SubmissionStatus
+from portal.learning.lms import queries as lms_queries
+from portal.learning.lms.models import Assignment, Grade, Submission, SubmissionStatus
 from portal.learning.markdown import render_markdown
 from portal.security.access import login_required, requires
 from portal.security.permissions import Permission
@@ -425,20 +426,8 @@ def release_grades(assignment_id: uuid.UUID):
 @bp.get("/grading")
 @requires(Permission.TEACH)
 def to_grade():
-    """Assignments with submissions waiting for a grade, in the courses the user grades."""
-    stmt = (select(Assignment.id, Assignment.title, Course.title.label("course_title"), Assignment.due_at,
-                   func.count(Submission.id).label("waiting"))
-            .join(Course, Course.id == Assignment.course_id)
-            .join(Submission, and_(Submission.assignment_id == Assignment.id,
-                                   Submission.status == SubmissionStatus.SUBMITTED))
-            .group_by(Assignment.id, Course.title)
-            .order_by(Assignment.due_at.asc().nulls_last(), Assignment.title).limit(50))
-    if current_user.role != Role.ADMIN:
-        stmt = stmt.where(Assignment.course_id.in_(
-            select(CourseManagement.course_id).where(CourseManagement.user_id == current_user.id,
-                                                     CourseManagement.role.in_(access.CAN_GRADE))))
-    rows = db.session.execute(stmt).all()
-    return render("learning/assignments/to_grade.html", "summary", rows=rows)
+    """Work waiting for a grade in the courses the user grades: submissions and quiz essays."""
+    return render("learning/assignments/to_grade.html", "summary", **lms_queries.to_grade(current_user))
 
 
 # ---------------------------------------------------------------------------------- gradebook

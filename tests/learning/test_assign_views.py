@@ -267,3 +267,19 @@ def test_course_assignment_list_for_student_and_staff(world, client_for):
     assert assignment.title in body and hidden.title not in body
     body = client_for(owner).get(f"/learning/courses/{course.id}/assignments").get_data(as_text=True)
     assert hidden.title in body and "New assignment" in body
+
+
+def test_to_grade_lists_quiz_essays_for_the_courses_one_grades(client_for, make_user):
+    from portal.learning.assessment import services as quizzes
+    from tests.learning import factories_quiz
+
+    teacher, student, course, quiz, questions = factories_quiz.setup(title="Essay check")
+    attempt = quizzes.start_attempt(student, quiz.id)
+    quizzes.save_answer(student, attempt.id, questions["essay"].id, quizzes.AnswerInput(text="Because tides."))
+    quizzes.submit_attempt(student, attempt.id)  # the essay waits for a person
+    db.session.commit()
+    body = client_for(teacher).get("/learning/grading").get_data(as_text=True)
+    assert "Essay check" in body and "1 attempt with essays" in body
+    assert f"/learning/quizzes/{quiz.id}/grading" in body
+    stranger = make_user(role="faculty")
+    assert "Essay check" not in client_for(stranger).get("/learning/grading").get_data(as_text=True)

@@ -121,3 +121,37 @@ def categories(limit: int = 100) -> list[str]:
         select(Course.category).group_by(Course.category).order_by(func.count().desc(), Course.category)
         .limit(limit)
     ))
+
+
+def to_grade(user: User, limit: int = 50) -> dict:
+    """What waits for a grade in the courses ``user`` grades (every course for an admin):
+    assignments with ungraded submissions, and quizzes with essays to grade. Two statements."""
+    from sqlalchemy import and_, func
+
+    from portal.accounts.models import Role
+    from portal.learning.assessment.models import AttemptStatus, Quiz, QuizAttempt
+    from portal.learning.lms import access
+    from portal.learning.lms.models import Assignment, Submission, SubmissionStatus
+
+    graded = select(CourseManagement.course_id).where(CourseManagement.user_id == user.id,
+                                                      CourseManagement.role.in_(access.CAN_GRADE))
+    assignments = (
+        select(Assignment.id, Assignment.title, Course.title.label("course_title"), Assignment.due_at,
+               func.count(Submission.id).label("waiting"))
+        .join(Course, Course.id == Assignment.course_id)
+        .join(Submission, and_(Submission.assignment_id == Assignment.id,
+                               Submission.status == SubmissionStatus.SUBMITTED))
+        .group_by(Assignment.id, Course.title)
+        .order_by(Assignment.due_at.asc().nulls_last(), Assignment.title).limit(limit)
+    )
+    quizzes = (
+        select(Quiz.id, Quiz.title, Course.title.label("course_title"), func.count(QuizAttempt.id).label("waiting"))
+        .join(Course, Course.id == Quiz.course_id)
+        .join(QuizAttempt, and_(QuizAttempt.quiz_id == Quiz.id, QuizAttempt.status == AttemptStatus.SUBMITTED))
+        .group_by(Quiz.id, Course.title)
+        .order_by(Quiz.title).limit(limit)
+    )
+    if user.role != Role.ADMIN:
+        assignments = assignments.where(Assignment.course_id.in_(graded))
+        quizzes = quizzes.where(Quiz.course_id.in_(graded))
+    return {"rows": db.session.execute(assignments).all(), "quiz_rows": db.session.execute(quizzes).all()}

@@ -405,7 +405,8 @@ def upgrade():
     sa.ForeignKeyConstraint(['submissionId'], ['submissions.id'], name=op.f('fk_grades_submissionId_submissions'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['userId'], ['users.id'], name=op.f('fk_grades_userId_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_grades')),
-    sa.UniqueConstraint('submissionId', name=op.f('uq_grades_submissionId'))
+    sa.UniqueConstraint('submissionId', name=op.f('uq_grades_submissionId')),
+    sa.UniqueConstraint('userId', 'assignmentId', name=op.f('uq_grades_userId_assignmentId'))
     )
     op.create_index(op.f('ix_grades_assignmentId'), 'grades', ['assignmentId'], unique=False)
     op.create_index(op.f('ix_grades_graderId'), 'grades', ['graderId'], unique=False)

@@ -191,9 +191,10 @@ _STUDENTS_SQL = """
 SELECT u.id AS user_id, u."fullName" AS full_name, u.email, e.status AS enrollment_status,
        g.percent, g.letter, g."overridePercent" AS override_percent, g."overrideReason" AS override_reason,
        (SELECT jsonb_object_agg(gr."assignmentId"::text, gr.score::text)
-          FROM grades gr JOIN assignments a ON a.id = gr."assignmentId"
-         WHERE gr."userId" = u.id AND a."courseId" = :course AND a.published
-           AND gr."releasedAt" IS NOT NULL) AS assignment_scores,
+          FROM grades gr
+         WHERE gr."userId" = u.id AND gr."releasedAt" IS NOT NULL
+           AND gr."assignmentId" IN (SELECT a.id FROM assignments a
+                                      WHERE a."courseId" = :course AND a.published)) AS assignment_scores,
        (SELECT jsonb_object_agg(s.quiz_id::text, s.pct::text) FROM (
            SELECT qa."quizId" AS quiz_id,
                   CASE q.scoring

@@ -150,6 +150,9 @@ class Grade(TimestampedModel):
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
+        # One grade per student and assignment (as there is one submission); it also serves the
+        # gradebook's per-student look-ups.
+        UniqueConstraint("user_id", "assignment_id"),
         CheckConstraint("\"rawScore\" >= 0 AND penalty >= 0 AND score >= 0", name="scores_non_negative"),
         CheckConstraint("score <= \"rawScore\"", name="penalty_only_lowers"),
     )

@@ -6,7 +6,9 @@ from __future__ import annotations
 from flask import current_app, make_response, redirect, request, url_for
 from jinja2_fragments.flask import render_block
 from werkzeug.wrappers import Response
+from wtforms.validators import StopValidation
 
+from portal.accounts.services import InvalidInput, normalise_email
 from portal.errors import DomainError
 
 
@@ -76,6 +78,15 @@ def attach_error(form, exc: DomainError) -> None:
         field.errors = [*field.errors, exc.message] if isinstance(field.errors, list) else [exc.message]
     else:
         form.form_errors.append(exc.message)
+
+
+def valid_email(form, field) -> None:  # noqa: ARG001 - a WTForms validator
+    """WTForms validator with the accounts service's own e-mail syntax check, so its message
+    shows beside the field together with the other fields' messages."""
+    try:
+        normalise_email(field.data)
+    except InvalidInput as exc:
+        raise StopValidation(exc.message) from exc
 
 
 def client_ip() -> str | None:

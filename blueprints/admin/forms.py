@@ -5,7 +5,7 @@ from wtforms import EmailField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
-from blueprints.auth.forms import valid_email
+from blueprints.web import valid_email
 from portal.accounts.models import STAFF_ROLES, Role
 
 STAFF_CHOICES = [SelectChoice(r.value, r.label) for r in STAFF_ROLES]

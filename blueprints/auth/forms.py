@@ -2,19 +2,10 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, StopValidation
+from wtforms.validators import DataRequired, EqualTo, Length
 
-from portal.accounts.services import InvalidInput, normalise_email
+from blueprints.web import valid_email
 from portal.security.passwords import MAX_LENGTH, MIN_LENGTH
-
-
-def valid_email(form, field) -> None:
-    """The service's own syntax check, so the message shows with the other fields' messages."""
-    try:
-        normalise_email(field.data)
-    except InvalidInput as exc:
-        raise StopValidation(exc.message) from exc
-
 
 EMAIL = [DataRequired("Enter your e-mail address."), Length(max=254, message="That address is too long."),
          valid_email]

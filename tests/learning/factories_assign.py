@@ -47,6 +47,7 @@ def add_staff(course: Course, user: User, role: ManagementRole = ManagementRole.
 
 def enroll(course: Course, student: User, status: EnrollmentStatus = EnrollmentStatus.ACTIVE) -> Enrollment:
     enrollment = Enrollment(course_id=course.id, user_id=student.id, status=status,
+                            left_at=utcnow() if status == EnrollmentStatus.LEFT else None,
                             completed_at=utcnow() if status == EnrollmentStatus.COMPLETED else None)
     db.session.add(enrollment)
     db.session.flush()

@@ -3,12 +3,10 @@ question of each kind."""
 
 from __future__ import annotations
 
-import uuid
 from decimal import Decimal
 
 from portal.accounts.models import User
 from portal.db import db
-from portal.db.base import utcnow
 from portal.learning.assessment.models import (
     QuestionKind,
     QuestionOption,
@@ -16,42 +14,15 @@ from portal.learning.assessment.models import (
     QuizQuestion,
     ShortAnswerMatch,
 )
-from portal.learning.education.models import Course, CourseLevel, CourseStatus, Enrollment, EnrollmentStatus
-from portal.learning.lms.models import CourseManagement, ManagementRole
+from portal.learning.education.models import Course, Enrollment, EnrollmentStatus
 from tests.factories import create_user
-
-
-def make_course(owner: User | None = None, role: ManagementRole = ManagementRole.OWNER, **fields) -> Course:
-    suffix = uuid.uuid4().hex[:8]
-    course = Course(slug=fields.pop("slug", f"quiz-course-{suffix}"), title=fields.pop("title", f"Course {suffix}"),
-                    category="Testing", level=CourseLevel.BEGINNER, status=CourseStatus.PUBLISHED, **fields)
-    db.session.add(course)
-    db.session.flush()
-    if owner is not None:
-        add_staff(course, owner, role)
-    return course
-
-
-def add_staff(course: Course, user: User, role: ManagementRole = ManagementRole.INSTRUCTOR) -> None:
-    db.session.add(CourseManagement(course_id=course.id, user_id=user.id, role=role))
-    db.session.flush()
+from tests.learning import factories_assign as assign_factories
+from tests.learning.factories_assign import add_staff, make_course, make_quiz  # noqa: F401 - shared
 
 
 def enroll(user: User, course: Course, status: EnrollmentStatus = EnrollmentStatus.ACTIVE) -> Enrollment:
-    enrollment = Enrollment(course_id=course.id, user_id=user.id, status=status,
-                            left_at=utcnow() if status == EnrollmentStatus.LEFT else None,
-                            completed_at=utcnow() if status == EnrollmentStatus.COMPLETED else None)
-    db.session.add(enrollment)
-    db.session.flush()
-    return enrollment
-
-
-def make_quiz(course: Course, *, published: bool = True, **fields) -> Quiz:
-    quiz = Quiz(course_id=course.id, title=fields.pop("title", "Quiz " + uuid.uuid4().hex[:6]),
-                published=published, **fields)
-    db.session.add(quiz)
-    db.session.flush()
-    return quiz
+    """``factories_assign.enroll`` with the student first, as the quiz tests read."""
+    return assign_factories.enroll(course, user, status)
 
 
 def add_question(quiz: Quiz, kind: QuestionKind, *, points="1", options=(), prompt=None, **fields) -> QuizQuestion:

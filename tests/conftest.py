@@ -59,17 +59,18 @@ def destroy_database(name: str, urls: tuple[str, str]) -> None:
 
 
 class _Client(FlaskClient):
-    """In the app a request's transaction ends with the request; here it goes on in the test,
-    so the test's own identity is applied to it again once the request is done."""
+    """In the app a request's transaction and session end with the request; here they go on in
+    the test, so the test's own identity is applied again and the request cache dropped."""
 
     def open(self, *args, **kwargs):
+        from portal.db import REQUEST_CACHE, db
         from portal.db import context as db_context
-        from portal.db import db
 
         try:
             return super().open(*args, **kwargs)
         finally:
             db_context.reapply(db.session)
+            db.session.info.pop(REQUEST_CACHE, None)  # the app's request ends its session
 
 
 def make_app(owner_url: str, app_url: str, **extra):

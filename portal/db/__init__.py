@@ -5,10 +5,23 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
 from portal.db.base import Base, Model, TimestampedModel, db
 from portal.db.context import Actor, acting_as
 
-__all__ = ["Base", "Model", "TimestampedModel", "db", "unit_of_work"]
+__all__ = ["Base", "Model", "TimestampedModel", "db", "request_cache", "unit_of_work"]
+
+#: The key of ``request_cache`` in ``Session.info``.
+REQUEST_CACHE = "request_cache"
+
+
+def request_cache() -> dict:
+    """Values worth remembering for the rest of the current unit of work (a request, a job):
+    kept in the session, so they go when the session is removed at the end of the request, and
+    when its transaction commits or rolls back (hooks below)."""
+    return db.session.info.setdefault(REQUEST_CACHE, {})
 
 
 @contextlib.contextmanager
@@ -24,3 +37,9 @@ def unit_of_work(actor: Actor) -> Iterator[None]:
         except BaseException:
             db.session.rollback()
             raise
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_request_cache(session: Session, *_args) -> None:
+    session.info.pop(REQUEST_CACHE, None)

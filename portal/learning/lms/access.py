@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from portal.accounts.models import Role, User
-from portal.db import db
+from portal.db import REQUEST_CACHE, db, request_cache
 from portal.errors import Forbidden
 from portal.learning.lms.models import CourseManagement, ManagementRole
 
@@ -24,11 +25,23 @@ CAN_MANAGE_STAFF = frozenset({ManagementRole.OWNER})  #: add and remove co-instr
 
 
 def management_role(user: User, course_id: uuid.UUID) -> ManagementRole | None:
-    """The user's role on the course's staff, or None."""
-    return db.session.scalar(
-        select(CourseManagement.role).where(CourseManagement.course_id == course_id,
-                                            CourseManagement.user_id == user.id)
-    )
+    """The user's role on the course's staff, or None. Asked several times in one request
+    (the page's own check, its tabs, its links), so it is remembered in the request cache; a
+    change to any staff row forgets it (``_forget_roles``)."""
+    cache = request_cache()
+    key = ("course_management_role", user.id, course_id)
+    if key not in cache:
+        cache[key] = db.session.scalar(
+            select(CourseManagement.role).where(CourseManagement.course_id == course_id,
+                                                CourseManagement.user_id == user.id)
+        )
+    return cache[key]
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_roles(session: Session, _context) -> None:
+    if any(isinstance(row, CourseManagement) for row in (*session.new, *session.dirty, *session.deleted)):
+        session.info.pop(REQUEST_CACHE, None)
 
 
 def may(user: User, course_id: uuid.UUID, allowed: frozenset[ManagementRole]) -> bool:

@@ -82,6 +82,10 @@ def _import_models() -> None:
     import portal.learning.assessment.models
     import portal.learning.education.models
     import portal.learning.lms.models
+    import portal.money.earnings.models
+    import portal.money.exchange.models
+    import portal.money.wallets.models
+    import portal.platform.analytics.models
     import portal.platform.email.models
     import portal.platform.gateway.models
     import portal.platform.notifications.models  # noqa: F401
@@ -92,8 +96,9 @@ def _register_blueprints(app: Flask) -> None:
     from blueprints.auth import bp as auth_bp
     from blueprints.home import bp as home_bp
     from blueprints.learning import bp as learning_bp
+    from blueprints.wallet import bp as wallet_bp
 
-    for bp in (auth_bp, home_bp, learning_bp, admin_bp):
+    for bp in (auth_bp, home_bp, learning_bp, wallet_bp, admin_bp):
         app.register_blueprint(bp)
 
 

@@ -53,6 +53,14 @@ def _kept_secret(variable: str, file_name: str, make, *, required: bool = False)
     return path.read_text().strip()
 
 
+def _limits(name: str, default: str) -> dict[str, str]:
+    """``"USD=5000,AZR=100000"`` -> ``{"USD": "5000", "AZR": "100000"}`` (amounts stay text:
+    the money services parse them as Decimal in their currency)."""
+    raw = os.environ.get(name, default)
+    pairs = (item.split("=", 1) for item in raw.split(",") if "=" in item)
+    return {code.strip().upper(): amount.strip() for code, amount in pairs}
+
+
 def _certificate_key() -> str:
     from portal.security.signing import generate_key
 
@@ -121,6 +129,14 @@ def load_config(overrides: dict | None = None) -> dict:
         "SMTP_STARTTLS": _bool("SMTP_STARTTLS", False),
         "SMTP_TIMEOUT": _int("SMTP_TIMEOUT", 10),
         "MAIL_MAX_ATTEMPTS": _int("MAIL_MAX_ATTEMPTS", 8),
+        # Money. What one user may send to others per rolling 24 hours, per currency.
+        "TRANSFER_DAILY_LIMITS": _limits("TRANSFER_DAILY_LIMITS", "AZR=100000,USD=5000,BTC=1,ETH=20"),
+        # Exchange: a rate older than this is not used; a quote can be accepted for this long.
+        "EXCHANGE_RATE_MAX_AGE_SECONDS": _int("EXCHANGE_RATE_MAX_AGE_SECONDS", 3600),
+        "EXCHANGE_QUOTE_SECONDS": _int("EXCHANGE_QUOTE_SECONDS", 30),
+        # An HTTP JSON source of rates (README: exchange rates); empty: none.
+        "EXCHANGE_RATE_URL": os.environ.get("EXCHANGE_RATE_URL", ""),
+        "EXCHANGE_RATE_TIMEOUT_SECONDS": _int("EXCHANGE_RATE_TIMEOUT_SECONDS", 5),
         # Whether the app may serve as a superuser / BYPASSRLS role (development and tests only).
         "ALLOW_PRIVILEGED_DB_ROLE": _bool("ALLOW_PRIVILEGED_DB_ROLE", env in {"development", "test"}),
         "PREFERRED_URL_SCHEME": "https" if env == "production" else "http",

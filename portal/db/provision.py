@@ -19,8 +19,9 @@ from psycopg import sql
 
 from portal.db.urls import libpq_url, with_database, with_user
 
-#: Tables the app role may read but never change.
-APPEND_ONLY_TABLES = ("audit_log",)
+#: Append-only tables and what the app role may not do to them: the audit trail is written
+#: by its trigger alone; the ledger's transactions are inserted by the app but never changed.
+APPEND_ONLY_TABLES = {"audit_log": "INSERT, UPDATE, DELETE, TRUNCATE", "transactions": "UPDATE, DELETE, TRUNCATE"}
 
 
 def _role_exists(cur, role: str) -> bool:
@@ -59,11 +60,10 @@ def grant_app_privileges(cur, app_role: str, owner: str | None = None) -> None:
     cur.execute(sql.SQL(
         "ALTER DEFAULT PRIVILEGES {}IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {}"
     ).format(for_role, role))
-    for table in APPEND_ONLY_TABLES:
+    for table, privileges in APPEND_ONLY_TABLES.items():
         cur.execute("SELECT to_regclass(%s)", (f"public.{table}",))
         if cur.fetchone()[0] is not None:
-            cur.execute(sql.SQL("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON {} FROM {}").format(
-                sql.Identifier(table), role))
+            cur.execute(sql.SQL("REVOKE {} ON {} FROM {}").format(sql.SQL(privileges), sql.Identifier(table), role))
 
 
 def create_app_role(owner_url: str, app_role: str, password: str | None) -> None:

@@ -1,0 +1,14 @@
+"""Money for people: the wallet and its history, sending money, converting currencies,
+earnings and milestones, withdrawals; and for admins the ledger's state, fee rules, currency
+pairs and rates, and withdrawal approval.
+
+One blueprint, a module per part: ``overview`` (balances, history, CSV), ``transfers``,
+``exchange`` (conversions; pairs and rates for admins), ``earnings`` (earnings, milestones),
+``withdrawals`` and ``admin`` (system wallets, ledger verification, fee rules, a user's wallets).
+"""
+
+from flask import Blueprint
+
+bp = Blueprint("wallet", __name__, url_prefix="/wallet")
+
+from blueprints.wallet import admin, earnings, exchange, overview, transfers, withdrawals  # noqa: E402,F401

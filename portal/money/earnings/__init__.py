@@ -1,0 +1,1 @@
+"""Milestones, the rewards students earn for them, and withdrawals (spec service 9, Student Earnings)."""

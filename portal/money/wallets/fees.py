@@ -1,0 +1,107 @@
+"""Fee rules (``transaction_fees``): what a movement costs, shown before the user confirms and
+posted as its own leg to the fee wallet."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import ROUND_CEILING, Decimal
+
+from sqlalchemy import select
+
+from portal.db import db
+from portal.errors import DomainError, NotFound
+from portal.money.currency import currency, parse_amount
+from portal.money.wallets.models import TransactionFee, TransactionType
+
+#: Movement types a fee rule can apply to (fees are not charged on fees, rewards or reversals).
+CHARGEABLE = (TransactionType.TRANSFER, TransactionType.CONVERSION, TransactionType.WITHDRAWAL)
+MAX_PERCENT = Decimal(50)
+
+
+class InvalidFeeRule(DomainError):
+    status_code = 422
+
+
+def rule_for(kind: TransactionType, code: str) -> TransactionFee | None:
+    return db.session.scalar(select(TransactionFee).where(TransactionFee.transaction_type == kind,
+                                                          TransactionFee.currency == currency(code).code,
+                                                          TransactionFee.active.is_(True)))
+
+
+def compute(rule: TransactionFee | None, amount: Decimal, code: str) -> Decimal:
+    """``fixed + amount * percent / 100``, at least ``minimum``, at most ``maximum``, rounded up
+    to the currency's scale (a fee never rounds in the payer's favour below the rule)."""
+    unit = currency(code)
+    if rule is None:
+        return Decimal(0).quantize(unit.quantum)
+    fee = rule.fixed_amount + amount * rule.percent / 100
+    fee = max(fee, rule.minimum)
+    if rule.maximum is not None:
+        fee = min(fee, rule.maximum)
+    return fee.quantize(unit.quantum, rounding=ROUND_CEILING)
+
+
+def fee_for(kind: TransactionType, amount: Decimal, code: str) -> Decimal:
+    return compute(rule_for(kind, code), amount, code)
+
+
+def rules() -> list[TransactionFee]:
+    return list(db.session.scalars(select(TransactionFee).order_by(TransactionFee.transaction_type,
+                                                                   TransactionFee.currency)))
+
+
+def _parse(raw, code: str, label: str, *, optional: bool = False) -> Decimal | None:
+    text = str(raw if raw is not None else "").strip()
+    if not text:
+        if optional:
+            return None
+        return Decimal(0)
+    try:
+        return parse_amount(text, code, allow_zero=True)
+    except DomainError as exc:
+        raise InvalidFeeRule(f"{label}: {exc.message}", field=label.lower().replace(" ", "_")) from exc
+
+
+def save_rule(actor_id: uuid.UUID, kind: str, code: str, *, fixed, percent, minimum, maximum,
+              active: bool = True) -> TransactionFee:
+    """Create or replace the rule for ``kind`` and ``code`` (admins; the view checks the
+    permission). Amounts are typed in the currency; the percent has up to four decimals."""
+    try:
+        kind = TransactionType(kind)
+    except ValueError:
+        raise InvalidFeeRule("Choose a transaction type.", field="transaction_type") from None
+    if kind not in CHARGEABLE:
+        raise InvalidFeeRule("Fees apply to transfers, conversions and withdrawals only.", field="transaction_type")
+    code = currency(code).code
+    fixed_amount = _parse(fixed, code, "Fixed amount")
+    minimum_amount = _parse(minimum, code, "Minimum")
+    maximum_amount = _parse(maximum, code, "Maximum", optional=True)
+    try:
+        percent_value = parse_amount(str(percent or "0"), "BTC", allow_zero=True)  # 8 places at most
+    except DomainError as exc:
+        raise InvalidFeeRule(f"Percent: {exc.message}", field="percent") from exc
+    if percent_value != percent_value.quantize(Decimal("0.0001")):
+        raise InvalidFeeRule("Percent: at most four decimal places.", field="percent")
+    if percent_value > MAX_PERCENT:
+        raise InvalidFeeRule(f"Percent: at most {MAX_PERCENT}.", field="percent")
+    if maximum_amount is not None and maximum_amount < minimum_amount:
+        raise InvalidFeeRule("Maximum: must not be below the minimum.", field="maximum")
+    rule = db.session.scalar(select(TransactionFee).where(TransactionFee.transaction_type == kind,
+                                                          TransactionFee.currency == code).with_for_update())
+    if rule is None:
+        rule = TransactionFee(transaction_type=kind, currency=code)
+        db.session.add(rule)
+    rule.fixed_amount, rule.percent, rule.minimum, rule.maximum = (fixed_amount, percent_value, minimum_amount,
+                                                                   maximum_amount)
+    rule.active = active
+    rule.updated_by_id = actor_id
+    db.session.flush()
+    return rule
+
+
+def delete_rule(rule_id: uuid.UUID) -> None:
+    rule = db.session.get(TransactionFee, rule_id)
+    if rule is None:
+        raise NotFound("No such fee rule.")
+    db.session.delete(rule)
+    db.session.flush()

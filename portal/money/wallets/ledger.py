@@ -1,0 +1,448 @@
+"""The ledger: the only code that changes a balance.
+
+Every movement of value goes through ``post`` (value moves now), ``hold`` (value is reserved),
+``capture`` (a hold moves) or ``release`` (a hold ends). Each of them, in the caller's database
+transaction:
+
+1. locks every wallet it touches with ``SELECT ... FOR UPDATE`` in ascending id order, so two
+   movements over the same wallets always queue in the same order and never deadlock;
+2. checks the rules against the locked rows (a user wallet never spends more than it has
+   available, frozen or closed wallets neither send nor receive);
+3. changes ``balance`` / ``lockedBalance`` and appends the transaction rows.
+
+The database holds the same rules as CHECK constraints, so even a bug here cannot make a user
+balance negative. While it posts, the ledger acts with the row-level-security role ``ledger``
+(keeping the user as the audit trail's actor): a transfer must lock and credit the recipient's
+wallet and the system wallets, which the sender's own role may not see. Callers authorise the
+movement before they call the ledger; the ledger does not know who may ask for what.
+
+Idempotency (``once``): a money request carries a key; the first request with a key does the
+work and stores its result; the same key with the same request returns that result, with a
+different request it is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from portal import events
+from portal.db import db
+from portal.db.base import utcnow
+from portal.db.context import Actor, acting_as, current_actor
+from portal.errors import Conflict, DomainError
+from portal.money.currency import CURRENCIES, currency, quantize
+from portal.money.wallets.models import (
+    IdempotencyKey,
+    Phase,
+    SystemWallet,
+    Transaction,
+    TransactionType,
+    Wallet,
+    WalletKind,
+    WalletStatus,
+)
+
+#: The row-level-security role the ledger posts with (policies in migration 0003).
+LEDGER_ROLE = "ledger"
+
+
+class InsufficientFunds(DomainError):
+    status_code = 422
+    field = "amount"
+
+
+class WalletUnavailable(DomainError):
+    """A frozen or closed wallet was asked to send or receive."""
+
+    status_code = 422
+
+
+class LedgerError(DomainError):
+    """A movement the ledger cannot make as asked (a bug in the caller, never the user's input)."""
+
+    status_code = 400
+
+
+class IdempotencyMismatch(Conflict):
+    field = None
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One movement of ``amount`` from ``debit`` to ``credit`` (both wallets of one currency)."""
+
+    debit: Wallet
+    credit: Wallet
+    amount: Decimal
+    type: TransactionType
+    description: str = ""
+    details: dict = field(default_factory=dict)
+
+
+# -- Acting as the ledger -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def as_ledger() -> Iterator[None]:
+    """Run a block with the ``ledger`` role, keeping the acting user for the audit trail."""
+    actor = current_actor() or Actor(label="")
+    with acting_as(Actor(label=actor.label, user_id=actor.user_id, role=LEDGER_ROLE), db.session):
+        yield
+
+
+# -- Wallets --------------------------------------------------------------------------------------
+
+
+def user_wallet(user_id: uuid.UUID, code: str) -> Wallet | None:
+    """The user's wallet in ``code``, or None if they never had one (reads do not create it)."""
+    return db.session.scalar(select(Wallet).where(Wallet.user_id == user_id, Wallet.currency == currency(code).code))
+
+
+def open_user_wallet(user_id: uuid.UUID, code: str) -> Wallet:
+    """The user's wallet in ``code``, made if missing (safe against a concurrent opening)."""
+    code = currency(code).code
+    with as_ledger():
+        db.session.execute(insert(Wallet).values(id=uuid.uuid4(), user_id=user_id, currency=code,
+                                                 kind=WalletKind.USER, created_at=utcnow(), updated_at=utcnow())
+                           .on_conflict_do_nothing(index_elements=[Wallet.user_id, Wallet.currency]))
+        return db.session.scalars(select(Wallet).where(Wallet.user_id == user_id, Wallet.currency == code)
+                                  .execution_options(populate_existing=True)).one()
+
+
+def system_wallet(name: SystemWallet, code: str) -> Wallet:
+    """The system wallet ``name`` in ``code``, made on first use."""
+    code = currency(code).code
+    with as_ledger():
+        db.session.execute(insert(Wallet).values(id=uuid.uuid4(), system_name=name, currency=code,
+                                                 kind=WalletKind.SYSTEM, created_at=utcnow(), updated_at=utcnow())
+                           .on_conflict_do_nothing(index_elements=[Wallet.system_name, Wallet.currency]))
+        return db.session.scalars(select(Wallet).where(Wallet.system_name == name, Wallet.currency == code)
+                                  .execution_options(populate_existing=True)).one()
+
+
+def _lock(wallet_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Wallet]:
+    """Lock the wallets in ascending id order and return them fresh from the database."""
+    ids = sorted(set(wallet_ids))
+    rows = db.session.scalars(select(Wallet).where(Wallet.id.in_(ids)).order_by(Wallet.id).with_for_update()
+                              .execution_options(populate_existing=True)).all()
+    if len(rows) != len(ids):
+        raise LedgerError("A wallet of this movement does not exist.")
+    return {w.id: w for w in rows}
+
+
+def _check_usable(wallet: Wallet, *, sending: bool) -> None:
+    if wallet.status != WalletStatus.ACTIVE:
+        whose = "Your" if sending else "The recipient's"
+        state = "frozen" if wallet.status == WalletStatus.FROZEN else "closed"
+        raise WalletUnavailable(f"{whose} {wallet.currency} wallet is {state}; no money can move "
+                                f"{'out of' if sending else 'into'} it.")
+
+
+def _short(wallet: Wallet, needed: Decimal) -> None:
+    if wallet.kind == WalletKind.USER and wallet.balance - wallet.locked_balance < needed:
+        available = (wallet.balance - wallet.locked_balance).quantize(currency(wallet.currency).quantum)
+        raise InsufficientFunds(f"Not enough money: {available} {wallet.currency} available, "
+                                f"{needed.quantize(currency(wallet.currency).quantum)} {wallet.currency} needed.")
+
+
+def _validate_leg(leg: Leg) -> Decimal:
+    if leg.debit.currency != leg.credit.currency:
+        raise LedgerError("Both wallets of a movement must hold the same currency.")
+    if leg.debit.id == leg.credit.id:
+        raise LedgerError("A movement needs two different wallets.")
+    amount = quantize(Decimal(leg.amount), leg.debit.currency)
+    if amount <= 0:
+        raise LedgerError("A movement's amount must be positive.")
+    return amount
+
+
+def _record(leg: Leg, amount: Decimal, phase: Phase, group_id: uuid.UUID, initiated_by_id, *,
+            pending_id=None, reverses_id=None) -> Transaction:
+    tx = Transaction(id=uuid.uuid4(), group_id=group_id, type=leg.type, phase=phase, debit_wallet_id=leg.debit.id,
+                     credit_wallet_id=leg.credit.id, debit_user_id=leg.debit.user_id,
+                     credit_user_id=leg.credit.user_id, amount=amount, currency=leg.debit.currency,
+                     pending_id=pending_id, reverses_id=reverses_id, initiated_by_id=initiated_by_id,
+                     description=leg.description[:300], details=leg.details)
+    db.session.add(tx)
+    _committed_later(tx)
+    return tx
+
+
+# -- Movements ------------------------------------------------------------------------------------
+
+
+def post(legs: list[Leg], *, initiated_by_id: uuid.UUID | None = None,
+         group_id: uuid.UUID | None = None) -> list[Transaction]:
+    """Move value now: every leg or none. Each user wallet's net outflow over all legs must be
+    covered by what it has available."""
+    if not legs:
+        raise LedgerError("Nothing to move.")
+    amounts = [_validate_leg(leg) for leg in legs]
+    group_id = group_id or uuid.uuid4()
+    with as_ledger():
+        wallets = _lock([w.id for leg in legs for w in (leg.debit, leg.credit)])
+        outflow: dict[uuid.UUID, Decimal] = defaultdict(Decimal)
+        for leg, amount in zip(legs, amounts, strict=True):
+            _check_usable(wallets[leg.debit.id], sending=True)
+            _check_usable(wallets[leg.credit.id], sending=False)
+            outflow[leg.debit.id] += amount
+            outflow[leg.credit.id] -= amount
+        for wallet_id, net in outflow.items():
+            if net > 0:
+                _short(wallets[wallet_id], net)
+        for leg, amount in zip(legs, amounts, strict=True):
+            wallets[leg.debit.id].balance -= amount
+            wallets[leg.credit.id].balance += amount
+        recorded = [_record(leg, amount, Phase.SINGLE, group_id, initiated_by_id)
+                    for leg, amount in zip(legs, amounts, strict=True)]
+        db.session.flush()
+    return recorded
+
+
+def hold(legs: list[Leg], *, initiated_by_id: uuid.UUID | None = None,
+         group_id: uuid.UUID | None = None) -> list[Transaction]:
+    """Reserve value: each leg becomes a pending transaction that raises its debit wallet's
+    ``lockedBalance``; ``capture`` or ``release`` ends it."""
+    if not legs:
+        raise LedgerError("Nothing to hold.")
+    amounts = [_validate_leg(leg) for leg in legs]
+    group_id = group_id or uuid.uuid4()
+    with as_ledger():
+        wallets = _lock([w.id for leg in legs for w in (leg.debit, leg.credit)])
+        needed: dict[uuid.UUID, Decimal] = defaultdict(Decimal)
+        for leg, amount in zip(legs, amounts, strict=True):
+            _check_usable(wallets[leg.debit.id], sending=True)
+            _check_usable(wallets[leg.credit.id], sending=False)
+            needed[leg.debit.id] += amount
+        for wallet_id, amount in needed.items():
+            _short(wallets[wallet_id], amount)
+            wallets[wallet_id].locked_balance += amount
+        recorded = [_record(leg, amount, Phase.PENDING, group_id, initiated_by_id)
+                    for leg, amount in zip(legs, amounts, strict=True)]
+        db.session.flush()
+    return recorded
+
+
+def _resolve(pendings: list[Transaction], phase: Phase, initiated_by_id, description: str) -> list[Transaction]:
+    if not pendings:
+        raise LedgerError("No hold to resolve.")
+    with as_ledger():
+        # Lock the wallets first: a second capture or release of the same hold waits here, then
+        # finds it resolved below.
+        wallets = _lock([w for p in pendings for w in (p.debit_wallet_id, p.credit_wallet_id)])
+        ids = [p.id for p in pendings]
+        resolved = db.session.scalars(select(Transaction.pending_id).where(Transaction.pending_id.in_(ids))).all()
+        if resolved:
+            raise Conflict("This hold was already settled.")
+        recorded = []
+        for pending in pendings:
+            if pending.phase != Phase.PENDING:
+                raise LedgerError("Only a pending transaction can be captured or released.")
+            debit, credit = wallets[pending.debit_wallet_id], wallets[pending.credit_wallet_id]
+            debit.locked_balance -= pending.amount
+            if phase == Phase.POST:
+                _check_usable(credit, sending=False)
+                debit.balance -= pending.amount
+                credit.balance += pending.amount
+            leg = Leg(debit, credit, pending.amount, pending.type, description or pending.description,
+                      dict(pending.details))
+            recorded.append(_record(leg, pending.amount, phase, pendings[0].group_id, initiated_by_id,
+                                    pending_id=pending.id))
+        db.session.flush()
+    return recorded
+
+
+def capture(pendings: list[Transaction], *, initiated_by_id: uuid.UUID | None = None,
+            description: str = "") -> list[Transaction]:
+    """Move the held value of ``pendings`` (all of them, once)."""
+    return _resolve(pendings, Phase.POST, initiated_by_id, description)
+
+
+def release(pendings: list[Transaction], *, initiated_by_id: uuid.UUID | None = None,
+            description: str = "") -> list[Transaction]:
+    """End the holds of ``pendings`` without moving anything (all of them, once)."""
+    return _resolve(pendings, Phase.VOID, initiated_by_id, description)
+
+
+def reverse(original: Transaction, *, initiated_by_id: uuid.UUID | None = None,
+            description: str = "") -> Transaction:
+    """Undo a moved transaction with a new one in the other direction (once)."""
+    if original.phase not in (Phase.SINGLE, Phase.POST):
+        raise LedgerError("Only a transaction that moved value can be reversed.")
+    with as_ledger():
+        wallets = _lock([original.debit_wallet_id, original.credit_wallet_id])
+        debit, credit = wallets[original.credit_wallet_id], wallets[original.debit_wallet_id]
+        leg = Leg(debit, credit, original.amount, TransactionType.REVERSAL,
+                  description or f"Reversal of {original.type.label.lower()}", {"reverses": str(original.id)})
+        already = db.session.scalar(select(Transaction.id).where(Transaction.reverses_id == original.id))
+        if already:
+            raise Conflict("This transaction was already reversed.")
+        _short(wallets[debit.id], original.amount)
+        wallets[debit.id].balance -= original.amount
+        wallets[credit.id].balance += original.amount
+        tx = _record(leg, original.amount, Phase.SINGLE, original.group_id, initiated_by_id,
+                     reverses_id=original.id)
+        db.session.flush()
+    return tx
+
+
+# -- After commit: tell listeners ----------------------------------------------------------------
+
+_POSTED = "ledger_posted"
+
+
+def _committed_later(tx: Transaction) -> None:
+    db.session.info.setdefault(_POSTED, []).append(tx.id)
+
+
+def _announce(session: Session) -> None:
+    posted = session.info.pop(_POSTED, [])
+    if posted:
+        events.transaction_committed.send(transaction_ids=posted)
+
+
+def _forget(session: Session, previous_transaction) -> None:
+    if previous_transaction.parent is None:
+        session.info.pop(_POSTED, None)
+
+
+def install_session_hooks() -> None:
+    from sqlalchemy import event
+
+    if not event.contains(Session, "after_commit", _announce):
+        event.listen(Session, "after_commit", _announce)
+        event.listen(Session, "after_soft_rollback", _forget)
+
+
+install_session_hooks()
+
+
+# -- Idempotency ----------------------------------------------------------------------------------
+
+_KEY = re.compile(r"^[A-Za-z0-9_-]{16,100}$")
+
+
+def request_hash(scope: str, request: dict) -> str:
+    canonical = json.dumps({"scope": scope, **request}, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def once(user_id: uuid.UUID, key: str | None, scope: str, request: dict,
+         perform: Callable[[], dict]) -> tuple[dict, bool]:
+    """Run ``perform`` once per ``key``: returns ``(result, replayed)``.
+
+    The first request inserts the key; a concurrent second one waits on the unique index until
+    the first commits and then reads its result. A key reused for a different request is refused.
+    If the first request fails, its transaction rolls back with the key, so a corrected retry
+    with the same key goes through.
+    """
+    if not key or not _KEY.match(key):
+        raise DomainError("This form is out of date: reload the page and try again.")
+    digest = request_hash(scope, request)
+    inserted = db.session.execute(
+        insert(IdempotencyKey).values(id=uuid.uuid4(), user_id=user_id, key=key, scope=scope, request_hash=digest,
+                                      result={}, created_at=utcnow(), updated_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[IdempotencyKey.user_id, IdempotencyKey.key])
+        .returning(IdempotencyKey.id)
+    ).scalar()
+    if inserted is None:
+        first = db.session.scalars(select(IdempotencyKey).where(IdempotencyKey.user_id == user_id,
+                                                                IdempotencyKey.key == key)
+                                   .execution_options(populate_existing=True)).one()
+        if first.scope != scope or first.request_hash != digest:
+            raise IdempotencyMismatch("This form was already sent with other details. Nothing was changed: "
+                                      "start again from a fresh form.")
+        return dict(first.result), True
+    result = perform()
+    db.session.execute(IdempotencyKey.__table__.update().where(IdempotencyKey.id == inserted)
+                       .values(result=result, updatedAt=utcnow()))
+    return result, False
+
+
+def new_key() -> str:
+    """A fresh idempotency key for a form."""
+    return uuid.uuid4().hex
+
+
+# -- Verification ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Verification:
+    wallets: int = 0
+    transactions: int = 0
+    currencies: dict[str, Decimal] = field(default_factory=dict)
+    #: Human-readable differences; empty when the ledger is consistent.
+    problems: list[str] = field(default_factory=list)
+    checked_at: object = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+_REPLAY_SQL = text("""
+WITH moved AS (
+    SELECT "debitWalletId" AS wallet, -amount AS delta FROM transactions WHERE phase IN ('single', 'post')
+    UNION ALL
+    SELECT "creditWalletId", amount FROM transactions WHERE phase IN ('single', 'post')
+), replay AS (
+    SELECT wallet, sum(delta) AS balance FROM moved GROUP BY wallet
+), held AS (
+    SELECT p."debitWalletId" AS wallet, sum(p.amount) AS locked
+    FROM transactions p
+    WHERE p.phase = 'pending'
+      AND NOT EXISTS (SELECT 1 FROM transactions r WHERE r."pendingId" = p.id)
+    GROUP BY p."debitWalletId"
+)
+SELECT w.id, w.currency, w.kind, w."systemName", w.balance, w."lockedBalance",
+       coalesce(r.balance, 0) AS replayed, coalesce(h.locked, 0) AS held
+FROM wallets w
+LEFT JOIN replay r ON r.wallet = w.id
+LEFT JOIN held h ON h.wallet = w.id
+WHERE w.balance <> coalesce(r.balance, 0) OR w."lockedBalance" <> coalesce(h.locked, 0)
+""")
+
+
+def verify() -> Verification:
+    """Check the ledger: per currency all balances sum to zero; every wallet's balance is the
+    replay of its transactions and its locked balance the sum of its open holds; no user wallet
+    is below zero. Reads one consistent snapshot (REPEATABLE READ is not needed: the checks run
+    in one statement each and balances only change with their transactions)."""
+    report = Verification(checked_at=utcnow())
+    with as_ledger():
+        sums = db.session.execute(select(Wallet.currency, func.sum(Wallet.balance), func.count())
+                                  .group_by(Wallet.currency)).all()
+        report.transactions = db.session.scalar(select(func.count()).select_from(Transaction)) or 0
+        for code, total, count in sums:
+            report.wallets += count
+            report.currencies[code] = total
+            if total != 0:
+                report.problems.append(f"{code}: balances sum to {total}, not zero.")
+        for row in db.session.execute(_REPLAY_SQL):
+            name = row.systemName or f"user wallet {row.id}"
+            if row.balance != row.replayed:
+                report.problems.append(f"{name} ({row.currency}): balance {row.balance}, "
+                                       f"its transactions add up to {row.replayed}.")
+            if row.lockedBalance != row.held:
+                report.problems.append(f"{name} ({row.currency}): locked {row.lockedBalance}, "
+                                       f"its open holds add up to {row.held}.")
+        negative = db.session.scalar(select(func.count()).select_from(Wallet).where(
+            Wallet.kind == WalletKind.USER, Wallet.balance - Wallet.locked_balance < 0))
+        if negative:
+            report.problems.append(f"{negative} user wallets are below zero.")
+    for code in CURRENCIES:
+        report.currencies.setdefault(code, Decimal(0))
+    return report

@@ -1,0 +1,1 @@
+"""Analytics (spec service 16): product events and recorded metrics."""

@@ -35,6 +35,7 @@ def as_cli_actor(fn):
 def register(app: Flask) -> None:
     from portal import demo, doctor
     from portal.learning.lms.certificates import certificates_command
+    from portal.money.wallets.cli import ledger_group
 
     app.cli.add_command(users)
     app.cli.add_command(db_roles)
@@ -44,6 +45,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(dev)
     app.cli.add_command(db_server)
     app.cli.add_command(certificates_command)
+    app.cli.add_command(ledger_group)
 
 
 # ---------------------------------------------------------------- users

@@ -1,6 +1,8 @@
 """Demo data: one account per role and a handful of students, and ``--scale N`` for more
 (from ``LEARNING_SCALE`` students on, also a catalog of a thousand courses and one large course
-with a full gradebook: ``portal.learning.demo.seed_learning_scale``).
+with a full gradebook: ``portal.learning.demo.seed_learning_scale``). Money (pairs and rates,
+fee rules, milestones, balances and transfers, and at scale a ledger history for every scale
+student) comes from ``portal.money.demo``.
 
 The demo password is made at random the first time and kept in ``instance/demo-logins.txt``
 (never in the repository); every run prints it.
@@ -77,11 +79,14 @@ def learning_units(scale: int, learning: dict | None = None) -> int:
     return counts["catalog"] + min(counts["students"], scale)
 
 
-def seed(scale: int = 0, progress=None, learning: dict | None = None) -> list[tuple[str, str, str]]:
+def seed(scale: int = 0, progress=None, learning: dict | None = None,
+         money_progress=None) -> list[tuple[str, str, str]]:
     """Create what is missing; returns the demo logins (e-mail, role, password).
 
     ``learning``: counts replacing ``LEARNING_COUNTS`` (the learning data is then built whatever
-    the scale); without it, the learning data at scale comes from ``LEARNING_SCALE`` students on."""
+    the scale); without it, the learning data at scale comes from ``LEARNING_SCALE`` students on.
+    ``money_progress.update(n)`` is told as scale students get their wallets and history
+    (``portal.money.demo.seed_money_scale``)."""
     password = demo_password()
     password_hash = passwords.hash_password(password)
     now = utcnow()
@@ -100,8 +105,10 @@ def seed(scale: int = 0, progress=None, learning: dict | None = None) -> list[tu
         notify(user.id, "account", "Welcome to Azora Portal",
                "This is a demo account. Explore your dashboard to get started.", "/")
     _seed_learning()
+    _seed_money()
     if scale:
         _seed_scale(scale, password_hash, progress)
+        _seed_money_scale(money_progress)
     if learning_units(scale, learning):
         _seed_learning_scale(password_hash, {**LEARNING_COUNTS, **(learning or {})}, progress)
     return [(email, role.value, password) for email, _, role in ACCOUNTS]
@@ -115,6 +122,23 @@ def _seed_learning() -> None:
     teacher = by_email["faculty@azora.example"]
     students = [by_email[email] for email, _, role in ACCOUNTS if role == Role.STUDENT and email in by_email]
     seed_learning(teacher, students)
+
+
+def _seed_money() -> None:
+    """Pairs and rates, fee rules and milestones (made by the demo admin), and the demo students'
+    opening balances and a few transfers between them."""
+    from portal.money.demo import seed_money
+
+    by_email = {u.email: u for u in db.session.scalars(select(User).where(User.email.in_([a[0] for a in ACCOUNTS])))}
+    students = [by_email[email] for email, _, role in ACCOUNTS if role == Role.STUDENT and email in by_email]
+    seed_money(by_email["admin@azora.example"], students)
+
+
+def _seed_money_scale(progress) -> None:
+    """A funded AZR and USD wallet and a hundred ledger rows for each scale student."""
+    from portal.money.demo import seed_money_scale
+
+    seed_money_scale(progress)
 
 
 def _seed_learning_scale(password_hash: str, counts: dict, progress) -> None:
@@ -161,7 +185,8 @@ def print_logins(logins) -> None:
 
 @click.command("seed-demo", help="Load demo data (idempotent). --scale N adds N students; from "
                                   f"{LEARNING_SCALE} on, also a large catalog and a large course.")
-@click.option("--scale", default=0, type=click.IntRange(0, 1_000_000), help="Extra students to create.")
+@click.option("--scale", default=0, type=click.IntRange(0, 1_000_000),
+              help="Extra students to create, each with funded wallets and a hundred ledger rows.")
 @with_appcontext
 def seed_demo_command(scale):
     from portal.cli import CLI_ACTOR
@@ -170,9 +195,10 @@ def seed_demo_command(scale):
     with unit_of_work(CLI_ACTOR):
         if scale:
             extra = learning_units(scale)
-            label = "Creating students, courses and grades" if extra else "Creating students"
-            with click.progressbar(length=scale + extra, label=label) as bar:
-                logins = seed(scale, bar)
+            label = "Creating students, courses, grades and money" if extra else "Creating students and money"
+            # Each scale student counts twice: created, then given wallets and a ledger history.
+            with click.progressbar(length=2 * scale + extra, label=label) as bar:
+                logins = seed(scale, bar, money_progress=bar)
         else:
             logins = seed()
     print_logins(logins)

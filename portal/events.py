@@ -23,7 +23,7 @@ Emit with keyword arguments only::
 | ``assignment_graded`` | learning | student user, submission, grade |
 | ``course_completed`` | learning | student user, course |
 | ``certificate_issued`` | learning | student user, certificate |
-| ``transaction_committed`` | money | transaction |
+| ``transaction_committed`` | money ledger, after the commit | transaction_ids (the rows one commit added) |
 """
 
 from __future__ import annotations

@@ -41,8 +41,10 @@ def dashboard():
         context["counts"] = counts_by_role()
     elif current_user.role == Role.STUDENT:
         from portal.learning.education.queries import student_dashboard
+        from portal.money.wallets.queries import overview as wallet_overview
 
         context.update(student_dashboard(current_user))
+        context["wallet"] = wallet_overview(current_user)
     elif current_user.role == Role.FACULTY:
         from portal.learning.lms.queries import faculty_dashboard
 

@@ -36,6 +36,7 @@ from sqlalchemy.dialects.postgresql import insert
 from portal.accounts.models import User
 from portal.db import db
 from portal.errors import DomainError, NotFound
+from portal.exports import csv_safe
 from portal.learning.assessment.models import Gradebook, GradebookStatus
 from portal.learning.education.models import Course, Enrollment, EnrollmentStatus
 from portal.learning.lms import access
@@ -381,15 +382,6 @@ def gradebook_page(actor: User, course_id: uuid.UUID, cursor: str | None = None,
 
 
 # ---------------------------------------------------------------------------------- CSV
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value) -> str:
-    """A cell a spreadsheet will not run: text starting like a formula gets a leading quote."""
-    cell = "" if value is None else str(value)
-    return "'" + cell if cell.startswith(_FORMULA_START) else cell
 
 
 def export_csv(actor: User, course_id: uuid.UUID, batch: int = 500) -> Iterator[str]:

@@ -105,6 +105,10 @@ class Earning(TimestampedModel):
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint(currency_check(), name="currency_known"),
         CheckConstraint("""status = 'pending' OR "transactionId" IS NOT NULL""", name="paid_has_transaction"),
+        # A student's earnings and the admins' review, newest first, keyset on (createdAt, id).
+        Index("ix_earnings_user_created", "user_id", "createdAt", "id"),
+        Index("ix_earnings_created", "createdAt", "id"),
+        Index("ix_earnings_status_created", "status", "createdAt", "id"),
     )
 
 
@@ -165,4 +169,6 @@ class Withdrawal(TimestampedModel):
         CheckConstraint(currency_check(), name="currency_known"),
         CheckConstraint("""(status = 'pending') = ("reviewedAt" IS NULL)""", name="reviewed_unless_pending"),
         Index("ix_withdrawals_user_created", "user_id", text('"createdAt" DESC')),
+        # The admins' queue: one status, oldest first, keyset on (createdAt, id).
+        Index("ix_withdrawals_status_created", "status", "createdAt", "id"),
     )

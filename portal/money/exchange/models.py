@@ -61,6 +61,8 @@ class ExchangeRate(TimestampedModel):
         CheckConstraint("rate > 0", name="rate_positive"),
         # The freshest rate of a pair, and its history chart.
         Index("ix_exchange_rates_pair_observed", "pair_id", text('"observedAt" DESC')),
+        # The freshest rate of a pair from each source (the fallback order walks the sources).
+        Index("ix_exchange_rates_pair_source_observed", "pair_id", "source", text('"observedAt" DESC')),
     )
 
 

@@ -3,8 +3,9 @@ posted as its own leg to the fee wallet."""
 
 from __future__ import annotations
 
+import re
 import uuid
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, Decimal, localcontext
 
 from sqlalchemy import select
 
@@ -16,6 +17,11 @@ from portal.money.wallets.models import TransactionFee, TransactionType
 #: Movement types a fee rule can apply to (fees are not charged on fees, rewards or reversals).
 CHARGEABLE = (TransactionType.TRANSFER, TransactionType.CONVERSION, TransactionType.WITHDRAWAL)
 MAX_PERCENT = Decimal(50)
+_PERCENT_QUANTUM = Decimal("0.0001")
+#: ASCII digits with at most one decimal point.
+_PERCENT = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+#: Digits of the arithmetic a fee is computed with (exact for any two NUMERIC(38, 18) values).
+_PRECISION = 100
 
 
 class InvalidFeeRule(DomainError):
@@ -32,13 +38,16 @@ def compute(rule: TransactionFee | None, amount: Decimal, code: str) -> Decimal:
     """``fixed + amount * percent / 100``, at least ``minimum``, at most ``maximum``, rounded up
     to the currency's scale (a fee never rounds in the payer's favour below the rule)."""
     unit = currency(code)
-    if rule is None:
-        return Decimal(0).quantize(unit.quantum)
-    fee = rule.fixed_amount + amount * rule.percent / 100
-    fee = max(fee, rule.minimum)
-    if rule.maximum is not None:
-        fee = min(fee, rule.maximum)
-    return fee.quantize(unit.quantum, rounding=ROUND_CEILING)
+    # Exact arithmetic: amounts and rates are NUMERIC(38, 18), so a product has up to 76 digits,
+    # beyond the default context's 28 (which would round before the rounding up, or fail).
+    with localcontext(prec=_PRECISION):
+        if rule is None:
+            return Decimal(0).quantize(unit.quantum)
+        fee = rule.fixed_amount + amount * rule.percent / 100
+        fee = max(fee, rule.minimum)
+        if rule.maximum is not None:
+            fee = min(fee, rule.maximum)
+        return fee.quantize(unit.quantum, rounding=ROUND_CEILING)
 
 
 def fee_for(kind: TransactionType, amount: Decimal, code: str) -> Decimal:
@@ -56,10 +65,29 @@ def _parse(raw, code: str, label: str, *, optional: bool = False) -> Decimal | N
         if optional:
             return None
         return Decimal(0)
+    field = label.lower().replace(" ", "_")
+    if text.startswith("-"):
+        raise InvalidFeeRule(f"{label}: must not be negative.", field=field)
     try:
         return parse_amount(text, code, allow_zero=True)
     except DomainError as exc:
-        raise InvalidFeeRule(f"{label}: {exc.message}", field=label.lower().replace(" ", "_")) from exc
+        raise InvalidFeeRule(f"{label}: {exc.message}", field=field) from exc
+
+
+def _parse_percent(raw) -> Decimal:
+    """A percent typed by an admin: a plain number from 0 to ``MAX_PERCENT`` with at most four
+    decimal places (its own rules: a percent is not an amount of any currency)."""
+    text = str(raw if raw is not None else "").strip() or "0"
+    if text.startswith("-"):
+        raise InvalidFeeRule("Percent: must not be negative.", field="percent")
+    if not _PERCENT.fullmatch(text):
+        raise InvalidFeeRule("Percent: enter a number, like 1.5.", field="percent")
+    value = Decimal(text)
+    if value > MAX_PERCENT:
+        raise InvalidFeeRule(f"Percent: at most {MAX_PERCENT}.", field="percent")
+    if value != value.quantize(_PERCENT_QUANTUM):
+        raise InvalidFeeRule("Percent: at most four decimal places.", field="percent")
+    return value
 
 
 def save_rule(actor_id: uuid.UUID, kind: str, code: str, *, fixed, percent, minimum, maximum,
@@ -76,14 +104,7 @@ def save_rule(actor_id: uuid.UUID, kind: str, code: str, *, fixed, percent, mini
     fixed_amount = _parse(fixed, code, "Fixed amount")
     minimum_amount = _parse(minimum, code, "Minimum")
     maximum_amount = _parse(maximum, code, "Maximum", optional=True)
-    try:
-        percent_value = parse_amount(str(percent or "0"), "BTC", allow_zero=True)  # 8 places at most
-    except DomainError as exc:
-        raise InvalidFeeRule(f"Percent: {exc.message}", field="percent") from exc
-    if percent_value != percent_value.quantize(Decimal("0.0001")):
-        raise InvalidFeeRule("Percent: at most four decimal places.", field="percent")
-    if percent_value > MAX_PERCENT:
-        raise InvalidFeeRule(f"Percent: at most {MAX_PERCENT}.", field="percent")
+    percent_value = _parse_percent(percent)
     if maximum_amount is not None and maximum_amount < minimum_amount:
         raise InvalidFeeRule("Maximum: must not be below the minimum.", field="maximum")
     rule = db.session.scalar(select(TransactionFee).where(TransactionFee.transaction_type == kind,

@@ -24,6 +24,7 @@ different request it is refused.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -31,16 +32,17 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from portal import events
 from portal.db import db
 from portal.db.base import utcnow
-from portal.db.context import Actor, acting_as, current_actor
+from portal.db.context import Actor, current_actor, push, reset
 from portal.errors import Conflict, DomainError
 from portal.money.currency import CURRENCIES, currency, quantize
 from portal.money.wallets.models import (
@@ -98,8 +100,17 @@ class Leg:
 def as_ledger() -> Iterator[None]:
     """Run a block with the ``ledger`` role, keeping the acting user for the audit trail."""
     actor = current_actor() or Actor(label="")
-    with acting_as(Actor(label=actor.label, user_id=actor.user_id, role=LEDGER_ROLE), db.session):
+    token = push(Actor(label=actor.label, user_id=actor.user_id, role=LEDGER_ROLE), db.session)
+    try:
         yield
+    except BaseException:
+        # After a failed statement the transaction is aborted: the settings go with the rollback
+        # the caller now owes, and the statement's own error (not "transaction is aborted") is
+        # the one to report.
+        with contextlib.suppress(SQLAlchemyError):
+            reset(token, db.session)
+        raise
+    reset(token, db.session)
 
 
 # -- Wallets --------------------------------------------------------------------------------------
@@ -162,6 +173,9 @@ def _validate_leg(leg: Leg) -> Decimal:
         raise LedgerError("Both wallets of a movement must hold the same currency.")
     if leg.debit.id == leg.credit.id:
         raise LedgerError("A movement needs two different wallets.")
+    if isinstance(leg.amount, float):
+        # Money is Decimal end to end: a float here is a caller's bug, even when it looks exact.
+        raise LedgerError("A movement's amount must be a Decimal, never a float.")
     amount = quantize(Decimal(leg.amount), leg.debit.currency)
     if amount <= 0:
         raise LedgerError("A movement's amount must be positive.")
@@ -182,7 +196,20 @@ def _record(leg: Leg, amount: Decimal, phase: Phase, group_id: uuid.UUID, initia
 
 # -- Movements ------------------------------------------------------------------------------------
 
+#: Digits of the ledger's arithmetic. Balances are NUMERIC(38, 18): the default context's 28
+#: digits would silently round an ETH balance of ten billion or more.
+_PRECISION = 100
 
+
+def _exact(function):
+    @functools.wraps(function)
+    def exact(*args, **kwargs):
+        with localcontext(prec=_PRECISION):
+            return function(*args, **kwargs)
+    return exact
+
+
+@_exact
 def post(legs: list[Leg], *, initiated_by_id: uuid.UUID | None = None,
          group_id: uuid.UUID | None = None) -> list[Transaction]:
     """Move value now: every leg or none. Each user wallet's net outflow over all legs must be
@@ -211,6 +238,7 @@ def post(legs: list[Leg], *, initiated_by_id: uuid.UUID | None = None,
     return recorded
 
 
+@_exact
 def hold(legs: list[Leg], *, initiated_by_id: uuid.UUID | None = None,
          group_id: uuid.UUID | None = None) -> list[Transaction]:
     """Reserve value: each leg becomes a pending transaction that raises its debit wallet's
@@ -228,6 +256,8 @@ def hold(legs: list[Leg], *, initiated_by_id: uuid.UUID | None = None,
             needed[leg.debit.id] += amount
         for wallet_id, amount in needed.items():
             _short(wallets[wallet_id], amount)
+        # Only once every check passed: a refused hold leaves no change behind in the session.
+        for wallet_id, amount in needed.items():
             wallets[wallet_id].locked_balance += amount
         recorded = [_record(leg, amount, Phase.PENDING, group_id, initiated_by_id)
                     for leg, amount in zip(legs, amounts, strict=True)]
@@ -235,6 +265,7 @@ def hold(legs: list[Leg], *, initiated_by_id: uuid.UUID | None = None,
     return recorded
 
 
+@_exact
 def _resolve(pendings: list[Transaction], phase: Phase, initiated_by_id, description: str) -> list[Transaction]:
     if not pendings:
         raise LedgerError("No hold to resolve.")
@@ -243,17 +274,22 @@ def _resolve(pendings: list[Transaction], phase: Phase, initiated_by_id, descrip
         # finds it resolved below.
         wallets = _lock([w for p in pendings for w in (p.debit_wallet_id, p.credit_wallet_id)])
         ids = [p.id for p in pendings]
+        if len(set(ids)) != len(ids):
+            raise LedgerError("The same hold was listed twice.")
         resolved = db.session.scalars(select(Transaction.pending_id).where(Transaction.pending_id.in_(ids))).all()
         if resolved:
             raise Conflict("This hold was already settled.")
-        recorded = []
+        # Every check before any change: a refused capture leaves nothing behind in the session.
         for pending in pendings:
             if pending.phase != Phase.PENDING:
                 raise LedgerError("Only a pending transaction can be captured or released.")
+            if phase == Phase.POST:
+                _check_usable(wallets[pending.credit_wallet_id], sending=False)
+        recorded = []
+        for pending in pendings:
             debit, credit = wallets[pending.debit_wallet_id], wallets[pending.credit_wallet_id]
             debit.locked_balance -= pending.amount
             if phase == Phase.POST:
-                _check_usable(credit, sending=False)
                 debit.balance -= pending.amount
                 credit.balance += pending.amount
             leg = Leg(debit, credit, pending.amount, pending.type, description or pending.description,
@@ -276,6 +312,7 @@ def release(pendings: list[Transaction], *, initiated_by_id: uuid.UUID | None = 
     return _resolve(pendings, Phase.VOID, initiated_by_id, description)
 
 
+@_exact
 def reverse(original: Transaction, *, initiated_by_id: uuid.UUID | None = None,
             description: str = "") -> Transaction:
     """Undo a moved transaction with a new one in the other direction (once)."""
@@ -304,18 +341,24 @@ _POSTED = "ledger_posted"
 
 
 def _committed_later(tx: Transaction) -> None:
-    db.session.info.setdefault(_POSTED, []).append(tx.id)
+    # The row itself is kept beside its id: a rolled-back savepoint turns the rows it inserted
+    # back into transient objects, which is how ``_forget`` tells them apart.
+    db.session.info.setdefault(_POSTED, []).append((tx.id, tx))
 
 
 def _announce(session: Session) -> None:
     posted = session.info.pop(_POSTED, [])
     if posted:
-        events.transaction_committed.send(transaction_ids=posted)
+        events.transaction_committed.send(transaction_ids=[tx_id for tx_id, _ in posted])
 
 
 def _forget(session: Session, previous_transaction) -> None:
     if previous_transaction.parent is None:
         session.info.pop(_POSTED, None)
+    elif session.info.get(_POSTED):
+        # A savepoint rolled back (``begin_nested``): only the rows it made are gone.
+        session.info[_POSTED] = [(tx_id, tx) for tx_id, tx in session.info[_POSTED]
+                                 if not inspect(tx).transient]
 
 
 def install_session_hooks() -> None:
@@ -345,29 +388,31 @@ def once(user_id: uuid.UUID, key: str | None, scope: str, request: dict,
 
     The first request inserts the key; a concurrent second one waits on the unique index until
     the first commits and then reads its result. A key reused for a different request is refused.
-    If the first request fails, its transaction rolls back with the key, so a corrected retry
-    with the same key goes through.
+    The key and ``perform`` share a savepoint: if ``perform`` fails, the key and whatever it did
+    go back together (even when the caller carries on with its transaction instead of rolling
+    it back), so a corrected retry with the same key goes through.
     """
     if not key or not _KEY.match(key):
         raise DomainError("This form is out of date: reload the page and try again.")
     digest = request_hash(scope, request)
-    inserted = db.session.execute(
-        insert(IdempotencyKey).values(id=uuid.uuid4(), user_id=user_id, key=key, scope=scope, request_hash=digest,
-                                      result={}, created_at=utcnow(), updated_at=utcnow())
-        .on_conflict_do_nothing(index_elements=[IdempotencyKey.user_id, IdempotencyKey.key])
-        .returning(IdempotencyKey.id)
-    ).scalar()
-    if inserted is None:
-        first = db.session.scalars(select(IdempotencyKey).where(IdempotencyKey.user_id == user_id,
-                                                                IdempotencyKey.key == key)
-                                   .execution_options(populate_existing=True)).one()
-        if first.scope != scope or first.request_hash != digest:
-            raise IdempotencyMismatch("This form was already sent with other details. Nothing was changed: "
-                                      "start again from a fresh form.")
-        return dict(first.result), True
-    result = perform()
-    db.session.execute(IdempotencyKey.__table__.update().where(IdempotencyKey.id == inserted)
-                       .values(result=result, updatedAt=utcnow()))
+    with db.session.begin_nested():
+        inserted = db.session.execute(
+            insert(IdempotencyKey).values(id=uuid.uuid4(), user_id=user_id, key=key, scope=scope,
+                                          request_hash=digest, result={}, created_at=utcnow(), updated_at=utcnow())
+            .on_conflict_do_nothing(index_elements=[IdempotencyKey.user_id, IdempotencyKey.key])
+            .returning(IdempotencyKey.id)
+        ).scalar()
+        if inserted is None:
+            first = db.session.scalars(select(IdempotencyKey).where(IdempotencyKey.user_id == user_id,
+                                                                    IdempotencyKey.key == key)
+                                       .execution_options(populate_existing=True)).one()
+            if first.scope != scope or first.request_hash != digest:
+                raise IdempotencyMismatch("This form was already sent with other details. Nothing was changed: "
+                                          "start again from a fresh form.")
+            return dict(first.result), True
+        result = perform()
+        db.session.execute(IdempotencyKey.__table__.update().where(IdempotencyKey.id == inserted)
+                           .values(result=result, updatedAt=utcnow()))
     return result, False
 
 

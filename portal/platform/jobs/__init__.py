@@ -29,7 +29,9 @@ log = logging.getLogger(__name__)
 
 #: The one procrastinate app of the process. Its connector is set by ``configure``.
 job_app = procrastinate.App(connector=InMemoryConnector(), import_paths=["portal.platform.email.tasks",
-                                                                      "portal.learning.assessment.tasks"])
+                                                                      "portal.learning.assessment.tasks",
+                                                                      "portal.money.exchange.tasks",
+                                                                      "portal.money.wallets.tasks"])
 _flask_app = None
 WORKER = Actor.system("worker")
 #: The process whose connection pool for deferring is open (a fork must open its own).

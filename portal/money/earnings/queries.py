@@ -1,0 +1,405 @@
+"""Reads for the earnings pages: a student's earnings and their progress toward each active
+milestone, the milestones a manager looks after, the earnings admins review; and the learning
+streak the streak milestones count.
+
+Each page reads a fixed number of statements whatever the data: progress toward every milestone
+comes from three grouped reads (the student's enrolments, their best passed score per quiz and
+their days of activity), never one per milestone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import Select, and_, case, exists, func, or_, select, true, tuple_
+from sqlalchemy.orm import aliased
+
+from portal.accounts.models import Role, User
+from portal.db import db
+from portal.learning.assessment.models import Quiz, QuizAttempt
+from portal.learning.education.models import Course, Enrollment, EnrollmentStatus, Progress
+from portal.learning.lms import access
+from portal.learning.lms.models import CourseManagement
+from portal.money.currency import CURRENCIES
+from portal.money.earnings.models import Earning, EarningStatus, Milestone, MilestoneKind
+from portal.money.wallets.models import Transaction
+from portal.pagination import decode_cursor, encode_cursor
+
+PAGE_SIZE = 25
+#: Active milestones shown with progress on a student's page (the most relevant first).
+PROGRESS_LIMIT = 60
+
+
+def percent_text(value: Decimal | None) -> str:
+    """``80%``, ``72.5%``."""
+    if value is None:
+        return "—"
+    text = f"{Decimal(value).quantize(Decimal('0.01')):f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+# ------------------------------------------------------------------------------ streaks
+
+
+def activity_days(user_id: uuid.UUID, *, since: date, until: date) -> dict[uuid.UUID, set[date]]:
+    """The UTC days from ``since`` to ``until`` on which the student completed a lesson, per
+    course (one statement). A learning day is a day with a completed lesson, as the learning
+    area's own streak achievement counts it."""
+    day = func.date(func.timezone("UTC", Progress.completed_at))
+    start = datetime.combine(since, datetime.min.time()).replace(tzinfo=UTC)
+    end = datetime.combine(until + timedelta(days=1), datetime.min.time()).replace(tzinfo=UTC)
+    rows = db.session.execute(
+        select(Progress.course_id, day).distinct()
+        .where(Progress.user_id == user_id, Progress.completed_at >= start, Progress.completed_at < end))
+    days: dict[uuid.UUID, set[date]] = defaultdict(set)
+    for course_id, on in rows:
+        days[course_id].add(on)
+    return dict(days)
+
+
+def streak_length(days: set[date], today: date, *, alive_from_yesterday: bool = False) -> int:
+    """Days in a row with activity ending ``today``; with ``alive_from_yesterday``, a streak
+    that ended yesterday still counts (the student can keep it going today)."""
+    current = today
+    if current not in days and alive_from_yesterday:
+        current = today - timedelta(days=1)
+    length = 0
+    while current in days:
+        length += 1
+        current -= timedelta(days=1)
+    return length
+
+
+# ------------------------------------------------------------------------------ describing rules
+
+
+def describe(kind: MilestoneKind, *, course_title: str | None, quiz_title: str | None, min_score: Decimal | None,
+             streak_days: int | None) -> str:
+    """The rule in words: "Pass “Budgets” with at least 80%", "Complete any course"."""
+    if kind == MilestoneKind.COURSE_COMPLETED:
+        return f"Complete \u201c{course_title}\u201d" if course_title else "Complete any course"
+    if kind == MilestoneKind.QUIZ_PASSED:
+        if quiz_title:
+            what = f"Pass the quiz \u201c{quiz_title}\u201d"
+        elif course_title:
+            what = f"Pass any quiz of \u201c{course_title}\u201d"
+        else:
+            what = "Pass any quiz"
+        return what + (f" with at least {percent_text(min_score)}" if min_score is not None else "")
+    where = f" in \u201c{course_title}\u201d" if course_title else ""
+    return f"Complete lessons{where} on {streak_days} days in a row (UTC)"
+
+
+# ------------------------------------------------------------------------------ keyset pages
+
+
+@dataclass
+class Page:
+    items: list
+    next_cursor: str | None = None
+
+    @property
+    def has_next(self) -> bool:
+        return self.next_cursor is not None
+
+
+def _keyset(stmt: Select, created_col, id_col, cursor: str | None, size: int, key) -> Page:
+    """Rows of ``stmt`` newest first after ``cursor``; ``key(row)`` gives (createdAt, id)."""
+    position = decode_cursor(cursor)
+    if position is not None:
+        stmt = stmt.where(tuple_(created_col, id_col) < tuple_(*position))
+    rows = list(db.session.execute(stmt.order_by(created_col.desc(), id_col.desc()).limit(size + 1)))
+    next_cursor = None
+    if len(rows) > size:
+        rows = rows[:size]
+        next_cursor = encode_cursor(*key(rows[-1]))
+    return Page(rows, next_cursor)
+
+
+# ------------------------------------------------------------------------------ the student's page
+
+
+@dataclass
+class EarningRow:
+    earning: Earning
+    milestone_title: str
+    #: The reversing transaction's description (with the admin's reason), when reversed.
+    reversal_note: str | None
+
+
+@dataclass
+class Total:
+    currency: str
+    credited: Decimal = Decimal(0)
+    pending: Decimal = Decimal(0)
+    reversed: Decimal = Decimal(0)
+
+
+@dataclass
+class MilestoneProgress:
+    """How far a student is toward one milestone."""
+
+    milestone: Milestone
+    rule: str
+    course_title: str | None
+    #: ``credited``, ``pending`` or ``reversed`` when earned, else None.
+    earned: EarningStatus | None
+    value: Decimal = Decimal(0)
+    target: Decimal = Decimal(1)
+    #: What the numbers mean, e.g. "Best score 72% of 80% needed".
+    label: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.earned is not None or self.value >= self.target
+
+    @property
+    def bar_value(self) -> Decimal:
+        return min(self.value, self.target)
+
+
+@dataclass
+class StudentEarnings:
+    rows: Page
+    totals: list[Total]
+    progress: list[MilestoneProgress] = field(default_factory=list)
+    streak: int = 0
+
+
+def _reversal_join():
+    reversal = aliased(Transaction)
+    return reversal, and_(reversal.reverses_id == Earning.transaction_id, Earning.status == EarningStatus.REVERSED)
+
+
+def earnings_of(user: User, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
+    """The student's earnings, newest first (one statement)."""
+    reversal, on = _reversal_join()
+    stmt = (select(Earning, Milestone.title, reversal.description)
+            .join(Milestone, Milestone.id == Earning.milestone_id)
+            .outerjoin(reversal, on)
+            .where(Earning.user_id == user.id))
+    page = _keyset(stmt, Earning.created_at, Earning.id, cursor, size, lambda r: (r[0].created_at, r[0].id))
+    page.items = [EarningRow(e, title, note) for e, title, note in page.items]
+    return page
+
+
+def totals_of(user: User) -> list[Total]:
+    """Sums per currency and status (one statement), in the currency table's order."""
+    totals: dict[str, Total] = {}
+    for code, status, amount in db.session.execute(
+            select(Earning.currency, Earning.status, func.sum(Earning.amount))
+            .where(Earning.user_id == user.id).group_by(Earning.currency, Earning.status)):
+        total = totals.setdefault(code, Total(code))
+        setattr(total, status.value, amount)
+    return [totals[code] for code in CURRENCIES if code in totals]
+
+
+def student_earnings(user: User, today: date, cursor: str | None = None) -> StudentEarnings:
+    """Everything the student's earnings page shows, in six statements."""
+    result = StudentEarnings(rows=earnings_of(user, cursor), totals=totals_of(user))
+    enrolled = select(Enrollment.course_id).where(Enrollment.user_id == user.id,
+                                                  Enrollment.status != EnrollmentStatus.LEFT)
+    rows = db.session.execute(
+        select(Milestone, Course.title, Quiz.title, Earning.status)
+        .outerjoin(Course, Course.id == Milestone.course_id)
+        .outerjoin(Quiz, Quiz.id == Milestone.quiz_id)
+        .outerjoin(Earning, and_(Earning.milestone_id == Milestone.id, Earning.user_id == user.id))
+        .where(Milestone.active.is_(True), or_(Milestone.course_id.is_(None), Milestone.course_id.in_(enrolled)))
+        .order_by(case((Earning.id.is_(None), 0), else_=1), Milestone.kind, Milestone.reward_amount.desc(),
+                  Milestone.id)
+        .limit(PROGRESS_LIMIT)).all()
+    if not rows:
+        return result
+    milestones = [row[0] for row in rows]
+    enrolments = {course_id: (status, percent) for course_id, status, percent in db.session.execute(
+        select(Enrollment.course_id, Enrollment.status, Enrollment.progress_percent)
+        .where(Enrollment.user_id == user.id))}
+    best: dict[uuid.UUID, tuple[uuid.UUID, Decimal]] = {}
+    if any(m.kind == MilestoneKind.QUIZ_PASSED for m in milestones):
+        best = {quiz_id: (course_id, percent) for quiz_id, course_id, percent in db.session.execute(
+            select(QuizAttempt.quiz_id, Quiz.course_id, func.max(QuizAttempt.percent))
+            .join(Quiz, Quiz.id == QuizAttempt.quiz_id)
+            .where(QuizAttempt.user_id == user.id, QuizAttempt.passed.is_(True))
+            .group_by(QuizAttempt.quiz_id, Quiz.course_id))}
+    days: dict[uuid.UUID, set[date]] = {}
+    streaks = [m.streak_days for m in milestones if m.kind == MilestoneKind.STREAK]
+    if streaks:
+        days = activity_days(user.id, since=today - timedelta(days=max(streaks)), until=today)
+    every_day = set().union(*days.values()) if days else set()
+    result.streak = streak_length(every_day, today, alive_from_yesterday=True)
+    for milestone, course_title, quiz_title, earned in rows:
+        item = MilestoneProgress(milestone, describe(milestone.kind, course_title=course_title, quiz_title=quiz_title,
+                                             min_score=milestone.min_score, streak_days=milestone.streak_days),
+                         course_title, earned)
+        _measure(item, enrolments, best, days, every_day, today)
+        result.progress.append(item)
+    return result
+
+
+def _measure(item: MilestoneProgress, enrolments, best, days, every_day, today: date) -> None:
+    m = item.milestone
+    if m.kind == MilestoneKind.COURSE_COMPLETED:
+        if m.course_id is None:
+            done = sum(1 for status, _ in enrolments.values() if status == EnrollmentStatus.COMPLETED)
+            item.value, item.target = Decimal(min(done, 1)), Decimal(1)
+            item.label = f"Courses completed: {min(done, 1)} of 1"
+        else:
+            status, percent = enrolments.get(m.course_id, (None, 0))
+            item.value, item.target = Decimal(100 if status == EnrollmentStatus.COMPLETED else percent), Decimal(100)
+            item.label = ("Course completed" if status == EnrollmentStatus.COMPLETED
+                          else f"Lessons done: {percent}% (the course's other requirements count too)")
+    elif m.kind == MilestoneKind.QUIZ_PASSED:
+        if m.quiz_id is not None:
+            scores = [best[m.quiz_id][1]] if m.quiz_id in best else []
+        elif m.course_id is not None:
+            scores = [p for course_id, p in best.values() if course_id == m.course_id]
+        else:
+            scores = [p for _, p in best.values()]
+        top = max(scores) if scores else None
+        needed = m.min_score
+        item.target = Decimal(needed) if needed else Decimal(100)
+        if needed is None:
+            item.value, item.target = Decimal(1 if top is not None else 0), Decimal(1)
+            item.label = f"Passed, best score {percent_text(top)}" if top is not None else "Not passed yet"
+        else:
+            item.value = Decimal(top or 0)
+            item.label = (f"Best passing score {percent_text(top)} of {percent_text(needed)} needed"
+                          if top is not None else f"Not passed yet ({percent_text(needed)} needed)")
+    else:
+        source = every_day if m.course_id is None else days.get(m.course_id, set())
+        length = streak_length(source, today, alive_from_yesterday=True)
+        item.value, item.target = Decimal(length), Decimal(m.streak_days)
+        item.label = f"Current streak: {length} of {m.streak_days} days"
+
+
+# ------------------------------------------------------------------------------ managers' list
+
+
+@dataclass
+class MilestoneRow:
+    milestone: Milestone
+    course_title: str | None
+    quiz_title: str | None
+    #: Students who earned it (any status).
+    earned: int
+    can_edit: bool
+
+    @property
+    def rule(self) -> str:
+        m = self.milestone
+        return describe(m.kind, course_title=self.course_title, quiz_title=self.quiz_title, min_score=m.min_score,
+                        streak_days=m.streak_days)
+
+
+def _manageable(actor: User, stmt: Select) -> tuple[Select, object]:
+    """Limit ``stmt`` to the milestones ``actor`` looks after; the second value says per row
+    whether they may edit it."""
+    if actor.role == Role.ADMIN:
+        return stmt, True
+    role = select(CourseManagement.role).where(CourseManagement.course_id == Milestone.course_id,
+                                               CourseManagement.user_id == actor.id).scalar_subquery()
+    stmt = stmt.where(exists().where(CourseManagement.course_id == Milestone.course_id,
+                                     CourseManagement.user_id == actor.id))
+    return stmt, role.in_(list(access.CAN_EDIT))
+
+
+def milestone_page(actor: User, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
+    """Milestones newest first: all of them for admins, those of faculty's courses for faculty
+    (two statements: the page, and how many students earned each)."""
+    stmt, editable = _manageable(actor, select(Milestone, Course.title, Quiz.title))
+    stmt = stmt.add_columns(true() if editable is True else editable)
+    stmt = (stmt.outerjoin(Course, Course.id == Milestone.course_id)
+            .outerjoin(Quiz, Quiz.id == Milestone.quiz_id))
+    page = _keyset(stmt, Milestone.created_at, Milestone.id, cursor, size, lambda r: (r[0].created_at, r[0].id))
+    counts = earned_counts([row[0].id for row in page.items])
+    page.items = [MilestoneRow(m, course_title, quiz_title, counts.get(m.id, 0), bool(can_edit))
+                  for m, course_title, quiz_title, can_edit in page.items]
+    return page
+
+
+def milestone_row(actor: User, milestone: Milestone) -> MilestoneRow:
+    """One row of the list, after a change (three statements)."""
+    course_title = quiz_title = None
+    if milestone.course_id or milestone.quiz_id:
+        course_title, quiz_title = db.session.execute(
+            select(select(Course.title).where(Course.id == milestone.course_id).scalar_subquery(),
+                   select(Quiz.title).where(Quiz.id == milestone.quiz_id).scalar_subquery())).one()
+    from portal.money.earnings.services import may_manage
+
+    return MilestoneRow(milestone, course_title, quiz_title, earned_counts([milestone.id]).get(milestone.id, 0),
+                        may_manage(actor, milestone))
+
+
+def earned_counts(milestone_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """How many students earned each milestone: a count over every student's earnings, which a
+    manager may know though the rows themselves are private (read as the ledger role)."""
+    if not milestone_ids:
+        return {}
+    from portal.money.wallets.ledger import as_ledger
+
+    with as_ledger():
+        return dict(db.session.execute(select(Earning.milestone_id, func.count())
+                                       .where(Earning.milestone_id.in_(milestone_ids))
+                                       .group_by(Earning.milestone_id)).all())
+
+
+def course_choices(actor: User) -> list[tuple[uuid.UUID, str]]:
+    """Courses a milestone may name: every course for admins, those faculty may edit."""
+    stmt = select(Course.id, Course.title).order_by(Course.title, Course.id)
+    if actor.role != Role.ADMIN:
+        stmt = stmt.join(CourseManagement, CourseManagement.course_id == Course.id).where(
+            CourseManagement.user_id == actor.id, CourseManagement.role.in_(list(access.CAN_EDIT)))
+    return [(row[0], row[1]) for row in db.session.execute(stmt)]
+
+
+def quiz_choices(course_id: uuid.UUID | None) -> list[tuple[uuid.UUID, str]]:
+    """The quizzes of one course, by title (none without a course)."""
+    if course_id is None:
+        return []
+    return [(row[0], row[1]) for row in db.session.execute(
+        select(Quiz.id, Quiz.title).where(Quiz.course_id == course_id).order_by(Quiz.title, Quiz.id))]
+
+
+# ------------------------------------------------------------------------------ admins' review
+
+
+@dataclass
+class ReviewRow:
+    earning: Earning
+    student_name: str
+    student_email: str
+    milestone_title: str
+    reversal_note: str | None
+
+
+def review_page(status: str = "", cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
+    """Every student's earnings, newest first, optionally of one status (admins; one statement)."""
+    reversal, on = _reversal_join()
+    stmt = (select(Earning, User.full_name, User.email, Milestone.title, reversal.description)
+            .join(User, User.id == Earning.user_id)
+            .join(Milestone, Milestone.id == Earning.milestone_id)
+            .outerjoin(reversal, on))
+    if status in EarningStatus._value2member_map_:
+        stmt = stmt.where(Earning.status == EarningStatus(status))
+    page = _keyset(stmt, Earning.created_at, Earning.id, cursor, size, lambda r: (r[0].created_at, r[0].id))
+    page.items = [ReviewRow(*row) for row in page.items]
+    return page
+
+
+def review_row(earning_id: uuid.UUID) -> ReviewRow | None:
+    reversal, on = _reversal_join()
+    row = db.session.execute(
+        select(Earning, User.full_name, User.email, Milestone.title, reversal.description)
+        .join(User, User.id == Earning.user_id).join(Milestone, Milestone.id == Earning.milestone_id)
+        .outerjoin(reversal, on).where(Earning.id == earning_id)
+        .execution_options(populate_existing=True)).first()
+    return ReviewRow(*row) if row else None
+
+
+def pending_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(Earning)
+                             .where(Earning.status == EarningStatus.PENDING)) or 0

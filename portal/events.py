@@ -19,7 +19,7 @@ Emit with keyword arguments only::
 | ``account_changed`` | accounts (admin actions) | user, actor, change (``created``, ``role``, ``deactivated``, ``reactivated``) |
 | ``permission_denied`` | web layer | user (or None), endpoint, needed |
 | ``lesson_completed`` | learning | student user, lesson |
-| ``quiz_passed`` | learning | student user, quiz, score |
+| ``quiz_passed`` | learning | student user, quiz, score (points), attempt (its ``percent``) |
 | ``assignment_graded`` | learning | student user, submission, grade |
 | ``course_completed`` | learning | student user, course |
 | ``certificate_issued`` | learning | student user, certificate |

@@ -327,9 +327,12 @@ def upgrade():
     for table in TABLES:
         audit_table(table, SECRET_COLUMNS.get(table, ()))
     for table in USER_PRIVATE:
-        enable_rls(table, own_rows(), roles_may(*STAFF, name="money_staff"))
+        # Balances change only through the ledger (role ``ledger``): a user only reads their wallets.
+        own = Policy("own_rows", own_rows().using, command="SELECT") if table == "wallets" else own_rows()
+        enable_rls(table, own, roles_may(*STAFF, name="money_staff"))
     either_side = f'"debitUserId" = {CURRENT_USER_ID} OR "creditUserId" = {CURRENT_USER_ID}'
-    enable_rls("transactions", Policy("own_rows", either_side), roles_may(*STAFF, name="money_staff"))
+    enable_rls("transactions", Policy("own_rows", either_side, command="SELECT"),
+               roles_may(*STAFF, name="money_staff"))
     op.execute(LEDGER_GUARD_SQL)
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import event, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 
@@ -112,9 +113,16 @@ def acting_as(actor: Actor, session: Session | None = None) -> Iterator[Actor]:
     try:
         _apply_if_active(session, actor)
         yield actor
-    finally:
+    except BaseException:
         _current.reset(token)
-        _apply_if_active(session, _current.get())
+        # After a failed statement the transaction is aborted and cannot take the settings: they
+        # go with the rollback the caller now owes, and the statement's own error is the one to
+        # report, not "transaction is aborted".
+        with contextlib.suppress(SQLAlchemyError):
+            _apply_if_active(session, _current.get())
+        raise
+    _current.reset(token)
+    _apply_if_active(session, _current.get())
 
 
 @event.listens_for(Session, "after_begin")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from portal.errors import DomainError
 
@@ -42,6 +42,8 @@ _GROUPED = re.compile(r"\d{1,3}(,\d{3})+(\.\d*)?")
 
 #: Digits before the decimal point the database columns hold (NUMERIC(38, 18)).
 MAX_INTEGER_DIGITS = 20
+#: Digits of the arithmetic amounts are checked with: room for any NUMERIC(38, 18) value.
+_PRECISION = 100
 
 
 class UnknownCurrency(DomainError):
@@ -63,7 +65,8 @@ def currency(code: str | None) -> Currency:
 def quantize(amount: Decimal, code: str) -> Decimal:
     """``amount`` at its currency's scale; refuses amounts that would lose digits."""
     unit = currency(code)
-    quantized = amount.quantize(unit.quantum)
+    with localcontext(prec=_PRECISION):  # 38 digits exceed the default context's 28
+        quantized = amount.quantize(unit.quantum)
     if quantized != amount:
         raise InvalidAmount(f"{unit.code} amounts have at most {unit.scale} decimal places.", field="amount")
     return quantized
@@ -102,4 +105,5 @@ def parse_amount(raw: str | Decimal | None, code: str, *, allow_zero: bool = Fal
 def format_amount(amount: Decimal, code: str) -> str:
     """``1234.5`` USD -> ``1,234.50 USD``: grouped, at the currency's scale."""
     unit = currency(code)
-    return f"{amount.quantize(unit.quantum):,.{unit.scale}f} {unit.code}"
+    with localcontext(prec=_PRECISION):
+        return f"{amount.quantize(unit.quantum):,.{unit.scale}f} {unit.code}"

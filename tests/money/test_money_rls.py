@@ -187,8 +187,6 @@ def test_a_student_cannot_write_rows_of_someone_else(world):
     assert len(visible(IdempotencyKey) & world["rows"]["bob"]["idempotency_keys"]) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="migration 0003 gives students FOR ALL on their own wallets and "
-                   "transactions; only the ledger role should write them (a SELECT-only own_rows policy)")
 def test_a_student_cannot_write_their_own_balance_or_ledger_rows_either(world):
     """Balances change only through the ledger, which writes as the ``ledger`` role: a student's
     identity should read its own wallet and transactions, never write them."""

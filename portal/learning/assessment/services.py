@@ -621,7 +621,7 @@ def _finalise(attempt: QuizAttempt, answers: list[Answer]) -> None:
     gradebook.recompute(quiz.course_id, attempt.user_id)
     if attempt.passed:
         user = db.session.get(User, attempt.user_id)
-        events.quiz_passed.send(user=user, quiz=quiz, score=attempt.score)
+        events.quiz_passed.send(user=user, quiz=quiz, score=attempt.score, attempt=attempt)
 
 
 def close_due_attempts(at: datetime | None = None, limit: int = CLOSE_BATCH) -> int:

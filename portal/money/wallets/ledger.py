@@ -153,6 +153,14 @@ def _lock(wallet_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Wallet]:
     return {w.id: w for w in rows}
 
 
+def lock(wallet_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Wallet]:
+    """Lock wallets in the ledger's order ahead of a movement, for a service that must read
+    something under the same locks first (a transfer's daily limit). The movement then takes the
+    same locks again, which it already holds."""
+    with as_ledger():
+        return _lock(wallet_ids)
+
+
 def _check_usable(wallet: Wallet, *, sending: bool) -> None:
     if wallet.status != WalletStatus.ACTIVE:
         whose = "Your" if sending else "The recipient's"

@@ -366,8 +366,7 @@ def _transfer(sender: User, email: str, amount: Decimal, unit: Currency, note: s
     fee_wallet = ledger.system_wallet(SystemWallet.FEES, unit.code) if fee > 0 else None
     # Lock every wallet the post will touch, in the ledger's order (ascending id), before the
     # limit is read: a second transfer by the same sender waits here and then sees this one.
-    with ledger.as_ledger():
-        ledger._lock([w.id for w in (own, theirs, fee_wallet) if w is not None])
+    ledger.lock([w.id for w in (own, theirs, fee_wallet) if w is not None])
     _check_sender_wallet(own, unit)
     _check_recipient_wallet(theirs, recipient, unit)
     _check_limit(_limit_left(sender.id, unit), amount, unit)

@@ -77,6 +77,7 @@ def _configure_database(app: Flask) -> None:
 def _import_models() -> None:
     """Import every models module so the metadata (and migrations) know every table."""
     import portal.accounts.models
+    import portal.compliance.kyc.models
     import portal.compliance.security.models
     import portal.db.audit
     import portal.learning.assessment.models
@@ -94,11 +95,12 @@ def _import_models() -> None:
 def _register_blueprints(app: Flask) -> None:
     from blueprints.admin import bp as admin_bp
     from blueprints.auth import bp as auth_bp
+    from blueprints.compliance import bp as compliance_bp
     from blueprints.home import bp as home_bp
     from blueprints.learning import bp as learning_bp
     from blueprints.wallet import bp as wallet_bp
 
-    for bp in (auth_bp, home_bp, learning_bp, wallet_bp, admin_bp):
+    for bp in (auth_bp, home_bp, learning_bp, wallet_bp, compliance_bp, admin_bp):
         app.register_blueprint(bp)
 
 

@@ -137,6 +137,17 @@ def load_config(overrides: dict | None = None) -> dict:
         # An HTTP JSON source of rates (README: exchange rates); empty: none.
         "EXCHANGE_RATE_URL": os.environ.get("EXCHANGE_RATE_URL", ""),
         "EXCHANGE_RATE_TIMEOUT_SECONDS": _int("EXCHANGE_RATE_TIMEOUT_SECONDS", 5),
+        # Compliance. Screening: a watchlist candidate scoring at least this (0-100) is a hit.
+        "AML_MATCH_THRESHOLD": _int("AML_MATCH_THRESHOLD", 85),
+        # Transaction monitoring: a single movement at or above this is large, per currency
+        # (the other rules' defaults are in portal/compliance/kyc/monitoring.py; admins edit them).
+        "MONITORING_LARGE_AMOUNTS": _limits("MONITORING_LARGE_AMOUNTS", "AZR=100000,USD=10000,BTC=0.25,ETH=5"),
+        # Largest KYC document upload, in bytes.
+        "KYC_MAX_UPLOAD_BYTES": _int("KYC_MAX_UPLOAD_BYTES", 5 * 1024 * 1024),
+        # Failed logins from one address within the login throttle window before it is blocked
+        # automatically, and for how long.
+        "AUTO_BLOCK_FAILURES": _int("AUTO_BLOCK_FAILURES", 50),
+        "AUTO_BLOCK_MINUTES": _int("AUTO_BLOCK_MINUTES", 60),
         # Whether the app may serve as a superuser / BYPASSRLS role (development and tests only).
         "ALLOW_PRIVILEGED_DB_ROLE": _bool("ALLOW_PRIVILEGED_DB_ROLE", env in {"development", "test"}),
         "PREFERRED_URL_SCHEME": "https" if env == "production" else "http",

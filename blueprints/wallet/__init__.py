@@ -11,4 +11,4 @@ from flask import Blueprint
 
 bp = Blueprint("wallet", __name__, url_prefix="/wallet")
 
-from blueprints.wallet import admin, earnings, exchange, overview, transfers, withdrawals  # noqa: E402,F401
+from blueprints.wallet import admin, earnings, exchange, overview, transfers, verification, withdrawals  # noqa: E402,F401

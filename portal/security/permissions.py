@@ -22,6 +22,7 @@ class Permission(enum.StrEnum):
     MANAGE_MONEY = "manage_money"  #: fees, rates, withdrawals approval, system wallets
     # Compliance
     REVIEW_COMPLIANCE = "review_compliance"  #: KYC review, AML hits, cases
+    SUPERVISE_CASES = "supervise_cases"  #: every case and the escalated queue (senior officers)
     VIEW_SECURITY = "view_security"  #: security events, blocks
     # Administration
     MANAGE_USERS = "manage_users"
@@ -38,6 +39,7 @@ _LABELS = {
     Permission.USE_WALLET: "use a wallet",
     Permission.MANAGE_MONEY: "manage fees, rates and withdrawals",
     Permission.REVIEW_COMPLIANCE: "review KYC, AML alerts and cases",
+    Permission.SUPERVISE_CASES: "supervise all compliance cases",
     Permission.VIEW_SECURITY: "view security events",
     Permission.MANAGE_USERS: "manage user accounts",
     Permission.VIEW_SYSTEM: "view system health and the audit trail",
@@ -52,6 +54,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.TEACH,
             Permission.MANAGE_MONEY,
             Permission.REVIEW_COMPLIANCE,
+            Permission.SUPERVISE_CASES,
             Permission.VIEW_SECURITY,
             Permission.MANAGE_USERS,
             Permission.VIEW_SYSTEM,

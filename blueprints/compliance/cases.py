@@ -1,0 +1,3 @@
+"""(being written)"""
+
+from blueprints.compliance import bp  # noqa: F401

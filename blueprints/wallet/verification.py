@@ -1,0 +1,3 @@
+"""(being written)"""
+
+from blueprints.wallet import bp  # noqa: F401

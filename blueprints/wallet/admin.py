@@ -22,7 +22,7 @@ from blueprints.web import attach_error, redirect_to, render, wants_fragment
 from portal.accounts.models import User
 from portal.db import db
 from portal.errors import DomainError, NotFound
-from portal.money.currency import CURRENCIES, currency
+from portal.money.currency import CURRENCIES, currency, format_amount
 from portal.money.wallets import admin_queries as queries
 from portal.money.wallets import admin_services as services
 from portal.money.wallets import fees, ledger
@@ -42,16 +42,8 @@ EXCHANGE_PATH = "/wallet/admin/exchange"
 
 
 def money(amount, code: str) -> str:
-    """An amount for people: grouped digits, at least two decimals, no trailing zeros beyond the
-    currency's needs (``50.00 AZR``, ``0.012345 BTC``), a real minus sign."""
-    unit = currency(code)
-    value = Decimal(amount).quantize(unit.quantum)
-    digits = f"{abs(value):,.{unit.scale}f}"
-    if unit.scale > 2:
-        whole, _, fraction = digits.partition(".")
-        fraction = fraction.rstrip("0").ljust(2, "0")
-        digits = f"{whole}.{fraction}"
-    return f"{MINUS if value < 0 else ''}{digits} {unit.code}"
+    """An amount for people (``portal.money.currency.format_amount``)."""
+    return format_amount(amount, code)
 
 
 def _context(**extra) -> dict:

@@ -102,8 +102,17 @@ def parse_amount(raw: str | Decimal | None, code: str, *, allow_zero: bool = Fal
     return quantize(amount, unit.code)
 
 
-def format_amount(amount: Decimal, code: str) -> str:
-    """``1234.5`` USD -> ``1,234.50 USD``: grouped, at the currency's scale."""
+def format_amount(amount: Decimal, code: str, *, sign: bool = False) -> str:
+    """An amount for people, the one way every page and message writes it: grouped by
+    thousands, at least two decimals, and the currency's further places only where they are not
+    zero (``1,250.00 USD``, ``5.00 AZR``, ``0.0015 BTC``); exact, never rounded beyond the
+    currency's scale. ``sign`` writes ``+`` or a real minus sign for money in and out."""
     unit = currency(code)
     with localcontext(prec=_PRECISION):
-        return f"{amount.quantize(unit.quantum):,.{unit.scale}f} {unit.code}"
+        exact = Decimal(amount).quantize(unit.quantum)
+        exponent = exact.normalize().as_tuple().exponent
+    significant = max(-exponent, 0) if isinstance(exponent, int) else 0
+    places = min(unit.scale, max(2, significant))
+    text = f"{exact.copy_abs():,.{places}f}"
+    prefix = "\u2212" if exact < 0 else "+" if sign and exact > 0 else ""
+    return f"{prefix}{text} {unit.code}"

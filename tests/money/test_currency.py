@@ -87,7 +87,13 @@ def test_quantize_refuses_to_lose_digits():
 
 def test_format():
     assert format_amount(Decimal("1234.5"), "USD") == "1,234.50 USD"
-    assert format_amount(Decimal("0.1"), "BTC") == "0.10000000 BTC"
+    assert format_amount(Decimal("0.1"), "BTC") == "0.10 BTC"  # at least two places, then only what is not zero
+    assert format_amount(Decimal("0.00012345"), "BTC") == "0.00012345 BTC"
+    assert format_amount(Decimal("5"), "AZR") == "5.00 AZR"
+    assert format_amount(Decimal("-3.5"), "USD") == "\u22123.50 USD"
+    assert format_amount(Decimal("2"), "USD", sign=True) == "+2.00 USD"
+    assert format_amount(Decimal("12345678901234567890.123456789012345678"), "ETH") == (
+        "12,345,678,901,234,567,890.123456789012345678 ETH")
 
 
 @given(st.text(max_size=40), st.sampled_from(sorted(CURRENCIES)))

@@ -98,7 +98,7 @@ class TestCourseCompleted:
         assert tx.details["earning_id"] == str(earned[this.id].id)
         assert balance(student) == D(5) and balance(student, "USD") == D("2.50")
         assert rewards_paid() - paid_before == D(5)
-        assert "You earned 5 AZR for Finish Personal Finance" in notes_of(student)
+        assert "You earned 5.00 AZR for Finish Personal Finance" in notes_of(student)
         assert "You earned 2.50 USD for First course" in notes_of(student)
         assert other.id not in earned and inactive.id not in earned and quiz_kind.id not in earned
 
@@ -210,7 +210,7 @@ class TestPendingAndRetry:
         earning = earnings_of(student)[milestone.id]
         assert earning.status == EarningStatus.PENDING and earning.transaction_id is None
         assert balance(student) == 0
-        assert "You earned 5 AZR for Finish it" in notes_of(student)
+        assert "You earned 5.00 AZR for Finish it" in notes_of(student)
 
         admin = create_user("admin")
         with pytest.raises(Conflict, match="frozen"):
@@ -232,7 +232,7 @@ class TestPendingAndRetry:
         db.session.flush()
         with pytest.raises(ledger.IdempotencyMismatch):
             services.pay_earning(admin, earnings_of(student)[other.id].id, key)
-        assert "Your reward of 5 AZR for Finish it was paid" in notes_of(student)
+        assert "Your reward of 5.00 AZR for Finish it was paid" in notes_of(student)
         assert ledger.verify().ok
 
     def test_pay_pending_pays_what_it_can_and_keeps_the_rest(self, student, course):
@@ -319,7 +319,7 @@ class TestReversal:
         assert balance(student) == 0 and rewards_paid() == paid_before - D(5)
         reversal = db.session.scalar(select(Transaction).where(Transaction.reverses_id == earning.transaction_id))
         assert reversal.description == "Reward reversed: Course completed by mistake"
-        assert "Your reward of 5 AZR for Finish it was reversed" in notes_of(student)
+        assert "Your reward of 5.00 AZR for Finish it was reversed" in notes_of(student)
         row = queries.earnings_of(student).items[0]
         assert row.reversal_note == "Reward reversed: Course completed by mistake"
         with pytest.raises(Conflict, match="Only a paid reward"):

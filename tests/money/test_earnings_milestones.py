@@ -137,7 +137,7 @@ class TestWhoMay:
 
     def test_faculty_rewards_are_capped_and_admins_are_not(self, admin, teacher_course):
         teacher, course = teacher_course
-        with pytest.raises(MilestoneInvalid, match="at most 1,000 AZR") as caught:
+        with pytest.raises(MilestoneInvalid, match="at most 1,000.00 AZR") as caught:
             services.create_milestone(teacher, data(course_id=str(course.id), reward_amount="1000.00000001"))
         assert caught.value.field == "reward_amount"
         assert services.create_milestone(teacher, data(course_id=str(course.id), reward_amount="1000"))

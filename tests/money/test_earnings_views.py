@@ -60,7 +60,7 @@ class TestStudentPage:
         assert "My earnings" in body and "<html" in body
         # What was earned, and why.
         assert "Finish Saving Money" in body and "Course completed: Saving Money" in body
-        assert "5\u00a0AZR" in body and "1.50\u00a0USD" in body and "Paid" in body
+        assert "5.00\u00a0AZR" in body and "1.50\u00a0USD" in body and "Paid" in body
         # Progress toward the others: best score against the minimum, the streak.
         assert "Budget master" in body and "Best passing score 72% of 80% needed" in body
         assert "A week of learning" in body and "Current streak: 0 of 7 days" in body
@@ -76,7 +76,7 @@ class TestStudentPage:
         earn(student, course)
         body = text(client.get("/wallet/earnings"))
         assert "Pending" in body and "Paid as soon as your AZR wallet can receive money." in body
-        assert "5\u00a0AZR waiting to be paid" in body
+        assert "5.00\u00a0AZR waiting to be paid" in body
 
     def test_an_empty_page_says_what_to_do(self, client, login_as):
         login_as("student")
@@ -139,7 +139,7 @@ class TestMilestonesPage:
         assert response.status_code == 200
         assert "Mine to edit" in body and "Someone else" not in body and "Global one" not in body
         assert "Create a milestone" in body and "My Course" in body and "Choose one of your courses" in body
-        assert "At most 1,000 AZR" in body
+        assert "At most 1,000.00 AZR" in body
         assert f"/wallet/milestones/{mine.id}/active" in body
 
     def test_admin_sees_every_milestone_and_the_review_link(self, client, login_as):

@@ -91,15 +91,8 @@ class MilestoneInvalid(DomainError):
 
 
 def display_amount(amount: Decimal, code: str) -> str:
-    """``5 AZR``, ``0.5 BTC``, ``12.50 USD``: the currency's scale without the trailing zeros of
-    the long-scale currencies (people read "5 AZR", not "5.00000000 AZR")."""
-    unit = currency(code)
-    if unit.scale <= 2:
-        return format_amount(amount, code)
-    text = f"{Decimal(amount).quantize(unit.quantum):,f}"
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return f"{text} {unit.code}"
+    """An amount for people (``portal.money.currency.format_amount``)."""
+    return format_amount(amount, code)
 
 
 # ------------------------------------------------------------------------------ milestones

@@ -29,7 +29,7 @@ from sqlalchemy.orm import aliased
 from portal.accounts.models import User
 from portal.db import db
 from portal.exports import csv_safe
-from portal.money.currency import CURRENCIES, currency
+from portal.money.currency import CURRENCIES, currency, format_amount
 from portal.money.wallets.models import Phase, Transaction, TransactionType, Wallet, WalletStatus
 from portal.pagination import decode_cursor, encode_cursor
 
@@ -51,20 +51,8 @@ SYSTEM_SIDE = {
 
 
 def show_amount(amount: Decimal, code: str, *, sign: bool = False) -> str:
-    """An amount for people: grouped by thousands, at the currency's scale with trailing zeros
-    beyond two decimals dropped (``1,250.00 USD``, ``0.00150000`` BTC -> ``0.0015 BTC``)."""
-    unit = currency(code)
-    with localcontext(prec=PRECISION):
-        exact = amount.quantize(unit.quantum)
-    places = max(2 if unit.scale >= 2 else unit.scale, _significant_places(exact))
-    text = f"{exact.copy_abs():,.{places}f}"
-    prefix = ("+" if exact > 0 else "\u2212" if exact < 0 else "") if sign else ("-" if exact < 0 else "")
-    return f"{prefix}{text} {unit.code}"
-
-
-def _significant_places(value: Decimal) -> int:
-    exponent = value.normalize().as_tuple().exponent
-    return max(-exponent, 0) if isinstance(exponent, int) else 0
+    """An amount for people (``portal.money.currency.format_amount``), signed on request."""
+    return format_amount(amount, code, sign=sign)
 
 
 # -- Balances ----------------------------------------------------------------------------------------

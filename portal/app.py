@@ -47,7 +47,6 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     login_manager.init_app(app)
     login_manager.request_loader(_load_user_from_session)
-    csrf.init_app(app)
 
     from portal.platform import jobs
 
@@ -55,6 +54,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     _import_models()
     _register_blueprints(app)
     _register_hooks(app)
+    # After the hooks: a blocked address gets the blocked page, not a CSRF failure.
+    csrf.init_app(app)
     _register_error_handlers(app)
     _register_template_helpers(app)
 
@@ -117,15 +118,17 @@ def _load_user_from_session(_request):
     """Flask-Login's loader: the user of the live server-side session named by the cookie."""
     from flask import current_app
 
-    from portal.compliance.security.services import resolve
+    from portal.compliance.security.services import resolve_checked
 
-    found = resolve(session.get("sid"), session_policy(current_app))
+    # The request's address goes along: the block check rides in the same query.
+    found = resolve_checked(session.get("sid"), session_policy(current_app), ip=request.remote_addr)
     if found is None:
         if "sid" in session:
             session.clear()  # ended elsewhere (logout, password change, admin): forget it here
         return None
-    record, user = found
+    record, user = found.record, found.user
     g.session_record = record
+    g.session_blocks = (found.ip_block_id, found.user_block_id)
     actor = db_context.Actor.for_user(user.id, user.role.value)
     if "actor_token" in g:
         db_context.set_actor(actor, db.session)
@@ -134,10 +137,82 @@ def _load_user_from_session(_request):
         # keep a token so teardown restores the previous identity instead of leaving this
         # user as the thread's actor for whatever runs next.
         g.actor_token = db_context.push(actor, db.session)
+    _note_new_address(record, user)
     return user
 
 
+def _note_new_address(record, user) -> None:
+    """A session used from an address other than the one it was opened from: one medium
+    security event per session and new address (a counter keyed by both remembers which were
+    told, for the session's whole life)."""
+    from flask import current_app
+
+    from portal.compliance.security import events as security_events
+    from portal.platform.gateway import services as rate_limits
+
+    ip = security_events.clean_ip(request.remote_addr)
+    opened = security_events.clean_ip(record.ip_address)
+    if ip is None or opened is None or ip == opened:
+        return
+    seen = rate_limits.hit(f"security:session-ip:{record.id}:{ip}", current_app.config["SESSION_MAX_HOURS"] * 3600)
+    if seen.count == 1:
+        security_events.session_new_ip(record, user, ip)
+
+
+#: Reachable even from a blocked address: files and the load balancer's health check.
+UNBLOCKABLE_ENDPOINTS = frozenset({"static", "home.healthz"})
+
+
+def _enforce_blocks():
+    """Refuse a request from a blocked address or by a blocked user. Returns the refusal, or
+    None to go on.
+
+    A request with a session has its address and its user checked inside the session lookup
+    (one query it makes anyway); one without gets a single indexed query. So blocks cost a
+    logged-in page no statement."""
+    from portal.compliance.security import blocks
+
+    ip = request.remote_addr
+    user_id = None
+    if "sid" in session and current_user.is_authenticated:  # loads the session, checking blocks
+        ip_block_id, user_block_id = g.session_blocks
+        block_id = ip_block_id or user_block_id
+        user_id = current_user.id
+    else:
+        block_id = blocks.check_request(ip)
+    if block_id is None:
+        return None
+    block = blocks.get_block(block_id)
+    blocks.note_blocked_request(block, ip=ip, user_id=user_id)
+    db.session.commit()
+    return blocked_response(block)
+
+
+def blocked_response(block, *, refresh: bool = True):
+    """The clear 403 page for a block: for htmx a fragment, and with ``refresh`` the page is
+    reloaded so the whole window says it (not for a refused login: the reloaded login form would
+    hide the message, so the fragment takes the form's place)."""
+    from portal.compliance.security.models import BlockKind
+    from portal.db.base import utcnow
+
+    context = {"block": block, "on_user": block.kind == BlockKind.USER,
+               "reference": str(block.id)[:8].upper()}
+    headers = {}
+    if block.expires_at is not None:
+        headers["Retry-After"] = str(max(1, int((block.expires_at - utcnow()).total_seconds())))
+    if is_htmx():
+        if refresh:
+            headers["HX-Refresh"] = "true"
+        else:
+            headers.update({"HX-Retarget": "#main", "HX-Reswap": "innerHTML"})
+        return render_template("compliance/security/_blocked.html", **context), 403, headers
+    return render_template("compliance/security/blocked.html", **context), 403, headers
+
+
 def _register_hooks(app: Flask) -> None:
+    # Security events: the receivers of the domain events connect on import.
+    from portal.compliance.security import events as security_events
+
     @app.before_request
     def identify_and_authorise():
         if request.endpoint in BUILTIN_PUBLIC_ENDPOINTS:
@@ -146,6 +221,12 @@ def _register_hooks(app: Flask) -> None:
         # requests (the test suite keeps one pushed around each test).
         g.pop("_login_user", None)
         g.actor_token = db_context.push(db_context.ANONYMOUS_WEB, db.session)
+        g.security_context = security_events.set_request_context(
+            request.remote_addr, request.user_agent.string, request.path)
+        if request.endpoint not in UNBLOCKABLE_ENDPOINTS:
+            refused = _enforce_blocks()
+            if refused is not None:
+                return refused
         view = app.view_functions.get(request.endpoint) if request.endpoint else None
         if view is None:
             return None  # 404 / 405 follow
@@ -163,6 +244,7 @@ def _register_hooks(app: Flask) -> None:
         if access.permission is not None and not has_permission(current_user.role, access.permission):
             events.permission_denied.send(user=current_user._get_current_object(), endpoint=request.endpoint,
                                           needed=access.permission)
+            db.session.commit()  # the security event outlives the refused request
             abort(403, description=access.describe())
         return None
 
@@ -194,6 +276,9 @@ def _register_hooks(app: Flask) -> None:
         token = g.pop("actor_token", None)
         if token is not None:
             db_context.reset(token)
+        context = g.pop("security_context", None)
+        if context is not None:
+            security_events.reset_request_context(context)
 
 
 def _error_response(status: int, title: str, message: str, headers: dict | None = None):

@@ -34,6 +34,7 @@ def as_cli_actor(fn):
 
 def register(app: Flask) -> None:
     from portal import demo, doctor
+    from portal.compliance.kyc.watchlist import watchlist_group
     from portal.learning.lms.certificates import certificates_command
     from portal.money.wallets.cli import ledger_group
 
@@ -46,6 +47,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(db_server)
     app.cli.add_command(certificates_command)
     app.cli.add_command(ledger_group)
+    app.cli.add_command(watchlist_group)
 
 
 # ---------------------------------------------------------------- users

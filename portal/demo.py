@@ -19,6 +19,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import func, insert, select
 
 from portal.accounts.models import Faculty, Role, Student, User, UserStatus
+from portal.compliance.kyc import watchlist as aml_watchlist
 from portal.config import INSTANCE_DIR
 from portal.db import db
 from portal.db.base import utcnow
@@ -106,12 +107,24 @@ def seed(scale: int = 0, progress=None, learning: dict | None = None,
                "This is a demo account. Explore your dashboard to get started.", "/")
     _seed_learning()
     _seed_money()
+    _seed_kyc()
+    aml_watchlist.seed_sample_if_empty()
     if scale:
         _seed_scale(scale, password_hash, progress)
         _seed_money_scale(money_progress)
     if learning_units(scale, learning):
         _seed_learning_scale(password_hash, {**LEARNING_COUNTS, **(learning or {})}, progress)
     return [(email, role.value, password) for email, _, role in ACCOUNTS]
+
+
+def _seed_kyc() -> None:
+    """Demo identity verifications in every state (the demo student at level 2)."""
+    from portal.compliance.kyc.demo import seed_kyc
+
+    users = db.session.scalars(select(User).where(User.email.in_([a[0] for a in ACCOUNTS]))).all()
+    by_email = {u.email: u for u in users}
+    seed_kyc([by_email["compliance@azora.example"], by_email["admin@azora.example"]],
+             [u for u in users if u.role == Role.STUDENT])
 
 
 def _seed_learning() -> None:

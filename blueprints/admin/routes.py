@@ -17,6 +17,7 @@ from blueprints.web import UrlLinks, attach_error, is_htmx, redirect_to, render
 from portal.accounts import queries
 from portal.accounts import services as accounts
 from portal.accounts.models import Role, UserStatus
+from portal.compliance.security import services as sessions
 from portal.db import db
 from portal.errors import DomainError
 from portal.security.access import requires
@@ -112,3 +113,26 @@ def reactivate(user_id: str):
 @requires(Permission.MANAGE_USERS)
 def resend_invite(user_id: str):
     return _row_action(user_id, lambda actor, uid: accounts.resend_invite(actor, uid, UrlLinks()))
+
+
+@bp.post("/users/<user_id>/end-sessions")
+@requires(Permission.MANAGE_USERS)
+def end_sessions(user_id: str):
+    """End every login session of a user: they must log in again everywhere."""
+    uid = _uuid(user_id)
+    try:
+        user, count = sessions.admin_end_all(current_user, uid)
+    except DomainError as exc:
+        db.session.rollback()
+        if exc.status_code == 404:
+            abort(404)
+        if is_htmx():
+            return render("admin/_user_row.html", user=accounts.get_user(uid), roles=list(Role), error=exc.message)
+        flash(exc.message, "error")
+        return redirect_to("admin.users")
+    db.session.commit()
+    message = f"Ended {count} session{'s' if count != 1 else ''} of {user.email}."
+    if is_htmx():
+        return render("admin/_user_row.html", user=user, roles=list(Role), notice=message)
+    flash(message, "success")
+    return redirect_to("admin.users")

@@ -1,8 +1,11 @@
-"""Registration, e-mail verification, login and logout, passwords, staff invitations."""
+"""Registration, e-mail verification, login and logout, passwords, staff invitations, and the
+user's own login sessions (see and end them)."""
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, request, session, url_for
+import uuid
+
+from flask import abort, current_app, flash, g, redirect, request, session, url_for
 from flask_login import current_user
 
 from blueprints.auth import bp
@@ -13,11 +16,13 @@ from blueprints.auth.forms import (
     NewPasswordForm,
     RegisterForm,
 )
-from blueprints.web import UrlLinks, attach_error, client_ip, redirect_to, render, safe_next
+from blueprints.web import UrlLinks, attach_error, client_ip, is_htmx, redirect_to, render, safe_next
 from portal.accounts import services as accounts
-from portal.app import session_policy
+from portal.app import blocked_response, session_policy
+from portal.compliance.security import blocks
+from portal.compliance.security import services as sessions
 from portal.db import db
-from portal.db.context import Actor, set_actor
+from portal.db.context import Actor, acting_as, set_actor
 from portal.errors import DomainError
 from portal.security.access import anonymous_only, login_required, public
 
@@ -80,6 +85,13 @@ def login():
     if form.validate_on_submit():
         result = accounts.authenticate(form.email.data, form.password.data, ip=client_ip(),
                                        user_agent=request.user_agent.string, policy=session_policy(current_app))
+        if result.user is not None and (block := blocks.block_on_user(result.user.id)) is not None:
+            # The password was right, but the account is blocked: no session, and the same page
+            # every other request of a blocked user gets.
+            db.session.rollback()
+            blocks.note_blocked_request(block, ip=client_ip(), user_id=result.user.id)
+            db.session.commit()
+            return blocked_response(block, refresh=False)
         if result.user is not None:
             # A new session id at login: the old cookie (and its CSRF token) is thrown away.
             session.clear()
@@ -148,7 +160,10 @@ def _token_form(token: str, check, apply, *, title: str, done: str):
     form = NewPasswordForm()
     if form.validate_on_submit():
         try:
-            apply(token, form.new_password.data)
+            # The link proves who this is: act as its user, so that ending their other sessions
+            # passes the row-level policy on session_validations (an anonymous request reaches none).
+            with acting_as(Actor.for_user(user.id, user.role.value), db.session):
+                apply(token, form.new_password.data)
         except DomainError as exc:
             db.session.rollback()
             attach_error(form, exc)
@@ -173,3 +188,57 @@ def accept_invite(token: str):
     return _token_form(token, accounts.check_invite, accounts.accept_invite,
                        title="Welcome: choose your password",
                        done="Your account is ready. Log in with your new password.")
+
+
+# ---------------------------------------------------------------- the user's own sessions
+
+def _session_uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        abort(404)
+
+
+def _sessions_page(status: int = 200, block: str | None = None, message: str | None = None):
+    items = sessions.active_sessions(current_user.id, session_policy(current_app))
+    current = g.get("session_record")
+    return render("auth/sessions.html", block, status=status, items=items,
+                  current_id=current.id if current is not None else None, describe=sessions.describe_user_agent,
+                  message=message)
+
+
+@bp.get("/sessions")
+@login_required
+def my_sessions():
+    return _sessions_page()
+
+
+@bp.post("/sessions/<session_id>/end")
+@login_required
+def end_my_session(session_id: str):
+    identifier = _session_uuid(session_id)
+    current = g.get("session_record")
+    if not sessions.end_one(current_user, identifier):
+        abort(404)  # not live, or not this user's: the same answer either way
+    db.session.commit()
+    if current is not None and current.id == identifier:
+        session.clear()
+        flash("This session is ended: you are logged out.", "info")
+        return redirect_to("auth.login", reload=True)
+    if is_htmx():
+        return _sessions_page(block="list", message="The session is ended.")
+    flash("The session is ended.", "success")
+    return redirect_to("auth.my_sessions")
+
+
+@bp.post("/sessions/end-others")
+@login_required
+def end_other_sessions():
+    count = sessions.end_others(current_user, session.get("sid"))
+    db.session.commit()
+    message = (f"{count} other session{'s' if count != 1 else ''} ended." if count
+               else "There was no other session to end.")
+    if is_htmx():
+        return _sessions_page(block="list", message=message)
+    flash(message, "success")
+    return redirect_to("auth.my_sessions")

@@ -20,6 +20,8 @@ from wtforms.fields.choices import SelectChoice
 
 from blueprints.wallet import bp
 from blueprints.web import attach_error, redirect_to, render, wants_fragment
+from portal.compliance.kyc.levels import WITHDRAWAL_LEVEL
+from portal.compliance.kyc.queries import effective_level
 from portal.db import db
 from portal.errors import DomainError
 from portal.money.currency import CURRENCIES, format_amount
@@ -57,7 +59,8 @@ def _request_page(form: WithdrawalForm, *, offer=None, status: int = 200):
         form.idempotency_key.data = ledger.new_key()
     return render("wallet/withdrawals/new.html", "panel", status=status, form=form, offer=offer,
                   available=_available(), methods_by_currency=destinations.METHODS_BY_CURRENCY,
-                  not_withdrawable=destinations.NOT_WITHDRAWABLE, fmt=format_amount)
+                  not_withdrawable=destinations.NOT_WITHDRAWABLE, fmt=format_amount,
+                  kyc_level=effective_level(current_user.id), needed_level=WITHDRAWAL_LEVEL)
 
 
 # ---------------------------------------------------------------------------------- students

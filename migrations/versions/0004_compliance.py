@@ -190,6 +190,8 @@ def upgrade():
     op.create_index(op.f('ix_aml_checks_userId'), 'aml_checks', ['userId'], unique=False)
     op.create_index('ix_aml_checks_user_created', 'aml_checks', ['userId', sa.literal_column('"createdAt" DESC')], unique=False)
     op.create_index(op.f('ix_aml_checks_verificationId'), 'aml_checks', ['verificationId'], unique=False)
+    op.create_index('ix_aml_checks_status_created', 'aml_checks', ['status', sa.literal_column('"createdAt"'), 'id'], unique=False)
+    op.create_index('ix_aml_checks_created', 'aml_checks', [sa.literal_column('"createdAt"'), 'id'], unique=False)
     op.create_table('case_events',
     sa.Column('id', sa.Uuid(), server_default=sa.text('gen_random_uuid()'), nullable=False),
     sa.Column('caseId', sa.Uuid(), nullable=False),
@@ -273,6 +275,10 @@ def upgrade():
     # Screening results, cases and their alerts and timelines: officers only. Nothing tells a
     # student a case exists. A screening may be recorded from the student's own request.
     enable_rls("aml_checks", roles_may(*OFFICERS, name="officers"), anyone_may_insert())
+    # The watchlist is read by every screening, a student's own KYC submission included; only
+    # admins (the import page) and the system (commands, the demo) replace it.
+    enable_rls("watchlist_entries", Policy("anyone_reads", "true", command="SELECT"),
+               roles_may("admin", "system", name="admins"))
     for table in ("suspicious_activities", "monitoring_alerts", "case_events"):
         enable_rls(table, roles_may(*OFFICERS, name="officers"))
     # Security events are recorded from any request (a failed login is anonymous); officers read them.
@@ -280,9 +286,38 @@ def upgrade():
     # Blocks are checked on every request, anonymous ones included; only admins and the system change them.
     enable_rls("blocked_entities", Policy("anyone_reads", "true", command="SELECT"),
                roles_may("admin", "system", name="admins"))
+    # Login sessions (created in 0001): a user reaches their own; admins and the system all
+    # (ending a user's sessions); compliance officers read them for investigations. The lookup
+    # of a session by its cookie happens before the user is known, so the request binds the
+    # transaction-local ``app.session_token_hash`` to the SHA-256 of its own cookie token: that
+    # one row, and only it, is then reachable by whoever holds the token (lookup, login, logout,
+    # idle expiry). A guessed hash matches nothing. ``session_by_token`` binds and looks up in
+    # one statement (a set_config and a policy in the same query would have no defined order;
+    # in a function they run one after the other). It runs as the caller, so RLS still applies.
+    # See portal.compliance.security.services.
+    op.execute("""
+        CREATE OR REPLACE FUNCTION session_by_token(token_hash text) RETURNS SETOF session_validations
+        LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
+        BEGIN
+            PERFORM set_config('app.session_token_hash', token_hash, true);
+            RETURN QUERY SELECT * FROM session_validations WHERE "tokenHash" = token_hash;
+        END
+        $$
+    """)
+    enable_rls("session_validations", Policy("own_rows", OWN),
+               Policy("token_holder", '"tokenHash" = nullif(current_setting(\'app.session_token_hash\', true), \'\')'),
+               roles_may("admin", "system", name="admins"),
+               Policy("officers_read", "current_setting('app.role', true) = 'compliance'", command="SELECT"))
 
 
 def downgrade():
+    op.execute("DROP POLICY IF EXISTS own_rows ON session_validations")
+    op.execute("DROP POLICY IF EXISTS token_holder ON session_validations")
+    op.execute("DROP POLICY IF EXISTS admins ON session_validations")
+    op.execute("DROP POLICY IF EXISTS officers_read ON session_validations")
+    op.execute("ALTER TABLE session_validations NO FORCE ROW LEVEL SECURITY")
+    op.execute("ALTER TABLE session_validations DISABLE ROW LEVEL SECURITY")
+    op.execute("DROP FUNCTION IF EXISTS session_by_token(text)")
     for table in TABLES:
         drop_audit(table)
     op.drop_index(op.f('ix_monitoring_rules_updatedById'), table_name='monitoring_rules')

@@ -21,7 +21,7 @@ HTMX = {"HX-Request": "true"}
 DASHBOARD_MARKERS = {
     "student": ["My courses", 'id="wallet"', "Student AZ-T"],
     "faculty": ["Courses I teach", "To grade", "Faculty · Testing"],
-    "compliance": ["KYC reviews", "Cases and alerts", "Compliance officer"],
+    "compliance": ["KYC and screening", "Identity verifications to review", "Cases and alerts", "Compliance officer"],
     "admin": ["Manage users", "Invite staff", 'class="stat-value"'],
 }
 

@@ -37,9 +37,21 @@ def idempotency_key(body: str) -> str:
     return re.search(r'value="([^"]+)"', found.group(0)).group(1)
 
 
+STARTED = None
+
+
+@pytest.fixture(autouse=True)
+def _started():
+    """When the test began: conversions other tests committed (the browser journeys) are older."""
+    global STARTED
+    STARTED = utcnow()
+
+
 def conversions() -> list[Conversion]:
+    """The conversions made during this test."""
     db.session.expire_all()
-    return list(db.session.scalars(select(Conversion).order_by(Conversion.created_at)))
+    return list(db.session.scalars(select(Conversion).where(Conversion.created_at >= STARTED)
+                                   .order_by(Conversion.created_at)))
 
 
 @pytest.fixture

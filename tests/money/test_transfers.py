@@ -30,6 +30,7 @@ from portal.money.wallets.models import (
     WalletStatus,
 )
 from portal.platform.notifications.models import Notification
+from tests.compliance.factories import verify
 from tests.factories import create_user
 from tests.money.factories import fund, wallet_of
 
@@ -44,7 +45,10 @@ def as_user(user):
 
 @pytest.fixture
 def ada():
-    return create_user("student", full_name="Ada Lovelace", email="ada.lovelace@tests.example")
+    """The sender in most tests: verified at level 1, so the configured daily limits apply as they are."""
+    student = create_user("student", full_name="Ada Lovelace", email="ada.lovelace@tests.example")
+    verify(student, 1)
+    return student
 
 
 @pytest.fixture
@@ -251,12 +255,14 @@ def usd_limit_50(app, monkeypatch):
 
 
 def test_the_rolling_daily_limit(ada, grace, transfer_fee, usd_limit_50, monkeypatch):
+    verify(grace, 1)
     fund(ada, "500", "USD")
     fund(grace, "500", "USD")
     send(grace, ada.email, "40", key="grace-key-0000000001")  # money received does not count
     send(ada, grace.email, "30", key="first-key-0000000001")  # its 0.55 fee does not count either
     error = refused(lambda: send(ada, grace.email, "20.01", key="second-key-000000001"),
-                    "You can send at most 50.00 USD in any 24 hours; 20.00 USD is left right now.", "amount")
+                    "At verification level 1 you can send at most 50.00 USD in any 24 hours; 20.00 USD is left "
+                    "right now.", "amount")
     assert isinstance(error, services.TransferLimitExceeded)
     assert preview(ada, grace.email, "20.01").limit_left == Decimal("20.00")
     send(ada, grace.email, "20", key="third-key-0000000001")

@@ -23,7 +23,10 @@ from portal.money.earnings import withdrawals as service
 from portal.money.earnings.models import Withdrawal, WithdrawalStatus
 from portal.money.wallets import fees, ledger
 from portal.money.wallets.models import SystemWallet, Transaction, TransactionType, Wallet
-from tests.factories import create_user
+from tests.compliance.factories import verified_user_factory
+
+#: Active students here are verified at level 2, the level withdrawals need.
+create_user = verified_user_factory(2)
 
 TIMEOUT = 30
 IBAN = "GB82 WEST 1234 5698 7654 32"

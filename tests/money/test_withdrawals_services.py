@@ -25,7 +25,10 @@ from portal.money.wallets.models import (
     WalletStatus,
 )
 from portal.platform.notifications.models import Notification
-from tests.factories import create_user
+from tests.compliance.factories import verified_user_factory
+
+#: Active students here are verified at level 2, the level withdrawals need.
+create_user = verified_user_factory(2)
 
 IBAN = "DE89 3704 0044 0532 0130 00"
 IBAN_COMPACT = "DE89370400440532013000"

@@ -14,10 +14,20 @@ from portal.db import db
 from portal.money.earnings import withdrawals as service
 from portal.money.earnings.models import Withdrawal, WithdrawalStatus
 from portal.money.wallets import ledger
-from tests.factories import PASSWORD, create_user
+from tests.compliance.factories import verified_user_factory
+from tests.factories import PASSWORD
 from tests.money.test_withdrawals_services import IBAN, ask, fund, withdrawal_fee
 
+#: Active students here are verified at level 2, the level withdrawals need.
+create_user = verified_user_factory(2)
+
 HX = {"HX-Request": "true"}
+
+
+@pytest.fixture
+def make_user(app):
+    """``login_as`` and ``make_user`` give students verified at level 2."""
+    return create_user
 
 
 def _login(client, user):

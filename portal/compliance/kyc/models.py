@@ -196,6 +196,10 @@ class AmlCheck(TimestampedModel):
     __table_args__ = (
         CheckConstraint("threshold BETWEEN 0 AND 100 AND \"topScore\" BETWEEN 0 AND 100", name="scores_range"),
         Index("ix_aml_checks_user_created", "user_id", text('"createdAt" DESC')),
+        # The officers' list: each status in time order (the pending queue oldest first, a
+        # filtered list newest first), and every check newest first.
+        Index("ix_aml_checks_status_created", "status", text('"createdAt"'), "id"),
+        Index("ix_aml_checks_created", text('"createdAt"'), "id"),
     )
 
 

@@ -3,6 +3,16 @@
 The browser holds a random token (in the signed session cookie); the database keeps its hash.
 A session ends when it is revoked (logout, password change, deactivation, an admin), when it
 has been idle longer than ``SESSION_IDLE_MINUTES``, or at its absolute expiry.
+
+Row-level security on ``session_validations`` (migration 0004): a user reaches their own rows,
+admins and the system every row, compliance officers read them. The lookup by cookie happens
+before the user is known, so the request puts the hash of its own token in the
+transaction-local setting ``app.session_token_hash``: the policy then lets that request reach
+the one row whose ``tokenHash`` matches, and no other. Binding a hash proves nothing by itself:
+only the holder of the token knows a hash that matches a row. The lookup goes through the SQL
+function ``session_by_token`` (migration 0004), which binds and reads in one statement, in that
+order; the binding then lasts for the transaction, so a later logout or idle expiry of that row
+passes the policy too. Login binds the new row's hash before inserting it.
 """
 
 from __future__ import annotations
@@ -11,10 +21,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, column, func, select, update
+from sqlalchemy.orm import aliased
 
 from portal.accounts.models import User
-from portal.compliance.security.models import SessionValidation
+from portal.compliance.security.models import BlockedEntity, BlockKind, SessionValidation
 from portal.db import db
 from portal.db.base import utcnow
 from portal.security.tokens import hash_session_token, new_session_token
@@ -29,9 +40,17 @@ class SessionPolicy:
     max_age: timedelta
 
 
+def _bind_hash(token_hash: str) -> None:
+    db.session.execute(select(func.set_config("app.session_token_hash", token_hash, True)))
+
+
 def start_session(user: User, *, ip: str | None, user_agent: str | None, policy: SessionPolicy) -> str:
-    """Record a new login session for ``user`` and return the token for the cookie."""
+    """Record a new login session for ``user`` and return the token for the cookie.
+
+    Login runs before the request has an identity, so the new row's hash is bound first: the
+    row-level policy admits the insert as the token holder's."""
     token, token_hash = new_session_token()
+    _bind_hash(token_hash)
     now = utcnow()
     db.session.add(
         SessionValidation(
@@ -47,19 +66,63 @@ def start_session(user: User, *, ip: str | None, user_agent: str | None, policy:
     return token
 
 
+@dataclass(frozen=True)
+class Resolved:
+    record: SessionValidation
+    user: User
+    #: The id of a block in force on this user, or None.
+    user_block_id: uuid.UUID | None
+    #: The id of a block in force on the request's address (when one was given), or None.
+    ip_block_id: uuid.UUID | None = None
+
+
+def _user_block_id(user_id_column):
+    """Scalar subquery: one block in force on the user (permanent first), or NULL."""
+    now = func.now()
+    return (
+        select(BlockedEntity.id)
+        .where(BlockedEntity.kind == BlockKind.USER, BlockedEntity.user_id == user_id_column,
+               BlockedEntity.lifted_at.is_(None),
+               (BlockedEntity.expires_at.is_(None)) | (BlockedEntity.expires_at > now))
+        .order_by(BlockedEntity.expires_at.desc().nulls_first())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _by_token(token_hash: str):
+    """``SessionValidation`` read through ``session_by_token`` (binds the hash, then reads)."""
+    table = SessionValidation.__table__
+    rows = func.session_by_token(token_hash).table_valued(
+        *(column(c.name, c.type) for c in table.columns), name="sv")
+    return aliased(SessionValidation, rows, adapt_on_names=True)
+
+
 def resolve(token: str | None, policy: SessionPolicy) -> tuple[SessionValidation, User] | None:
-    """The live session and its user for a cookie token, or None (one query; a touch at most
-    once a minute)."""
+    """The live session and its user for a cookie token, or None."""
+    found = resolve_checked(token, policy)
+    return (found.record, found.user) if found else None
+
+
+def resolve_checked(token: str | None, policy: SessionPolicy, *, ip: str | None = None) -> Resolved | None:
+    """The live session, its user and any block in force on that user or on ``ip``, for a
+    cookie token, or None. One query (the blocks are subqueries of it, so the per-request block
+    check costs a logged-in request nothing extra); a touch of ``lastSeenAt`` at most once a
+    minute."""
+    from portal.compliance.security.blocks import ip_block_id
+    from portal.compliance.security.events import clean_ip
+
     if not token or len(token) > 100:
         return None
-    row = db.session.execute(
-        select(SessionValidation, User)
-        .join(User, User.id == SessionValidation.user_id)
-        .where(SessionValidation.token_hash == hash_session_token(token))
-    ).one_or_none()
+    record_alias = _by_token(hash_session_token(token))
+    ip = clean_ip(ip)
+    on_ip = ip_block_id(ip) if ip else None
+    columns = [record_alias, User, _user_block_id(User.id)] + ([on_ip] if on_ip is not None else [])
+    row = db.session.execute(select(*columns).join(User, User.id == record_alias.user_id)).one_or_none()
     if row is None:
         return None
-    record, user = row
+    record, user, block_id = row[0], row[1], row[2]
+    ip_block = row[3] if on_ip is not None else None
     now = utcnow()
     if record.revoked_at is not None or record.expires_at <= now or not user.is_active:
         return None
@@ -68,7 +131,24 @@ def resolve(token: str | None, policy: SessionPolicy) -> tuple[SessionValidation
         return None
     if now - record.last_seen_at >= TOUCH_EVERY:
         record.last_seen_at = now
-    return record, user
+    return Resolved(record, user, block_id, ip_block)
+
+
+def _live(now=None):
+    now = now or utcnow()
+    return and_(SessionValidation.revoked_at.is_(None), SessionValidation.expires_at > now)
+
+
+def active_sessions(user_id: uuid.UUID, policy: SessionPolicy) -> list[SessionValidation]:
+    """The user's live sessions, most recently used first (one query)."""
+    now = utcnow()
+    return list(db.session.scalars(
+        select(SessionValidation)
+        .where(SessionValidation.user_id == user_id, _live(now),
+               SessionValidation.last_seen_at > now - policy.idle)
+        .order_by(SessionValidation.last_seen_at.desc(), SessionValidation.id.desc())
+        .limit(200)
+    ))
 
 
 def end_session(token: str | None, reason: str = "logout") -> None:
@@ -91,3 +171,74 @@ def end_user_sessions(user_id: uuid.UUID, reason: str, *, keep_token: str | None
     if keep_token:
         stmt = stmt.where(SessionValidation.token_hash != hash_session_token(keep_token))
     return db.session.execute(stmt).rowcount
+
+
+def end_own_session(user: User, session_id: uuid.UUID, reason: str = "ended_by_user") -> bool:
+    """End one of ``user``'s own live sessions by id; False when it is not theirs or not live
+    (the caller answers 404 either way: an id of someone else's session tells nothing)."""
+    ended = db.session.execute(
+        update(SessionValidation)
+        .where(SessionValidation.id == session_id, SessionValidation.user_id == user.id,
+               SessionValidation.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+    ).rowcount
+    return ended == 1
+
+
+# -- Ending sessions, with a security event ---------------------------------------------------------
+
+def end_one(user: User, session_id: uuid.UUID) -> bool:
+    """The user ends one of their own sessions (False: no such live session of theirs)."""
+    from portal.compliance.security import events as security_events
+
+    if not end_own_session(user, session_id):
+        return False
+    security_events.sessions_ended(user, user, 1, "one")
+    return True
+
+
+def end_others(user: User, keep_token: str | None) -> int:
+    """The user ends every session but the one they are using."""
+    from portal.compliance.security import events as security_events
+
+    count = end_user_sessions(user.id, "ended_by_user", keep_token=keep_token)
+    if count:
+        security_events.sessions_ended(user, user, count, "others")
+    return count
+
+
+def admin_end_all(actor: User, user_id: uuid.UUID) -> tuple[User, int]:
+    """An administrator ends every session of a user (the user must log in again)."""
+    from portal.accounts.models import Role
+    from portal.compliance.security import events as security_events
+    from portal.errors import Forbidden, NotFound
+
+    if actor is None or actor.role != Role.ADMIN:
+        raise Forbidden("Only administrators can end another user's sessions.")
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("There is no such user.")
+    count = end_user_sessions(user.id, "admin")
+    security_events.sessions_ended(user, actor, count, "all")
+    return user, count
+
+
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chromium/", "Chromium"),
+             ("Chrome/", "Chrome"), ("Safari/", "Safari"), ("curl/", "curl"), ("python-requests", "Python"),
+             ("HeadlessChrome", "Headless Chrome"))
+_SYSTEMS = (("Windows", "Windows"), ("iPhone", "iPhone"), ("iPad", "iPad"), ("Android", "Android"),
+            ("Mac OS X", "macOS"), ("Macintosh", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux"))
+
+
+def describe_user_agent(user_agent: str | None) -> str:
+    """"Firefox on Linux" from a User-Agent header, or what can be said of it."""
+    if not user_agent:
+        return "Unknown browser"
+    ua = user_agent
+    browser = next((name for token, name in _BROWSERS if token in ua), None)
+    if "HeadlessChrome" in ua:
+        browser = "Headless Chrome"
+    system = next((name for token, name in _SYSTEMS if token in ua), None)
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or system or ua[:60]

@@ -79,14 +79,19 @@ class InvalidReview(DomainError):
 def check_withdrawal_allowed(user: User, amount: Decimal, code: str) -> None:
     """Whether ``user`` may withdraw ``amount`` in ``code`` at all, before funds are looked at.
 
-    The one place for limits on who may take money out and how much: today an active account that
-    holds a wallet and a currency that can leave the portal. Identity-verification levels and
-    their limits (the compliance area) are added here.
+    The one place for limits on who may take money out and how much: an active account that
+    holds a wallet, verified to the level that allows withdrawals
+    (``portal.compliance.kyc.levels.WITHDRAWAL_LEVEL``, an expired identity document counting as
+    none), and a currency that can leave the portal.
     """
+    from portal.compliance.kyc import levels as kyc_levels
+    from portal.compliance.kyc.queries import effective_level
+
     if user.status != UserStatus.ACTIVE:
         raise Forbidden("Your account is not active, so no money can leave it.")
     if not has_permission(user.role, Permission.USE_WALLET):
         raise Forbidden("Only accounts with a wallet can ask for a withdrawal.")
+    kyc_levels.check_may_withdraw(effective_level(user.id))
     if not destinations.methods_for(code):
         raise destinations.MethodNotAllowed(destinations.NOT_WITHDRAWABLE.get(currency(code).code,
                                                                               "This currency cannot be withdrawn."),

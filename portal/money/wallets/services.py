@@ -217,11 +217,18 @@ def _check_funds(available: Decimal, amount: Decimal, fee: Decimal, unit: Curren
                                        f"and this transfer needs {needed}{with_fee}.")
 
 
-def daily_limit(code: str) -> Decimal | None:
-    """The most one sender may transfer in ``code`` within 24 hours, from the configuration
-    (None: no limit for that currency)."""
+def daily_limit(code: str, sender_id: uuid.UUID | None = None) -> Decimal | None:
+    """The most one sender may transfer in ``code`` within 24 hours (None: no limit for that
+    currency): the configured limit, scaled by the sender's identity-verification level
+    (``portal.compliance.kyc.levels``) when ``sender_id`` is given."""
     raw = current_app.config.get("TRANSFER_DAILY_LIMITS", {}).get(code)
-    return Decimal(raw) if raw not in (None, "") else None
+    configured = Decimal(raw) if raw not in (None, "") else None
+    if configured is None or sender_id is None:
+        return configured
+    from portal.compliance.kyc import levels as kyc_levels
+    from portal.compliance.kyc.queries import effective_level
+
+    return kyc_levels.transfer_limit(configured, effective_level(sender_id), currency(code).scale)
 
 
 def sent_in_window(sender_id: uuid.UUID, code: str) -> Decimal:
@@ -237,17 +244,24 @@ def sent_in_window(sender_id: uuid.UUID, code: str) -> Decimal:
 
 
 def _limit_left(sender_id: uuid.UUID, unit: Currency) -> Decimal | None:
-    limit = daily_limit(unit.code)
+    limit = daily_limit(unit.code, sender_id)
     if limit is None:
         return None
     return max(limit - sent_in_window(sender_id, unit.code), Decimal(0))
 
 
-def _check_limit(left: Decimal | None, amount: Decimal, unit: Currency) -> None:
+def _check_limit(left: Decimal | None, amount: Decimal, unit: Currency, sender_id: uuid.UUID) -> None:
     if left is not None and amount > left:
-        limit = daily_limit(unit.code)
-        raise TransferLimitExceeded(f"You can send at most {show_amount(limit, unit.code)} in any 24 hours; "
-                                    f"{show_amount(left, unit.code)} is left right now.")
+        from portal.compliance.kyc import levels as kyc_levels
+        from portal.compliance.kyc.queries import effective_level
+
+        level = effective_level(sender_id)
+        limit = daily_limit(unit.code, sender_id)
+        more = (f" Verify your identity at {kyc_levels.VERIFICATION_PATH} to raise it."
+                if level < kyc_levels.MAX_LEVEL else "")
+        raise TransferLimitExceeded(f"At verification level {level} you can send at most "
+                                    f"{show_amount(limit, unit.code)} in any 24 hours; "
+                                    f"{show_amount(left, unit.code)} is left right now.{more}")
 
 
 def _read_wallet(user_id: uuid.UUID, code: str) -> Wallet | None:
@@ -312,7 +326,7 @@ def preview_transfer(sender: User, recipient_email: str | None, raw_amount: str 
         preview.fee = fees.fee_for(TransactionType.TRANSFER, amount, unit.code)
         preview.total = amount + preview.fee
         for check in (lambda: _check_funds(preview.available, amount, preview.fee, unit),
-                      lambda: _check_limit(preview.limit_left, amount, unit)):
+                      lambda: _check_limit(preview.limit_left, amount, unit, sender.id)):
             try:
                 check()
             except DomainError as exc:
@@ -369,7 +383,7 @@ def _transfer(sender: User, email: str, amount: Decimal, unit: Currency, note: s
     ledger.lock([w.id for w in (own, theirs, fee_wallet) if w is not None])
     _check_sender_wallet(own, unit)
     _check_recipient_wallet(theirs, recipient, unit)
-    _check_limit(_limit_left(sender.id, unit), amount, unit)
+    _check_limit(_limit_left(sender.id, unit), amount, unit, sender.id)
     _check_funds(_available(own), amount, fee, unit)
 
     details = {"from_name": sender.full_name, "to_name": recipient.full_name, "note": note}

@@ -32,7 +32,8 @@ job_app = procrastinate.App(connector=InMemoryConnector(), import_paths=["portal
                                                                       "portal.learning.assessment.tasks",
                                                                       "portal.money.earnings.tasks",
                                                                       "portal.money.exchange.tasks",
-                                                                      "portal.money.wallets.tasks"])
+                                                                      "portal.money.wallets.tasks",
+                                                                      "portal.compliance.kyc.tasks"])
 _flask_app = None
 WORKER = Actor.system("worker")
 #: The process whose connection pool for deferring is open (a fork must open its own).

@@ -1,0 +1,339 @@
+"""Reads for the case pages and the officers' dashboard: a fixed, small number of statements per
+page whatever the number of cases, alerts or events (keyset pagination on the queues)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import Integer, and_, case, cast, func, literal, select, tuple_
+from sqlalchemy.orm import aliased, defer
+
+from portal.accounts.models import User
+from portal.compliance.kyc import cases as case_services
+from portal.compliance.kyc.models import (
+    CaseEvent,
+    CaseSeverity,
+    CaseStatus,
+    KycStatus,
+    KycVerification,
+    MonitoringAlert,
+    SuspiciousActivity,
+)
+from portal.db import db
+from portal.db.base import utcnow
+from portal.errors import NotFound
+from portal.money.wallets.models import Transaction, Wallet
+
+QUEUE_PAGE = 25
+MAX_ALERTS_SHOWN = 50
+MAX_EVENTS_SHOWN = 300
+QUEUES = ("unassigned", "mine", "escalated", "all")
+SUPERVISOR_QUEUES = ("escalated", "all")
+SEVERITY_ORDER = (CaseSeverity.CRITICAL, CaseSeverity.HIGH, CaseSeverity.MEDIUM, CaseSeverity.LOW)
+#: Age buckets of open cases, in days since detection: (label, lower bound, upper bound or None).
+AGE_BUCKETS = (("Under 7 days", 0, 7), ("7-14 days", 7, 14), ("14-30 days", 14, 30), ("Over 30 days", 30, None))
+KYC_AGE_BUCKETS = (("Today", 0, 1), ("1-3 days", 1, 3), ("3-7 days", 3, 7), ("Over 7 days", 7, None))
+ALERT_DAYS = 14
+
+
+def queues_for(officer: User) -> tuple[str, ...]:
+    return QUEUES if case_services.supervises(officer) else ("unassigned", "mine")
+
+
+def default_queue(officer: User) -> str:
+    return "unassigned"
+
+
+# -- Queues ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class QueueRow:
+    case: SuspiciousActivity
+    subject_name: str
+    subject_email: str
+    assignee_name: str | None
+    alert_count: int
+
+    @property
+    def overdue(self) -> bool:
+        return self.case.status != CaseStatus.CLOSED and self.case.due_at < utcnow()
+
+    @property
+    def age_days(self) -> int:
+        return max(0, (utcnow() - self.case.detected_at).days)
+
+    @property
+    def due_in_days(self) -> int:
+        return (self.case.due_at - utcnow()).days
+
+
+@dataclass
+class QueuePage:
+    queue: str
+    rows: list[QueueRow]
+    next_cursor: str | None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _encode(rank: int, due_at: datetime, case_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{rank}|{due_at.isoformat()}|{case_id}".encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str | None) -> tuple[int, datetime, uuid.UUID] | None:
+    if not cursor or len(cursor) > 200:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        rank, stamp, case_id = raw.split("|", 2)
+        due_at = datetime.fromisoformat(stamp)
+        if due_at.tzinfo is None or rank not in ("0", "1"):
+            return None
+        return int(rank), due_at, uuid.UUID(case_id)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _queue_filter(officer: User, queue: str):
+    if queue == "unassigned":
+        return and_(SuspiciousActivity.assigned_to_id.is_(None),
+                    SuspiciousActivity.status.in_([CaseStatus.OPEN, CaseStatus.INVESTIGATING]))
+    if queue == "mine":
+        return and_(SuspiciousActivity.assigned_to_id == officer.id, SuspiciousActivity.status != CaseStatus.CLOSED)
+    if queue == "escalated":
+        return SuspiciousActivity.status == CaseStatus.ESCALATED
+    return literal(True)
+
+
+def queue_counts(officer: User) -> dict[str, int]:
+    """How many cases each queue the officer may see holds (one statement)."""
+    columns = [func.count().filter(_queue_filter(officer, q)).label(q) for q in queues_for(officer)]
+    row = db.session.execute(select(*columns).select_from(SuspiciousActivity)).one()
+    return dict(row._mapping)
+
+
+def queue(officer: User, name: str, cursor: str | None = None, *, size: int = QUEUE_PAGE) -> QueuePage:
+    """One page of a queue, soonest due first (closed cases last in "all"); two statements."""
+    if name not in queues_for(officer):
+        raise NotFound("That queue does not exist.")
+    assignee = aliased(User)
+    rank = case((SuspiciousActivity.status == CaseStatus.CLOSED, 1), else_=0)
+    alert_count = (select(func.count()).where(MonitoringAlert.case_id == SuspiciousActivity.id)
+                   .correlate(SuspiciousActivity).scalar_subquery())
+    stmt = (select(SuspiciousActivity, User.full_name, User.email, assignee.full_name, alert_count, rank)
+            .join(User, User.id == SuspiciousActivity.user_id)
+            .outerjoin(assignee, assignee.id == SuspiciousActivity.assigned_to_id)
+            .where(_queue_filter(officer, name)))
+    position = _decode(cursor)
+    if position is not None:
+        stmt = stmt.where(tuple_(rank, SuspiciousActivity.due_at, SuspiciousActivity.id) > tuple_(
+            literal(position[0], Integer), literal(position[1]), literal(position[2])))
+    rows = db.session.execute(stmt.order_by(rank, SuspiciousActivity.due_at, SuspiciousActivity.id)
+                              .limit(size + 1)).all()
+    next_cursor = None
+    if len(rows) > size:
+        rows = rows[:size]
+        last = rows[-1]
+        next_cursor = _encode(last[5], last[0].due_at, last[0].id)
+    return QueuePage(name, [QueueRow(r[0], r[1], r[2], r[3], r[4]) for r in rows], next_cursor,
+                     queue_counts(officer) if cursor is None else {})
+
+
+# -- One case --------------------------------------------------------------------------------------
+
+
+@dataclass
+class AlertView:
+    alert: MonitoringAlert
+    transaction: Transaction
+    #: "to Demo Student 2", "from Deposits".
+    counterparty: str
+    #: The counterparty's user id when it is a person (for the admins' link), else None.
+    counterparty_id: uuid.UUID | None = None
+
+
+@dataclass
+class EventView:
+    event: CaseEvent
+    actor_name: str | None
+
+
+@dataclass
+class CaseView:
+    case: SuspiciousActivity
+    subject: User
+    assignee_name: str | None
+    kyc_level: int
+    wallets: list[Wallet]
+    alerts: list[AlertView]
+    alert_total: int
+    events: list[EventView]
+    events_truncated: bool
+    officers: list[User]
+    can_act: bool
+    supervises: bool
+
+    @property
+    def overdue(self) -> bool:
+        return self.case.status != CaseStatus.CLOSED and self.case.due_at < utcnow()
+
+    @property
+    def age_days(self) -> int:
+        return max(0, (utcnow() - self.case.detected_at).days)
+
+
+def case_view(officer: User, case_id: uuid.UUID) -> CaseView:
+    """Everything the case page shows, in seven statements or fewer."""
+    from portal.compliance.kyc.queries import effective_level
+
+    if not case_services.is_officer(officer):
+        raise NotFound("That case does not exist.")
+    assignee = aliased(User)
+    row = db.session.execute(
+        select(SuspiciousActivity, User, assignee.full_name)
+        .join(User, User.id == SuspiciousActivity.user_id)
+        .outerjoin(assignee, assignee.id == SuspiciousActivity.assigned_to_id)
+        .where(SuspiciousActivity.id == case_id)
+    ).first()
+    if row is None:
+        raise NotFound("That case does not exist.")
+    the_case, subject, assignee_name = row
+    wallets = list(db.session.scalars(select(Wallet).where(Wallet.user_id == subject.id).order_by(Wallet.currency)))
+
+    debit_user, credit_user = aliased(User), aliased(User)
+    debit_wallet, credit_wallet = aliased(Wallet), aliased(Wallet)
+    total = func.count().over().label("total")
+    alert_rows = db.session.execute(
+        select(MonitoringAlert, Transaction, debit_user.full_name, credit_user.full_name, debit_wallet.system_name,
+               credit_wallet.system_name, total)
+        .join(Transaction, Transaction.id == MonitoringAlert.transaction_id)
+        .join(debit_wallet, debit_wallet.id == Transaction.debit_wallet_id)
+        .join(credit_wallet, credit_wallet.id == Transaction.credit_wallet_id)
+        .outerjoin(debit_user, debit_user.id == Transaction.debit_user_id)
+        .outerjoin(credit_user, credit_user.id == Transaction.credit_user_id)
+        .where(MonitoringAlert.case_id == the_case.id)
+        .order_by(MonitoringAlert.created_at.desc(), MonitoringAlert.id.desc())
+        .limit(MAX_ALERTS_SHOWN)
+    ).all()
+    alerts = []
+    for alert, tx, debit_name, credit_name, debit_system, credit_system, _total in alert_rows:
+        if tx.debit_user_id == alert.user_id:
+            other = credit_name or (credit_system.label if credit_system else "")
+            counterparty, other_id = f"to {other}", tx.credit_user_id
+        else:
+            other = debit_name or (debit_system.label if debit_system else "")
+            counterparty, other_id = f"from {other}", tx.debit_user_id
+        alerts.append(AlertView(alert, tx, counterparty, other_id))
+    alert_total = alert_rows[0][-1] if alert_rows else 0
+
+    actor = aliased(User)
+    event_rows = db.session.execute(
+        select(CaseEvent, actor.full_name)
+        .options(defer(CaseEvent.attachment_encrypted))
+        .outerjoin(actor, actor.id == CaseEvent.actor_id)
+        .where(CaseEvent.case_id == the_case.id)
+        .order_by(CaseEvent.created_at.desc(), CaseEvent.id.desc())
+        .limit(MAX_EVENTS_SHOWN + 1)
+    ).all()
+    supervises = case_services.supervises(officer)
+    return CaseView(
+        case=the_case, subject=subject, assignee_name=assignee_name, kyc_level=effective_level(subject.id),
+        wallets=wallets, alerts=alerts, alert_total=alert_total,
+        events=[EventView(e, name) for e, name in event_rows[:MAX_EVENTS_SHOWN]],
+        events_truncated=len(event_rows) > MAX_EVENTS_SHOWN,
+        officers=case_services.assignable_officers() if supervises and the_case.status != CaseStatus.CLOSED else [],
+        can_act=case_services.may_act(officer, the_case), supervises=supervises,
+    )
+
+
+def case_summary(officer: User, case_id: uuid.UUID) -> SuspiciousActivity:
+    return case_services.get_case(officer, case_id)
+
+
+# -- The officers' dashboard -----------------------------------------------------------------------
+
+
+@dataclass
+class Dashboard:
+    #: severity -> [count per AGE_BUCKETS]
+    open_by_age: dict[CaseSeverity, list[int]]
+    open_total: int
+    overdue: int
+    #: status -> [count per KYC_AGE_BUCKETS]
+    kyc_backlog: dict[KycStatus, list[int]]
+    #: (day, count) for the last ALERT_DAYS days, oldest first.
+    alerts_per_day: list[tuple[date, int]]
+    queue_counts: dict[str, int]
+
+    @property
+    def alerts_max(self) -> int:
+        return max((count for _, count in self.alerts_per_day), default=0)
+
+    @property
+    def alerts_total(self) -> int:
+        return sum(count for _, count in self.alerts_per_day)
+
+    @property
+    def kyc_total(self) -> int:
+        return sum(sum(v) for v in self.kyc_backlog.values())
+
+
+def _bucket_expr(column, buckets, now: datetime):
+    """The index of the age bucket ``column`` falls in (SQL CASE)."""
+    age = func.extract("epoch", literal(now) - column) / 86400
+    whens = [(age < upper, index) for index, (_label, _lower, upper) in enumerate(buckets) if upper is not None]
+    return case(*whens, else_=len(buckets) - 1)
+
+
+def dashboard(officer: User, now: datetime | None = None) -> Dashboard:
+    """Four statements: open cases by severity and age, the overdue count with them, the KYC
+    backlog by status and age, alerts per day, and the queue counts."""
+    now = now or utcnow()
+    bucket = _bucket_expr(SuspiciousActivity.detected_at, AGE_BUCKETS, now).label("bucket")
+    open_by_age = {severity: [0] * len(AGE_BUCKETS) for severity in SEVERITY_ORDER}
+    overdue = 0
+    for severity, index, count, late in db.session.execute(
+            select(SuspiciousActivity.severity, bucket, func.count(),
+                   func.count().filter(SuspiciousActivity.due_at < now))
+            .where(SuspiciousActivity.status != CaseStatus.CLOSED)
+            .group_by(SuspiciousActivity.severity, bucket)):
+        open_by_age[CaseSeverity(severity)][int(index)] += count
+        overdue += late
+
+    kyc_bucket = _bucket_expr(KycVerification.submitted_at, KYC_AGE_BUCKETS, now).label("bucket")
+    kyc_backlog = {status: [0] * len(KYC_AGE_BUCKETS) for status in (KycStatus.SUBMITTED, KycStatus.AWAITING_SECOND)}
+    for status, index, count in db.session.execute(
+            select(KycVerification.status, kyc_bucket, func.count())
+            .where(KycVerification.status.in_([KycStatus.SUBMITTED, KycStatus.AWAITING_SECOND]))
+            .group_by(KycVerification.status, kyc_bucket)):
+        kyc_backlog[KycStatus(status)][int(index)] += count
+
+    today = now.astimezone(UTC).date()
+    first = today - timedelta(days=ALERT_DAYS - 1)
+    day = cast(func.timezone("UTC", MonitoringAlert.created_at), db.Date).label("day")
+    per_day = dict(db.session.execute(
+        select(day, func.count()).where(MonitoringAlert.created_at >= datetime(first.year, first.month, first.day,
+                                                                               tzinfo=UTC))
+        .group_by(day)).all())
+    alerts_per_day = [(first + timedelta(days=i), per_day.get(first + timedelta(days=i), 0)) for i in range(ALERT_DAYS)]
+    return Dashboard(open_by_age, sum(sum(v) for v in open_by_age.values()), overdue, kyc_backlog, alerts_per_day,
+                     queue_counts(officer))
+
+
+def summary(officer: User) -> dict[str, int]:
+    """The home dashboard's card: open cases, overdue ones, the officer's own (one statement)."""
+    now = utcnow()
+    open_ = SuspiciousActivity.status != CaseStatus.CLOSED
+    row = db.session.execute(select(
+        func.count().filter(open_).label("open"),
+        func.count().filter(and_(open_, SuspiciousActivity.due_at < now)).label("overdue"),
+        func.count().filter(and_(open_, SuspiciousActivity.assigned_to_id == officer.id)).label("mine"),
+        func.count().filter(and_(open_, SuspiciousActivity.assigned_to_id.is_(None),
+                                 SuspiciousActivity.status != CaseStatus.ESCALATED)).label("unassigned"),
+        func.count().filter(SuspiciousActivity.status == CaseStatus.ESCALATED).label("escalated"),
+    ).select_from(SuspiciousActivity)).one()
+    return dict(row._mapping)
+

@@ -1,0 +1,38 @@
+"""Connects transaction monitoring to the ledger: importing this module connects the receiver
+(``blueprints/compliance/cases.py`` imports it, so it is connected whenever the app exists).
+
+The ledger sends ``transaction_committed`` after a commit with the ids of the rows it added;
+the receiver defers the monitoring job for them at once (the commit is already done, so there
+is nothing to wait for), in batches of ``tasks.BATCH``. A queue that cannot take the job must
+not fail the request that moved the money: the failure is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from portal import events
+from portal.compliance.kyc import tasks
+from portal.platform import jobs
+
+log = logging.getLogger(__name__)
+
+
+def defer_monitoring(transaction_ids) -> int:
+    """Defer the monitoring job for ``transaction_ids``; returns the number of jobs deferred."""
+    ids = [str(tx_id) for tx_id in transaction_ids or ()]
+    deferred = 0
+    for start in range(0, len(ids), tasks.BATCH):
+        try:
+            jobs._open_for_deferring()  # noqa: SLF001 - the queue's own lazy opening, per process
+            tasks.monitor_transactions.defer(transaction_ids=ids[start:start + tasks.BATCH])
+            deferred += 1
+        except Exception:
+            log.exception("could not defer transaction monitoring for %d transaction(s)",
+                          len(ids[start:start + tasks.BATCH]))
+    return deferred
+
+
+@events.transaction_committed.connect
+def _on_transaction_committed(sender, **kwargs) -> None:  # noqa: ARG001 - blinker passes the sender
+    defer_monitoring(kwargs.get("transaction_ids"))

@@ -1,0 +1,351 @@
+"""Name matching for AML screening: normalisation and similarity, pure functions (no database).
+
+The approach follows what list-screening engines such as OpenSanctions' yente do for person
+names: bring both names to one comparable form, then score them with several complementary
+string measures, and let the other facts (birth date, country) move the score a little.
+
+Normalisation (``normalize_name``):
+
+1. Unicode NFKC, then transliteration of every script to ASCII (``anyascii``: Cyrillic
+   "Сергей" -> "Sergei", Arabic, Greek, Chinese characters to pinyin), which also drops accents
+   ("José" -> "Jose");
+2. case folding;
+3. punctuation becomes a space ("Rodriguez-Zapatero" -> "rodriguez zapatero"), except
+   apostrophes and transliterated soft signs, which join ("O'Neil" -> "oneil", "Ol'ga" -> "olga");
+4. honorifics and titles ("mr", "dr", "sheikh", "general" ...) are dropped;
+5. the tokens are sorted, so "Ivanov Sergei" and "Sergei Ivanov" normalise alike.
+
+Similarity (``name_similarity``), a score from 0 to 100:
+
+- an alignment of name parts: each token of the shorter name paired with its best partner in the
+  other (exact, a spelling variant by folded key such as Mohammed/Muhammad or Sergei/Sergey, a
+  vowel-less Arabic transliteration, an initial, or a strict edit similarity), weighted by
+  length, with a gendered ending (Ivan/Ivana, Maria/Mario) counted as a different name;
+- rapidfuzz's ``token_sort_ratio`` and ``token_set_ratio`` over the whole normalised strings,
+  which temper the alignment (20% of the score): alone they are too forgiving for names.
+
+Both the alignment and the ratios are independent of token order. Birth date and country move
+the score a little afterwards (``compare_facts``). Blocking keys (``blocking_keys``) pick the
+candidates worth scoring.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+
+from anyascii import anyascii
+from rapidfuzz import fuzz
+from rapidfuzz.distance import Levenshtein
+
+#: Titles and honorifics that say nothing about who a person is. Particles of the name itself
+#: ("bin", "ibn", "van", "de") are kept: they are part of the name and are folded by
+#: ``_phonetic_key`` where spellings vary.
+HONORIFICS = frozenset({
+    "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "professor", "sir", "dame", "lord", "lady",
+    "sr", "jr", "snr", "jnr", "hon", "honourable", "honorable", "rev", "reverend", "fr",
+    "sheikh", "shaikh", "sheik", "haji", "hajji", "sayyid", "sayed", "mullah", "emir", "amir",
+    "gen", "general", "col", "colonel", "maj", "major", "capt", "captain", "lt", "adm", "admiral",
+    "sen", "senator", "pres", "president", "minister", "h.e", "he", "excellency",
+    "gospodin", "herr", "frau", "senor", "senora", "sra", "don", "dona", "monsieur", "madame", "mme",
+})
+
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+#: Spelling variants folded before the per-token comparison, in this order. Each pair is a
+#: variation that transliteration or national spelling makes between the same name
+#: (Mohammed/Muhammad, Sergei/Sergey, Yusuf/Youssef, Aleksandr/Alexander, Ph/F).
+_FOLDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), replacement) for pattern, replacement in (
+        (r"^ye", "e"),
+        (r"^yu", "iu"),
+        (r"^o(?=[bcdfghjklmnpqrstvwxz])", "u"),
+        (r"ph", "f"),
+        (r"ck", "k"),
+        (r"ks", "x"),
+        (r"kh", "h"),
+        (r"q", "k"),
+        (r"c(?=[eiy])", "s"),
+        (r"c", "k"),
+        (r"(?<=[^aeiouy])h|h$", ""),
+        (r"w", "v"),
+        (r"ou", "u"),
+        (r"oo", "u"),
+        (r"ee", "i"),
+        (r"[ey]$", "i"),
+        (r"(?<=[^aeiou])er$", "r"),
+        (r"ij|iy|yi", "i"),
+        (r"y", "i"),
+        (r"(.)\1+", r"\1"),
+        (r"(?<=.)[aeiou]+", "a"),
+    )
+)
+
+#: Particles folded to one spelling ("ibn" and "bin", "ben" all mean "son of").
+_PARTICLES = {"ibn": "bin", "ben": "bin", "bn": "bin", "bint": "bin", "el": "al", "ul": "al"}
+
+
+_GREEK_OU = re.compile("[οΟό][υΥύ]")
+
+
+def ascii_fold(text: str) -> str:
+    """Any script to lower-case ASCII with accents removed ("Žižek" -> "zizek",
+    "Сергей" -> "sergei", "张伟" -> "zhangwei")."""
+    text = unicodedata.normalize("NFKC", text or "")
+    # anyascii runs CJK syllables together; a space between ideographs keeps them as tokens.
+    text = re.sub(r"([\u3400-\u9fff])", r" \1 ", text)
+    # Greek "ου" is "ou" in every romanisation of names (ELOT 743, passports), not "oy".
+    text = _GREEK_OU.sub(lambda m: "OU" if m.group(0)[0].isupper() else "ou", text)
+    return anyascii(text).casefold()
+
+
+#: Apostrophes and the transliterated Cyrillic soft and hard signs join letters, not words
+#: ("Ol'ga" -> "olga", "O'Neil" -> "oneil").
+_JOINERS = re.compile(r"['`\u2019\u02b9\u02bc\u02ba]")
+
+
+def _raw_tokens(name: str) -> list[str]:
+    folded = _JOINERS.sub("", ascii_fold(name))
+    return [t for t in _NON_ALNUM.split(folded) if t and t not in HONORIFICS]
+
+
+def name_tokens(name: str) -> list[str]:
+    """The normalised tokens of a name, sorted, honorifics dropped."""
+    tokens = _raw_tokens(name)
+    return sorted(tokens)
+
+
+def normalize_name(name: str) -> str:
+    """The canonical comparable form: ASCII, lower case, no punctuation or honorifics, tokens
+    sorted and joined by single spaces. ``""`` for a name with nothing left."""
+    return " ".join(name_tokens(name))
+
+
+@lru_cache(maxsize=65536)
+def _phonetic_key(token: str) -> str:
+    """A coarse spelling key: common transliteration variants folded, doubled letters single,
+    and every run of vowels after the first letter one "a" (Mohammed and Muhammad: "mahamad")."""
+    token = _PARTICLES.get(token, token)
+    for pattern, replacement in _FOLDS:
+        token = pattern.sub(replacement, token)
+    return token
+
+
+_VOWELS = frozenset("aeiou")
+
+
+def _gendered_pair(a: str, b: str) -> bool:
+    """Tokens that differ only by a gendered ending: Ivan/Ivana, Daniel/Daniela, Maria/Mario,
+    Petrov/Petrova. In names these are different people, however close the letters."""
+    for x, y in ((a, b), (b, a)):
+        if len(y) == len(x) + 1 and y.startswith(x) and y[-1] in "ao":
+            return True
+    return (len(a) == len(b) and a[:-1] == b[:-1] and a[-1] != b[-1]
+            and {a[-1], b[-1]} <= {"a", "o", "e", "i"} and ("a" in (a[-1], b[-1]) or "o" in (a[-1], b[-1])))
+
+
+def _skeleton(token: str) -> str:
+    """The consonants of the folded key after its first letter: what a script that does not write
+    short vowels (Arabic, Hebrew) keeps, so "mhmd" meets "mohammed"."""
+    consonants = token[:1] + "".join(ch for ch in token[1:] if ch not in _VOWELS and ch != "y")
+    return re.sub(r"(.)\1+", r"\1", consonants)
+
+
+def _edit_similarity(a: str, b: str) -> float:
+    """0-100 from the Levenshtein distance, stricter than the plain ratio: each edit costs twice
+    its share of a short token (5 letters or fewer) and one and a half times in a longer one. One
+    typo in "Rodriguez" keeps 83; "Pedro" against "Petro" drops to 60, because in a short given
+    name one letter is usually another name."""
+    if not a or not b:
+        return 0.0
+    distance = Levenshtein.distance(a, b)
+    longest = max(len(a), len(b))
+    factor = 2.0 if longest <= 5 else 1.5
+    return max(0.0, 100.0 * (1 - factor * distance / longest))
+
+
+@lru_cache(maxsize=65536)
+def token_similarity(a: str, b: str) -> float:
+    """0-100 for two normalised tokens.
+
+    - 100 when equal (particles folded first: "ibn" = "bin");
+    - at most 50 for a gendered pair (Ivan/Ivana);
+    - 95 for a spelling variant: equal folded keys (Mohammed/Muhammad, Sergei/Sergey,
+      Yusuf/Youssef, Yevgeny/Evgeniy, Osama/Usama);
+    - 90 when one side is written without vowels ("mhmd", from Arabic script) and the
+      consonant skeletons agree;
+    - 70 for an initial against a name that begins with it;
+    - otherwise the strict edit similarity of the tokens or (5% less) of their folded keys.
+    """
+    a, b = _PARTICLES.get(a, a), _PARTICLES.get(b, b)
+    if a == b:
+        return 100.0
+    plain = _edit_similarity(a, b)
+    if _gendered_pair(a, b):
+        return min(50.0, plain)
+    ka, kb = _phonetic_key(a), _phonetic_key(b)
+    if ka == kb and len(ka) >= 3:
+        return 95.0
+    if min(len(a), len(b)) >= 3 and a[0] == b[0] and (
+            not _VOWELS & set(a[1:]) or not _VOWELS & set(b[1:])) and _skeleton(a) == _skeleton(b):
+        return 90.0
+    if (len(a) == 1 or len(b) == 1) and a[0] == b[0]:
+        return 70.0
+    return max(plain, 0.95 * _edit_similarity(ka, kb))
+
+
+def _alignment_score(ta: list[str], tb: list[str]) -> float:
+    """Pair each token of the shorter name with its best unused partner in the longer one
+    (greedy on the best pairs first), and average the pair scores weighted by token length.
+
+    Two corrections keep the average honest:
+    - a token left over in the longer name costs a quarter of its length in weight (a patronymic
+      a tenth), so a missing middle name, patronymic or second surname ("Jose Luis Rodriguez" /
+      "Jose Luis Rodriguez Zapatero") stays high, while "John" against "John Smith" does not;
+    - the worst pair pulls the result down by 30% of its shortfall, so one wholly different
+      token (a different given name) is not hidden by a long shared surname.
+    """
+    if not ta or not tb:
+        return 0.0
+    short, long_ = (ta, tb) if len(ta) <= len(tb) else (tb, ta)
+    pairs = sorted(((token_similarity(s, t), i, j) for i, s in enumerate(short) for j, t in enumerate(long_)),
+                   reverse=True)
+    used_s: set[int] = set()
+    used_l: set[int] = set()
+    total = weight = 0.0
+    worst = 100.0
+    for score, i, j in pairs:
+        if i in used_s or j in used_l:
+            continue
+        used_s.add(i)
+        used_l.add(j)
+        w = (len(short[i]) + len(long_[j])) / 2
+        total += score * w
+        weight += w
+        worst = min(worst, score)
+    weight += sum(len(t) / (10 if _PATRONYMIC.search(t) else 4) for j, t in enumerate(long_) if j not in used_l)
+    mean = total / weight if weight else 0.0
+    return max(0.0, mean - 0.3 * (100.0 - worst))
+
+
+#: Patronymics and their like, often left out of one of two records of the same person
+#: (Russian -ovich/-ovna, Turkic -oglu/-ogly/-kyzy, Icelandic -son/-dottir are surnames and stay).
+_PATRONYMIC = re.compile(r"(?:ovich|evich|yevich|ovych|ovna|evna|ivna|ogly|oglu|kyzy)$")
+
+#: Weight of the per-token alignment in the final score; the rest is the whole-string ratios.
+ALIGNMENT_WEIGHT = 0.8
+
+
+def name_similarity(a: str, b: str) -> float:
+    """Similarity of two names, 0 to 100, independent of token order, case, accents, script,
+    punctuation and honorifics. Either argument may be raw or already normalised.
+
+    ``0.8 * alignment + 0.2 * whole-string``, where the whole-string part is the better of
+    rapidfuzz's ``token_sort_ratio`` and ``token_set_ratio`` (the latter scaled down by how much
+    of the longer name it leaves out, since it is 100 for any subset). The whole-string ratios
+    alone are too forgiving for names ("Maria Garcia" / "Mario Garcia" is 92 by both), so they
+    only temper the alignment, which scores name part against name part. Names equal once the
+    spaces are removed ("Abdul Rahman" / "Abdulrahman") score 97.
+    """
+    ta, tb = name_tokens(a), name_tokens(b)
+    if not ta or not tb:
+        return 0.0
+    na, nb = " ".join(ta), " ".join(tb)
+    if na == nb:
+        return 100.0
+    if _compact(a) == _compact(b) or na.replace(" ", "") == nb.replace(" ", ""):
+        return 97.0
+    sort_ratio = fuzz.token_sort_ratio(na, nb)
+    set_ratio = fuzz.token_set_ratio(na, nb)
+    shorter, longer = sorted((len(na), len(nb)))
+    whole = max(sort_ratio, set_ratio * (0.75 + 0.25 * shorter / longer))
+    align = _alignment_score(ta, tb)
+    return round(ALIGNMENT_WEIGHT * align + (1 - ALIGNMENT_WEIGHT) * whole, 2)
+
+
+def _compact(name: str) -> str:
+    """The name's letters in their written order, without spaces or honorifics."""
+    return "".join(_raw_tokens(name))
+
+
+# ------------------------------------------------------------------------------ other facts
+
+#: How much a fact moves the name score, in points. Small on purpose: a name decides whether
+#: someone is a candidate at all; birth date and country only separate namesakes. A full birth
+#: date that agrees is strong evidence (+5); one that disagrees is strong evidence of a namesake
+#: (-15), but data-entry mistakes happen, so it does not rule the hit out alone. The year alone
+#: agreeing (a list often knows only the year, or the day and month were swapped) is weaker (+2).
+#: Country is weak evidence in both directions (+3 / -5): people move and hold several
+#: nationalities.
+BIRTH_DATE_AGREES = 5.0
+BIRTH_YEAR_AGREES = 2.0
+BIRTH_DATE_DISAGREES = -15.0
+COUNTRY_AGREES = 3.0
+COUNTRY_DISAGREES = -5.0
+
+
+@dataclass
+class FactComparison:
+    adjustment: float = 0.0
+    agreeing: list[str] = field(default_factory=list)
+    disagreeing: list[str] = field(default_factory=list)
+
+
+def compare_facts(birth_a: date | None, country_a: str | None,
+                  birth_b: date | None, country_b: str | None) -> FactComparison:
+    """Compare birth dates and countries where both sides know them.
+
+    - same birth date: +5 points; same year but a different day: +2; a different year: -15;
+    - same country: +3; a different country: -5;
+    - a fact unknown on either side changes nothing (absence is not evidence).
+
+    The adjustments are deliberately small beside the name score (0-100, hits from 85 by
+    default): a disagreeing birth date takes a 95 down to 80, below the default threshold, while
+    a weak name match (80) with the same birth date and country reaches 88 and is shown.
+    """
+    result = FactComparison()
+    if birth_a and birth_b:
+        if birth_a == birth_b:
+            result.adjustment += BIRTH_DATE_AGREES
+            result.agreeing.append("birth_date")
+        elif birth_a.year == birth_b.year:
+            result.adjustment += BIRTH_YEAR_AGREES
+            result.agreeing.append("birth_year")
+        else:
+            result.adjustment += BIRTH_DATE_DISAGREES
+            result.disagreeing.append("birth_date")
+    if country_a and country_b:
+        if country_a.upper() == country_b.upper():
+            result.adjustment += COUNTRY_AGREES
+            result.agreeing.append("country")
+        else:
+            result.adjustment += COUNTRY_DISAGREES
+            result.disagreeing.append("country")
+    return result
+
+
+def combined_score(name_score: float, facts: FactComparison) -> float:
+    """The name score moved by the facts, kept within 0-100."""
+    return round(min(100.0, max(0.0, name_score + facts.adjustment)), 2)
+
+
+# --------------------------------------------------------------------------- candidate keys
+
+def blocking_keys(normalized: str) -> set[str]:
+    """Keys for the candidate pass: per token, its first three letters and its spelling-folded
+    key's first three letters. Two names share a key when some token of one begins like some
+    token of the other, which every pair worth scoring does (a name with no token in common
+    even by prefix scores far below any sensible threshold)."""
+    keys: set[str] = set()
+    for token in normalized.split():
+        if len(token) < 2:
+            continue
+        keys.add("p:" + token[:3])
+        folded = _phonetic_key(token)
+        if folded:
+            keys.add("f:" + folded[:3])
+    keys.add("j:" + normalized.replace(" ", "")[:4])
+    return keys

@@ -1,0 +1,284 @@
+"""KYC reads for pages and for the money services: a student's level and submissions, the
+officers' queue, one verification's review, and the documents behind the access-checked views.
+
+Each function is a fixed number of queries whatever the data size (the page budget is 12)."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.orm import aliased, defer
+
+from portal.accounts.models import User
+from portal.compliance.kyc import documents, levels
+from portal.compliance.kyc.models import (
+    OPEN_KYC,
+    AmlCheck,
+    KycDocument,
+    KycStatus,
+    KycVerification,
+)
+from portal.compliance.kyc.services import document_expiry, level_from, unseal
+from portal.db import db
+from portal.db.base import utcnow
+from portal.errors import NotFound
+
+QUEUE_PAGE = 25
+_DOCUMENT_COLUMNS = (KycDocument.id, KycDocument.verification_id, KycDocument.user_id, KycDocument.kind,
+                     KycDocument.original_name, KycDocument.content_type, KycDocument.size_bytes,
+                     KycDocument.created_at)
+
+
+# ---------------------------------------------------------------------------------- levels
+
+
+def effective_level(user_id: uuid.UUID, today: date | None = None) -> int:
+    """The student's verification level now (0 to 3), one query. Row-level security lets a
+    student read their own rows, so this works in the student's own request."""
+    today = today or utcnow().date()
+    rows = db.session.execute(
+        select(KycVerification.level, KycVerification.status, KycVerification.document_expires_on)
+        .where(KycVerification.user_id == user_id, KycVerification.status == KycStatus.APPROVED)).all()
+    shaped = [KycVerification(level=row.level, status=row.status, document_expires_on=row.document_expires_on)
+              for row in rows]
+    return level_from(shaped, today)
+
+
+# ---------------------------------------------------------------------------------- the student
+
+
+@dataclass
+class StudentOverview:
+    level: int
+    verifications: list[KycVerification]
+    documents: dict[uuid.UUID, list]
+    #: The latest submission of each level (None: never submitted).
+    latest: dict[int, KycVerification | None]
+    document_expires_on: date | None
+    expired: bool
+    renewal_due: bool
+    #: The level the form offers next (None: nothing to submit now).
+    next_level: int | None
+    open_levels: list[int] = field(default_factory=list)
+
+
+def student_overview(student: User, today: date | None = None) -> StudentOverview:
+    """What the verification page shows: two queries."""
+    from portal.compliance.kyc.services import own_verifications
+
+    today = today or utcnow().date()
+    rows = own_verifications(student.id)
+    docs: dict[uuid.UUID, list] = {}
+    if rows:
+        for doc in db.session.execute(select(*_DOCUMENT_COLUMNS).where(KycDocument.user_id == student.id)
+                                      .order_by(KycDocument.created_at, KycDocument.kind)):
+            docs.setdefault(doc.verification_id, []).append(doc)
+        order = list(documents.KIND_LABELS)
+        for listed in docs.values():
+            listed.sort(key=lambda doc: order.index(doc.kind.value))
+    current = level_from(rows, today)
+    latest = {number: next((row for row in rows if row.level == number), None) for number in (1, 2, 3)}
+    expiry = document_expiry(rows)
+    approved_two = any(row.level == 2 and row.status == KycStatus.APPROVED for row in rows)
+    expired = approved_two and (expiry is None or expiry < today)
+    renewal_due = (current >= 2 and expiry is not None
+                   and expiry - today <= timedelta(days=levels.RENEWAL_WINDOW_DAYS))
+    open_levels = sorted({row.level for row in rows if row.status in OPEN_KYC})
+    candidate = 2 if (expired or renewal_due) and current >= 1 else current + 1
+    next_level = candidate if candidate <= levels.MAX_LEVEL and candidate not in open_levels else None
+    return StudentOverview(current, rows, docs, latest, expiry, expired, renewal_due, next_level, open_levels)
+
+
+def own_document(student: User, document_id: uuid.UUID) -> tuple[KycDocument, bytes]:
+    """A student's own document, decrypted; anyone else's does not exist for them."""
+    doc = db.session.scalar(select(KycDocument).where(KycDocument.id == document_id,
+                                                      KycDocument.user_id == student.id))
+    if doc is None:
+        raise NotFound("That document does not exist.")
+    return doc, documents.decrypt(doc.id, doc.user_id, doc.content_encrypted)
+
+
+# ---------------------------------------------------------------------------------- the queue
+
+
+STATUS_FILTERS = {"open": OPEN_KYC, "submitted": (KycStatus.SUBMITTED,),
+                  "awaiting_second": (KycStatus.AWAITING_SECOND,), "approved": (KycStatus.APPROVED,),
+                  "rejected": (KycStatus.REJECTED,), "revision_requested": (KycStatus.REVISION_REQUESTED,),
+                  "all": None}
+ASSIGNED_FILTERS = ("all", "unassigned", "mine")
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    level: int | None = None
+    status: str = "open"
+    older_than_days: int | None = None
+    assigned: str = "all"
+
+    @classmethod
+    def parse(cls, args) -> QueueFilters:
+        """From query arguments; anything unexpected falls back to the default."""
+        level = args.get("level", "")
+        days = args.get("age", "")
+        status = args.get("status", "open")
+        assigned = args.get("assigned", "all")
+        return cls(level=int(level) if level in ("1", "2", "3") else None,
+                   status=status if status in STATUS_FILTERS else "open",
+                   older_than_days=int(days) if days.isdigit() and 0 < int(days) <= 3650 else None,
+                   assigned=assigned if assigned in ASSIGNED_FILTERS else "all")
+
+    def as_args(self) -> dict:
+        args = {"status": self.status, "assigned": self.assigned}
+        if self.level:
+            args["level"] = self.level
+        if self.older_than_days:
+            args["age"] = self.older_than_days
+        return args
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    verification: KycVerification
+    student_name: str
+    student_email: str
+    assignee_name: str | None
+    first_approver_name: str | None
+
+
+@dataclass
+class QueuePage:
+    rows: list[QueueRow]
+    next_cursor: str | None
+
+    @property
+    def has_next(self) -> bool:
+        return self.next_cursor is not None
+
+
+def _encode(submitted_at: datetime, row_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(f"{submitted_at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    if not cursor or len(cursor) > 200:
+        return None
+    try:
+        stamp, row_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|", 1)
+        moment = datetime.fromisoformat(stamp)
+        return (moment, uuid.UUID(row_id)) if moment.tzinfo is not None else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _queue_select():
+    student, assignee, first = aliased(User), aliased(User), aliased(User)
+    return (select(KycVerification, student.full_name, student.email, assignee.full_name, first.full_name)
+            .options(defer(KycVerification.data_encrypted))
+            .join(student, student.id == KycVerification.user_id)
+            .outerjoin(assignee, assignee.id == KycVerification.assigned_to_id)
+            .outerjoin(first, first.id == KycVerification.first_approver_id))
+
+
+def queue(officer: User, filters: QueueFilters, cursor: str | None = None,
+          now: datetime | None = None) -> QueuePage:
+    """Oldest first (the longest wait is worked first), keyset on (submittedAt, id): one query."""
+    stmt = _queue_select()
+    statuses = STATUS_FILTERS[filters.status]
+    if statuses is not None:
+        stmt = stmt.where(KycVerification.status.in_(statuses))
+    if filters.level:
+        stmt = stmt.where(KycVerification.level == filters.level)
+    if filters.older_than_days:
+        stmt = stmt.where(KycVerification.submitted_at < (now or utcnow()) - timedelta(days=filters.older_than_days))
+    if filters.assigned == "unassigned":
+        stmt = stmt.where(KycVerification.assigned_to_id.is_(None))
+    elif filters.assigned == "mine":
+        stmt = stmt.where(KycVerification.assigned_to_id == officer.id)
+    position = _decode(cursor)
+    if position is not None:
+        stmt = stmt.where(tuple_(KycVerification.submitted_at, KycVerification.id) > tuple_(*position))
+    rows = db.session.execute(stmt.order_by(KycVerification.submitted_at, KycVerification.id)
+                              .limit(QUEUE_PAGE + 1)).all()
+    next_cursor = None
+    if len(rows) > QUEUE_PAGE:
+        rows = rows[:QUEUE_PAGE]
+        last = rows[-1][0]
+        next_cursor = _encode(last.submitted_at, last.id)
+    return QueuePage([QueueRow(*row) for row in rows], next_cursor)
+
+
+def queue_row(verification_id: uuid.UUID) -> QueueRow:
+    row = db.session.execute(_queue_select().where(KycVerification.id == verification_id)).first()
+    if row is None:
+        raise NotFound("That verification does not exist.")
+    return QueueRow(*row)
+
+
+def open_counts() -> dict[str, int]:
+    """How many verifications wait, and how many of them nobody has taken (one query)."""
+    row = db.session.execute(
+        select(func.count(), func.count().filter(KycVerification.assigned_to_id.is_(None)))
+        .where(KycVerification.status.in_(OPEN_KYC))).one()
+    return {"open": row[0], "unassigned": row[1]}
+
+
+# ---------------------------------------------------------------------------------- one review
+
+
+@dataclass
+class Review:
+    row: QueueRow
+    student: User
+    data: dict
+    documents: list
+    #: The student's other verifications, newest first (without their personal data).
+    history: list[KycVerification]
+    level: int
+    screening: AmlCheck | None
+    decided_by_name: str | None
+
+    @property
+    def verification(self) -> KycVerification:
+        return self.row.verification
+
+
+def review(officer: User, verification_id: uuid.UUID) -> Review:  # noqa: ARG001 - officers' view
+    """Everything the review page shows, in five queries."""
+    student, assignee, first, decider = aliased(User), aliased(User), aliased(User), aliased(User)
+    found = db.session.execute(
+        select(KycVerification, student, assignee.full_name, first.full_name, decider.full_name)
+        .join(student, student.id == KycVerification.user_id)
+        .outerjoin(assignee, assignee.id == KycVerification.assigned_to_id)
+        .outerjoin(first, first.id == KycVerification.first_approver_id)
+        .outerjoin(decider, decider.id == KycVerification.decided_by_id)
+        .where(KycVerification.id == verification_id)).first()
+    if found is None:
+        raise NotFound("That verification does not exist.")
+    verification, user, assignee_name, first_name, decider_name = found
+    order = list(documents.KIND_LABELS)
+    docs = sorted(db.session.execute(select(*_DOCUMENT_COLUMNS).where(KycDocument.verification_id == verification.id)),
+                  key=lambda doc: order.index(doc.kind.value))
+    history = list(db.session.scalars(
+        select(KycVerification).options(defer(KycVerification.data_encrypted))
+        .where(KycVerification.user_id == user.id)
+        .order_by(KycVerification.submitted_at.desc(), KycVerification.id.desc()).limit(50)))
+    screening = db.session.scalar(select(AmlCheck).where(AmlCheck.user_id == user.id)
+                                  .order_by(AmlCheck.created_at.desc(), AmlCheck.id.desc()).limit(1))
+    data = unseal(verification)
+    row = QueueRow(verification, user.full_name, user.email, assignee_name, first_name)
+    return Review(row, user, data, docs, [h for h in history if h.id != verification.id],
+                  level_from(history, utcnow().date()), screening, decider_name)
+
+
+def officer_document(officer: User, document_id: uuid.UUID) -> tuple[KycDocument, bytes]:  # noqa: ARG001
+    """A document for a compliance officer (the view declares the permission; row-level security
+    lets officers read every document)."""
+    doc = db.session.get(KycDocument, document_id)
+    if doc is None:
+        raise NotFound("That document does not exist.")
+    return doc, documents.decrypt(doc.id, doc.user_id, doc.content_encrypted)
+

@@ -1,0 +1,460 @@
+"""AML screening of a person against the imported sanctions and PEP watchlist.
+
+``screen_user`` is called at each KYC submission (and by officers on demand): it finds the
+candidate entries, scores each of their names against the screened name, keeps those at or
+above the threshold as hits, each explained, and stores one ``AmlCheck``. Hits wait for an
+officer, who confirms them or marks them a false positive (``review_check``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import re
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from flask import current_app
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.orm import aliased
+
+from portal.accounts.models import Role, User, UserStatus
+from portal.compliance.kyc import matching
+from portal.compliance.kyc.models import (
+    AmlCheck,
+    AmlStatus,
+    AmlTrigger,
+    CaseSeverity,
+    KycStatus,
+    KycVerification,
+    WatchlistEntry,
+)
+from portal.db import db
+from portal.db.base import utcnow
+from portal.errors import Conflict, DomainError, Forbidden, NotFound
+from portal.pagination import Page
+from portal.security.permissions import Permission, has_permission
+
+#: An officer may screen with another threshold, within these bounds: below 50 nearly every
+#: name shares enough letters to "match", which buries real hits in noise.
+MIN_THRESHOLD = 50
+MAX_THRESHOLD = 100
+#: Hits kept per check (highest first): beyond this an officer learns nothing more.
+MAX_HITS = 20
+#: Control characters: never part of a name, a reason or an address (PostgreSQL refuses NUL).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    entry_id: uuid.UUID
+    name: str
+    aliases: tuple[str, ...]
+    birth_date: date | None
+    country: str | None
+    list_source: str
+    kind: str
+    normalized_names: tuple[str, ...]
+
+
+class _KeyIndex:
+    """Blocking key -> entry ids, for one import of the list, built once per process.
+
+    Building it reads every entry's normalised names (one query) and computes their keys:
+    O(E * N) for E entries of N names each, a fraction of a second for tens of thousands. Each
+    screening then costs one lookup per key of the screened name, O(K), plus one query for the
+    candidates' rows, whatever the list's size. An import has a new ``import_id``, so a new
+    list is indexed afresh the first time it is screened against; a process keeps the last two.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_import: dict[uuid.UUID, dict[str, list[uuid.UUID]]] = {}
+
+    def candidates(self, import_id: uuid.UUID, keys: set[str]) -> set[uuid.UUID]:
+        index = self._by_import.get(import_id)
+        if index is None:
+            index = self._build(import_id)
+            with self._lock:
+                while len(self._by_import) >= 2:
+                    self._by_import.pop(next(iter(self._by_import)))
+                self._by_import[import_id] = index
+        found: set[uuid.UUID] = set()
+        for key in keys:
+            found.update(index.get(key, ()))
+        return found
+
+    @staticmethod
+    def _build(import_id: uuid.UUID) -> dict[str, list[uuid.UUID]]:
+        index: dict[str, list[uuid.UUID]] = {}
+        rows = db.session.execute(select(WatchlistEntry.id, WatchlistEntry.normalized_names)
+                                  .where(WatchlistEntry.import_id == import_id))
+        for entry_id, names in rows:
+            for key in set().union(*(matching.blocking_keys(n) for n in names or ())):
+                index.setdefault(key, []).append(entry_id)
+        return index
+
+
+_index = _KeyIndex()
+
+
+def _load_candidates(screened_keys: set[str]) -> list[_Candidate]:
+    """Every entry of the current list sharing at least one blocking key with the screened name
+    (two queries once the list is indexed: its import id, then the candidates' rows)."""
+    import_id = db.session.scalar(select(WatchlistEntry.import_id).limit(1))
+    if import_id is None:
+        return []
+    ids = _index.candidates(import_id, screened_keys)
+    if not ids:
+        return []
+    rows = db.session.execute(select(
+        WatchlistEntry.id, WatchlistEntry.name, WatchlistEntry.aliases, WatchlistEntry.birth_date,
+        WatchlistEntry.country, WatchlistEntry.list_source, WatchlistEntry.kind, WatchlistEntry.normalized_names,
+    ).where(WatchlistEntry.id.in_(ids))).all()
+    return [_Candidate(row.id, row.name, tuple(row.aliases or ()), row.birth_date, row.country, row.list_source,
+                       str(row.kind), tuple(row.normalized_names or ())) for row in rows]
+
+
+def _explain(candidate: _Candidate, screened_name: str, birth_date: date | None,
+             country: str | None) -> dict:
+    """One candidate scored and explained: its best-matching name or alias, the name score, the
+    facts that agreed or disagreed and how much they moved it, and where the entry comes from."""
+    names = (candidate.name, *candidate.aliases)
+    best_name, best_score = names[0], -1.0
+    for listed in names:
+        score = matching.name_similarity(screened_name, listed)
+        if score > best_score:
+            best_name, best_score = listed, score
+    facts = matching.compare_facts(birth_date, country, candidate.birth_date, candidate.country)
+    return {
+        "entryId": str(candidate.entry_id),
+        "name": candidate.name,
+        "matchedName": best_name,
+        "matchedAlias": best_name != candidate.name,
+        "screenedName": screened_name,
+        "nameScore": best_score,
+        "score": matching.combined_score(best_score, facts),
+        "adjustment": facts.adjustment,
+        "agreeing": facts.agreeing,
+        "disagreeing": facts.disagreeing,
+        "listBirthDate": candidate.birth_date.isoformat() if candidate.birth_date else None,
+        "listCountry": candidate.country,
+        "listSource": candidate.list_source,
+        "kind": candidate.kind,
+    }
+
+
+def check_threshold(value) -> Decimal:
+    try:
+        threshold = Decimal(str(value))
+    except ArithmeticError:
+        raise DomainError("The threshold must be a number.", field="threshold") from None
+    if not threshold.is_finite() or not MIN_THRESHOLD <= threshold <= MAX_THRESHOLD:
+        raise DomainError(f"The threshold must be between {MIN_THRESHOLD} and {MAX_THRESHOLD}.", field="threshold")
+    return threshold.quantize(Decimal("0.01"))
+
+
+def find_hits(name: str, birth_date: date | None, country: str | None, threshold: Decimal) -> list[dict]:
+    """The explained hits for one person, highest score first."""
+    normalized = matching.normalize_name(name)
+    if not normalized:
+        return []
+    keys = matching.blocking_keys(normalized)
+    hits = []
+    for candidate in _load_candidates(keys):
+        hit = _explain(candidate, name, birth_date, country)
+        if hit["score"] >= float(threshold):
+            hits.append(hit)
+    hits.sort(key=lambda h: (-h["score"], h["name"]))
+    return hits[:MAX_HITS]
+
+
+def screen_user(user_id, name: str, birth_date: date | None, country: str | None, *,
+                trigger: str | AmlTrigger = AmlTrigger.KYC_SUBMISSION, verification_id=None,
+                threshold=None) -> AmlCheck:
+    """Screen one person and store the result as an ``AmlCheck`` (added and flushed; the caller
+    commits). ``threshold`` defaults to ``AML_MATCH_THRESHOLD``."""
+    name = " ".join((name or "").split())
+    if _CONTROL.search(name):
+        raise DomainError("The name contains a control character.", field="name")
+    if not matching.normalize_name(name):
+        raise DomainError("A name to screen is required.", field="name")
+    if len(name) > 300:
+        raise DomainError("The name is too long (300 characters at most).", field="name")
+    threshold = check_threshold(current_app.config["AML_MATCH_THRESHOLD"] if threshold is None else threshold)
+    country = (country or "").strip().upper() or None
+    hits = find_hits(name, birth_date, country, threshold)
+    check = AmlCheck(
+        user_id=user_id,
+        verification_id=verification_id,
+        trigger=AmlTrigger(trigger),
+        screened_name=name,
+        screened_birth_date=birth_date,
+        screened_country=country,
+        threshold=threshold,
+        top_score=Decimal(str(hits[0]["score"])).quantize(Decimal("0.01")) if hits else Decimal(0),
+        hits=hits,
+        status=AmlStatus.PENDING_REVIEW if hits else AmlStatus.CLEAR,
+    )
+    db.session.add(check)
+    db.session.flush()
+    return check
+
+
+# ---------------------------------------------------------------------------------- officers
+
+
+class ReviewInvalid(DomainError):
+    status_code = 422
+
+
+#: Decisions an officer may take on a check waiting for review.
+DECISIONS = (AmlStatus.CONFIRMED, AmlStatus.FALSE_POSITIVE)
+MIN_REASON = 10
+MAX_REASON = 1000
+
+
+def _check_officer(officer: User) -> None:
+    if not has_permission(officer.role, Permission.REVIEW_COMPLIANCE) or officer.status != UserStatus.ACTIVE:
+        raise Forbidden("Only compliance officers may screen people and review screening hits.")
+
+
+def _case_severity(hits: list[dict]) -> CaseSeverity:
+    """A confirmed sanctions match is critical (no business may continue); a confirmed PEP is
+    high (enhanced due diligence, not a ban)."""
+    sanction = any(isinstance(h, dict) and h.get("kind") == "sanction" for h in hits or ())
+    return CaseSeverity.CRITICAL if sanction else CaseSeverity.HIGH
+
+
+def _open_case(officer: User, check: AmlCheck) -> None:
+    """A confirmed hit opens a case for the student, or joins the one already open."""
+    from portal.compliance.kyc import cases
+
+    top = next((h for h in check.hits or () if isinstance(h, dict)), {})
+    title = f"Confirmed watchlist match: {top.get('name', check.screened_name)}"
+    if top.get("listSource"):
+        title += f" ({top['listSource']})"
+    cases.open_or_attach(
+        check.user_id,
+        title=title,
+        severity=_case_severity(check.hits),
+        risk_score=int(check.top_score),
+        source="aml_screening",
+        details={"amlCheckId": str(check.id), "reason": check.review_reason,
+                 "hits": [{"entryId": h.get("entryId"), "name": h.get("name"), "score": h.get("score"),
+                           "listSource": h.get("listSource"), "kind": h.get("kind")}
+                          for h in check.hits if isinstance(h, dict)]},
+        actor=officer,
+    )
+
+
+def review_check(officer: User, check_id: uuid.UUID, decision: str | None, reason: str | None) -> AmlCheck:
+    """Confirm the hits of a check waiting for review, or mark them a false positive, with a
+    reason (kept, never shown to the student; the student is not told). The row is locked, so
+    two officers deciding at once cannot both succeed. A confirmation opens or joins a case."""
+    _check_officer(officer)
+    try:
+        target = AmlStatus(decision or "")
+    except ValueError:
+        target = None
+    if target not in DECISIONS:
+        raise ReviewInvalid("Choose a decision: confirmed match or false positive.", field="decision")
+    reason = " ".join((reason or "").split())
+    if _CONTROL.search(reason):
+        raise ReviewInvalid("The reason contains a control character.", field="reason")
+    if len(reason) < MIN_REASON:
+        raise ReviewInvalid(f"Give the reason for the decision (at least {MIN_REASON} characters): "
+                            "which facts decided it.", field="reason")
+    if len(reason) > MAX_REASON:
+        raise ReviewInvalid(f"The reason is too long ({MAX_REASON} characters at most).", field="reason")
+    check = db.session.execute(select(AmlCheck).where(AmlCheck.id == check_id).with_for_update()
+                               .execution_options(populate_existing=True)).scalar_one_or_none()
+    if check is None:
+        raise NotFound("That screening check does not exist.")
+    if check.status != AmlStatus.PENDING_REVIEW:
+        raise Conflict("This check is not waiting for review any more"
+                       + (f": it was marked {STATUS_LABELS[check.status].lower()}." if check.status in STATUS_LABELS
+                          else "."))
+    check.status = target
+    check.reviewed_by_id = officer.id
+    check.reviewed_at = utcnow()
+    check.review_reason = reason
+    db.session.flush()
+    if target == AmlStatus.CONFIRMED:
+        _open_case(officer, check)
+    return check
+
+
+STATUS_LABELS = {
+    AmlStatus.PENDING_REVIEW: "Pending review",
+    AmlStatus.CLEAR: "Clear",
+    AmlStatus.CONFIRMED: "Confirmed match",
+    AmlStatus.FALSE_POSITIVE: "False positive",
+}
+
+
+@dataclass
+class Subject:
+    """What an on-demand screening screens: the student, and the data it came from."""
+
+    user: User
+    name: str
+    birth_date: date | None
+    country: str | None
+    verification_id: uuid.UUID | None
+    #: "kyc" when the name comes from a KYC level-1 submission, "account" for the account's name.
+    source: str
+    note: str | None = None
+
+
+def find_student(email: str | None) -> User:
+    email = (email or "").strip().lower()
+    if not email:
+        raise ReviewInvalid("Enter the student's e-mail address.", field="email")
+    if len(email) > 320 or _CONTROL.search(email):
+        raise ReviewInvalid("That is not an e-mail address.", field="email")
+    user = db.session.scalar(select(User).where(func.lower(User.email) == email))
+    if user is None or user.role != Role.STUDENT:
+        raise ReviewInvalid("No student has that e-mail address.", field="email")
+    return user
+
+
+def subject_for(user: User) -> Subject:
+    """The student's latest level-1 KYC data (approved first, else the latest submitted),
+    decrypted; the account's full name when there is none or it cannot be read."""
+    from portal.compliance.kyc.services import unseal
+
+    verification = db.session.scalar(
+        select(KycVerification).where(KycVerification.user_id == user.id, KycVerification.level == 1)
+        .order_by((KycVerification.status == KycStatus.APPROVED).desc(), KycVerification.submitted_at.desc())
+        .limit(1))
+    if verification is None:
+        return Subject(user, user.full_name, None, None, None, "account",
+                       "No KYC submission: the account's name is screened, without birth date or country.")
+    data = unseal(verification)
+    if "error" in data:
+        return Subject(user, user.full_name, None, verification.country, None, "account",
+                       "The KYC data could not be decrypted: the account's name is screened.")
+    birth = None
+    with contextlib.suppress(TypeError, ValueError):
+        birth = date.fromisoformat(data.get("birth_date") or "")
+    return Subject(user, data.get("legal_name") or user.full_name, birth, verification.country,
+                   verification.id, "kyc")
+
+
+def screen_on_demand(officer: User, email: str | None, threshold=None) -> AmlCheck:
+    """An officer screens a student now, with the configured threshold or another (50-100)."""
+    _check_officer(officer)
+    if threshold is not None and str(threshold).strip() == "":
+        threshold = None
+    threshold = check_threshold(threshold) if threshold is not None else None
+    subject = subject_for(find_student(email))
+    return screen_user(subject.user.id, subject.name, subject.birth_date, subject.country,
+                       trigger=AmlTrigger.ON_DEMAND, verification_id=subject.verification_id, threshold=threshold)
+
+
+# ---------------------------------------------------------------------------------- reads
+
+
+@dataclass
+class CheckRow:
+    check: AmlCheck
+    student_name: str
+    student_email: str
+
+
+def _cursor(check: AmlCheck) -> str:
+    rank = 0 if check.status == AmlStatus.PENDING_REVIEW else 1
+    return base64.urlsafe_b64encode(f"{rank}|{check.created_at.isoformat()}|{check.id}".encode()).decode().rstrip("=")
+
+
+def _position(cursor: str | None) -> tuple[int, datetime, uuid.UUID] | None:
+    if not cursor or len(cursor) > 200:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        rank, stamp, row_id = raw.split("|", 2)
+        created = datetime.fromisoformat(stamp)
+        if rank not in ("0", "1") or created.tzinfo is None:
+            return None
+        return int(rank), created, uuid.UUID(row_id)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        return None
+
+
+def _rows(where, order, after, limit: int) -> list[CheckRow]:
+    stmt = select(AmlCheck, User.full_name, User.email).join(User, User.id == AmlCheck.user_id).where(*where)
+    if after is not None:
+        stmt = stmt.where(after)
+    return [CheckRow(c, name, email) for c, name, email in db.session.execute(stmt.order_by(*order).limit(limit))]
+
+
+def checks(officer: User, status: str | None = None, cursor: str | None = None, size: int = 25) -> Page:
+    """Screening checks for officers: those pending review first, oldest first (a queue), then
+    the others newest first; ``status`` filters (unknown values are ignored). Keyset-paginated.
+
+    At most two queries, each walking an index in order (``ix_aml_checks_status_created`` for the
+    queue and a filtered list, ``ix_aml_checks_created`` for the rest) rather than sorting the
+    whole table on a computed rank: the pending part, then, if the page is not full, the rest."""
+    _check_officer(officer)
+    status = status if status in AmlStatus._value2member_map_ else None
+    position = _position(cursor)
+    key = tuple_(AmlCheck.created_at, AmlCheck.id)
+    rows: list[CheckRow] = []
+    if status in (None, AmlStatus.PENDING_REVIEW.value) and (position is None or position[0] == 0):
+        after = key > tuple_(position[1], position[2]) if position else None
+        rows = _rows([AmlCheck.status == AmlStatus.PENDING_REVIEW], [AmlCheck.created_at, AmlCheck.id], after,
+                     size + 1)
+    if len(rows) <= size and status != AmlStatus.PENDING_REVIEW.value:
+        after = key < tuple_(position[1], position[2]) if position and position[0] == 1 else None
+        where = [AmlCheck.status == AmlStatus(status)] if status else [AmlCheck.status != AmlStatus.PENDING_REVIEW]
+        rows += _rows(where, [AmlCheck.created_at.desc(), AmlCheck.id.desc()], after, size + 1 - len(rows))
+    next_cursor = None
+    if len(rows) > size:
+        rows = rows[:size]
+        next_cursor = _cursor(rows[-1].check)
+    return Page(rows, next_cursor)
+
+
+def status_counts(officer: User) -> dict[str, int]:
+    """How many checks are in each state (one grouped query), for the filter tabs."""
+    _check_officer(officer)
+    counts = {s.value: 0 for s in AmlStatus}
+    for status, count in db.session.execute(select(AmlCheck.status, func.count()).group_by(AmlCheck.status)):
+        counts[AmlStatus(status).value] = count
+    counts["all"] = sum(counts.values())
+    return counts
+
+
+#: What an explained hit holds when a field is missing (a hit recorded by an older version).
+_HIT_DEFAULTS = {"name": "", "score": 0.0, "adjustment": 0.0, "agreeing": [], "disagreeing": [], "listSource": "",
+                 "kind": "", "listBirthDate": None, "listCountry": None, "matchedAlias": False}
+
+
+@dataclass
+class CheckDetail:
+    check: AmlCheck
+    student: User
+    reviewer: User | None
+
+    @property
+    def hits(self) -> list[dict]:
+        """The check's hits, each with every field the page shows."""
+        return [{**_HIT_DEFAULTS, "nameScore": hit.get("score", 0.0), "matchedName": hit.get("name", ""), **hit}
+                for hit in self.check.hits or () if isinstance(hit, dict)]
+
+
+def check_detail(officer: User, check_id: uuid.UUID) -> CheckDetail:
+    _check_officer(officer)
+    reviewer = aliased(User)
+    found = db.session.execute(
+        select(AmlCheck, User, reviewer).join(User, User.id == AmlCheck.user_id)
+        .outerjoin(reviewer, reviewer.id == AmlCheck.reviewed_by_id)
+        .where(AmlCheck.id == check_id).execution_options(populate_existing=True)).one_or_none()
+    if found is None:
+        raise NotFound("That screening check does not exist.")
+    return CheckDetail(*found)

@@ -1,0 +1,168 @@
+"""Recording security events, and the receivers of the domain events that produce them.
+
+``record`` adds one row to ``security_events`` inside the current transaction, so it commits or
+rolls back with the work it describes. It runs in a SAVEPOINT and swallows database errors (after
+logging them): a failure to record must never break the request that triggered it.
+
+The web layer tells this module where a request comes from with ``request_context`` (address,
+user agent, path), set by the app's request hook; services and receivers never read the request.
+Events from anonymous requests (a failed login) are allowed by the table's insert policy.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from portal import events
+from portal.compliance.security.models import SecurityEvent, SecurityEventKind, Severity
+from portal.db import db
+from portal.db.base import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    ip: str | None = None
+    user_agent: str | None = None
+    path: str | None = None
+
+
+_NO_REQUEST = RequestInfo()
+_request: contextvars.ContextVar[RequestInfo | None] = contextvars.ContextVar("azora_security_request",
+                                                                             default=None)
+
+
+def set_request_context(ip: str | None, user_agent: str | None, path: str | None) -> contextvars.Token:
+    return _request.set(RequestInfo(clean_ip(ip), _clip(user_agent, 300), _clip(path, 300)))
+
+
+def reset_request_context(token: contextvars.Token) -> None:
+    _request.reset(token)
+
+
+def current_request() -> RequestInfo:
+    return _request.get() or _NO_REQUEST
+
+
+def clean_ip(value: str | None) -> str | None:
+    """A canonical address, or None for anything that is not one."""
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def _clip(value: str | None, size: int) -> str | None:
+    if not value:
+        return None
+    return value.replace("\x00", "")[:size] or None
+
+
+def record(kind: SecurityEventKind, severity: Severity, summary: str, *, user_id: uuid.UUID | None = None,
+           actor_id: uuid.UUID | None = None, ip: str | None = None, details: dict | None = None) -> uuid.UUID | None:
+    """Add a security event; returns its id, or None when it could not be recorded.
+
+    ``ip`` defaults to the current request's address. Written with a plain INSERT (no RETURNING),
+    so an anonymous request, which may insert but not read events, can record one."""
+    info = current_request()
+    event_id = uuid.uuid4()
+    now = utcnow()
+    values = dict(
+        id=event_id, created_at=now, updated_at=now, kind=kind, severity=severity,
+        user_id=user_id, actor_id=actor_id, ip_address=clean_ip(ip) or info.ip,
+        user_agent=info.user_agent, path=info.path, summary=summary[:500], details=details or {},
+    )
+    try:
+        with db.session.begin_nested():
+            db.session.execute(insert(SecurityEvent).values(**values))
+    except SQLAlchemyError:
+        log.exception("could not record security event %s", kind)
+        return None
+    return event_id
+
+
+# -- Receivers of domain events ------------------------------------------------------------------
+
+_LOGIN_REASONS = {
+    "bad_credentials": (SecurityEventKind.LOGIN_FAILED, Severity.LOW, "Failed login for {email}"),
+    "inactive": (SecurityEventKind.LOGIN_FAILED, Severity.LOW, "Login to the deactivated account {email}"),
+    "throttled": (SecurityEventKind.LOGIN_THROTTLED, Severity.MEDIUM, "Login throttled for {email}"),
+}
+
+
+@events.login_failed.connect
+def _login_failed(_sender=None, *, email: str, ip: str | None, reason: str, **_):
+    from portal.accounts.models import User
+    from portal.compliance.security import blocks
+
+    kind, severity, text = _LOGIN_REASONS.get(
+        reason, (SecurityEventKind.LOGIN_FAILED, Severity.LOW, "Failed login for {email}"))
+    user_id = db.session.scalar(select(User.id).where(User.email == email)) if email else None
+    record(kind, severity, text.format(email=email or "an unknown address"), user_id=user_id, ip=ip,
+           details={"email": (email or "")[:254], "reason": reason})
+    if reason in ("bad_credentials", "throttled"):
+        try:
+            with db.session.begin_nested():
+                blocks.after_failed_login(clean_ip(ip) or current_request().ip)
+        except SQLAlchemyError:  # the login's own answer (and its throttling) must not suffer
+            log.exception("could not check for an automatic block")
+
+
+@events.permission_denied.connect
+def _permission_denied(_sender=None, *, user=None, endpoint: str | None = None, needed=None, **_):
+    who = user.email if user is not None else "an anonymous visitor"
+    needed_text = getattr(needed, "label", None) or str(needed or "")
+    record(SecurityEventKind.PERMISSION_DENIED, Severity.LOW,
+           f"{who} was refused {current_request().path or endpoint or 'a page'}",
+           user_id=getattr(user, "id", None),
+           details={"endpoint": endpoint or "", "needed": needed_text})
+
+
+_ACCOUNT_CHANGES = {
+    "created": (Severity.INFO, "created the account"),
+    "role": (Severity.MEDIUM, "changed the role"),
+    "deactivated": (Severity.MEDIUM, "deactivated the account"),
+    "reactivated": (Severity.LOW, "reactivated the account"),
+}
+
+
+@events.account_changed.connect
+def _account_changed(_sender=None, *, user, actor=None, change: str, **_):
+    severity, verb = _ACCOUNT_CHANGES.get(change, (Severity.LOW, f"changed the account ({change})"))
+    role = getattr(getattr(user, "role", None), "value", "")
+    if change == "role" and role == "admin":
+        severity = Severity.HIGH  # a new administrator is the change an attacker wants most
+    who = actor.email if actor is not None else "The system"
+    summary = f"{who} {verb} of {user.email}" + (f" (now {role})" if change in ("role", "created") else "")
+    record(SecurityEventKind.ACCOUNT_ACTION, severity, summary, user_id=user.id,
+           actor_id=getattr(actor, "id", None), details={"change": change, "role": role})
+
+
+def session_new_ip(record_row, user, ip: str) -> None:
+    """A session used from an address other than the one it was opened from (the caller makes
+    sure this is recorded once per session and address)."""
+    record(SecurityEventKind.SESSION_NEW_IP, Severity.MEDIUM,
+           f"Session of {user.email} used from {ip}, opened from {record_row.ip_address or 'an unknown address'}",
+           user_id=user.id, ip=ip,
+           details={"session_id": str(record_row.id), "opened_from": record_row.ip_address or ""})
+
+
+def sessions_ended(user, actor, count: int, how: str) -> None:
+    """``how``: ``one``, ``others`` (by the user) or ``all`` (by an admin)."""
+    by_admin = actor is not None and actor.id != user.id
+    if by_admin:
+        summary = f"{actor.email} ended {count} session{'s' if count != 1 else ''} of {user.email}"
+    else:
+        summary = f"{user.email} ended {count} of their own session{'s' if count != 1 else ''}"
+    record(SecurityEventKind.SESSIONS_ENDED, Severity.MEDIUM if by_admin else Severity.INFO, summary,
+           user_id=user.id, actor_id=getattr(actor, "id", None), details={"count": count, "how": how})

@@ -1,0 +1,101 @@
+"""KYC factories for tests: approved verifications made directly, and real small files of each
+accepted type."""
+
+from __future__ import annotations
+
+import io
+import struct
+import uuid
+import zlib
+from datetime import date, timedelta
+
+from portal.accounts.models import User
+from portal.compliance.kyc import services
+from portal.compliance.kyc.models import KycStatus, KycVerification
+from portal.db import db
+from portal.db.base import utcnow
+from tests.factories import create_user
+
+
+def verify(user: User, level: int, *, expires_on: date | None = None, country: str = "ZA",
+           legal_name: str | None = None) -> list[KycVerification]:
+    """Approve ``user`` at every level up to ``level`` (made directly, as if two officers had
+    decided). ``expires_on`` is the level-2 document's expiry (default: in five years). Level 3
+    takes two officers (four eyes), made here; lower levels leave the decider empty, so a test
+    that commits and later deletes the student leaves nothing behind."""
+    first, second = (create_user("compliance"), create_user("compliance")) if level >= 3 else (None, None)
+    now = utcnow()
+    rows = []
+    for number in range(1, level + 1):
+        verification_id = uuid.uuid4()
+        data = {1: {"legal_name": legal_name or user.full_name, "birth_date": "1999-04-01",
+                    "address": "12 Long Street, Cape Town 8001"},
+                2: {"document_number": "A1234567"}, 3: {}}[number]
+        row = KycVerification(
+            id=verification_id, user_id=user.id, level=number, status=KycStatus.APPROVED,
+            data_encrypted=services.seal(verification_id, user.id, data),
+            country=country if number != 2 else None,
+            document_type="passport" if number == 2 else None,
+            document_expires_on=(expires_on or date.today() + timedelta(days=5 * 365)) if number == 2 else None,
+            submitted_at=now - timedelta(days=10 - number), first_approver_id=first.id if number == 3 else None,
+            decided_by_id=second.id if number == 3 else None, decided_at=now - timedelta(days=9 - number), decision_reason="")
+        db.session.add(row)
+        rows.append(row)
+    db.session.flush()
+    return rows
+
+
+def verified_user_factory(level: int):
+    """``create_user`` whose active students come verified at ``level`` (for tests of features
+    that need it, such as withdrawals at level 2)."""
+
+    def make(role: str = "student", **fields) -> User:
+        user = create_user(role, **fields)
+        if user.role.value == "student" and user.status.value == "active":
+            verify(user, level)
+        return user
+
+    return make
+
+
+# ---------------------------------------------------------------------------------- files
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def png_bytes(width: int = 4, height: int = 3, rgb: tuple[int, int, int] = (30, 120, 200)) -> bytes:
+    """A real, decodable RGB PNG of one colour."""
+    row = b"\x00" + bytes(rgb) * width
+    return (b"\x89PNG\r\n\x1a\n"
+            + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(row * height))
+            + _chunk(b"IEND", b""))
+
+
+def jpeg_bytes(payload: bytes = b"\x12\x34\x56\x78" * 16) -> bytes:
+    """A JPEG with the segment structure the checker reads: SOI, JFIF APP0, a quantisation
+    table, a baseline frame header, start of scan with entropy-coded bytes, EOI."""
+    app0 = b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    dqt = b"\x00" + bytes(range(1, 65))
+    sof = struct.pack(">BHHB", 8, 1, 1, 1) + b"\x01\x11\x00"
+    sos = b"\x01\x01\x00\x00\x3f\x00"
+
+    def segment(marker: int, body: bytes) -> bytes:
+        return bytes((0xFF, marker)) + struct.pack(">H", len(body) + 2) + body
+
+    return (b"\xff\xd8" + segment(0xE0, app0) + segment(0xDB, dqt) + segment(0xC0, sof) + segment(0xDA, sos)
+            + payload + b"\xff\xd9")
+
+
+def pdf_bytes(text: str = "Utility bill") -> bytes:
+    """A real one-page PDF (ReportLab)."""
+    from reportlab.pdfgen import canvas
+
+    out = io.BytesIO()
+    page = canvas.Canvas(out)
+    page.drawString(72, 720, text)
+    page.showPage()
+    page.save()
+    return out.getvalue()

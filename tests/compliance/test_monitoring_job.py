@@ -1,0 +1,244 @@
+"""The monitoring job: deferred after each ledger commit, idempotent, opening and joining cases;
+the rules' settings as admins edit them; row-level security on the case tables."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import func, select, text
+
+from portal.compliance.kyc import listeners, monitoring, tasks
+from portal.compliance.kyc.models import (
+    CaseEvent,
+    CaseEventKind,
+    CaseStatus,
+    MonitoringAlert,
+    MonitoringRule,
+    SuspiciousActivity,
+)
+from portal.db import db
+from portal.db.context import Actor, acting_as
+from portal.platform import jobs
+from tests.compliance.cases_helpers import structured_case
+from tests.compliance.monitoring_helpers import fund, old_student, transfer
+from tests.factories import create_user
+
+TASK = "portal.compliance.kyc.tasks.monitor_transactions"
+
+
+@pytest.fixture(autouse=True)
+def _thresholds(app, monkeypatch):
+    monkeypatch.setitem(app.config, "MONITORING_LARGE_AMOUNTS", {"USD": "10000", "AZR": "100000"})
+
+
+def _queued(before: set[int]) -> list[dict]:
+    return [job for job_id, job in jobs.job_app.connector.jobs.items()
+            if job_id not in before and job["task_name"] == TASK]
+
+
+def _count(model, *where) -> int:
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+# -- deferral ---------------------------------------------------------------------------------------
+
+
+def test_a_ledger_commit_defers_the_job_with_its_transaction_ids():
+    before = set(jobs.job_app.connector.jobs)
+    alice, bob = old_student(), old_student()
+    deposit = fund(alice, "100")
+    sent = transfer(alice, bob, "10")
+    assert _queued(before) == []  # nothing before the commit
+    db.session.commit()
+    [job] = _queued(before)
+    assert job["args"] == {"transaction_ids": [str(deposit.id), str(sent.id)]}
+    assert job["queue_name"] == "monitoring"
+
+
+def test_rolled_back_movements_defer_nothing():
+    before = set(jobs.job_app.connector.jobs)
+    fund(old_student(), "100")
+    db.session.rollback()
+    db.session.commit()
+    assert _queued(before) == []
+
+
+def test_a_queue_that_fails_does_not_fail_the_commit(monkeypatch, caplog):
+    def broken(**kwargs):
+        raise ConnectionError("queue down")
+
+    monkeypatch.setattr(tasks.monitor_transactions, "defer", broken)
+    assert listeners.defer_monitoring(["a", "b"]) == 0
+    assert "could not defer transaction monitoring" in caplog.text
+
+
+def test_large_commits_are_split_into_batches(monkeypatch):
+    sent = []
+    monkeypatch.setattr(tasks.monitor_transactions, "defer", lambda **kw: sent.append(kw["transaction_ids"]))
+    ids = [f"id-{i}" for i in range(tasks.BATCH * 2 + 5)]
+    assert listeners.defer_monitoring(ids) == 3
+    assert [len(batch) for batch in sent] == [tasks.BATCH, tasks.BATCH, 5]
+    assert sum(sent, []) == ids
+
+
+# -- the job ----------------------------------------------------------------------------------------
+
+
+def test_the_job_is_idempotent_and_acts_as_the_worker():
+    alice, bob = old_student(), old_student()
+    fund(alice, "20000")
+    tx = transfer(alice, bob, "12000")
+    db.session.flush()
+    assert tasks.monitor_transactions(transaction_ids=[str(tx.id)]) == 1
+    assert tasks.monitor_transactions(transaction_ids=[str(tx.id)]) == 0  # a second run adds nothing
+    assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 1
+    assert _count(SuspiciousActivity, SuspiciousActivity.user_id == alice.id) == 1
+    assert _count(CaseEvent, CaseEvent.case_id == db.session.scalar(
+        select(MonitoringAlert.case_id).where(MonitoringAlert.transaction_id == tx.id))) == 1
+    actor = db.session.execute(text(
+        """SELECT actor FROM audit_log WHERE "tableName" = 'monitoring_alerts' ORDER BY "createdAt" DESC LIMIT 1""")
+    ).scalar()
+    assert actor == "system:worker"
+
+
+def test_ordinary_movements_raise_no_alert_and_no_case():
+    alice, bob = old_student(), old_student()
+    fund(alice, "300")
+    txs = [transfer(alice, bob, "20"), transfer(bob, alice, "5")]
+    db.session.flush()
+    assert tasks.monitor_transactions(transaction_ids=[str(t.id) for t in txs]) == 0
+    assert _count(SuspiciousActivity, SuspiciousActivity.user_id.in_([alice.id, bob.id])) == 0
+
+
+def test_malformed_or_unknown_ids_are_ignored():
+    assert monitoring.monitor(["not-a-uuid", "00000000-0000-0000-0000-000000000000"]) == []
+
+
+def test_a_structured_series_opens_a_case_and_a_later_alert_joins_it():
+    subject, recipient = old_student(), old_student()
+    case = structured_case(subject, recipient=recipient)
+    assert case.status == CaseStatus.OPEN and case.user_id == subject.id
+    alerts = db.session.scalars(select(MonitoringAlert).where(MonitoringAlert.user_id == subject.id)
+                                .order_by(MonitoringAlert.created_at)).all()
+    assert [a.case_id for a in alerts] == [case.id] * len(alerts)
+    last_rules = {r["rule"] for r in alerts[-1].rules}
+    assert "structuring" in last_rules
+    assert alerts[-1].risk_score == min(100, sum(r["score"] for r in alerts[-1].rules))
+    assert (case.due_at - case.detected_at).days == 30
+    # Later: a large movement joins the same case.
+    later = transfer(subject, recipient, "10000")
+    db.session.flush()
+    [alert] = monitoring.monitor([later.id])
+    assert alert.case_id == case.id
+    assert _count(SuspiciousActivity, SuspiciousActivity.user_id == subject.id) == 1
+    kinds = db.session.scalars(select(CaseEvent.kind).where(CaseEvent.case_id == case.id)).all()
+    assert kinds.count(CaseEventKind.CREATED) == 1 and kinds.count(CaseEventKind.ALERT) == len(alerts)
+
+
+def test_the_alert_names_the_side_that_scored_highest():
+    """A new account receiving a large amount: the recipient's side scores more than the sender's."""
+    sender, newcomer = old_student(), create_user("student")
+    fund(sender, "20000")
+    tx = transfer(sender, newcomer, "11000")
+    db.session.flush()
+    [alert] = monitoring.monitor([tx.id])
+    assert alert.user_id == newcomer.id
+    assert {r["rule"] for r in alert.rules} == {"large_amount", "new_account"}
+
+
+def test_fee_legs_and_holds_are_not_judged():
+    from portal.money.wallets import ledger
+    from portal.money.wallets.models import SystemWallet, TransactionType
+
+    alice = old_student()
+    fund(alice, "50000")
+    wallet = ledger.open_user_wallet(alice.id, "USD")
+    [fee] = ledger.post([ledger.Leg(wallet, ledger.system_wallet(SystemWallet.FEES, "USD"), Decimal("20000"),
+                                    TransactionType.FEE, "Fee")])
+    [held] = ledger.hold([ledger.Leg(wallet, ledger.system_wallet(SystemWallet.WITHDRAWALS, "USD"),
+                                     Decimal("15000"), TransactionType.WITHDRAWAL, "Withdrawal")])
+    assert monitoring.monitor([fee.id, held.id]) == []
+    [captured] = ledger.capture([held])
+    [alert] = monitoring.monitor([captured.id])
+    assert alert.transaction_id == captured.id
+
+
+# -- settings ---------------------------------------------------------------------------------------
+
+
+def test_admin_settings_override_the_defaults():
+    admin = create_user("admin")
+    alice, bob = old_student(), old_student()
+    fund(alice, "20000")
+    tx = transfer(alice, bob, "12000")
+    db.session.flush()
+    monitoring.save_rule(admin, "large_amount", enabled=False, raw={"score": "40", "window_hours": "24"})
+    assert monitoring.monitor([tx.id]) == []
+    monitoring.save_rule(admin, "large_amount", enabled=True,
+                         raw={"score": "55", "window_hours": "24", "amount_USD": "15000"})
+    settings = monitoring.load_settings()
+    assert settings.large_amounts["USD"] == Decimal("15000.00") and "USD" in settings.overridden
+    assert monitoring.monitor([tx.id]) == []  # 12,000 is under the new large amount
+    other = transfer(alice, bob, "4000")
+    db.session.flush()
+    [alert] = monitoring.monitor([other.id])  # 16,000 within the window
+    assert alert.rules[0]["rule"] == "large_amount" and alert.rules[0]["score"] == 55
+    monitoring.reset_rule(admin, "large_amount")
+    assert db.session.scalar(select(MonitoringRule).where(MonitoringRule.name == "large_amount")) is None
+    assert monitoring.load_settings().large_amounts["USD"] == Decimal("10000.00")
+
+
+@pytest.mark.parametrize(("name", "raw", "field", "message"), [
+    ("structuring", {"score": "35", "lower_percent": "120", "days": "3", "min_count": "3"}, "lower_percent",
+     "between 50 and 99"),
+    ("structuring", {"score": "35", "lower_percent": "80", "days": "", "min_count": "3"}, "days", "whole number"),
+    ("velocity", {"score": "-1", "window_hours": "24", "max_count": "10", "max_sum_percent": "150"}, "score",
+     "whole number"),
+    ("velocity", {"score": "2.5", "window_hours": "24", "max_count": "10", "max_sum_percent": "150"}, "score",
+     "whole number"),
+    ("large_amount", {"score": "40", "window_hours": "24", "amount_USD": "ten"}, "amount_USD", "Large amount in USD"),
+    ("large_amount", {"score": "40", "window_hours": "24", "amount_BTC": "0.123456789"}, "amount_BTC",
+     "decimal places"),
+])
+def test_invalid_settings_are_refused_with_the_field(name, raw, field, message):
+    admin = create_user("admin")
+    with pytest.raises(monitoring.InvalidRuleSettings, match=message) as refused:
+        monitoring.save_rule(admin, name, enabled=True, raw=raw)
+    assert refused.value.field == field
+    assert db.session.scalar(select(MonitoringRule).where(MonitoringRule.name == name)) is None
+
+
+# -- row-level security -----------------------------------------------------------------------------
+
+
+def test_a_student_sees_no_case_rows_even_their_own():
+    subject = old_student()
+    structured_case(subject)
+    db.session.flush()
+    with acting_as(Actor.for_user(subject.id, "student"), db.session):
+        for table in ("suspicious_activities", "monitoring_alerts", "case_events"):
+            assert db.session.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 0, table
+    with acting_as(Actor.for_user(create_user("faculty").id, "faculty"), db.session):
+        assert db.session.execute(text("SELECT count(*) FROM suspicious_activities")).scalar() == 0
+    officer = create_user("compliance")
+    with acting_as(Actor.for_user(officer.id, "compliance"), db.session):
+        assert db.session.execute(text("SELECT count(*) FROM suspicious_activities")).scalar() >= 1
+        assert db.session.execute(text("SELECT count(*) FROM case_events")).scalar() >= 1
+
+
+def test_the_sweep_judges_movements_whose_job_never_ran():
+    from datetime import timedelta
+
+    alice, bob = old_student(), old_student()
+    fund(alice, "30000")
+    tx = transfer(alice, bob, "12000")
+    db.session.flush()
+    before = int((tx.created_at - timedelta(minutes=30)).timestamp())
+    assert tasks.sweep_unjudged(timestamp=before) == 0  # its slice is not this one
+    assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 0
+    covering = int((tx.created_at + timedelta(minutes=tasks.SWEEP_DELAY_MINUTES + 1)).timestamp())
+    assert tasks.sweep_unjudged(timestamp=covering) >= 1
+    assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 1
+    assert tasks.sweep_unjudged(timestamp=covering) == 0  # nothing twice
+    assert "portal.compliance.kyc.tasks.sweep_unjudged" in jobs.job_app.tasks

@@ -1,0 +1,92 @@
+"""Normalisation, token similarity, the facts' adjustments and the blocking keys (pure functions)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from portal.compliance.kyc import matching
+
+
+@pytest.mark.parametrize(("raw", "normalised"), [
+    ("José Luis Rodríguez-Zapatero", "jose luis rodriguez zapatero"),
+    ("ZAPATERO, José Luis", "jose luis zapatero"),
+    ("Сергей Иванов", "ivanov sergey"),
+    ("Ольга Кузнецова", "kuznetsova olga"),
+    ("张伟", "wei zhang"),
+    ("Νικόλαος Παπαδόπουλος", "nikolaos papadopoulos"),
+    ("محمد بن سلمان", "bn mhmd slmn"),
+    ("Dr. Ana María Pérez", "ana maria perez"),
+    ("Sheikh Tariq Aziz", "aziz tariq"),
+    ("Mr  John   SMITH Jr.", "john smith"),
+    ("Seán O'Brien", "obrien sean"),
+    ("Ştefan Drăgulescu", "dragulescu stefan"),
+    ("Müller", "muller"),
+    ("ﬁnley", "finley"),  # NFKC ligature
+    ("  ", ""),
+    ("-- !! --", ""),
+])
+def test_normalisation(raw, normalised):
+    assert matching.normalize_name(raw) == normalised
+
+
+def test_order_does_not_matter():
+    assert matching.normalize_name("Ivanov Sergei") == matching.normalize_name("Sergei Ivanov")
+    assert matching.name_similarity("Ivanov Sergei", "Sergei Ivanov") == 100.0
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), [
+    ("mohammed", "muhammad", 95.0),
+    ("sergei", "sergey", 95.0),
+    ("yusuf", "youssef", 95.0),
+    ("aleksandr", "alexander", 95.0),
+    ("ibn", "bin", 100.0),
+    ("mhmd", "mohammed", 90.0),
+    ("j", "john", 70.0),
+])
+def test_token_similarity_of_variants(a, b, expected):
+    assert matching.token_similarity(a, b) == expected
+
+
+@pytest.mark.parametrize(("a", "b"), [("ivan", "ivana"), ("maria", "mario"), ("petrov", "petrova"),
+                                      ("daniel", "daniela")])
+def test_gendered_pairs_are_different_names(a, b):
+    assert matching.token_similarity(a, b) <= 50
+
+
+def test_an_empty_name_scores_zero():
+    assert matching.name_similarity("", "John Smith") == 0.0
+    assert matching.name_similarity("Mr", "Mr") == 0.0
+
+
+def test_names_equal_without_spaces():
+    assert matching.name_similarity("Abdul Rahman Khalil", "Abdulrahman Khalil") == 97.0
+
+
+def test_facts_agreeing_and_disagreeing():
+    born = date(1960, 5, 1)
+    same = matching.compare_facts(born, "ru", born, "RU")
+    assert (same.adjustment, same.agreeing, same.disagreeing) == (8.0, ["birth_date", "country"], [])
+    year = matching.compare_facts(born, None, date(1960, 1, 5), "RU")
+    assert (year.adjustment, year.agreeing) == (2.0, ["birth_year"])
+    differ = matching.compare_facts(born, "ZA", date(1975, 5, 1), "RU")
+    assert (differ.adjustment, differ.disagreeing) == (-20.0, ["birth_date", "country"])
+    unknown = matching.compare_facts(None, None, born, "RU")
+    assert (unknown.adjustment, unknown.agreeing, unknown.disagreeing) == (0.0, [], [])
+
+
+def test_combined_score_stays_within_0_and_100():
+    assert matching.combined_score(98, matching.FactComparison(adjustment=8)) == 100.0
+    assert matching.combined_score(10, matching.FactComparison(adjustment=-20)) == 0.0
+    assert matching.combined_score(90, matching.FactComparison(adjustment=-15)) == 75.0
+
+
+def test_blocking_keys_meet_for_variants_and_not_for_strangers():
+    def keys(name):
+        return matching.blocking_keys(matching.normalize_name(name))
+
+    assert keys("Muhammad Salman") & keys("Mohammed bin Salman")
+    assert keys("Сергей Иванов") & keys("Sergey Ivanov")
+    assert keys("Yusuf Karimzadeh") & keys("Youssef Kareemzadeh")
+    assert not keys("Thabo Mokoena") & keys("Sergei Zlatogorov")

@@ -3,7 +3,6 @@ page whatever the number of cases, alerts or events (keyset pagination on the qu
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -26,6 +25,7 @@ from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import NotFound
 from portal.money.wallets.models import Transaction, Wallet
+from portal.pagination import decode_ranked_cursor, encode_ranked_cursor
 
 QUEUE_PAGE = 25
 MAX_ALERTS_SHOWN = 50
@@ -79,24 +79,6 @@ class QueuePage:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _encode(rank: int, due_at: datetime, case_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{rank}|{due_at.isoformat()}|{case_id}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str | None) -> tuple[int, datetime, uuid.UUID] | None:
-    if not cursor or len(cursor) > 200:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        rank, stamp, case_id = raw.split("|", 2)
-        due_at = datetime.fromisoformat(stamp)
-        if due_at.tzinfo is None or rank not in ("0", "1"):
-            return None
-        return int(rank), due_at, uuid.UUID(case_id)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
 def _queue_filter(officer: User, queue: str):
     if queue == "unassigned":
         return and_(SuspiciousActivity.assigned_to_id.is_(None),
@@ -127,7 +109,7 @@ def queue(officer: User, name: str, cursor: str | None = None, *, size: int = QU
             .join(User, User.id == SuspiciousActivity.user_id)
             .outerjoin(assignee, assignee.id == SuspiciousActivity.assigned_to_id)
             .where(_queue_filter(officer, name)))
-    position = _decode(cursor)
+    position = decode_ranked_cursor(cursor)
     if position is not None:
         stmt = stmt.where(tuple_(rank, SuspiciousActivity.due_at, SuspiciousActivity.id) > tuple_(
             literal(position[0], Integer), literal(position[1]), literal(position[2])))
@@ -137,7 +119,7 @@ def queue(officer: User, name: str, cursor: str | None = None, *, size: int = QU
     if len(rows) > size:
         rows = rows[:size]
         last = rows[-1]
-        next_cursor = _encode(last[5], last[0].due_at, last[0].id)
+        next_cursor = encode_ranked_cursor(last[5], last[0].due_at, last[0].id)
     return QueuePage(name, [QueueRow(r[0], r[1], r[2], r[3], r[4]) for r in rows], next_cursor,
                      queue_counts(officer) if cursor is None else {})
 

@@ -5,7 +5,6 @@ Each function is a fixed number of queries whatever the data size (the page budg
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -26,6 +25,7 @@ from portal.compliance.kyc.services import document_expiry, level_from, unseal
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import NotFound
+from portal.pagination import decode_cursor, encode_cursor
 
 QUEUE_PAGE = 25
 _DOCUMENT_COLUMNS = (KycDocument.id, KycDocument.verification_id, KycDocument.user_id, KycDocument.kind,
@@ -159,21 +159,6 @@ class QueuePage:
         return self.next_cursor is not None
 
 
-def _encode(submitted_at: datetime, row_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{submitted_at.isoformat()}|{row_id}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
-    if not cursor or len(cursor) > 200:
-        return None
-    try:
-        stamp, row_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|", 1)
-        moment = datetime.fromisoformat(stamp)
-        return (moment, uuid.UUID(row_id)) if moment.tzinfo is not None else None
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
 def _queue_select():
     student, assignee, first = aliased(User), aliased(User), aliased(User)
     return (select(KycVerification, student.full_name, student.email, assignee.full_name, first.full_name)
@@ -198,7 +183,7 @@ def queue(officer: User, filters: QueueFilters, cursor: str | None = None,
         stmt = stmt.where(KycVerification.assigned_to_id.is_(None))
     elif filters.assigned == "mine":
         stmt = stmt.where(KycVerification.assigned_to_id == officer.id)
-    position = _decode(cursor)
+    position = decode_cursor(cursor)
     if position is not None:
         stmt = stmt.where(tuple_(KycVerification.submitted_at, KycVerification.id) > tuple_(*position))
     rows = db.session.execute(stmt.order_by(KycVerification.submitted_at, KycVerification.id)
@@ -207,7 +192,7 @@ def queue(officer: User, filters: QueueFilters, cursor: str | None = None,
     if len(rows) > QUEUE_PAGE:
         rows = rows[:QUEUE_PAGE]
         last = rows[-1][0]
-        next_cursor = _encode(last.submitted_at, last.id)
+        next_cursor = encode_cursor(last.submitted_at, last.id)
     return QueuePage([QueueRow(*row) for row in rows], next_cursor)
 
 

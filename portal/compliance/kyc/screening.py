@@ -8,14 +8,12 @@ officer, who confirms them or marks them a false positive (``review_check``).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import re
 import threading
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 
 from flask import current_app
@@ -36,7 +34,7 @@ from portal.compliance.kyc.models import (
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import Conflict, DomainError, Forbidden, NotFound
-from portal.pagination import Page
+from portal.pagination import Page, decode_ranked_cursor, encode_ranked_cursor
 from portal.security.permissions import Permission, has_permission
 
 #: An officer may screen with another threshold, within these bounds: below 50 nearly every
@@ -368,22 +366,7 @@ class CheckRow:
 
 
 def _cursor(check: AmlCheck) -> str:
-    rank = 0 if check.status == AmlStatus.PENDING_REVIEW else 1
-    return base64.urlsafe_b64encode(f"{rank}|{check.created_at.isoformat()}|{check.id}".encode()).decode().rstrip("=")
-
-
-def _position(cursor: str | None) -> tuple[int, datetime, uuid.UUID] | None:
-    if not cursor or len(cursor) > 200:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        rank, stamp, row_id = raw.split("|", 2)
-        created = datetime.fromisoformat(stamp)
-        if rank not in ("0", "1") or created.tzinfo is None:
-            return None
-        return int(rank), created, uuid.UUID(row_id)
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        return None
+    return encode_ranked_cursor(0 if check.status == AmlStatus.PENDING_REVIEW else 1, check.created_at, check.id)
 
 
 def _rows(where, order, after, limit: int) -> list[CheckRow]:
@@ -402,7 +385,7 @@ def checks(officer: User, status: str | None = None, cursor: str | None = None, 
     whole table on a computed rank: the pending part, then, if the page is not full, the rest."""
     _check_officer(officer)
     status = status if status in AmlStatus._value2member_map_ else None
-    position = _position(cursor)
+    position = decode_ranked_cursor(cursor)
     key = tuple_(AmlCheck.created_at, AmlCheck.id)
     rows: list[CheckRow] = []
     if status in (None, AmlStatus.PENDING_REVIEW.value) and (position is None or position[0] == 0):

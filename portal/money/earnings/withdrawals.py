@@ -20,12 +20,10 @@ money only through the ledger.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 from flask import current_app
@@ -53,7 +51,7 @@ from portal.money.wallets.models import (
     Wallet,
     WalletStatus,
 )
-from portal.pagination import Page, keyset_page
+from portal.pagination import Page, decode_ranked_cursor, encode_ranked_cursor, keyset_page
 from portal.platform.notifications.services import notify
 from portal.security.crypto import CryptoError, file_cipher
 from portal.security.permissions import Permission, has_permission
@@ -339,22 +337,7 @@ _RANK = case((Withdrawal.status == WithdrawalStatus.PENDING, 0), else_=1)
 
 def _queue_cursor(row: QueueRow) -> str:
     w = row.withdrawal
-    rank = 0 if w.status == WithdrawalStatus.PENDING else 1
-    return base64.urlsafe_b64encode(f"{rank}|{w.created_at.isoformat()}|{w.id}".encode()).decode().rstrip("=")
-
-
-def _queue_position(cursor: str | None) -> tuple[int, datetime, uuid.UUID] | None:
-    if not cursor or len(cursor) > 200:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        rank, stamp, row_id = raw.split("|", 2)
-        created = datetime.fromisoformat(stamp)
-        if rank not in ("0", "1") or created.tzinfo is None:
-            return None
-        return int(rank), created, uuid.UUID(row_id)
-    except (ValueError, UnicodeDecodeError):
-        return None
+    return encode_ranked_cursor(0 if w.status == WithdrawalStatus.PENDING else 1, w.created_at, w.id)
 
 
 def queue_row(actor: User, withdrawal_id: uuid.UUID) -> QueueRow:
@@ -376,7 +359,7 @@ def queue(actor: User, status: str | None = None, cursor: str | None = None, siz
     stmt = (select(Withdrawal, User.full_name, User.email).join(User, User.id == Withdrawal.user_id))
     if status in WithdrawalStatus._value2member_map_:
         stmt = stmt.where(Withdrawal.status == WithdrawalStatus(status))
-    position = _queue_position(cursor)
+    position = decode_ranked_cursor(cursor)
     if position is not None:
         stmt = stmt.where(tuple_(_RANK, Withdrawal.created_at, Withdrawal.id) > tuple_(*position))
     rows = [QueueRow(w, name, email) for w, name, email in db.session.execute(

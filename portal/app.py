@@ -84,6 +84,7 @@ def _import_models() -> None:
     import portal.learning.assessment.models
     import portal.learning.education.models
     import portal.learning.lms.models
+    import portal.learning.tutoring.models
     import portal.money.earnings.models
     import portal.money.exchange.models
     import portal.money.wallets.models

@@ -18,8 +18,11 @@ Emit with keyword arguments only::
 | ``password_changed`` | accounts | user, via (``change``, ``reset``, ``invite``) |
 | ``account_changed`` | accounts (admin actions) | user, actor, change (``created``, ``role``, ``deactivated``, ``reactivated``) |
 | ``permission_denied`` | web layer | user (or None), endpoint, needed |
+| ``lesson_changed`` | learning (authoring) | lesson, change (``saved``, ``deleted``) |
 | ``lesson_completed`` | learning | student user, lesson |
+| ``quiz_submitted`` | learning | student user, quiz, attempt (graded or awaiting manual grading) |
 | ``quiz_passed`` | learning | student user, quiz, score (points), attempt (its ``percent``) |
+| ``assignment_submitted`` | learning | student user, submission |
 | ``assignment_graded`` | learning | student user, submission, grade |
 | ``course_completed`` | learning | student user, course |
 | ``certificate_issued`` | learning | student user, certificate |
@@ -40,8 +43,11 @@ password_changed = _signals.signal("password_changed")
 account_changed = _signals.signal("account_changed")
 permission_denied = _signals.signal("permission_denied")
 
+lesson_changed = _signals.signal("lesson_changed")
 lesson_completed = _signals.signal("lesson_completed")
+quiz_submitted = _signals.signal("quiz_submitted")
 quiz_passed = _signals.signal("quiz_passed")
+assignment_submitted = _signals.signal("assignment_submitted")
 assignment_graded = _signals.signal("assignment_graded")
 course_completed = _signals.signal("course_completed")
 certificate_issued = _signals.signal("certificate_issued")

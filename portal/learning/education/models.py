@@ -27,6 +27,14 @@ from portal.db import TimestampedModel
 from portal.db.types import string_enum
 
 
+#: Text-search configurations a course may be written in (PostgreSQL's built-in snowball
+#: stemmers; ``simple`` only folds case, for languages without one).
+COURSE_LANGUAGES: dict[str, str] = {
+    "english": "English", "french": "French", "german": "German", "spanish": "Spanish",
+    "portuguese": "Portuguese", "italian": "Italian", "dutch": "Dutch", "simple": "Other",
+}
+
+
 class CourseLevel(enum.StrEnum):
     BEGINNER = "beginner"
     INTERMEDIATE = "intermediate"
@@ -71,6 +79,9 @@ class Course(TimestampedModel):
     #: How the gradebook weighs items: ``{"weights": {"assignments": 60, "quizzes": 40},
     #: "drop_lowest": {"quizzes": 0}, "letters": [["A", 90], ["B", 80], ...]}`` (empty: defaults).
     grading: Mapped[dict] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+    #: The language the lessons are written in: the text-search configuration (stemming, stop
+    #: words) the tutor searches them with; one of ``COURSE_LANGUAGES``.
+    language: Mapped[str] = mapped_column(String(20), default="english", server_default="english")
     #: Full-text search over title, summary, category and description (weights A to D).
     search: Mapped[str] = mapped_column(
         TSVECTOR,
@@ -87,6 +98,8 @@ class Course(TimestampedModel):
     __table_args__ = (
         Index("ix_courses_search", "search", postgresql_using="gin"),
         CheckConstraint("slug ~ '^[a-z0-9]+(-[a-z0-9]+)*$'", name="slug_format"),
+        CheckConstraint("language IN (" + ", ".join(f"'{name}'" for name in COURSE_LANGUAGES) + ")",
+                        name="language_known"),
         CheckConstraint("\"estimatedHours\" IS NULL OR \"estimatedHours\" BETWEEN 1 AND 1000", name="hours_range"),
     )
 

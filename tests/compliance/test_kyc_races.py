@@ -15,8 +15,7 @@ from portal.db import db
 from portal.db.context import Actor, acting_as
 from portal.errors import Conflict
 from tests.factories import create_user
-
-TIMEOUT = 30
+from tests.races import TIMEOUT, race
 
 
 @pytest.fixture
@@ -48,32 +47,14 @@ def test_an_approval_and_a_rejection_at_once_decide_once(app, committed, monkeyp
         return real_locked(verification_id)
 
     monkeypatch.setattr(services, "_locked", locked_together)
-    outcomes: dict[str, object] = {}
-
-    def decide(name: str, officer_id, action, *args) -> None:
-        try:
-            with app.app_context(), app.test_request_context(), acting_as(Actor.for_user(officer_id, "compliance")):
-                try:
-                    officer = db.session.get(User, officer_id)
-                    action(officer, committed["verification"], *args)
-                    db.session.commit()
-                    outcomes[name] = "decided"
-                except Conflict as exc:
-                    outcomes[name] = exc.message
-                finally:
-                    db.session.rollback()
-                    db.session.remove()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            outcomes[name] = exc
-            barrier.abort()
-
     first, second = committed["officers"]
-    threads = [threading.Thread(target=decide, args=("approve", first, services.approve)),
-               threading.Thread(target=decide, args=("reject", second, services.reject, "Document unreadable."))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT)
+    verification = committed["verification"]
+    approve, reject = race(app, [(first, "compliance", lambda officer: services.approve(officer, verification)),
+                                 (second, "compliance",
+                                  lambda officer: services.reject(officer, verification, "Document unreadable."))],
+                           expected=(Conflict,), barrier=barrier, request_context=True)
+    outcomes = {name: "decided" if outcome.ok else outcome.refused.message
+                for name, outcome in (("approve", approve), ("reject", reject))}
     assert sorted(str(v)[:7] for v in outcomes.values()) == ["This ve", "decided"], outcomes
     loser = next(v for v in outcomes.values() if v != "decided")
     assert "was already" in loser and "nothing was changed" in loser

@@ -16,8 +16,7 @@ from portal.db import db
 from portal.db.context import Actor, acting_as
 from portal.errors import Conflict
 from tests.factories import create_user
-
-TIMEOUT = 30
+from tests.races import TIMEOUT, race
 
 
 @pytest.fixture
@@ -53,34 +52,15 @@ def test_two_officers_deciding_at_once_one_wins(app, committed_check, monkeypatc
         barrier.wait(timeout=TIMEOUT)
 
     monkeypatch.setattr(screening, "_check_officer", check_then_wait)
-    outcomes: dict[int, str] = {}
-    errors: list[BaseException] = []
 
-    def decide(index: int) -> None:
-        officer_id = committed_check["officers"][index]
-        try:
-            with app.app_context(), acting_as(Actor.for_user(officer_id, "compliance")):
-                try:
-                    officer = db.session.get(User, officer_id)
-                    screening.review_check(officer, committed_check["check"], "false_positive",
-                                           f"Decided by officer number {index}.")
-                    db.session.commit()
-                    outcomes[index] = "decided"
-                except Conflict:
-                    outcomes[index] = "refused"
-                finally:
-                    db.session.rollback()
-                    db.session.remove()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-            barrier.abort()
+    def decide(index: int):
+        return lambda officer: screening.review_check(officer, committed_check["check"], "false_positive",
+                                                      f"Decided by officer number {index}.")
 
-    threads = [threading.Thread(target=decide, args=(i,)) for i in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT)
-    assert not errors, errors
+    results = race(app, [(officer_id, "compliance", decide(index))
+                         for index, officer_id in enumerate(committed_check["officers"])],
+                   expected=(Conflict,), barrier=barrier)
+    outcomes = {index: "decided" if outcome.ok else "refused" for index, outcome in enumerate(results)}
     assert sorted(outcomes.values()) == ["decided", "refused"]
     winner = next(i for i, outcome in outcomes.items() if outcome == "decided")
     with app.app_context(), acting_as(Actor.system("tests")):

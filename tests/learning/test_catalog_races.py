@@ -17,8 +17,7 @@ from portal.learning.education import services
 from portal.learning.education.models import Achievement, AchievementKind, Course, Enrollment
 from tests.factories import create_user
 from tests.learning.factories_catalog import lessons_of, make_course
-
-TIMEOUT = 20
+from tests.races import race
 
 
 @pytest.fixture
@@ -45,32 +44,7 @@ def committed(app):
 
 def run_twice(app, ids, action) -> list:
     """Run ``action(student)`` in two threads at once, each in its own committed transaction."""
-    barrier = threading.Barrier(2, timeout=TIMEOUT)
-    results, errors = [], []
-
-    def worker():
-        try:
-            with app.app_context(), db_context.acting_as(db_context.Actor.for_user(ids["user"], "student")):
-                try:
-                    student = db.session.get(User, ids["user"])
-                    barrier.wait()
-                    results.append(action(student))
-                    db.session.commit()
-                finally:
-                    db.session.rollback()
-                    db.session.remove()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=TIMEOUT * 2)
-    assert not any(thread.is_alive() for thread in threads)
-    assert not errors, errors
-    return results
+    return [outcome.value for outcome in race(app, [(ids["user"], "student", action)] * 2)]
 
 
 @pytest.mark.no_db_rollback

@@ -15,8 +15,7 @@ from portal.learning.assessment.models import QuizAttempt
 from portal.learning.education.models import Course
 from tests.factories import create_user
 from tests.learning.factories_quiz import enroll, full_quiz, make_course
-
-TIMEOUT = 30
+from tests.races import TIMEOUT, race
 
 
 @pytest.fixture
@@ -61,32 +60,10 @@ def test_a_double_start_on_two_connections_makes_one_attempt(app, committed_quiz
         return found
 
     monkeypatch.setattr(quizzes, "_open_attempt", counted_open)
-    results: dict[str, object] = {}
-    errors: list[BaseException] = []
-
-    def start(name: str) -> None:
-        try:
-            with app.app_context(), acting_as(Actor.for_user(committed_quiz["student"], "student")):
-                try:
-                    student = db.session.get(User, committed_quiz["student"])
-                    attempt = quizzes.start_attempt(student, committed_quiz["quiz"])
-                    results[name] = attempt.id
-                    db.session.commit()
-                finally:
-                    db.session.rollback()
-                    db.session.remove()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=start, args=(name,)) for name in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=TIMEOUT * 2)
-    assert not any(thread.is_alive() for thread in threads)
-    assert not errors, errors
-    assert results["a"] == results["b"]
+    outcomes = race(app, [(committed_quiz["student"], "student",
+                           lambda student: quizzes.start_attempt(student, committed_quiz["quiz"]).id)] * 2,
+                    barrier=barrier)
+    assert outcomes[0].value == outcomes[1].value
     # Two checks that found nothing, then the loser's look-up after its insert failed.
     assert sorted(lookups) == [False, False, True]
     with app.app_context(), acting_as(Actor.system("tests")):

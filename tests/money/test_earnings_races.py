@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy import func, select
 
 from portal import events
-from portal.accounts.models import User
 from portal.db import db
 from portal.db.context import Actor, acting_as
 from portal.db.urls import libpq_url
@@ -30,8 +29,7 @@ from tests.factories import create_user
 from tests.learning.factories_assign import graded_attempt
 from tests.learning.factories_quiz import make_course, make_quiz
 from tests.money.factories_earnings import make_milestone
-
-TIMEOUT = 30
+from tests.races import TIMEOUT, race
 
 
 def _remove_as_owner(app, ids: dict) -> None:
@@ -88,40 +86,22 @@ def test_the_same_quiz_passed_on_two_connections_pays_once(app, committed, monke
         return found
 
     monkeypatch.setattr(services, "_matching", matching_after_both_looked)
-    inserted: dict[str, int] = {}
-    errors: list[BaseException] = []
+    inserted: list[int] = []
     real_earn = services._earn
 
     def counted_earn(user, milestones, source, refs):
         rows = real_earn(user, milestones, source, refs)
-        inserted[threading.current_thread().name] = len(rows)
+        inserted.append(len(rows))
         return rows
 
     monkeypatch.setattr(services, "_earn", counted_earn)
 
-    def pass_quiz() -> None:
-        try:
-            with app.app_context(), acting_as(Actor.for_user(committed["student"], "student")):
-                try:
-                    student = db.session.get(User, committed["student"])
-                    quiz = db.session.get(Quiz, committed["quiz"])
-                    events.quiz_passed.send(user=student, quiz=quiz, score=Decimal(9))
-                    db.session.commit()
-                finally:
-                    db.session.rollback()
-                    db.session.remove()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-            barrier.abort()
+    def pass_quiz(student):
+        quiz = db.session.get(Quiz, committed["quiz"])
+        events.quiz_passed.send(user=student, quiz=quiz, score=Decimal(9))
 
-    threads = [threading.Thread(target=pass_quiz, name=name) for name in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=TIMEOUT * 2)
-    assert not any(thread.is_alive() for thread in threads)
-    assert not errors, errors
-    assert sorted(inserted.values()) == [0, 1]  # both tried; one row went in
+    race(app, [(committed["student"], "student", pass_quiz)] * 2, barrier=barrier)
+    assert sorted(inserted) == [0, 1]  # both tried; one row went in
 
     with app.app_context(), acting_as(Actor.system("tests")):
         earnings = list(db.session.scalars(select(Earning).where(Earning.user_id == committed["student"])))

@@ -9,7 +9,6 @@ balances put back, so the ledger still verifies for the tests that follow).
 
 from __future__ import annotations
 
-import threading
 import uuid
 from decimal import Decimal
 
@@ -27,8 +26,7 @@ from portal.money.wallets import ledger
 from portal.money.wallets.models import Transaction
 from tests.factories import create_user
 from tests.money.exchange_factories import balance, fund, make_pair, make_rate
-
-TIMEOUT = 30
+from tests.races import race
 
 
 def _remove_as_owner(app, ids: dict) -> None:
@@ -74,34 +72,9 @@ def committed_quote(app):
 
 @pytest.mark.no_db_rollback
 def test_two_accepts_of_one_quote_at_once_pay_once(app, committed_quote):
-    barrier = threading.Barrier(2)
-    results: dict[str, bool] = {}
-    errors: list[BaseException] = []
-
-    def accept(name: str) -> None:
-        try:
-            with app.app_context(), acting_as(Actor.for_user(committed_quote["student"], "student")):
-                try:
-                    student = db.session.get(User, committed_quote["student"])
-                    barrier.wait(timeout=TIMEOUT)
-                    _, replayed = services.accept(student, committed_quote["quote"], uuid.uuid4().hex)
-                    db.session.commit()
-                    results[name] = replayed
-                finally:
-                    db.session.rollback()
-                    db.session.remove()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=accept, args=(name,)) for name in ("a", "b")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=TIMEOUT * 2)
-    assert not any(thread.is_alive() for thread in threads)
-    assert not errors, errors
-    assert sorted(results.values()) == [False, True]  # one did the work, the other found it done
+    outcomes = race(app, [(committed_quote["student"], "student",
+                           lambda student: services.accept(student, committed_quote["quote"], uuid.uuid4().hex)[1])] * 2)
+    assert sorted(o.value for o in outcomes) == [False, True]  # one did the work, the other found it done
     with app.app_context(), acting_as(Actor.system("tests")):
         conversion = db.session.get(Conversion, committed_quote["quote"])
         legs = db.session.scalar(select(func.count()).select_from(Transaction)

@@ -8,7 +8,6 @@ point at them)."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from decimal import Decimal
 
@@ -24,11 +23,11 @@ from portal.money.earnings.models import Withdrawal, WithdrawalStatus
 from portal.money.wallets import fees, ledger
 from portal.money.wallets.models import SystemWallet, Transaction, TransactionType, Wallet
 from tests.compliance.factories import verified_user_factory
+from tests.races import race
 
 #: Active students here are verified at level 2, the level withdrawals need.
 create_user = verified_user_factory(2)
 
-TIMEOUT = 30
 IBAN = "GB82 WEST 1234 5698 7654 32"
 SYSTEM = (SystemWallet.WITHDRAWALS, SystemWallet.FEES)
 
@@ -107,41 +106,15 @@ def _pending(app, ids, amount: str = "40") -> uuid.UUID:
 
 
 def _race(app, calls) -> list[str]:
-    """Run each ``(user_id, role, action)`` in its own thread, released together by a barrier;
-    returns each call's outcome: "ok", or the refusal's class name."""
-    barrier = threading.Barrier(len(calls))
-    outcomes: list[str] = []
-    errors: list[BaseException] = []
-
-    def run(user_id, role, action) -> None:
-        try:
-            with app.app_context(), acting_as(Actor.for_user(user_id, role)):
-                try:
-                    user = db.session.get(User, user_id)
-                    barrier.wait(timeout=TIMEOUT)
-                    action(user)
-                    db.session.commit()
-                    outcomes.append("ok")
-                except Conflict as exc:
-                    # The withdrawal's own refusal (its row lock), not only the ledger's
-                    # last line of defence ("This hold was already settled").
-                    assert exc.message.startswith("This withdrawal was already"), exc.message
-                    outcomes.append(type(exc).__name__)
-                finally:
-                    db.session.rollback()
-                    db.session.remove()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-            barrier.abort()
-
-    threads = [threading.Thread(target=run, args=call, daemon=True) for call in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=TIMEOUT * 2)
-    assert not any(thread.is_alive() for thread in threads), "a decision hung"
-    assert not errors, errors
-    return outcomes
+    """Run each ``(user_id, role, action)`` at once; returns each call's outcome: "ok", or
+    "Conflict" when it was refused."""
+    outcomes = race(app, calls, expected=(Conflict,))
+    for outcome in outcomes:
+        if not outcome.ok:
+            # The withdrawal's own refusal (its row lock), not only the ledger's last line of
+            # defence ("This hold was already settled").
+            assert outcome.refused.message.startswith("This withdrawal was already"), outcome.refused.message
+    return ["ok" if outcome.ok else type(outcome.refused).__name__ for outcome in outcomes]
 
 
 def _state(app, ids, withdrawal_id):

@@ -36,9 +36,13 @@ from portal.db.types import string_enum
 
 class LessonPassage(TimestampedModel):
     """One section of a lesson (the text under one heading), the unit the tutor retrieves and
-    cites. Rebuilt from the lesson whenever the lesson is saved."""
+    cites. Rebuilt from the lesson whenever the lesson is saved.
+
+    Not audited: it is a derived search index, rebuilt wholesale from ``lessons`` (which is
+    audited), so a trail of its rows would only repeat the lesson's changes many times over."""
 
     __tablename__ = "lesson_passages"
+    __audited__ = False
 
     lesson_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lessons.id", ondelete="CASCADE"), index=True)
     #: Kept from the lesson so retrieval filters by course and topic without joins.

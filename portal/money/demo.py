@@ -239,7 +239,7 @@ def _transfers(students: list[User], created: dict) -> None:
                            details)]
         fee = fees.fee_for(TransactionType.TRANSFER, amount, code)
         if fee > 0:
-            legs.append(ledger.Leg(own, ledger.system_wallet(SystemWallet.FEES, code), fee, TransactionType.FEE,
+            legs.append(ledger.Leg(own, ledger.system_wallet(SystemWallet.FEES, code, spread_by=sender.id), fee, TransactionType.FEE,
                                    "Transfer fee", {"to_name": "Azora fees", DEMO_MARK: "transfer",
                                                     "note": f"Fee for the transfer to {recipient.full_name}"}))
         ledger.post(legs, initiated_by_id=sender.id)

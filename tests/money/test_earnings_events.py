@@ -57,9 +57,7 @@ def balance(user, code="AZR") -> Decimal:
 
 
 def rewards_paid(code="AZR") -> Decimal:
-    wallet = ledger.system_wallet(SystemWallet.REWARDS, code)
-    db.session.refresh(wallet)
-    return -wallet.balance
+    return -ledger.system_balance(SystemWallet.REWARDS, code)
 
 
 def notes_of(user) -> list[str]:

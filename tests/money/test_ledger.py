@@ -97,6 +97,37 @@ def test_system_wallets_may_go_negative_user_wallets_never():
     assert stored(alice) == (0, 0)
 
 
+def test_a_sharded_system_wallet_spreads_by_user_and_its_balance_is_the_sum_of_its_shards():
+    """Fees of different senders land on different shards of the fees wallet (no shared row
+    lock between them); the same sender always on the same one; the balance adds them up."""
+    from portal.money.wallets.models import SYSTEM_SHARDS
+
+    shards = SYSTEM_SHARDS[SystemWallet.FEES]
+    senders, seen = [], set()
+    while len(senders) < 2:  # two students whose ids fall on different shards
+        user = create_user("student")
+        if user.id.int % shards not in seen:
+            seen.add(user.id.int % shards)
+            senders.append(user)
+    before = ledger.system_balance(SystemWallet.FEES, "USD")
+    used = []
+    for user, fee in zip(senders, ("0.35", "1.20"), strict=True):
+        wallet = funded("10", user=user)
+        shard = ledger.system_wallet(SystemWallet.FEES, "USD", spread_by=user.id)
+        assert shard.shard == user.id.int % shards and shard.kind == "system"
+        assert ledger.system_wallet(SystemWallet.FEES, "USD", spread_by=user.id).id == shard.id  # made once
+        ledger.post([Leg(wallet, shard, Decimal(fee), T.FEE)])
+        used.append(shard)
+    assert used[0].id != used[1].id
+    assert ledger.system_balance(SystemWallet.FEES, "USD") == before + Decimal("1.55")
+    # A user wallet cannot pose as a shard; a shard number beyond the limit is refused.
+    with pytest.raises(IntegrityError), db.session.begin_nested(), ledger.as_ledger():
+        db.session.execute(update(Wallet).where(Wallet.id == used[0].id).values(shard=64))
+    with pytest.raises(IntegrityError), db.session.begin_nested(), ledger.as_ledger():
+        db.session.execute(update(Wallet).where(Wallet.user_id == senders[0].id).values(shard=1))
+    assert ledger.verify().ok
+
+
 def test_several_legs_are_all_or_nothing():
     alice, bob, carol = funded("100"), funded(None), funded(None)
     set_status(carol, WalletStatus.FROZEN)

@@ -109,10 +109,11 @@ def test_transfer_with_fee_posts_two_legs_and_tells_the_recipient(ada, grace, tr
     assert wallet_of(ada).balance == Decimal("89.65")
     assert wallet_of(grace).balance == Decimal("10.00")
     with ledger.as_ledger():
-        fee_wallet = ledger.system_wallet(SystemWallet.FEES, "USD")
+        # The fee lands on the fees wallet's shard for the sender.
+        fee_wallet = ledger.system_wallet(SystemWallet.FEES, "USD", spread_by=ada.id)
         legs = db.session.scalars(select(Transaction).where(Transaction.group_id == receipt["group_id"])
                                   .order_by(Transaction.type.desc())).all()
-    assert fee_wallet.balance == Decimal("0.35")
+    assert fee_wallet.balance == Decimal("0.35") == ledger.system_balance(SystemWallet.FEES, "USD")
     assert [(leg.type, leg.amount, leg.phase) for leg in legs] == [
         (TransactionType.TRANSFER, Decimal("10"), Phase.SINGLE), (TransactionType.FEE, Decimal("0.35"), Phase.SINGLE)]
     transfer, fee_leg = legs

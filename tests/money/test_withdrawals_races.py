@@ -35,7 +35,7 @@ pytestmark = pytest.mark.no_db_rollback
 
 
 def _system_balances() -> dict:
-    return {name: ledger.system_wallet(name, "USD").balance for name in SYSTEM}
+    return {name: ledger.system_balance(name, "USD") for name in SYSTEM}
 
 
 @pytest.fixture

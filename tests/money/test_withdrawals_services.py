@@ -47,7 +47,7 @@ def withdrawal_fee(code: str = "USD", *, fixed: str = "0.50", percent: str = "1"
 
 
 def system_balance(name: SystemWallet, code: str = "USD") -> Decimal:
-    return ledger.system_wallet(name, code).balance
+    return ledger.system_balance(name, code)
 
 
 def fresh(wallet: Wallet) -> Wallet:
@@ -88,7 +88,8 @@ def test_a_request_holds_amount_and_fee_with_one_hold_of_two_legs():
     assert by_type[TransactionType.WITHDRAWAL].credit_wallet_id == ledger.system_wallet(SystemWallet.WITHDRAWALS,
                                                                                          "USD").id
     assert by_type[TransactionType.FEE].amount == Decimal("0.90")
-    assert by_type[TransactionType.FEE].credit_wallet_id == ledger.system_wallet(SystemWallet.FEES, "USD").id
+    assert by_type[TransactionType.FEE].credit_wallet_id == ledger.system_wallet(SystemWallet.FEES, "USD",
+                                                                                  spread_by=student.id).id
     assert_verified()
 
 

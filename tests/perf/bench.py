@@ -483,8 +483,10 @@ def service_transfers(app, wallet_ids: list[uuid.UUID], seconds: float, clients:
     actor = Actor.system("bench")
     with app.app_context(), unit_of_work(actor), ledger.as_ledger():
         rows = db.session.execute(select(Wallet.id, Wallet.user_id).where(Wallet.id.in_(wallet_ids))).all()
-        fee_wallet = ledger.system_wallet(SystemWallet.FEES, "AZR")
-        fee_ref = SimpleNamespace(id=fee_wallet.id, currency="AZR", user_id=None)
+        # Each sender's fee goes to the fees wallet's shard for that sender, as the transfer
+        # service books it.
+        fee_refs = {user_id: SimpleNamespace(id=ledger.system_wallet(SystemWallet.FEES, "AZR", spread_by=user_id).id,
+                                             currency="AZR", user_id=None) for _, user_id in rows}
     # What ``Leg`` reads of a wallet (the ledger locks and reloads the rows itself).
     refs = [SimpleNamespace(id=wallet_id, currency="AZR", user_id=user_id) for wallet_id, user_id in rows]
     stop = threading.Event()
@@ -508,7 +510,8 @@ def service_transfers(app, wallet_ids: list[uuid.UUID], seconds: float, clients:
                         fee = fees.fee_for(TransactionType.TRANSFER, amount, "AZR")
                         legs = [ledger.Leg(debit, credit, amount, TransactionType.TRANSFER, "Bench transfer")]
                         if fee > 0:
-                            legs.append(ledger.Leg(debit, fee_ref, fee, TransactionType.FEE, "Transfer fee"))
+                            legs.append(ledger.Leg(debit, fee_refs[debit.user_id], fee, TransactionType.FEE,
+                                                          "Transfer fee"))
                         ledger.post(legs)
                     counts["done"] += 1
                 except (ledger.InsufficientFunds, ledger.WalletUnavailable):

@@ -317,7 +317,7 @@ def _pay(earning: Earning, title: str, *, initiated_by_id: uuid.UUID | None = No
     Raises the ledger's DomainError with the savepoint undone, so nothing of the attempt stays."""
     with db.session.begin_nested():
         wallet = ledger.open_user_wallet(earning.user_id, earning.currency)
-        treasury = ledger.system_wallet(SystemWallet.REWARDS, earning.currency)
+        treasury = ledger.system_wallet(SystemWallet.REWARDS, earning.currency, spread_by=earning.user_id)
         [tx] = ledger.post([ledger.Leg(treasury, wallet, earning.amount, TransactionType.REWARD,
                                        f"Reward: {title}",
                                        {"earning_id": str(earning.id), "milestone_id": str(earning.milestone_id)})],

@@ -201,7 +201,7 @@ def request_withdrawal(user: User, key: str | None, code: str, method: str | Non
                            TransactionType.WITHDRAWAL,
                            f"Withdrawal to {offer.method.label.lower()} {offer.destination.masked}", details)]
         if offer.fee > 0:
-            legs.append(ledger.Leg(wallet, ledger.system_wallet(SystemWallet.FEES, offer.currency), offer.fee,
+            legs.append(ledger.Leg(wallet, ledger.system_wallet(SystemWallet.FEES, offer.currency, spread_by=user.id), offer.fee,
                                    TransactionType.FEE, "Withdrawal fee", details))
         held = ledger.hold(legs, initiated_by_id=user.id)
         blob = file_cipher(current_app.config).encrypt(offer.destination.value.encode(),

@@ -614,13 +614,13 @@ def _post(user: User, conversion: Conversion) -> uuid.UUID:
     description = (f"Conversion of {conversion.from_amount} {source} into {conversion.to_amount} {target} "
                    f"at {conversion.rate.normalize():f}")
     legs = [
-        ledger.Leg(paying, ledger.system_wallet(SystemWallet.EXCHANGE, source), conversion.from_amount,
+        ledger.Leg(paying, ledger.system_wallet(SystemWallet.EXCHANGE, source, spread_by=user.id), conversion.from_amount,
                    TransactionType.CONVERSION, description, details),
-        ledger.Leg(ledger.system_wallet(SystemWallet.EXCHANGE, target), receiving, conversion.to_amount,
+        ledger.Leg(ledger.system_wallet(SystemWallet.EXCHANGE, target, spread_by=user.id), receiving, conversion.to_amount,
                    TransactionType.CONVERSION, description, details),
     ]
     if conversion.fee_amount > 0:
-        legs.append(ledger.Leg(paying, ledger.system_wallet(SystemWallet.FEES, source), conversion.fee_amount,
+        legs.append(ledger.Leg(paying, ledger.system_wallet(SystemWallet.FEES, source, spread_by=user.id), conversion.fee_amount,
                                TransactionType.FEE, f"Fee for converting {source} into {target}", details))
     group_id = uuid.uuid4()
     ledger.post(legs, initiated_by_id=user.id, group_id=group_id)

@@ -46,6 +46,7 @@ from portal.db.context import Actor, current_actor, push, reset
 from portal.errors import Conflict, DomainError
 from portal.money.currency import CURRENCIES, currency, quantize
 from portal.money.wallets.models import (
+    SYSTEM_SHARDS,
     IdempotencyKey,
     Phase,
     SystemWallet,
@@ -132,15 +133,28 @@ def open_user_wallet(user_id: uuid.UUID, code: str) -> Wallet:
                                   .execution_options(populate_existing=True)).one()
 
 
-def system_wallet(name: SystemWallet, code: str) -> Wallet:
-    """The system wallet ``name`` in ``code``, made on first use."""
+def system_wallet(name: SystemWallet, code: str, *, spread_by: uuid.UUID | None = None) -> Wallet:
+    """The system wallet ``name`` in ``code``, made on first use.
+
+    For a sharded system wallet (``SYSTEM_SHARDS``), ``spread_by`` (the id of the user on the
+    other side of the movement) picks the shard, so movements of different users lock different
+    rows; without it, shard 0."""
     code = currency(code).code
+    shard = spread_by.int % SYSTEM_SHARDS[name] if spread_by is not None and name in SYSTEM_SHARDS else 0
     with as_ledger():
-        db.session.execute(insert(Wallet).values(id=uuid.uuid4(), system_name=name, currency=code,
+        db.session.execute(insert(Wallet).values(id=uuid.uuid4(), system_name=name, currency=code, shard=shard,
                                                  kind=WalletKind.SYSTEM, created_at=utcnow(), updated_at=utcnow())
-                           .on_conflict_do_nothing(index_elements=[Wallet.system_name, Wallet.currency]))
-        return db.session.scalars(select(Wallet).where(Wallet.system_name == name, Wallet.currency == code)
+                           .on_conflict_do_nothing(index_elements=[Wallet.system_name, Wallet.currency, Wallet.shard]))
+        return db.session.scalars(select(Wallet).where(Wallet.system_name == name, Wallet.currency == code,
+                                                       Wallet.shard == shard)
                                   .execution_options(populate_existing=True)).one()
+
+
+def system_balance(name: SystemWallet, code: str) -> Decimal:
+    """The balance of system wallet ``name`` in ``code``, all its shards together."""
+    with as_ledger():
+        return db.session.scalar(select(func.coalesce(func.sum(Wallet.balance), 0))
+                                 .where(Wallet.system_name == name, Wallet.currency == currency(code).code))
 
 
 def _lock(wallet_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Wallet]:

@@ -22,7 +22,7 @@ import enum
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, SmallInteger, String, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -52,6 +52,13 @@ class SystemWallet(enum.StrEnum):
         return self.value.replace("_", " ").capitalize()
 
 
+#: System wallets that nearly every movement of a kind touches are split into shards, so that
+#: concurrent movements do not queue on one row lock: each movement takes the shard its user's
+#: wallet falls on. Their balance is the sum over the shards. The others are one wallet each.
+SYSTEM_SHARDS: dict[SystemWallet, int] = {SystemWallet.FEES: 8, SystemWallet.REWARDS: 8, SystemWallet.EXCHANGE: 8}
+MAX_SHARDS = 64
+
+
 class WalletStatus(enum.StrEnum):
     ACTIVE = "active"
     FROZEN = "frozen"  #: neither sends nor receives until unfrozen
@@ -74,10 +81,14 @@ class Wallet(TimestampedModel):
     status: Mapped[WalletStatus] = mapped_column(string_enum(WalletStatus, "status"), default=WalletStatus.ACTIVE,
                                                  index=True)
     status_reason: Mapped[str | None] = mapped_column(String(300))
+    #: Which shard of a system wallet this is (``SYSTEM_SHARDS``); always 0 for user wallets.
+    shard: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
 
     __table_args__ = (
         UniqueConstraint("user_id", "currency"),
-        UniqueConstraint("system_name", "currency"),
+        UniqueConstraint("system_name", "currency", "shard"),
+        CheckConstraint(f"shard >= 0 AND shard < {MAX_SHARDS} AND (kind = 'system' OR shard = 0)",
+                        name="shard_range"),
         CheckConstraint(currency_check(), name="currency_known"),
         CheckConstraint("""(kind = 'user' AND "userId" IS NOT NULL AND "systemName" IS NULL)
                            OR (kind = 'system' AND "userId" IS NULL AND "systemName" IS NOT NULL)""",

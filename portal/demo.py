@@ -118,13 +118,16 @@ def seed(scale: int = 0, progress=None, learning: dict | None = None,
 
 
 def _seed_kyc() -> None:
-    """Demo identity verifications in every state (the demo student at level 2)."""
-    from portal.compliance.kyc.demo import seed_kyc
+    """Demo identity verifications in every state (the demo student at level 2), and a monitoring
+    case from a structured series of transfers."""
+    from portal.compliance.kyc.demo import seed_kyc, seed_monitoring_case
 
     users = db.session.scalars(select(User).where(User.email.in_([a[0] for a in ACCOUNTS]))).all()
     by_email = {u.email: u for u in users}
     seed_kyc([by_email["compliance@azora.example"], by_email["admin@azora.example"]],
              [u for u in users if u.role == Role.STUDENT])
+    if "student5@azora.example" in by_email and "student3@azora.example" in by_email:
+        seed_monitoring_case(by_email["student5@azora.example"], by_email["student3@azora.example"])
 
 
 def _seed_learning() -> None:

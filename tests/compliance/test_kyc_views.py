@@ -300,9 +300,11 @@ def test_the_queue_filters_and_pages_within_the_statement_budget(client, login_a
     assert "Queue Student 00" in old and "Later Student" not in old
     unassigned = body(client.get("/compliance/kyc?assigned=unassigned"))
     assert "Queue Student 00" not in unassigned
-    assert body(client.get("/compliance/kyc?level=2")).count('class="kyc-row"') == 0
+    # Rows other tests committed (the browser journeys' verified students) may be listed too:
+    # none of this test's submissions is.
+    assert not re.search(r"(Queue|Later) Student", body(client.get("/compliance/kyc?level=2")))
     assert "No verification matches these filters." in body(client.get("/compliance/kyc?level=3"))
-    assert body(client.get("/compliance/kyc?status=approved")).count('class="kyc-row"') == 0
+    assert not re.search(r"(Queue|Later) Student", body(client.get("/compliance/kyc?status=approved")))
     fragment = client.get("/compliance/kyc?status=open&level=1", headers={**HX, "HX-Target": "results"})
     assert "<html" not in body(fragment) and 'id="results"' in body(fragment)
 

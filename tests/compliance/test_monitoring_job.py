@@ -73,6 +73,20 @@ def test_a_queue_that_fails_does_not_fail_the_commit(monkeypatch, caplog):
     assert "could not defer transaction monitoring" in caplog.text
 
 
+def test_the_listener_defers_through_the_queues_public_call(monkeypatch):
+    calls = []
+    monkeypatch.setattr(jobs, "defer_now", lambda job, **kwargs: calls.append((job, kwargs)))
+    assert listeners.defer_monitoring(["a"]) == 1
+    assert calls == [(tasks.monitor_transactions, {"transaction_ids": ["a"]})]
+
+
+def test_defer_now_puts_the_job_in_the_queue_at_once():
+    before = set(jobs.job_app.connector.jobs)
+    jobs.defer_now(tasks.monitor_transactions, transaction_ids=["x"])
+    [job] = _queued(before)
+    assert job["args"] == {"transaction_ids": ["x"]}
+
+
 def test_large_commits_are_split_into_batches(monkeypatch):
     sent = []
     monkeypatch.setattr(tasks.monitor_transactions, "defer", lambda **kw: sent.append(kw["transaction_ids"]))
@@ -88,14 +102,16 @@ def test_large_commits_are_split_into_batches(monkeypatch):
 def test_the_job_is_idempotent_and_acts_as_the_worker():
     alice, bob = old_student(), old_student()
     fund(alice, "20000")
-    tx = transfer(alice, bob, "12000")
+    tx = transfer(alice, bob, "12000")  # large for both: sent by Alice, received by Bob
     db.session.flush()
-    assert tasks.monitor_transactions(transaction_ids=[str(tx.id)]) == 1
+    assert tasks.monitor_transactions(transaction_ids=[str(tx.id)]) == 2
     assert tasks.monitor_transactions(transaction_ids=[str(tx.id)]) == 0  # a second run adds nothing
-    assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 1
-    assert _count(SuspiciousActivity, SuspiciousActivity.user_id == alice.id) == 1
-    assert _count(CaseEvent, CaseEvent.case_id == db.session.scalar(
-        select(MonitoringAlert.case_id).where(MonitoringAlert.transaction_id == tx.id))) == 1
+    assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 2
+    for user in (alice, bob):
+        assert _count(SuspiciousActivity, SuspiciousActivity.user_id == user.id) == 1
+        assert _count(CaseEvent, CaseEvent.case_id == db.session.scalar(
+            select(MonitoringAlert.case_id).where(MonitoringAlert.transaction_id == tx.id,
+                                                  MonitoringAlert.user_id == user.id))) == 1
     actor = db.session.execute(text(
         """SELECT actor FROM audit_log WHERE "tableName" = 'monitoring_alerts' ORDER BY "createdAt" DESC LIMIT 1""")
     ).scalar()
@@ -126,25 +142,63 @@ def test_a_structured_series_opens_a_case_and_a_later_alert_joins_it():
     assert "structuring" in last_rules
     assert alerts[-1].risk_score == min(100, sum(r["score"] for r in alerts[-1].rules))
     assert (case.due_at - case.detected_at).days == 30
-    # Later: a large movement joins the same case.
+    # The recipient of the whole series tripped the rules on their side too: a case of their own.
+    [recipient_case] = db.session.scalars(select(SuspiciousActivity)
+                                          .where(SuspiciousActivity.user_id == recipient.id)).all()
+    assert recipient_case.id != case.id
+    assert "structuring" in {r["rule"] for r in db.session.scalars(
+        select(MonitoringAlert).where(MonitoringAlert.user_id == recipient.id)
+        .order_by(MonitoringAlert.created_at.desc())).first().rules}
+    # Later: a large movement joins each side's case.
     later = transfer(subject, recipient, "10000")
     db.session.flush()
-    [alert] = monitoring.monitor([later.id])
-    assert alert.case_id == case.id
+    by_user = {alert.user_id: alert for alert in monitoring.monitor([later.id])}
+    assert by_user[subject.id].case_id == case.id
+    assert by_user[recipient.id].case_id == recipient_case.id
     assert _count(SuspiciousActivity, SuspiciousActivity.user_id == subject.id) == 1
     kinds = db.session.scalars(select(CaseEvent.kind).where(CaseEvent.case_id == case.id)).all()
     assert kinds.count(CaseEventKind.CREATED) == 1 and kinds.count(CaseEventKind.ALERT) == len(alerts)
 
 
-def test_the_alert_names_the_side_that_scored_highest():
-    """A new account receiving a large amount: the recipient's side scores more than the sender's."""
+def test_each_side_of_a_transfer_gets_its_own_alert_and_case():
+    """A new account receiving a large amount: the sender's side trips the large-amount rule, the
+    recipient's the large-amount and new-account rules; each side is alerted, each on its case."""
     sender, newcomer = old_student(), create_user("student")
     fund(sender, "20000")
     tx = transfer(sender, newcomer, "11000")
     db.session.flush()
+    alerts = {alert.user_id: alert for alert in monitoring.monitor([tx.id])}
+    assert set(alerts) == {sender.id, newcomer.id}
+    assert {r["rule"] for r in alerts[sender.id].rules} == {"large_amount"}
+    assert {r["rule"] for r in alerts[newcomer.id].rules} == {"large_amount", "new_account"}
+    assert alerts[newcomer.id].risk_score > alerts[sender.id].risk_score
+    sender_case = db.session.get(SuspiciousActivity, alerts[sender.id].case_id)
+    newcomer_case = db.session.get(SuspiciousActivity, alerts[newcomer.id].case_id)
+    assert (sender_case.user_id, newcomer_case.user_id) == (sender.id, newcomer.id)
+    assert sender_case.title == "Large amount: 11,000.00 USD sent"
+    assert newcomer_case.title == "Large amount and new account moving high value: 11,000.00 USD received"
+    # Running the rules again, as a job retried or a sweep would, adds nothing on either side.
+    assert monitoring.monitor([tx.id]) == []
+    assert tasks.monitor_transactions(transaction_ids=[str(tx.id)]) == 0
+    assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 2
+    assert _count(SuspiciousActivity, SuspiciousActivity.user_id.in_([sender.id, newcomer.id])) == 2
+
+
+def test_a_side_already_alerted_is_skipped_and_the_other_still_judged():
+    """An alert that exists for one side (a job that stopped half way) leaves that side alone;
+    the other side is judged and alerted."""
+    alice, bob = old_student(), old_student()
+    fund(alice, "20000")
+    tx = transfer(alice, bob, "12000")
+    db.session.flush()
+    settings = monitoring.load_settings()
+    sent = monitoring.evaluate(monitoring.Movement(tx.id, alice.id, alice.created_at, "out", tx.amount, tx.currency,
+                                                   tx.created_at), settings)
+    first = monitoring._record(sent)  # noqa: SLF001 - the sender's side alone
+    assert first is not None and monitoring._record(sent) is None  # noqa: SLF001 - the index refuses a twin
     [alert] = monitoring.monitor([tx.id])
-    assert alert.user_id == newcomer.id
-    assert {r["rule"] for r in alert.rules} == {"large_amount", "new_account"}
+    assert alert.user_id == bob.id
+    assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 2
 
 
 def test_fee_legs_and_holds_are_not_judged():
@@ -182,7 +236,7 @@ def test_admin_settings_override_the_defaults():
     assert monitoring.monitor([tx.id]) == []  # 12,000 is under the new large amount
     other = transfer(alice, bob, "4000")
     db.session.flush()
-    [alert] = monitoring.monitor([other.id])  # 16,000 within the window
+    [alert] = [a for a in monitoring.monitor([other.id]) if a.user_id == alice.id]  # 16,000 within the window
     assert alert.rules[0]["rule"] == "large_amount" and alert.rules[0]["score"] == 55
     monitoring.reset_rule(admin, "large_amount")
     assert db.session.scalar(select(MonitoringRule).where(MonitoringRule.name == "large_amount")) is None
@@ -238,7 +292,7 @@ def test_the_sweep_judges_movements_whose_job_never_ran():
     assert tasks.sweep_unjudged(timestamp=before) == 0  # its slice is not this one
     assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 0
     covering = int((tx.created_at + timedelta(minutes=tasks.SWEEP_DELAY_MINUTES + 1)).timestamp())
-    assert tasks.sweep_unjudged(timestamp=covering) >= 1
-    assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 1
+    assert tasks.sweep_unjudged(timestamp=covering) >= 2
+    assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 2  # the sender's and Bob's
     assert tasks.sweep_unjudged(timestamp=covering) == 0  # nothing twice
     assert "portal.compliance.kyc.tasks.sweep_unjudged" in jobs.job_app.tasks

@@ -147,3 +147,26 @@ def test_risk_score_is_the_capped_sum_of_the_fired_rules(app):
     assert {r.rule for r in evaluation.fired} == {"large_amount", "rapid_in_out", "new_account", "velocity"}
     assert sum(r.score for r in evaluation.fired) == 40 + 30 + 25 + 20
     assert evaluation.risk_score == 100  # capped
+
+
+def test_the_demo_structured_series_opens_a_case_for_each_side():
+    """The demo's case for the officers is made by the rules themselves: a new account deposits,
+    then sends three amounts just under the large amount; running the seed again adds nothing."""
+    from sqlalchemy import select
+
+    from portal.compliance.kyc import demo
+    from portal.compliance.kyc.models import MonitoringAlert, SuspiciousActivity
+    from portal.db import db
+
+    sender, recipient = create_user("student"), create_user("student")
+    made = demo.seed_monitoring_case(sender, recipient)
+    assert made >= 4  # the deposit and each transfer, from the sender's side at least
+    alerts = db.session.scalars(select(MonitoringAlert).where(
+        MonitoringAlert.user_id.in_([sender.id, recipient.id]))).all()
+    assert len(alerts) == made
+    rules = {r["rule"] for a in alerts if a.user_id == sender.id for r in a.rules}
+    assert {"structuring", "large_amount", "velocity", "new_account"} <= rules
+    cases = db.session.scalars(select(SuspiciousActivity).where(
+        SuspiciousActivity.user_id.in_([sender.id, recipient.id]))).all()
+    assert {c.user_id for c in cases} == {sender.id, recipient.id}
+    assert demo.seed_monitoring_case(sender, recipient) == 0

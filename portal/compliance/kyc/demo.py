@@ -7,7 +7,8 @@ withdraw (level 2).
 - ``student2@``: level 1 submitted;
 - ``student3@``: level 1 with a revision requested;
 - ``student4@``: levels 1 and 2 approved, level 3 approved once and awaiting a second officer;
-- ``student5@``: nothing yet.
+- ``student5@``: nothing yet, and a structured series of transfers to ``student3@`` that the
+  monitoring rules turned into a case for each of them (``seed_monitoring_case``).
 
 Only students without any verification are touched, so running it again changes nothing.
 """
@@ -19,8 +20,9 @@ import struct
 import uuid
 import zlib
 from datetime import date, timedelta
+from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.accounts.models import User
 from portal.compliance.kyc import services
@@ -156,3 +158,47 @@ def seed_kyc(officers: list[User], students: list[User]) -> int:
             made += 1
         db.session.flush()
     return made
+
+
+# ---------------------------------------------------------------- a case for the case manager
+
+#: A deposit, then three transfers each just under the large amount (USD 10,000 by default):
+#: structuring, velocity, a new account moving high value. Amounts in USD.
+_STRUCTURED_DEPOSIT = Decimal("30000")
+_STRUCTURED_TRANSFERS = (Decimal("9500"), Decimal("9700"), Decimal("9800"))
+_STRUCTURED_MARK = "structuring"
+
+
+def seed_monitoring_case(sender: User, recipient: User) -> int:
+    """A structured series of transfers from ``sender`` to ``recipient``, judged by the monitoring
+    rules at once, so the officers' case queue and dashboard have a real case to work (each side
+    gets its alerts and its case). Returns the alerts made; nothing when the series exists."""
+    from portal.compliance.kyc import monitoring
+    from portal.money.demo import DEMO_MARK
+    from portal.money.wallets import fees, ledger
+    from portal.money.wallets.models import SystemWallet, Transaction, TransactionType
+
+    done = db.session.scalar(select(func.count()).select_from(Transaction)
+                             .where(Transaction.details[DEMO_MARK].astext == _STRUCTURED_MARK,
+                                    Transaction.credit_user_id == sender.id))
+    if done:
+        return 0
+    code = "USD"
+    own, theirs = ledger.open_user_wallet(sender.id, code), ledger.open_user_wallet(recipient.id, code)
+    mark = {DEMO_MARK: _STRUCTURED_MARK}
+    posted = ledger.post([ledger.Leg(ledger.system_wallet(SystemWallet.DEPOSITS, code), own, _STRUCTURED_DEPOSIT,
+                                     TransactionType.DEPOSIT, "Deposit",
+                                     {"from_name": "Deposit", "note": "Bank transfer in", **mark})])
+    ids = [tx.id for tx in posted]
+    for amount in _STRUCTURED_TRANSFERS:
+        details = {"from_name": sender.full_name, "to_name": recipient.full_name, "note": "Invoice", **mark}
+        legs = [ledger.Leg(own, theirs, amount, TransactionType.TRANSFER, f"Transfer to {recipient.full_name}",
+                           details)]
+        fee = fees.fee_for(TransactionType.TRANSFER, amount, code)
+        if fee > 0:
+            legs.append(ledger.Leg(own, ledger.system_wallet(SystemWallet.FEES, code, spread_by=sender.id), fee,
+                                   TransactionType.FEE, "Transfer fee",
+                                   {"to_name": "Azora fees", "note": f"Fee for the transfer to {recipient.full_name}",
+                                    **mark}))
+        ids += [tx.id for tx in ledger.post(legs, initiated_by_id=sender.id)]
+    return len(monitoring.monitor(ids))

@@ -24,8 +24,7 @@ def defer_monitoring(transaction_ids) -> int:
     deferred = 0
     for start in range(0, len(ids), tasks.BATCH):
         try:
-            jobs._open_for_deferring()  # noqa: SLF001 - the queue's own lazy opening, per process
-            tasks.monitor_transactions.defer(transaction_ids=ids[start:start + tasks.BATCH])
+            jobs.defer_now(tasks.monitor_transactions, transaction_ids=ids[start:start + tasks.BATCH])
             deferred += 1
         except Exception:
             log.exception("could not defer transaction monitoring for %d transaction(s)",

@@ -267,7 +267,8 @@ class SuspiciousActivity(TimestampedModel):
 
 
 class MonitoringAlert(TimestampedModel):
-    """The monitoring rules' findings on one committed ledger transaction."""
+    """The monitoring rules' findings on one side (the sender's or the recipient's) of one
+    committed ledger transaction."""
 
     __tablename__ = "monitoring_alerts"
 
@@ -281,8 +282,10 @@ class MonitoringAlert(TimestampedModel):
 
     __table_args__ = (
         CheckConstraint("\"riskScore\" BETWEEN 0 AND 100", name="risk_range"),
-        # The rules run once per transaction, even when its job runs twice.
-        Index("uq_monitoring_alerts_transaction", "transaction_id", unique=True),
+        # The rules run once per side of a transaction (its sender and its recipient each get an
+        # alert of their own), even when its job runs twice. It serves the transaction's foreign
+        # key as well.
+        Index("uq_monitoring_alerts_transaction_user", "transaction_id", "user_id", unique=True),
         Index("ix_monitoring_alerts_created", text('"createdAt" DESC')),
     )
 

@@ -428,7 +428,8 @@ def _ids(values: Iterable) -> list[uuid.UUID]:
 
 def _title(evaluation: Evaluation) -> str:
     names = [RULES[r.rule].title for r in evaluation.fired]
-    joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1].lower()
+    names = names[:1] + [name.lower() for name in names[1:]]  # "Large amount, structuring and velocity"
+    joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
     m = evaluation.movement
     verb = "sent" if m.direction == "out" else "received"
     return f"{joined}: {format_amount(m.amount, m.currency)} {verb}"[:200]
@@ -445,7 +446,10 @@ def _judgeable():
 
 
 def unjudged_between(start: datetime, end: datetime) -> list[uuid.UUID]:
-    """Movements committed in ``[start, end)`` that the rules may judge and that have no alert."""
+    """Movements committed in ``[start, end)`` that the rules may judge and that have no alert.
+
+    A movement with an alert on one side was judged whole (``monitor`` looks at both sides in
+    one go), so the sweep passes it by; ``monitor`` would add nothing for it anyway."""
     judged = select(MonitoringAlert.transaction_id).where(MonitoringAlert.transaction_id == Transaction.id)
     return list(db.session.scalars(
         select(Transaction.id)
@@ -457,51 +461,55 @@ def unjudged_between(start: datetime, end: datetime) -> list[uuid.UUID]:
 def monitor(transaction_ids: Iterable) -> list[MonitoringAlert]:
     """Run the rules on the given committed transactions; return the alerts this call made.
 
-    A transaction already judged (it has an alert) is skipped, and the insert itself skips on
-    the alert's unique index, so a job that runs twice, or two jobs at once, add nothing. A
-    transaction is judged from each user side it has; the alert names the side that scored
-    highest (the sender on a tie), and its case is opened or joined.
+    A transaction is judged from each user side it has, each on its own: the sender (``out``)
+    and the recipient (``in``) each get an alert when their side trips rules, and each side's
+    case is opened or joined. A side that already has an alert is skipped, and the insert itself
+    skips on the ``(transaction, user)`` unique index, so a job that runs twice, or two jobs at
+    once, add nothing. (A movement between two wallets of one user would be one side twice; the
+    ledger keeps one wallet per user and currency, so there is none.)
     """
     ids = _ids(transaction_ids)
     if not ids:
         return []
+    alerted = {(tx_id, user_id) for tx_id, user_id in db.session.execute(
+        select(MonitoringAlert.transaction_id, MonitoringAlert.user_id)
+        .where(MonitoringAlert.transaction_id.in_(ids)))}
     debit_user, credit_user = aliased(User), aliased(User)
-    judged = select(MonitoringAlert.transaction_id).where(MonitoringAlert.transaction_id.in_(ids))
     rows = db.session.execute(
         select(Transaction, debit_user.created_at, credit_user.created_at)
         .outerjoin(debit_user, debit_user.id == Transaction.debit_user_id)
         .outerjoin(credit_user, credit_user.id == Transaction.credit_user_id)
-        .where(Transaction.id.in_(ids), Transaction.id.not_in(judged), *_judgeable())
+        .where(Transaction.id.in_(ids), *_judgeable())
         .order_by(Transaction.created_at, Transaction.id)
     ).all()
-    if not rows:
+    sides = [Movement(tx.id, user_id, created, direction, tx.amount, tx.currency, tx.created_at)
+             for tx, debit_created, credit_created in rows
+             for user_id, created, direction in ((tx.debit_user_id, debit_created, "out"),
+                                                 (tx.credit_user_id, credit_created, "in"))
+             if user_id is not None and (tx.id, user_id) not in alerted]
+    if not sides:
         return []
     settings = load_settings()
     alerts = []
-    for tx, debit_created, credit_created in rows:
-        sides = [Movement(tx.id, user_id, created, direction, tx.amount, tx.currency, tx.created_at)
-                 for user_id, created, direction in ((tx.debit_user_id, debit_created, "out"),
-                                                     (tx.credit_user_id, credit_created, "in"))
-                 if user_id is not None]
-        evaluations = [evaluate(side, settings) for side in sides]
-        best = max(evaluations, key=lambda e: e.risk_score)  # max keeps the first (the sender) on a tie
-        if best.fired:
-            alert = _record(tx, best)
+    for side in sides:
+        evaluation = evaluate(side, settings)
+        if evaluation.fired:
+            alert = _record(evaluation)
             if alert is not None:
                 alerts.append(alert)
     return alerts
 
 
-def _record(tx: Transaction, evaluation: Evaluation) -> MonitoringAlert | None:
+def _record(evaluation: Evaluation) -> MonitoringAlert | None:
     m = evaluation.movement
     rules = [r.as_json() for r in evaluation.fired]
     score = evaluation.risk_score
     with cases.as_case_system():
         alert_id = db.session.execute(
             insert(MonitoringAlert)
-            .values(id=uuid.uuid4(), user_id=m.user_id, transaction_id=tx.id, rules=rules, risk_score=score,
-                    created_at=utcnow(), updated_at=utcnow())
-            .on_conflict_do_nothing(index_elements=[MonitoringAlert.transaction_id])
+            .values(id=uuid.uuid4(), user_id=m.user_id, transaction_id=m.transaction_id, rules=rules,
+                    risk_score=score, created_at=utcnow(), updated_at=utcnow())
+            .on_conflict_do_nothing(index_elements=[MonitoringAlert.transaction_id, MonitoringAlert.user_id])
             .returning(MonitoringAlert.id)
         ).scalar_one_or_none()
     if alert_id is None:
@@ -509,7 +517,7 @@ def _record(tx: Transaction, evaluation: Evaluation) -> MonitoringAlert | None:
     case = cases.open_or_attach(
         m.user_id, title=_title(evaluation), severity=cases.severity_for_score(score), risk_score=score,
         source="monitoring",
-        details={"alertId": str(alert_id), "transactionId": str(tx.id), "direction": m.direction,
+        details={"alertId": str(alert_id), "transactionId": str(m.transaction_id), "direction": m.direction,
                  "amount": str(m.amount), "currency": m.currency, "rules": rules})
     with cases.as_case_system():
         alert = db.session.get(MonitoringAlert, alert_id)

@@ -7,7 +7,8 @@ Tasks are declared with ``@task`` (or ``@periodic``): each run gets an app conte
 the named system actor ``system:worker``, and commits once or rolls back, like a request.
 
 Work that must only happen after the current request commits (an e-mail must not be sent for
-a registration that rolled back) is deferred with ``defer_after_commit``.
+a registration that rolled back) is deferred with ``defer_after_commit``; work whose reason is
+committed already (a listener of an after-commit event) is deferred at once with ``defer_now``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ job_app = procrastinate.App(connector=InMemoryConnector(), import_paths=["portal
                                                                       "portal.money.earnings.tasks",
                                                                       "portal.money.exchange.tasks",
                                                                       "portal.money.wallets.tasks",
-                                                                      "portal.compliance.kyc.tasks"])
+                                                                      "portal.compliance.kyc.tasks",
+                                                                      "portal.learning.tutoring.tasks"])
 _flask_app = None
 WORKER = Actor.system("worker")
 #: The process whose connection pool for deferring is open (a fork must open its own).
@@ -62,6 +64,15 @@ def _open_for_deferring() -> None:
     if _open_in_pid != os.getpid():
         job_app.open()
         _open_in_pid = os.getpid()
+
+
+def defer_now(job, **kwargs) -> None:
+    """Defer ``job`` at once, opening this process's connection to the queue first if needed.
+
+    For work whose cause is already committed (a receiver of an after-commit event). A queue
+    that cannot take the job raises: the caller decides whether that may fail its request."""
+    _open_for_deferring()
+    job.defer(**kwargs)
 
 
 def run_worker(concurrency: int) -> None:
@@ -113,8 +124,7 @@ def _defer_pending(session: Session) -> None:
     pending = session.info.pop("jobs_after_commit", [])
     for job, kwargs in pending:
         try:
-            _open_for_deferring()
-            job.defer(**kwargs)
+            defer_now(job, **kwargs)
         except Exception:  # the periodic sweep picks the work up; never fail a committed request
             log.exception("could not defer %s; the periodic sweep will retry", job.name)
 

@@ -36,6 +36,7 @@ def register(app: Flask) -> None:
     from portal import demo, doctor
     from portal.compliance.kyc.watchlist import watchlist_group
     from portal.learning.lms.certificates import certificates_command
+    from portal.learning.tutoring.cli import tutor_group
     from portal.money.wallets.cli import ledger_group
 
     app.cli.add_command(users)
@@ -48,6 +49,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(certificates_command)
     app.cli.add_command(ledger_group)
     app.cli.add_command(watchlist_group)
+    app.cli.add_command(tutor_group)
 
 
 # ---------------------------------------------------------------- users

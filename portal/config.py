@@ -137,6 +137,14 @@ def load_config(overrides: dict | None = None) -> dict:
         # An HTTP JSON source of rates (README: exchange rates); empty: none.
         "EXCHANGE_RATE_URL": os.environ.get("EXCHANGE_RATE_URL", ""),
         "EXCHANGE_RATE_TIMEOUT_SECONDS": _int("EXCHANGE_RATE_TIMEOUT_SECONDS", 5),
+        # The tutor's optional language model: an OpenAI-compatible chat endpoint (base URL, e.g.
+        # http://127.0.0.1:8080/v1; empty: none), the model's name, its key and the time allowed.
+        "TUTOR_MODEL_URL": os.environ.get("TUTOR_MODEL_URL", ""),
+        "TUTOR_MODEL_NAME": os.environ.get("TUTOR_MODEL_NAME", ""),
+        "TUTOR_MODEL_KEY": os.environ.get("TUTOR_MODEL_KEY", ""),
+        "TUTOR_MODEL_TIMEOUT_SECONDS": _int("TUTOR_MODEL_TIMEOUT_SECONDS", 8),
+        # A tutoring conversation with no message for this long is ended at its last message.
+        "TUTOR_SESSION_IDLE_MINUTES": _int("TUTOR_SESSION_IDLE_MINUTES", 30),
         # Compliance. Screening: a watchlist candidate scoring at least this (0-100) is a hit.
         "AML_MATCH_THRESHOLD": _int("AML_MATCH_THRESHOLD", 85),
         # Transaction monitoring: a single movement at or above this is large, per currency

@@ -215,3 +215,89 @@ def test_matrix_expectations_cover_both_sides_of_each_permission():
     for permission in needed:
         holders = {role for role in Role if has_permission(role, permission)}
         assert holders and holders != set(Role), permission
+
+
+# ------------------------------------------------------------------ learning paths on a real course
+
+
+PATH_ROUTES = [("GET", "/learning/courses/{slug}/path"), ("POST", "/learning/courses/{slug}/path/regenerate")]
+
+
+@pytest.mark.parametrize(("method", "rule"), PATH_ROUTES)
+@pytest.mark.parametrize(("role", "enrolled", "expected"), [
+    ("student", True, {200, 302}),  # the page, or back to it after regenerating
+    ("student", False, {403}),
+    ("faculty", False, {403}),
+    ("compliance", False, {403}),
+    ("admin", False, {403}),
+    (ANONYMOUS, False, {302}),
+])
+def test_learning_path_routes_on_a_real_course(client, login_as, method, rule, role, enrolled, expected):
+    """The matrix above fills the slug with a dummy (a 404 for everyone who may ask); here the
+    course exists: only its enrolled students reach their path."""
+    from portal.db import db
+    from portal.learning.education import services as education
+    from tests.learning.factories_assign import make_course
+
+    course = make_course()
+    user = login_as(role) if role != ANONYMOUS else None
+    if enrolled:
+        education.enrol(user, course.id)
+    db.session.commit()  # an error page rolls its transaction back: keep the course
+    response = client.open(rule.format(slug=course.slug), method=method)
+    assert response.status_code in expected, response.status_code
+    if role == ANONYMOUS:
+        assert _location_path(response) == LOGIN_PATH
+
+
+
+# ------------------------------------------------------------------ the tutor on a real course
+
+
+#: Each tutor route, and what it answers on a real course: to the student whose conversation
+#: and question it is (enrolled), to a student not enrolled, to a faculty member on the
+#: course's staff and to one not on it, to a compliance officer and to an admin.
+TUTOR_ROUTES = [
+    # (method, rule, student, not enrolled, staff faculty, other faculty, compliance, admin)
+    ("GET", "/learning/courses/{slug}/tutor", 200, 403, 403, 403, 403, 403),
+    ("GET", "/learning/courses/{slug}/tutor/sessions/{session}", 200, 403, 403, 403, 403, 403),
+    ("GET", "/learning/courses/{slug}/tutor/panel", 302, 403, 403, 403, 403, 403),
+    ("POST", "/learning/courses/{slug}/tutor/ask", 302, 403, 403, 403, 403, 403),
+    ("POST", "/learning/courses/{slug}/tutor/sessions/{session}/end", 302, 403, 403, 403, 403, 403),
+    ("POST", "/learning/tutor/questions/{question}/mark", 302, 404, 403, 403, 403, 403),
+    ("GET", "/learning/tutor/history", 200, 200, 403, 403, 403, 403),
+    ("GET", "/learning/courses/{slug}/tutor/report", 403, 403, 200, 404, 403, 200),
+]
+TUTOR_CASES = ["student", "not enrolled", "staff faculty", "other faculty", "compliance", "admin"]
+
+
+@pytest.mark.parametrize("route", TUTOR_ROUTES, ids=[f"{r[0]} {r[1]}" for r in TUTOR_ROUTES])
+@pytest.mark.parametrize("case", [*TUTOR_CASES, ANONYMOUS])
+def test_tutor_routes_on_a_real_course(client, login_as, route, case):
+    """The matrix above fills the slug and ids with dummies (a 404 for everyone who may ask);
+    here the course, the conversation and the question exist and are one student's."""
+    from portal.db import db
+    from portal.learning.lms.models import CourseManagement, ManagementRole
+    from tests.learning.factories_assign import enroll
+    from tests.learning.tutoring.chat_support import record_question, student_in, tutor_course
+
+    course = tutor_course().course
+    owner = student_in(course)
+    asked = record_question(owner, course, "What does chlorophyll do?")
+    roles = {"student": "student", "not enrolled": "student", "staff faculty": "faculty",
+             "other faculty": "faculty", "compliance": "compliance", "admin": "admin"}
+    user = login_as(roles[case]) if case != ANONYMOUS else None
+    if case == "student":  # the owner's rows, reached as the owner
+        enroll(course, user)
+        asked = record_question(user, course, "What does chlorophyll do?")
+    if case == "staff faculty":
+        db.session.add(CourseManagement(course_id=course.id, user_id=user.id, role=ManagementRole.ASSISTANT))
+    db.session.commit()  # an error page rolls its transaction back: keep the rows
+    method, rule, *expected = route
+    url = rule.format(slug=course.slug, session=asked.session_id, question=asked.id)
+    data = {"question": "How do roots drink?", "helpful": "1"} if method == "POST" else None
+    response = client.open(url, method=method, data=data)
+    if case == ANONYMOUS:
+        assert response.status_code == 302 and _location_path(response) == LOGIN_PATH
+    else:
+        assert response.status_code == expected[TUTOR_CASES.index(case)], response.get_data(as_text=True)[:300]

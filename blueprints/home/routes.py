@@ -45,6 +45,7 @@ def dashboard():
 
         context.update(student_dashboard(current_user))
         context["wallet"] = wallet_overview(current_user)
+        context.update(_insights_card(context["enrollments"]))
     elif current_user.role == Role.FACULTY:
         from portal.learning.lms.queries import faculty_dashboard
 
@@ -55,6 +56,17 @@ def dashboard():
         context["case_summary"] = case_summary(current_user)
     recent = notification_queries.page_for(current_user.id, None, size=5).items
     return render(DASHBOARDS[current_user.role], recent_notifications=recent, **context)
+
+
+def _insights_card(enrollments) -> dict:
+    """The student's insights for their active courses on the dashboard: one statement."""
+    from portal.learning.education.models import EnrollmentStatus
+    from portal.learning.tutoring.insights import basis_text, course_insights
+
+    active = [e for e in enrollments if e.status == EnrollmentStatus.ACTIVE]
+    found = course_insights(current_user.id, [e.course_id for e in active])
+    return {"insight_courses": active, "insights_by_course": {c.course_id: c for c in found},
+            "basis_text": basis_text}
 
 
 @bp.get("/healthz")

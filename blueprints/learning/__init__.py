@@ -10,4 +10,12 @@ from flask import Blueprint
 
 bp = Blueprint("learning", __name__, url_prefix="/learning")
 
-from blueprints.learning import assignments, catalog, certificates, manage, quizzes  # noqa: E402,F401
+from blueprints.learning import (  # noqa: E402,F401
+    assignments,
+    catalog,
+    certificates,
+    manage,
+    paths,  # noqa: E402,F401
+    quizzes,
+    tutor,  # noqa: E402,F401
+)

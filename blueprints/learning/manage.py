@@ -35,7 +35,7 @@ from portal.db import db
 from portal.errors import DomainError, Forbidden, NotFound
 from portal.learning.assessment import gradebook
 from portal.learning.education import authoring
-from portal.learning.education.models import COURSE_TRANSITIONS, CourseLevel, CourseStatus
+from portal.learning.education.models import COURSE_LANGUAGES, COURSE_TRANSITIONS, CourseLevel, CourseStatus
 from portal.learning.lms import access, staff
 from portal.learning.lms import queries as lms_queries
 from portal.learning.lms.models import ManagementRole
@@ -48,6 +48,7 @@ TEACH = requires(Permission.TEACH)
 # ---------------------------------------------------------------- forms
 
 LEVEL_CHOICES = [SelectChoice(level.value, level.value.capitalize()) for level in CourseLevel]
+LANGUAGE_CHOICES = [SelectChoice(value, label) for value, label in COURSE_LANGUAGES.items()]
 SLUG_MESSAGE = "Use lowercase letters, digits and single hyphens between words, like \"intro-to-finance\"."
 
 
@@ -72,6 +73,8 @@ class CourseForm(FlaskForm):
         Length(min=2, max=authoring.CATEGORY_MAX, message=f"2 to {authoring.CATEGORY_MAX} characters.")],
         render_kw={"list": "category-options", "maxlength": authoring.CATEGORY_MAX})
     level = SelectField("Level", choices=LEVEL_CHOICES, validators=[DataRequired("Choose a level.")])
+    # Checked by the service (a post without it keeps the course's language).
+    language = SelectField("Lesson language", choices=LANGUAGE_CHOICES, validate_choice=False, default=None)
     estimated_hours = IntegerField("Estimated hours", validators=[
         Optional(), NumberRange(authoring.HOURS_MIN, authoring.HOURS_MAX,
                                 message=f"Between {authoring.HOURS_MIN} and {authoring.HOURS_MAX:,} hours.")],
@@ -94,7 +97,10 @@ class CourseForm(FlaskForm):
               "requires_all_lessons", "requires_quizzes_passed", "requires_assignments_submitted")
 
     def values(self) -> dict:
-        return {name: getattr(self, name).data for name in self.FIELDS}
+        values = {name: getattr(self, name).data for name in self.FIELDS}
+        if self.language.data:
+            values["language"] = self.language.data
+        return values
 
     def load_grading(self, grading: dict | None) -> list[list]:
         """Show a course's scheme; returns its letter scale (best first) for the letter rows."""

@@ -178,7 +178,28 @@ def seed_learning(teacher: User, students: list[User]) -> int:
                 _journey(students[student_index], course, lessons, assignment, done, submitted)
         _first_lesson_achievements(students)
     db.session.flush()
+    _index_for_tutor()
+    _insights_and_paths(students)
     return len(created)
+
+
+def _insights_and_paths(students: list[User]) -> None:
+    """The demo students' quiz attempts, insights and learning paths: every run, so a database
+    seeded before paths existed gets them too (each part is idempotent)."""
+    from portal.learning.tutoring.demo import seed_insights_and_paths
+
+    if students:
+        seed_insights_and_paths(students, [spec.slug for spec in demo_content.COURSES])
+
+
+def _index_for_tutor() -> None:
+    """(Re)build the tutor's passages of the demo courses: every run, so a database seeded before
+    the tutor existed gets them too (rebuilding replaces, so seeding stays idempotent)."""
+    from portal.learning.tutoring.passages import reindex_course
+
+    slugs = [spec.slug for spec in demo_content.COURSES]
+    for course in db.session.scalars(select(Course).where(Course.slug.in_(slugs))).all():
+        reindex_course(course)
 
 
 def _first_lesson_achievements(students: list[User]) -> None:

@@ -23,6 +23,10 @@ Choices:
 - Table column alignment comes out as the ``align`` attribute (left, center or right): the
   markdown library writes it as an inline ``style``, which the CSP would block anyway.
 - ``~~text~~`` renders as ``<del>``.
+- Each heading gets an ``id`` (``heading_anchors``): ``s-`` and a slug of its text, unique within
+  the document (``s-loops``, ``s-loops-2``), so a page can link to a section (the tutor cites
+  sections this way). The prefix keeps them clear of the page's own ids; the slug is ASCII letters,
+  digits and hyphens only, and the sanitizer lets through no other ``id``.
 
 Nothing here holds mutable state shared between requests: the MarkdownIt instance and the nh3
 Cleaner are configured once and only read afterwards, and each render builds its own parse state.
@@ -31,15 +35,18 @@ Cleaner are configured once and only read afterwards, and each render builds its
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 import nh3
+from anyascii import anyascii
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 from markupsafe import Markup
 
-__all__ = ["MAX_SOURCE", "markdown_to_text", "render_markdown", "sanitize_html"]
+__all__ = ["ANCHOR_PREFIX", "MAX_SOURCE", "TextBlock", "heading_anchors", "markdown_blocks", "markdown_to_text",
+           "render_markdown", "sanitize_html"]
 
 #: The longest source accepted, in characters; longer ones raise ``ValueError``.
 MAX_SOURCE = 200_000
@@ -58,6 +65,42 @@ _URL_NOISE = re.compile(r"[\x00-\x20\x7f]")
 _LANGUAGE_CLASS = re.compile(r"language-[A-Za-z0-9][A-Za-z0-9_+#.\-]{0,39}")
 _ALIGN_STYLE = re.compile(r"text-align:(left|center|right)")
 _WHITESPACE = re.compile(r"\s+")
+_SPACES = re.compile(r"[^\S\n]+")
+
+#: Every heading id starts with this: the page's own ids never do.
+ANCHOR_PREFIX = "s-"
+#: Longest slug kept from a heading's text (before the prefix and any ``-2`` suffix).
+_SLUG_MAX = 60
+_SLUG_JUNK = re.compile(r"[^a-z0-9]+")
+_ANCHOR = re.compile(r"s-[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+# --- heading anchors --------------------------------------------------------------------------
+
+def _slug(heading: str) -> str:
+    slug = _SLUG_JUNK.sub("-", anyascii(heading).lower()).strip("-")
+    if len(slug) > _SLUG_MAX:
+        cut = slug[:_SLUG_MAX]
+        slug = cut.rsplit("-", 1)[0] if "-" in cut else cut
+    return slug or "section"
+
+
+def heading_anchors(headings: list[str]) -> list[str]:
+    """The ``id`` of each heading of one document, in order: ``s-`` + a slug of its text
+    (transliterated to ASCII, lower case, runs of anything else made one hyphen), with ``-2``,
+    ``-3`` ... added where an earlier heading already took the id. The lesson page and the
+    tutor's passages both get their anchors here, so a citation's link lands on its section."""
+    taken: set[str] = set()
+    anchors = []
+    for heading in headings:
+        base = ANCHOR_PREFIX + _slug(heading)
+        anchor, n = base, 1
+        while anchor in taken:
+            n += 1
+            anchor = f"{base}-{n}"
+        taken.add(anchor)
+        anchors.append(anchor)
+    return anchors
 
 
 # --- URL checks -------------------------------------------------------------------------------
@@ -133,8 +176,18 @@ def _vet_inline(children: list[Token]) -> list[Token]:
 
 
 def _portal_rules(state: StateCore) -> None:
-    """Core rule run after inline parsing: vet links and images, demote headings, turn table
-    alignment styles into ``align`` attributes."""
+    """Core rule run after inline parsing: vet links and images, demote headings and give them
+    ids, turn table alignment styles into ``align`` attributes."""
+    opens = [i for i, token in enumerate(state.tokens) if token.type == "heading_open"]
+    texts = []
+    for i in opens:
+        parts: list[str] = []
+        following = state.tokens[i + 1] if i + 1 < len(state.tokens) else None
+        if following is not None and following.type == "inline":
+            _inline_text(following.children or [], parts)
+        texts.append(_WHITESPACE.sub(" ", "".join(parts)).strip())
+    for i, anchor in zip(opens, heading_anchors(texts), strict=True):
+        state.tokens[i].attrSet("id", anchor)
     for token in state.tokens:
         if token.type == "inline" and token.children:
             token.children = _vet_inline(token.children)
@@ -166,6 +219,8 @@ _PARSER = _build_parser()
 # --- nh3 --------------------------------------------------------------------------------------
 
 def _attribute_filter(element: str, attribute: str, value: str) -> str | None:
+    if attribute == "id":
+        return value if _ANCHOR.fullmatch(value) and len(value) <= 100 else None
     if attribute == "class":
         return value if element == "code" and _LANGUAGE_CLASS.fullmatch(value) else None
     if element == "ol" and attribute == "start":
@@ -185,6 +240,7 @@ _CLEANER = nh3.Cleaner(
         "img": {"src", "alt", "title"},
         "code": {"class"},
         "ol": {"start"},
+        **{tag: {"id"} for tag in ("h2", "h3", "h4", "h5", "h6")},
     },
     tag_attribute_values={
         "th": {"align": {"left", "center", "right"}},
@@ -235,6 +291,61 @@ def _inline_text(children: list[Token], parts: list[str]) -> None:
             parts.append(" ")
         elif token.type == "image":
             _inline_text(token.children or [], parts)
+
+
+@dataclass(frozen=True)
+class TextBlock:
+    """One top-level block of a document as plain text: a heading (with its page anchor and
+    level, 2 to 6 as rendered) or a paragraph, list, table, quote or code block."""
+
+    text: str
+    heading: bool = False
+    anchor: str = ""
+    level: int = 0
+    #: A fenced or indented code block (its text keeps its lines and indentation).
+    code: bool = False
+
+
+def markdown_blocks(source: str | None) -> list[TextBlock]:
+    """The document's top-level blocks in order, as plain text: one line per paragraph, list
+    item or table row (cells separated by `` | ``), code blocks as written. Headings carry the
+    same ``id`` the rendered page gives them.
+
+    Raises ``ValueError`` when ``source`` is longer than ``MAX_SOURCE`` characters."""
+    source = _checked(source)
+    blocks: list[TextBlock] = []
+    parts: list[str] = []
+    tokens = _PARSER.parse(source)
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.type == "heading_open":
+            inline = tokens[i + 1] if i + 1 < len(tokens) and tokens[i + 1].type == "inline" else None
+            words: list[str] = []
+            _inline_text(inline.children or [] if inline else [], words)
+            blocks.append(TextBlock(_WHITESPACE.sub(" ", "".join(words)).strip(), heading=True,
+                                    anchor=str(token.attrGet("id") or ""), level=int(token.tag[1])))
+            while i < len(tokens) and tokens[i].type != "heading_close":
+                i += 1
+        elif token.type == "inline":
+            _inline_text(token.children or [], parts)
+            in_cell = i > 0 and tokens[i - 1].type in ("th_open", "td_open")
+            parts.append(" | " if in_cell else "\n")
+        elif token.type == "tr_close":
+            parts.append("\n")
+        elif token.type in ("fence", "code_block"):
+            parts.append(token.content.rstrip("\n"))
+        if token.level == 0 and token.nesting <= 0 and token.type != "heading_close":
+            if token.type in ("fence", "code_block"):
+                text = "".join(parts).strip("\n")
+            else:
+                lines = (_SPACES.sub(" ", line).strip().removesuffix(" |") for line in "".join(parts).split("\n"))
+                text = "\n".join(line for line in lines if line)
+            if text.strip():
+                blocks.append(TextBlock(text, code=token.type in ("fence", "code_block")))
+            parts = []
+        i += 1
+    return blocks
 
 
 def markdown_to_text(source: str | None, limit: int | None = 280) -> str:

@@ -147,7 +147,7 @@ def test_course_page_shows_outline_in_order_and_rendered_description(client, stu
     body = text(client.get(f"/learning/courses/{course.slug}"))
     assert body.index("First steps") < body.index("Lesson A1") < body.index("Lesson A2") < body.index(
         "Going further") < body.index("Lesson B1")
-    assert "<h2>Welcome</h2>" in body and "<em>emphasis</em>" in body
+    assert "<h2 id=\"s-welcome\">Welcome</h2>" in body and "<em>emphasis</em>" in body
     assert "Enrol in this course" in body
     # Not enrolled: lessons are not links yet.
     assert f"/learning/courses/{course.slug}/lessons/" not in body
@@ -254,7 +254,7 @@ def test_lesson_page_renders_markdown_with_previous_and_next(client, student):
                [("One", "first"), ("Two", "## Sub\n\n- item **bold**"), ("Three", "third")]]
     services.enrol(student, course.id)
     body = text(client.get(f"/learning/courses/{course.slug}/lessons/{lessons[1].id}"))
-    assert "<h3>Sub</h3>" in body and "<strong>bold</strong>" in body
+    assert "<h3 id=\"s-sub\">Sub</h3>" in body and "<strong>bold</strong>" in body
     assert f'href="/learning/courses/{course.slug}/lessons/{lessons[0].id}" rel="prev"' in body
     assert f'href="/learning/courses/{course.slug}/lessons/{lessons[2].id}" rel="next"' in body
     assert "Mark complete" in body

@@ -168,7 +168,7 @@ def test_lesson_body_is_substantial_clean_markdown(item):
 def test_lesson_renders_with_its_structure(item):
     body = item[2].body
     html = str(render_markdown(body))
-    assert "<h2>" in html
+    assert "<h2 id=\"s-" in html
     assert "<li>" in html
     if "\n|---" in body:
         assert "<table>" in html

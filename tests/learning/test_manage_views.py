@@ -298,7 +298,7 @@ def test_preview_renders_safely_and_writes_nothing(client, login_as, statements)
                                data={"title": "t", "body": "## Part\n\n*x* <img src=x onerror=alert(1)>"})
     body = response.get_data(as_text=True)
     assert response.status_code == 200 and "<html" not in body
-    assert "<h3>Part</h3>" in body and "<em>x</em>" in body and "<img" not in body
+    assert "<h3 id=\"s-part\">Part</h3>" in body and "<em>x</em>" in body and "<img" not in body
     writes = [s for s in counter.statements if s.lstrip().split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE")]
     assert writes == []
     assert (_count(Lesson), _count(Course), _count(Module)) == before

@@ -13,13 +13,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markupsafe import Markup
 
-from portal.learning.markdown import MAX_SOURCE, markdown_to_text, render_markdown, sanitize_html
+from portal.learning.markdown import (
+    MAX_SOURCE,
+    heading_anchors,
+    markdown_blocks,
+    markdown_to_text,
+    render_markdown,
+    sanitize_html,
+)
 
 # What may appear in rendered HTML, written out here independently of the module.
 TAGS = {"p", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "strong", "em", "code", "pre",
         "blockquote", "a", "img", "table", "thead", "tbody", "tr", "th", "td", "hr", "br", "del"}
 ATTRIBUTES = {"a": {"href", "title", "rel"}, "img": {"src", "alt", "title"}, "code": {"class"},
-              "th": {"align"}, "td": {"align"}, "ol": {"start"}}
+              "th": {"align"}, "td": {"align"}, "ol": {"start"},
+              **{f"h{level}": {"id"} for level in range(2, 7)}}
+#: What a heading id may look like: our prefix, then ASCII letters, digits and single hyphens.
+HEADING_ID = re.compile(r"s-[a-z0-9]+(-[a-z0-9]+)*")
 SAFE_SCHEMES = {"http", "https", "mailto"}
 
 
@@ -74,6 +84,8 @@ def assert_safe(html: str) -> None:
             assert re.fullmatch(r"language-[\w+#.\-]+", value), html
         if name == "rel":
             assert value == "noopener noreferrer nofollow"
+        if name == "id":
+            assert HEADING_ID.fullmatch(value), html
 
 
 # --- what Markdown becomes --------------------------------------------------------------------
@@ -93,8 +105,42 @@ def test_empty_and_none_give_empty_markup():
 
 def test_headings_are_demoted_one_level():
     html = render_markdown("# One\n\n## Two\n\n### Three\n\n###### Six")
-    assert html == "<h2>One</h2>\n<h3>Two</h3>\n<h4>Three</h4>\n<h6>Six</h6>"
+    assert html == ('<h2 id="s-one">One</h2>\n<h3 id="s-two">Two</h3>\n<h4 id="s-three">Three</h4>\n'
+                    '<h6 id="s-six">Six</h6>')
     assert "<h1" not in html
+
+
+def test_headings_get_ids_made_from_their_text_unique_in_the_document():
+    html = render_markdown("# Loops\n\ntext\n\n## Loops\n\n# Loops 2\n\n### Loops")
+    assert re.findall(r'id="([^"]*)"', html) == ["s-loops", "s-loops-2", "s-loops-2-2", "s-loops-3"]
+
+
+def test_heading_ids_are_ascii_slugs_of_the_text_and_never_markup():
+    html = render_markdown('# Ça "va"? <script>alert(1)</script>\n\n## Use `for` with [range](http://example.com)\n\n'
+                           "## 🙂\n\n## ---\n\n#  \n\n## " + "word " * 40)
+    ids = re.findall(r'<h[2-6] id="([^"]*)"', html)
+    # Any script is transliterated (anyascii); text with no letters or digits at all is a "section".
+    assert ids[:5] == ["s-ca-va-script-alert-1-script", "s-use-for-with-range", "s-slight-smile", "s-section",
+                       "s-section-2"]
+    assert ids[5].startswith("s-word-word") and len(ids[5]) <= 2 + 60
+    assert_safe(html)
+
+
+def test_the_sanitizer_keeps_only_our_heading_ids():
+    html = sanitize_html('<h2 id="s-ok">a</h2><h3 id="main">b</h3><p id="s-x">c</p><h4 id="s-a b">d</h4>'
+                         '<h5 id="S-UP">e</h5>')
+    assert html == '<h2 id="s-ok">a</h2><h3>b</h3><p>c</p><h4>d</h4><h5>e</h5>'
+
+
+def test_heading_anchors_are_one_function_for_pages_and_passages():
+    assert heading_anchors(["Key takeaways", "Key takeaways", "Key-takeaways"]) == [
+        "s-key-takeaways", "s-key-takeaways-2", "s-key-takeaways-3"]
+    source = "intro\n\n# Why budget?\n\nBecause.\n\n## Why budget?\n\n```\ncode\n```"
+    blocks = markdown_blocks(source)
+    assert [(b.heading, b.anchor, b.text, b.code) for b in blocks] == [
+        (False, "", "intro", False), (True, "s-why-budget", "Why budget?", False),
+        (False, "", "Because.", False), (True, "s-why-budget-2", "Why budget?", False), (False, "", "code", True)]
+    assert re.findall(r'id="([^"]*)"', render_markdown(source)) == ["s-why-budget", "s-why-budget-2"]
 
 
 def test_lists_and_emphasis():
@@ -344,6 +390,19 @@ def test_any_text_renders_to_safe_html(source):
     assert "<script" not in html.lower()
     assert not event_handler_attributes(html)
     assert_safe(html)
+
+
+@FUZZ
+@given(source=SOURCES)
+def test_any_text_gives_unique_safe_heading_ids_that_the_blocks_share(source):
+    html = render_markdown(source)
+    ids = re.findall(r'<h[2-6] id="([^"]*)"', html)
+    assert len(ids) == len(set(ids))
+    assert all(HEADING_ID.fullmatch(anchor) for anchor in ids)
+    anchors = [block.anchor for block in markdown_blocks(source) if block.heading]
+    # Every heading the page shows has the anchor the tutor's passages use (a heading whose
+    # text is empty is still a heading with an id).
+    assert ids == anchors
 
 
 @FUZZ

@@ -606,6 +606,10 @@ def finish_attempt(attempt: QuizAttempt, at: datetime, *, auto: bool) -> QuizAtt
     db.session.flush()
     if not waiting:
         _finalise(attempt, list(answers.values()))
+    # Every way an attempt ends comes here: the student's submit, a deadline met on a later
+    # request, and the deadline job.
+    events.quiz_submitted.send(user=db.session.get(User, attempt.user_id),
+                               quiz=db.session.get(Quiz, attempt.quiz_id), attempt=attempt)
     return attempt
 
 

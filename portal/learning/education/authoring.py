@@ -24,12 +24,14 @@ import uuid
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from portal import events
 from portal.accounts.models import Role, User
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import Conflict, DomainError, Forbidden, NotFound
 from portal.learning.assessment import gradebook
 from portal.learning.education.models import (
+    COURSE_LANGUAGES,
     COURSE_TRANSITIONS,
     Course,
     CourseLevel,
@@ -41,6 +43,7 @@ from portal.learning.education.models import (
 from portal.learning.lms import access
 from portal.learning.lms.models import CourseManagement, ManagementRole
 from portal.learning.markdown import MAX_SOURCE
+from portal.learning.tutoring import passages
 
 
 class InvalidInput(DomainError):
@@ -180,7 +183,19 @@ def _clean_course(fields: dict, *, except_course: uuid.UUID | None) -> dict:
         "requires_all_lessons": bool(fields.get("requires_all_lessons")),
         "requires_quizzes_passed": bool(fields.get("requires_quizzes_passed")),
         "requires_assignments_submitted": bool(fields.get("requires_assignments_submitted")),
+        **_clean_language(fields),
     }
+
+
+def _clean_language(fields: dict) -> dict:
+    """``language`` when given (one of COURSE_LANGUAGES); left out, the course keeps its own
+    (a new one gets the default)."""
+    language = fields.get("language")
+    if language is None:
+        return {}
+    if language not in COURSE_LANGUAGES:
+        raise InvalidInput("Choose the language the lessons are written in.", field="language")
+    return {"language": language}
 
 
 def _flush_course(course: Course) -> None:
@@ -278,11 +293,15 @@ def update_course(actor: User, course_id: uuid.UUID, **fields) -> Course:
         scheme_changed = gradebook.Scheme.from_course(course.grading) != gradebook.Scheme.from_course(cleaned)
         if cleaned != course.grading:
             values["grading"] = cleaned
+    language_changed = values.get("language", course.language) != course.language
     for name, value in values.items():
         setattr(course, name, value)
     _flush_course(course)
     if scheme_changed:
         gradebook.recompute_course(course.id)
+    if language_changed:
+        # The tutor searches the lessons stemmed in the course's language.
+        passages.reindex_course(course)
     return course
 
 
@@ -367,6 +386,8 @@ def delete_module(actor: User, module_id: uuid.UUID) -> Course:
     """Delete a module and its lessons; the modules after it move up one place."""
     module, course = _module_for(actor, module_id)
     _refuse_if_studied(Progress.lesson_id.in_(select(Lesson.id).where(Lesson.module_id == module.id)), "module")
+    for lesson in db.session.scalars(select(Lesson).where(Lesson.module_id == module.id)).all():
+        events.lesson_changed.send(lesson=lesson, change="deleted")
     position = module.position
     db.session.delete(module)
     db.session.flush()
@@ -422,6 +443,7 @@ def add_lesson(actor: User, module_id: uuid.UUID, **fields) -> Lesson:
     lesson = Lesson(module_id=module.id, course_id=course.id, position=count + 1, **values)
     db.session.add(lesson)
     db.session.flush()
+    events.lesson_changed.send(lesson=lesson, change="saved")
     return lesson
 
 
@@ -430,6 +452,7 @@ def update_lesson(actor: User, lesson_id: uuid.UUID, **fields) -> Lesson:
     for name, value in _clean_lesson(fields).items():
         setattr(lesson, name, value)
     db.session.flush()
+    events.lesson_changed.send(lesson=lesson, change="saved")
     return lesson
 
 
@@ -437,6 +460,7 @@ def delete_lesson(actor: User, lesson_id: uuid.UUID) -> Course:
     """Delete a lesson; the lessons after it in its module move up one place."""
     lesson, course = _lesson_for(actor, lesson_id)
     _refuse_if_studied(Progress.lesson_id == lesson.id, "lesson")
+    events.lesson_changed.send(lesson=lesson, change="deleted")
     module_id, position = lesson.module_id, lesson.position
     db.session.delete(lesson)
     db.session.flush()
@@ -457,4 +481,6 @@ def move_lesson(actor: User, lesson_id: uuid.UUID, direction: str) -> Lesson:
     if neighbour is not None:
         lesson.position, neighbour.position = neighbour.position, lesson.position
         db.session.flush()
+        for moved in (lesson, neighbour):
+            events.lesson_changed.send(lesson=moved, change="saved")
     return lesson

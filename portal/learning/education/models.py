@@ -26,7 +26,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from portal.db import TimestampedModel
 from portal.db.types import string_enum
 
-
 #: Text-search configurations a course may be written in (PostgreSQL's built-in snowball
 #: stemmers; ``simple`` only folds case, for languages without one).
 COURSE_LANGUAGES: dict[str, str] = {

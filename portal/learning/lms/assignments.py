@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy import text as sql
 from sqlalchemy.orm import undefer
 
+from portal import events
 from portal.accounts.models import Role, User
 from portal.db import db
 from portal.db.base import utcnow
@@ -422,6 +423,7 @@ def submit(student: User, assignment_id: uuid.UUID, *, text: str | None = None, 
     submission.days_late = late
     submission.status = SubmissionStatus.SUBMITTED
     db.session.flush()
+    events.assignment_submitted.send(user=student, submission=submission)
     check_course_completion(student, assignment.course_id)
     return submission
 

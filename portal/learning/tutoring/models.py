@@ -34,6 +34,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from portal.db import TimestampedModel
 from portal.db.types import string_enum
 
+
 class LessonPassage(TimestampedModel):
     """One section of a lesson (the text under one heading), the unit the tutor retrieves and
     cites. Rebuilt from the lesson whenever the lesson is saved.

@@ -1,0 +1,351 @@
+"""The tutor's reply to one question: ``compose_reply(course, question)``.
+
+HTTP-free and commit-free; the caller (the chat service) has checked that the student may ask
+about ``course`` and that the question is not empty or too long, and stores what comes back.
+
+What the reply is, in order:
+
+1. The question looks like one of the course's published quiz questions (``hints``): a HINT.
+   It names the quiz, says which lesson sections explain the idea and which of the question's
+   key ideas to look for there, and never contains the correct option, an accepted answer or
+   the numeric result (any heading or word that would give one away is left out, of the body
+   and of the citation: such a section is cited as its lesson, without heading or anchor).
+2. Retrieval finds relevant passages (``retrieval.search``): an ANSWER made of the passages'
+   most relevant sentences (extractive: the lessons' own words, never invented), each group
+   framed "From <lesson> — <section>:", citing them.
+3. Nothing relevant: NOT_FOUND. The tutor says it found nothing in the lessons rather than
+   guess, and suggests where to look: the lessons whose passages share some of the question's
+   words (below the relevance floor), else lessons and modules whose titles come close to one
+   of its words, else the course's modules.
+
+Statements: the quiz questions of the course (and the matched one's options), one search, and
+for NOT_FOUND the course's outline. The model call, when there is one, happens inside the
+caller's transaction and is bounded by ``TUTOR_MODEL_TIMEOUT_SECONDS``.
+
+Then, when a language model is configured (``llm``) and the reply is an ANSWER or a HINT, the
+model is asked to reword it from the same passages only. Its text replaces the body
+(``source=MODEL``) with the same citations; when it fails, the retrieval reply stands and
+``fallback_reason`` says why. A model's hint that contains the answer is refused the same way.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz
+from sqlalchemy import select
+
+from portal.db import db
+from portal.learning.education.models import Course, Lesson, Module
+from portal.learning.tutoring import hints, llm, retrieval
+from portal.learning.tutoring.hints import QuizMatch
+from portal.learning.tutoring.models import ReplyKind, ReplySource
+from portal.learning.tutoring.passages import CODE_INDENT
+from portal.learning.tutoring.retrieval import Hit
+
+__all__ = ["Reply", "compose_reply"]
+
+#: Passages an answer quotes at most, and how close to the best one's score the others must be.
+MAX_CITED = 3
+RELATIVE_CUTOFF = 0.5
+#: Sentences quoted per passage at most, and characters per passage.
+SENTENCES_PER_PASSAGE = 3
+CHARS_PER_PASSAGE = 480
+#: Similarity (0-100) of a question's word to a word of a lesson's or module's title for it to
+#: be suggested when nothing was found ("pest" and "Pests").
+SUGGEST_MIN_SCORE = 80
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+(?=[A-Z0-9À-Ý\"“(])")
+_PREFIX = 5
+#: A sentence shorter than this is quoted with the one before it.
+MIN_SENTENCE_CHARS = 30
+
+
+@dataclass(frozen=True)
+class Reply:
+    kind: ReplyKind
+    #: Plain text (the view escapes it); paragraphs separated by blank lines.
+    body: str
+    #: ``[{"passage_id", "lesson_id", "lesson_title", "module_title", "heading", "anchor",
+    #: "rank"}]``, ids as strings, best first.
+    citations: list[dict]
+    #: The module of the best passage (HINT: of the matched quiz question when it has one).
+    topic_module_id: uuid.UUID | None
+    source: ReplySource
+    #: Why the configured model was not used (None when it was, or when none is configured).
+    fallback_reason: str | None = None
+
+
+def compose_reply(course: Course, question: str, *,
+                  searchable_course_ids: Iterable[uuid.UUID] | None = None) -> Reply:
+    """The tutor's reply to ``question`` about ``course``; see the module docstring."""
+    course_ids = list(searchable_course_ids) if searchable_course_ids is not None else [course.id]
+    match = hints.match_quiz_question(course.id, question)
+    if match is not None:
+        hits = _cited(_hint_search(course_ids, question, match))
+        reply = _hint(question, match, hits)
+    else:
+        # One search with no floor: the relevant hits answer; when there are none, the best of
+        # the rest say where the question's words come closest.
+        found = retrieval.search(course_ids, question, min_score=0, min_coverage=0)
+        hits = _cited([hit for hit in found if retrieval.relevant(hit)])
+        reply = _answer(question, hits) if hits else _not_found(course, question, found)
+    if reply.kind == ReplyKind.NOT_FOUND:
+        return reply
+    return _with_model(reply, question, hits, match)
+
+
+# --- citations --------------------------------------------------------------------------------
+
+def _cited(hits: list[Hit]) -> list[Hit]:
+    if not hits:
+        return []
+    best = hits[0].rank
+    return [hit for hit in hits[:MAX_CITED] if hit.rank >= best * RELATIVE_CUTOFF]
+
+
+def _citation(hit: Hit) -> dict:
+    return {"passage_id": str(hit.passage_id), "lesson_id": str(hit.lesson_id), "lesson_title": hit.lesson_title,
+            "module_title": hit.module_title, "heading": hit.heading, "anchor": hit.anchor,
+            "rank": round(hit.rank, 4)}
+
+
+def _where(hit: Hit, heading: str | None = None) -> str:
+    heading = hit.heading if heading is None else heading
+    return f"“{hit.lesson_title}” — {heading}" if heading else f"“{hit.lesson_title}”"
+
+
+def _from(hit: Hit) -> str:
+    """'From “Lesson” — Section:', without the colon after a heading ending in a question mark."""
+    where = _where(hit)
+    return f"From {where}" + ("" if where[-1] in "?!:." else ":")
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+def _stems(text: str) -> set[str]:
+    words = hints.content_words(hints.normalise(text), stop_words=hints.FUNCTION_WORDS)
+    return {word[:_PREFIX] for word in words if len(word) > 1}
+
+
+def _sentences(body: str) -> list[str]:
+    """The prose of a passage cut into sentences (code lines left out), each made to stand on
+    its own: a fragment too short to ("Use for.") stays with the sentence before it, a table
+    row's cells read "a – b", and a sentence that introduced a code block or a list ends with a
+    full stop instead of its colon."""
+    sentences: list[str] = []
+    for line in body.split("\n"):
+        if line.startswith(CODE_INDENT) or not line.strip():
+            continue
+        merged: list[str] = []
+        for sentence in _SENTENCE_END.split(line.strip().replace(" | ", " – ")):
+            if merged and len(sentence) < MIN_SENTENCE_CHARS:
+                merged[-1] += " " + sentence
+            else:
+                merged.append(sentence)
+        sentences.extend(merged)
+    return [sentence[:-1] + "." if sentence.endswith(":") else sentence for sentence in sentences]
+
+
+def _joined(sentences: list[str]) -> str:
+    """Sentences as one paragraph: a list item or table row without a full stop of its own is
+    followed by a semicolon, so two of them do not run into one."""
+    text = ""
+    for sentence in sentences:
+        if text:
+            text += (" " if text[-1] in ".!?…" else "; ")
+        text += sentence
+    return text
+
+
+def _best_sentences(body: str, question_stems: set[str]) -> list[str]:
+    """The passage's sentences that share most words with the question, in the passage's
+    order, within SENTENCES_PER_PASSAGE and CHARS_PER_PASSAGE; the opening sentence when none
+    shares any."""
+    sentences = _sentences(body)
+    if not sentences:
+        return []
+    scored = [(len(_stems(sentence) & question_stems), -i, i) for i, sentence in enumerate(sentences)]
+    scored.sort(reverse=True)
+    chosen: list[int] = []
+    size = 0
+    for overlap, _, i in scored:
+        if overlap == 0 and chosen:
+            break
+        if len(chosen) >= SENTENCES_PER_PASSAGE or (chosen and size + len(sentences[i]) > CHARS_PER_PASSAGE):
+            continue
+        chosen.append(i)
+        size += len(sentences[i])
+    return [_shorten(sentences[i]) for i in sorted(chosen)]
+
+
+def _shorten(sentence: str, limit: int = CHARS_PER_PASSAGE) -> str:
+    if len(sentence) <= limit:
+        return sentence
+    return sentence[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,;:") + "…"
+
+
+def _answer(question: str, hits: list[Hit]) -> Reply:
+    question_stems = _stems(question)
+    paragraphs = []
+    for hit in hits:
+        sentences = _best_sentences(hit.body, question_stems)
+        if sentences:
+            paragraphs.append(f"{_from(hit)}\n" + _joined(sentences))
+    return Reply(kind=ReplyKind.ANSWER, body="\n\n".join(paragraphs), citations=[_citation(h) for h in hits],
+                 topic_module_id=hits[0].module_id, source=ReplySource.RETRIEVAL)
+
+
+# --- hints ------------------------------------------------------------------------------------
+
+def _gives_away(text: str, secrets: Sequence[str]) -> bool:
+    """Does ``text`` contain one of the secrets (as whole words, case and accents ignored)?"""
+    plain = f" {hints.normalise(text)} "
+    for secret in secrets:
+        needle = hints.normalise(secret)
+        if needle and f" {needle} " in plain:
+            return True
+        if secret.strip() and secret.strip().lower() in text.lower() and len(secret.strip()) >= 4:
+            return True
+    return False
+
+
+def _hint_search(course_ids: list[uuid.UUID], question: str, match: QuizMatch) -> list[Hit]:
+    """The passages to point to for a quiz question: searched with the question's content words
+    (without the quiz's own wording, "select all that apply"), and with no relevance floor: the
+    question is known to be about the course, so its best passages are the place to look."""
+    for text in (question, match.prompt):
+        words = hints.search_words(text)
+        hits = retrieval.search(course_ids, words, min_score=0, min_coverage=0) if words else []
+        if hits:
+            return hits
+    return []
+
+
+def _hint(question: str, match: QuizMatch, hits: list[Hit]) -> Reply:
+    secrets = match.secrets
+    lines = [f"This looks like a question from the quiz “{match.quiz_title}”, so I won't give the answer "
+             "away, but I can show you where to find it."]
+    question_stems = _stems(question) | _stems(match.prompt)
+    for hit in hits:
+        heading = hit.heading if hit.heading and not _gives_away(hit.heading, secrets) else ""
+        where = f"“{hit.lesson_title}”, section “{heading}”" if heading else f"“{hit.lesson_title}”"
+        if hit.lesson_title and _gives_away(hit.lesson_title, secrets):
+            where = f"the lesson of the module “{hit.module_title}” on this topic"
+        lines.append(f"Revisit {where}: it explains the idea this question is about.")
+    ideas = _key_ideas(question, match, hits, question_stems)
+    if ideas:
+        lines.append("While you read, look for what it says about " + ", ".join(f"“{i}”" for i in ideas) + ".")
+    if not hits:
+        lines.append("Go back over the lessons of the quiz's module before you try it.")
+    lines.append("Then try to answer in your own words first, and check your reasoning against the lesson.")
+    body = "\n\n".join(lines)
+    if _gives_away(body, secrets):  # a quiz title or word that happens to be the answer
+        body = ("This looks like one of the course's quiz questions, so I won't give the answer away. "
+                "Go back over the lessons of its module, then try it in your own words.")
+    topic = match.module_id or (hits[0].module_id if hits else None)
+    return Reply(kind=ReplyKind.HINT, body=body, citations=[_hint_citation(h, secrets) for h in hits],
+                 topic_module_id=topic, source=ReplySource.RETRIEVAL)
+
+
+def _hint_citation(hit: Hit, secrets: Sequence[str]) -> dict:
+    """A hint's citation: a section whose heading would give the answer away is cited as its
+    lesson (no heading, no anchor, which is made of the heading's words)."""
+    citation = _citation(hit)
+    if _gives_away(hit.heading, secrets):
+        citation.update(heading="", anchor="")
+    return citation
+
+
+def _key_ideas(question: str, match: QuizMatch, hits: list[Hit], question_stems: set[str]) -> list[str]:
+    """Up to three of the question's content words that the cited passages also use (the ideas
+    to look for), none of them part of an answer."""
+    passage_stems = set().union(*(_stems(hit.body + " " + hit.heading) for hit in hits)) if hits else set()
+    secret_words = {word for secret in match.secrets for word in hints.normalise(secret).split()}
+    ideas: list[str] = []
+    for word in hints.content_words(hints.normalise(question)):
+        if len(word) < 4 or word in secret_words or word.isdigit() or word in ideas:
+            continue
+        if word[:_PREFIX] in passage_stems:
+            ideas.append(word)
+        if len(ideas) == 3:
+            break
+    return ideas
+
+
+# --- nothing found ----------------------------------------------------------------------------
+
+def _title_score(words: list[str], title: str) -> float:
+    """How close the question's closest word is to a word of the title (0-100)."""
+    title_words = [word for word in hints.content_words(hints.normalise(title)) if len(word) >= 4]
+    return max((fuzz.ratio(a, b) for a in words for b in title_words), default=0.0)
+
+
+def _not_found(course: Course, question: str, near: list[Hit]) -> Reply:
+    """Nothing relevant. Where to look: the lessons of the passages that share some words with
+    the question (below the relevance floor), else the lessons and modules whose titles come
+    closest (fuzzy), else the course's modules."""
+    rows = db.session.execute(
+        select(Module.id, Module.title, Module.position, Lesson.title, Lesson.position)
+        .join(Lesson, Lesson.module_id == Module.id, isouter=True)
+        .where(Module.course_id == course.id)
+        .order_by(Module.position, Lesson.position)
+    ).all()
+    words = [word for word in hints.content_words(hints.normalise(question)) if len(word) >= 4]
+    candidates: list[tuple[float, str]] = []
+    for _module_id, module_title, _mpos, lesson_title, _lpos in rows:
+        if lesson_title:
+            candidates.append((_title_score(words, lesson_title), f"the lesson “{lesson_title}” in “{module_title}”"))
+        candidates.append((_title_score(words, module_title), f"the module “{module_title}”"))
+    candidates.sort(key=lambda c: -c[0])
+    seen: list[str] = []
+    for hit in near:
+        if hit.course_id == course.id:
+            label = f"the lesson “{hit.lesson_title}” in “{hit.module_title}”"
+            if label not in seen:
+                seen.append(label)
+        if len(seen) == 2:
+            break
+    for score, label in candidates if len(seen) < 2 else []:
+        if score >= SUGGEST_MIN_SCORE and label not in seen:
+            seen.append(label)
+        if len(seen) == 2:
+            break
+    lines = [f"I couldn't find this in the lessons of “{course.title}”, so I won't guess an answer."]
+    if seen:
+        lines.append("The closest topics I can see are " + " and ".join(seen) + "; they may help.")
+    else:
+        modules = list(dict.fromkeys(title for _id, title, *_rest in rows))
+        if modules:
+            lines.append("The course covers: " + "; ".join(f"“{title}”" for title in modules[:8]) + ". "
+                         "Its outline on the course page shows every lesson.")
+    lines.append("You could try asking with other words, or ask your instructor.")
+    return Reply(kind=ReplyKind.NOT_FOUND, body="\n\n".join(lines), citations=[], topic_module_id=None,
+                 source=ReplySource.RETRIEVAL)
+
+
+# --- the model --------------------------------------------------------------------------------
+
+def _with_model(reply: Reply, question: str, hits: list[Hit], match: QuizMatch | None) -> Reply:
+    settings = llm.config()
+    if not settings.enabled:
+        return reply
+    if not hits:
+        return _replace(reply, fallback_reason="no passages to give the model")
+    passages = [llm.Passage(hit.lesson_title, hit.heading, hit.body) for hit in hits]
+    result = llm.reword(question, passages, hint=reply.kind == ReplyKind.HINT, settings=settings)
+    if result.text is None:
+        return _replace(reply, fallback_reason=result.fallback_reason or "the model gave no answer")
+    if match is not None and _gives_away(result.text, match.secrets):
+        return _replace(reply, fallback_reason="the model's hint gave the answer away")
+    return Reply(kind=reply.kind, body=result.text, citations=reply.citations,
+                 topic_module_id=reply.topic_module_id, source=ReplySource.MODEL)
+
+
+def _replace(reply: Reply, *, fallback_reason: str) -> Reply:
+    return Reply(kind=reply.kind, body=reply.body, citations=reply.citations,
+                 topic_module_id=reply.topic_module_id, source=ReplySource.RETRIEVAL,
+                 fallback_reason=fallback_reason[:200])

@@ -1,0 +1,104 @@
+"""Receivers of the learning events that keep insights and paths current: importing this module
+connects them (``blueprints/learning/paths.py`` imports it, so they are connected whenever the
+app exists).
+
+They run inside the emitter's database transaction, as whoever caused the event (the student,
+the staff member whose grading released a grade or finished a quiz attempt, or the system job
+that closed an attempt at its deadline). Each event costs at most one refresh of the student's
+insights for the course and one statement completing path steps.
+
+Insights and paths are derived data: a failure here must not undo the student's work. Each
+receiver's writes run in a savepoint; an error rolls back only the savepoint, is logged, and the
+learning action goes on (the next event, or regenerating the path, recomputes everything).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from portal import events
+from portal.db import db
+from portal.learning.lms.models import Assignment
+from portal.learning.tutoring import paths
+from portal.learning.tutoring.insights import refresh_insights
+
+log = logging.getLogger(__name__)
+
+
+def _isolated(what: str, work: Callable[[], None]) -> None:
+    try:
+        with db.session.begin_nested():
+            work()
+    except Exception:  # noqa: BLE001 - derived data never fails the learning action; logged
+        log.exception("learning insights/path update failed after %s", what)
+
+
+@events.lesson_completed.connect
+def _on_lesson_completed(sender, **kwargs) -> None:  # noqa: ARG001 - blinker passes the sender
+    user, lesson = kwargs.get("user"), kwargs.get("lesson")
+    if user is None or lesson is None:
+        return
+
+    def work():
+        paths.complete_steps(user.id, lesson_id=lesson.id)
+        refresh_insights(user.id, lesson.course_id)
+
+    _isolated("lesson_completed", work)
+
+
+@events.quiz_submitted.connect
+def _on_quiz_submitted(sender, **kwargs) -> None:  # noqa: ARG001
+    """Taking the quiz is done; a retry is done when the attempt scored better than every
+    earlier one. A passed attempt was handled a moment ago by ``quiz_passed`` (sent while the
+    attempt was graded, in the same call), so its insights are not computed twice."""
+    user, quiz, attempt = kwargs.get("user"), kwargs.get("quiz"), kwargs.get("attempt")
+    if user is None or quiz is None or attempt is None:
+        return
+
+    def work():
+        passed = bool(attempt.passed)
+        paths.complete_steps(user.id, quiz_id=quiz.id, submitted=True, passed=passed,
+                             improved=not passed and paths.improved_on_earlier(attempt))
+        if not passed:
+            refresh_insights(user.id, quiz.course_id)
+
+    _isolated("quiz_submitted", work)
+
+
+@events.quiz_passed.connect
+def _on_quiz_passed(sender, **kwargs) -> None:  # noqa: ARG001
+    """Sent when an attempt is graded as passed: on submission, or when the last essay of a
+    waiting attempt is graded by hand."""
+    user, quiz = kwargs.get("user"), kwargs.get("quiz")
+    if user is None or quiz is None:
+        return
+
+    def work():
+        paths.complete_steps(user.id, quiz_id=quiz.id, quiz_module_id=quiz.module_id, passed=True)
+        refresh_insights(user.id, quiz.course_id)
+
+    _isolated("quiz_passed", work)
+
+
+@events.assignment_submitted.connect
+def _on_assignment_submitted(sender, **kwargs) -> None:  # noqa: ARG001
+    """A submission finishes its path step; insights wait for the grade's release."""
+    user, submission = kwargs.get("user"), kwargs.get("submission")
+    if user is None or submission is None:
+        return
+    _isolated("assignment_submitted",
+              lambda: paths.complete_steps(user.id, assignment_id=submission.assignment_id))
+
+
+@events.assignment_graded.connect
+def _on_assignment_graded(sender, **kwargs) -> None:  # noqa: ARG001
+    """A grade released to the student is new evidence about the assignment's topic."""
+    user, submission = kwargs.get("user"), kwargs.get("submission")
+    if user is None or submission is None:
+        return
+    def work():
+        course_id = db.session.get(Assignment, submission.assignment_id).course_id
+        refresh_insights(user.id, course_id)
+
+    _isolated("assignment_graded", work)

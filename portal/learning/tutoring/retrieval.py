@@ -1,0 +1,194 @@
+"""Finding the lesson passages that answer a question: PostgreSQL full-text search.
+
+``search(course_ids, question)`` is one SQL statement. For each course searched it turns the
+question into a query in the course's language (stemming, stop words), matches the passages'
+``search`` vectors through their GIN index and ranks what matched.
+
+Why an OR query: ``websearch_to_tsquery`` and ``plainto_tsquery`` AND every word together, and
+a question put in a student's own words ("why would my loop never stop?") rarely shares every
+word with the lesson that answers it, so a strict AND finds nothing. The question's words are
+joined with ``or`` instead (``websearch_to_tsquery`` drops stop words and stems each word), and
+ranking sorts out which passage matches best.
+
+The score of a passage is ``ts_rank_cd`` (cover density over the weighted vector: a word in the
+heading counts more than one in the body; normalised to 0..1) times its *coverage*: the share
+of the question's terms the passage contains, each term weighted by how rare it is among the
+course's passages (inverse document frequency, computed in the same statement through the GIN
+index). The ranking functions know nothing of rarity: a word found in every passage of a
+course, such as "loop" in a lesson on loops, would count as much as the one word that tells the
+passages apart. A term the course never uses weighs as much as its rarest term: it cannot tell
+passages apart, and students' own phrasing is full of such words, but it still counts in the
+question's total, so a question mostly about something the course does not teach ("how do
+mortgages work?") covers little of itself in any passage. A passage whose score is under
+``MIN_SCORE``, or whose coverage is under ``MIN_COVERAGE``, is not relevant and is not
+returned: the tutor then says it found nothing rather than quoting noise.
+
+Only the courses passed in are searched (the caller passes the student's enrolled courses), and
+only published ones.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Float, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+
+from portal.db import db
+
+__all__ = ["MAX_QUESTION_WORDS", "MIN_COVERAGE", "MIN_SCORE", "Hit", "or_query_text", "relevant", "search"]
+
+#: Below this score a passage is not relevant to the question. Tuned on the demo courses'
+#: questions and off-topic questions (tests/learning/tutoring/test_engine_quality.py).
+MIN_SCORE = 0.2
+#: Below this share of the question's (rarity-weighted) terms a passage is not relevant.
+MIN_COVERAGE = 0.3
+#: ts_rank_cd weights for the vector's D, C, B, A parts (heading A, body B).
+WEIGHTS = [0.1, 0.2, 0.4, 1.0]
+#: ts_rank_cd normalisation: 32 scales the rank to 0..1 (rank / (rank + 1)).
+NORMALIZATION = 32
+
+#: Words of the question used at most (a pasted essay does not make a huge query).
+MAX_QUESTION_WORDS = 40
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Hit:
+    passage_id: uuid.UUID
+    lesson_id: uuid.UUID
+    lesson_title: str
+    module_id: uuid.UUID
+    module_title: str
+    heading: str
+    anchor: str
+    #: A short plain-text excerpt of the passage around the words that matched.
+    snippet: str
+    #: Relevance score, higher is better; comparable between hits of one search.
+    rank: float
+    #: The passage's whole text (what answers are composed from).
+    body: str = ""
+    course_id: uuid.UUID | None = None
+    #: Share (0-1) of the question's rarity-weighted terms found in the passage.
+    coverage: float = 0.0
+
+
+def question_words(question: str) -> list[str]:
+    """The question's words (letters, digits, underscore), at most MAX_QUESTION_WORDS."""
+    return _WORD.findall(question or "")[:MAX_QUESTION_WORDS]
+
+
+def or_query_text(question: str) -> str:
+    """The question's words joined with ``or``, in the syntax of ``websearch_to_tsquery``.
+
+    Only word characters survive, so nothing the student types can be an operator (a leading
+    ``-`` for NOT, quotes for phrases)."""
+    # "or" typed by the student would be read as the operator: it is a stop word anyway.
+    return " or ".join(word for word in question_words(question) if word.lower() != "or")
+
+
+# The statement. Parameters: :ids (course ids), :q (the OR query text), :q_plain (the words),
+# :weights, :norm, :min_score, :min_coverage, :limit.
+#
+# - ``queries``: one tsquery per published course searched, in that course's language, and the
+#   course's passage count.
+# - ``terms``: the distinct lexemes of the question in that language (``tsvector_to_array`` of
+#   its vector: stemmed, stop words gone), each with the number of the course's passages that
+#   contain it (one GIN index probe per term; chr(39) is a quote, chr(92) a backslash, escaped
+#   to make the lexeme a tsquery literal as it is, without normalising it again).
+# - ``idf``: BM25's inverse document frequency of each term (a term in no passage as one in one).
+# - ``matched``: passages of those courses matching the OR query (GIN index).
+# - ``scored``: ts_rank_cd, and coverage = sum of idf of the terms the passage has / sum of idf
+#   of all the question's terms.
+_SEARCH = text("""
+WITH queries AS (
+    SELECT c.id AS course_id, CAST(c.language AS regconfig) AS cfg,
+           websearch_to_tsquery(CAST(c.language AS regconfig), :q) AS query,
+           (SELECT count(*) FROM lesson_passages n WHERE n."courseId" = c.id) AS n
+    FROM courses c
+    WHERE c.id = ANY(:ids) AND c.status = 'published'
+),
+terms AS (
+    SELECT q.course_id, t.term, q.n,
+           (SELECT count(*) FROM lesson_passages d
+            WHERE d."courseId" = q.course_id
+              AND d.search @@ CAST(chr(39) || replace(replace(t.term, chr(92), repeat(chr(92), 2)),
+                                                      chr(39), repeat(chr(39), 2)) || chr(39) AS tsquery)
+           ) AS df
+    FROM queries q
+    CROSS JOIN LATERAL (SELECT DISTINCT unnest(tsvector_to_array(to_tsvector(q.cfg, :q_plain))) AS term) t
+),
+idf AS (
+    SELECT course_id, term, ln(1 + (n - greatest(df, 1) + 0.5) / (greatest(df, 1) + 0.5)) AS w FROM terms
+),
+matched AS (
+    SELECT p.id, p."courseId" AS course_id, p.search, q.query
+    FROM queries q
+    JOIN lesson_passages p ON p."courseId" = q.course_id AND p.search @@ q.query
+    WHERE numnode(q.query) > 0
+),
+scored AS (
+    SELECT m.id,
+           ts_rank_cd(CAST(:weights AS real[]), m.search, m.query, CAST(:norm AS integer)) AS rank_cd,
+           coalesce((SELECT sum(i.w) FROM unnest(m.search) u
+                     JOIN idf i ON i.course_id = m.course_id AND i.term = u.lexeme)
+                    / nullif((SELECT sum(i.w) FROM idf i WHERE i.course_id = m.course_id), 0), 0) AS coverage
+    FROM matched m
+),
+top AS (
+    SELECT s.*, s.rank_cd * s.coverage AS score FROM scored s
+    WHERE s.rank_cd * s.coverage >= :min_score AND s.coverage >= :min_coverage
+    ORDER BY s.rank_cd * s.coverage DESC, s.id
+    LIMIT :limit
+)
+SELECT p.id AS passage_id, p."lessonId" AS lesson_id, l.title AS lesson_title,
+       p."moduleId" AS module_id, md.title AS module_title, p.heading, p.anchor, p.body,
+       p."courseId" AS course_id, top.score AS rank, top.coverage,
+       ts_headline(p.language, p.body, q.query,
+                   'StartSel="", StopSel="", MaxWords=40, MinWords=18, MaxFragments=2, '
+                   'FragmentDelimiter=" … "') AS snippet
+FROM top
+JOIN lesson_passages p ON p.id = top.id
+JOIN queries q ON q.course_id = p."courseId"
+JOIN lessons l ON l.id = p."lessonId"
+JOIN modules md ON md.id = p."moduleId"
+ORDER BY top.score DESC, p.id
+""").bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))), bindparam("weights", type_=ARRAY(Float)))
+
+
+def relevant(hit: Hit) -> bool:
+    """Is the hit above the relevance floor (what ``search`` returns by default)?"""
+    return hit.rank >= MIN_SCORE and hit.coverage >= MIN_COVERAGE
+
+
+def search(course_ids: Iterable[uuid.UUID], question: str, *, limit: int = 5,
+           min_score: float | None = None, min_coverage: float | None = None) -> list[Hit]:
+    """The passages of ``course_ids`` (published courses only) that best answer ``question``,
+    best first, at most ``limit``; an empty list when nothing is relevant. One SQL statement."""
+    ids = list(dict.fromkeys(course_ids))
+    query_text = or_query_text(question)
+    if not ids or not query_text or limit < 1:
+        return []
+    rows = db.session.execute(_SEARCH, {
+        "ids": ids,
+        "q": query_text,
+        "q_plain": " ".join(question_words(question)),
+        "weights": WEIGHTS,
+        "norm": NORMALIZATION,
+        "limit": limit,
+        "min_score": MIN_SCORE if min_score is None else min_score,
+        "min_coverage": MIN_COVERAGE if min_coverage is None else min_coverage,
+    }).mappings()
+    return [Hit(passage_id=row["passage_id"], lesson_id=row["lesson_id"], lesson_title=row["lesson_title"],
+                module_id=row["module_id"], module_title=row["module_title"], heading=row["heading"],
+                anchor=row["anchor"], snippet=_clean(row["snippet"]), rank=float(row["rank"]),
+                body=row["body"], course_id=row["course_id"], coverage=float(row["coverage"]))
+            for row in rows]
+
+
+def _clean(snippet: str | None) -> str:
+    return re.sub(r"\s+", " ", snippet or "").strip()

@@ -22,6 +22,7 @@ Emit with keyword arguments only::
 | ``lesson_completed`` | learning | student user, lesson |
 | ``quiz_submitted`` | learning | student user, quiz, attempt (graded or awaiting manual grading) |
 | ``quiz_passed`` | learning | student user, quiz, score (points), attempt (its ``percent``) |
+| ``quiz_graded`` | learning | student user, quiz, attempt: its last essay was graded by hand, so its score is final |
 | ``assignment_submitted`` | learning | student user, submission |
 | ``assignment_graded`` | learning | student user, submission, grade |
 | ``course_completed`` | learning | student user, course |
@@ -47,6 +48,7 @@ lesson_changed = _signals.signal("lesson_changed")
 lesson_completed = _signals.signal("lesson_completed")
 quiz_submitted = _signals.signal("quiz_submitted")
 quiz_passed = _signals.signal("quiz_passed")
+quiz_graded = _signals.signal("quiz_graded")
 assignment_submitted = _signals.signal("assignment_submitted")
 assignment_graded = _signals.signal("assignment_graded")
 course_completed = _signals.signal("course_completed")

@@ -679,6 +679,7 @@ def grade_essay(actor: User, answer_id: uuid.UUID, points, feedback: str = "") -
         quiz = db.session.get(Quiz, attempt.quiz_id)
         notify(attempt.user_id, "quiz_graded", f"Your attempt at {quiz.title} has been graded",
                f"Score: {attempt.score} of {attempt.max_score} ({attempt.percent}%).")
+        events.quiz_graded.send(user=db.session.get(User, attempt.user_id), quiz=quiz, attempt=attempt)
     return answer
 
 

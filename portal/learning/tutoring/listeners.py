@@ -81,6 +81,22 @@ def _on_quiz_passed(sender, **kwargs) -> None:  # noqa: ARG001
     _isolated("quiz_passed", work)
 
 
+@events.quiz_graded.connect
+def _on_quiz_graded(sender, **kwargs) -> None:  # noqa: ARG001
+    """An attempt that waited for its essays has its final score: new evidence about its topic,
+    and a retry step done if it beat the earlier attempts. (A pass was handled by
+    ``quiz_passed`` a moment ago, in the same call.)"""
+    user, quiz, attempt = kwargs.get("user"), kwargs.get("quiz"), kwargs.get("attempt")
+    if user is None or quiz is None or attempt is None or attempt.passed:
+        return
+
+    def work():
+        paths.complete_steps(user.id, quiz_id=quiz.id, submitted=True, improved=paths.improved_on_earlier(attempt))
+        refresh_insights(user.id, quiz.course_id)
+
+    _isolated("quiz_graded", work)
+
+
 @events.assignment_submitted.connect
 def _on_assignment_submitted(sender, **kwargs) -> None:  # noqa: ARG001
     """A submission finishes its path step; insights wait for the grade's release."""

@@ -297,3 +297,34 @@ def test_a_student_who_left_keeps_no_insights(student):
     education.leave(student, built.course.id)
     assert refresh_insights(student.id, built.course.id) == []
     assert not db.session.scalars(select(LearningInsight).where(LearningInsight.user_id == student.id)).all()
+
+
+def test_an_attempt_graded_by_hand_refreshes_the_insights_when_its_last_essay_is_graded(student):
+    """An attempt with essays waits for its grader; the low marks, once all given, are new
+    evidence (the ``quiz_graded`` event), so the topic turns weak without any other event."""
+    from portal.learning.assessment import services as quizzes
+    from portal.learning.assessment.models import Answer, QuestionKind
+    from tests.learning.factories_quiz import add_question
+
+    built = build_course(titles=("Essays",), questions=0, lessons=1)
+    quiz = built.topic("Essays").quiz
+    essays = [add_question(quiz, QuestionKind.ESSAY, points="4", prompt=f"Explain recursion, part {n}.")
+              for n in range(1, insights.MIN_ANSWERS + 1)]
+    enrol(student, built)
+    complete_lessons(student, built.topic("Essays").lessons)
+    attempt = quizzes.start_attempt(student, quiz.id)
+    for essay in essays:
+        quizzes.save_answer(student, attempt.id, essay.id, quizzes.AnswerInput(text="It calls itself."))
+    quizzes.submit_attempt(student, attempt.id)
+
+    def weak_topics() -> list:
+        return list(db.session.scalars(select(LearningInsight.module_id).where(
+            LearningInsight.user_id == student.id, LearningInsight.course_id == built.course.id,
+            LearningInsight.kind == "weak_topic")))
+
+    answer_ids = list(db.session.scalars(select(Answer.id).where(Answer.attempt_id == attempt.id)))
+    for answer_id in answer_ids[:-1]:
+        quizzes.grade_essay(built.teacher, answer_id, "0", "Say what the base case is.")
+    assert weak_topics() == []  # the attempt still waits: nothing final to learn from
+    quizzes.grade_essay(built.teacher, answer_ids[-1], "0", "Say what the base case is.")
+    assert weak_topics() == [built.topic("Essays").module.id]

@@ -83,8 +83,9 @@ def own_connections(race_engine):
 
 def system_balances() -> dict[SystemWallet, Decimal]:
     with ledger.as_ledger():
-        rows = db.session.execute(select(Wallet.system_name, Wallet.balance)
-                                  .where(Wallet.kind == WalletKind.SYSTEM, Wallet.currency == CODE)).all()
+        rows = db.session.execute(select(Wallet.system_name, func.sum(Wallet.balance))
+                                  .where(Wallet.kind == WalletKind.SYSTEM, Wallet.currency == CODE)
+                                  .group_by(Wallet.system_name)).all()  # shards together
     return {name: balance for name, balance in rows}
 
 

@@ -25,9 +25,10 @@
 
 A TPC-B-like transaction updates an account, a teller and a branch (at scale 1 every
 transaction updates the one branch row) and inserts a history row. A ledger transfer locks
-three wallets in id order (sender, recipient, and the one AZR fee wallet every transfer pays
-into: the same kind of hot row as pgbench's branch), updates their balances and appends two
-transaction rows, and the audit trigger writes five audit rows beside them.
+three wallets in id order (sender, recipient, and the shard of the AZR fee wallet the sender
+falls on: one of eight, so the hot row pgbench's branch is here is split eight ways), updates
+their balances and appends two transaction rows, and the audit trigger writes five audit rows
+beside them.
 
 It prints figures and asserts nothing about time. Settings, from the environment:
 

@@ -8,6 +8,9 @@ whole new conversation and pushes its address. Without JavaScript the post redir
 conversation's page, at the answer. A refused question (empty, too long, the tutor closed
 during a quiz attempt) comes back in its form with the message and the text as typed.
 
+With a language model configured, the reply is drafted from the lessons first and the read-only
+transaction ended before the model is asked, so a slow model holds no database connection.
+
 The lesson panel is loaded by htmx once the lesson is shown, so the lesson page itself spends
 no statement on it; without JavaScript the panel is a plain form that posts to the chat.
 """
@@ -23,7 +26,7 @@ from blueprints.learning import bp
 from blueprints.web import redirect_to, render, safe_next, wants_fragment
 from portal.db import db
 from portal.errors import DomainError, NotFound
-from portal.learning.tutoring import queries, services
+from portal.learning.tutoring import answers, queries, services
 from portal.learning.tutoring.models import MessageRole
 from portal.learning.tutoring.queries import Conversation, MessageView
 from portal.security.access import requires
@@ -141,8 +144,16 @@ def tutor_ask(slug: str):
     typed = question[:services.MAX_KEPT_CHARS]
     session_id = _uuid(request.form.get("session_id"), "conversation with Elara")
     lesson_id = _uuid(request.form.get("lesson_id"), "lesson in this course")
+    reply = None
+    draft = services.draft_for_the_model(current_user, course, question)
+    if draft is not None:
+        # The model may take up to TUTOR_MODEL_TIMEOUT_SECONDS: end the read-only transaction
+        # first, so no pooled connection (nor lock) waits on it; ``ask`` starts the writing one.
+        db.session.rollback()
+        reply = answers.finish_reply(draft)
     try:
-        exchange = services.ask(current_user, course, question, session_id=session_id, lesson_id=lesson_id)
+        exchange = services.ask(current_user, course, question, session_id=session_id, lesson_id=lesson_id,
+                                reply=reply)
     except DomainError as exc:
         db.session.rollback()
         return _refused(course, place, exc, typed, session_id, lesson_id)

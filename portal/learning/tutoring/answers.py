@@ -79,9 +79,25 @@ class Reply:
     fallback_reason: str | None = None
 
 
-def compose_reply(course: Course, question: str, *,
-                  searchable_course_ids: Iterable[uuid.UUID] | None = None) -> Reply:
-    """The tutor's reply to ``question`` about ``course``; see the module docstring."""
+@dataclass
+class Draft:
+    """The reply found in the lessons, with what the model step needs: plain data, so the model
+    can be asked with no database transaction open."""
+
+    question: str
+    reply: Reply
+    hits: list[Hit]
+    match: QuizMatch | None
+
+    @property
+    def for_the_model(self) -> bool:
+        """Whether ``finish_reply`` will ask the configured model (nothing found: never)."""
+        return self.reply.kind != ReplyKind.NOT_FOUND and llm.config().enabled
+
+
+def draft_reply(course: Course, question: str, *,
+                searchable_course_ids: Iterable[uuid.UUID] | None = None) -> Draft:
+    """The reply from the lessons alone (the database part of answering)."""
     course_ids = list(searchable_course_ids) if searchable_course_ids is not None else [course.id]
     match = hints.match_quiz_question(course.id, question)
     if match is not None:
@@ -93,9 +109,20 @@ def compose_reply(course: Course, question: str, *,
         found = retrieval.search(course_ids, question, min_score=0, min_coverage=0)
         hits = _cited([hit for hit in found if retrieval.relevant(hit)])
         reply = _answer(question, hits) if hits else _not_found(course, question, found)
-    if reply.kind == ReplyKind.NOT_FOUND:
-        return reply
-    return _with_model(reply, question, hits, match)
+    return Draft(question, reply, hits, match)
+
+
+def finish_reply(draft: Draft) -> Reply:
+    """The draft reworded by the configured model, or the draft itself (no database)."""
+    if draft.reply.kind == ReplyKind.NOT_FOUND:
+        return draft.reply
+    return _with_model(draft.reply, draft.question, draft.hits, draft.match)
+
+
+def compose_reply(course: Course, question: str, *,
+                  searchable_course_ids: Iterable[uuid.UUID] | None = None) -> Reply:
+    """The tutor's reply to ``question`` about ``course``; see the module docstring."""
+    return finish_reply(draft_reply(course, question, searchable_course_ids=searchable_course_ids))
 
 
 # --- citations --------------------------------------------------------------------------------

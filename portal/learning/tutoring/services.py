@@ -48,7 +48,7 @@ from portal.db import base, db
 from portal.errors import Conflict, DomainError, Forbidden, NotFound
 from portal.learning.assessment.models import AttemptStatus, Quiz, QuizAttempt
 from portal.learning.education.models import Course, CourseStatus, Enrollment, EnrollmentStatus, Lesson
-from portal.learning.tutoring import answers
+from portal.learning.tutoring import answers, llm
 from portal.learning.tutoring.models import (
     Message,
     MessageRole,
@@ -290,9 +290,35 @@ def _citations(reply: answers.Reply) -> list[dict]:
     return kept
 
 
+def draft_for_the_model(user: User, course: Course, question: str) -> answers.Draft | None:
+    """When a model is configured: the reply found in the lessons, for the caller to have
+    reworded (``answers.finish_reply``) after ending its read-only transaction, so no database
+    connection waits on the model, then to pass to ``ask``. None when no model would be asked:
+    none configured, nothing found, or a question ``ask`` will refuse (it says why)."""
+    if not llm.config().enabled:
+        return None
+    try:
+        text_ = clean_question(question)
+        require_enrolled(user, course)
+    except DomainError:
+        return None
+    if open_attempt(user.id, course.id, base.utcnow()) is not None:
+        return None
+    try:
+        with db.session.begin_nested():
+            draft = answers.draft_reply(course, text_, searchable_course_ids=[course.id])
+    except Exception:  # noqa: BLE001 - ``ask`` composes again and keeps the question whatever happens
+        log.exception("the tutor could not draft a reply in course %s", course.id)
+        return None
+    return draft if draft.for_the_model else None
+
+
 def ask(user: User, course: Course, question: str, *, session_id: uuid.UUID | None = None,
-        lesson_id: uuid.UUID | None = None) -> Exchange:
-    """Ask Elara ``question`` about ``course``; see the module docstring for the rules."""
+        lesson_id: uuid.UUID | None = None, reply: answers.Reply | None = None) -> Exchange:
+    """Ask Elara ``question`` about ``course``; see the module docstring for the rules.
+
+    ``reply``: the reply already composed for this question (the model's, from
+    ``draft_for_the_model``); without it the reply is composed here."""
     text_ = clean_question(question)
     require_enrolled(user, course)
     now = base.utcnow()
@@ -329,7 +355,7 @@ def ask(user: User, course: Course, question: str, *, session_id: uuid.UUID | No
     db.session.add(asked)
     db.session.flush()
 
-    reply = _compose(course, text_)
+    reply = reply or _compose(course, text_)
     answered_at = max(base.utcnow(), now + timedelta(microseconds=1))
     body = (reply.body or "").strip()[:MAX_MESSAGE_CHARS] or COULD_NOT_ANSWER
     kind = ReplyKind(reply.kind)

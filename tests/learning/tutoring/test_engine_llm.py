@@ -36,6 +36,8 @@ class FakeModel:
         self.mode = "good"
         self.content = "Water them deeply twice a week, in the morning [1]."
         self.requests: list[dict] = []
+        #: Called (in the server's thread) as each request arrives, before the answer.
+        self.on_request = None
 
 
 def _handler(state: FakeModel):
@@ -47,6 +49,8 @@ def _handler(state: FakeModel):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             state.requests.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})
+            if state.on_request is not None:
+                state.on_request()
             mode = state.mode
             if mode == "hang":
                 time.sleep(TIMEOUT + 3)
@@ -102,6 +106,7 @@ def fake_model():
 def model(app, fake_model, monkeypatch):
     fake_model.mode = "good"
     fake_model.requests.clear()
+    fake_model.on_request = None
     monkeypatch.setitem(app.config, "TUTOR_MODEL_URL", fake_model.url)
     monkeypatch.setitem(app.config, "TUTOR_MODEL_NAME", "tiny-tutor")
     monkeypatch.setitem(app.config, "TUTOR_MODEL_KEY", KEY)
@@ -237,3 +242,39 @@ def test_reword_itself_never_raises_and_reports_the_key_nowhere(model):
     model.mode = "good"
     result = llm.reword("q", [llm.Passage("L", "H", "text")], settings=settings)
     assert result.text == model.content and result.fallback_reason is None
+
+
+def test_the_chat_asks_the_model_holding_no_lock_and_keeps_its_reply(app, client, login_as, model, garden):
+    """A slow model must not keep the student's ask lock (nor a transaction that took it): the
+    reply is drafted, the read-only transaction ended, the model asked, then the exchange
+    written with the model's words and the lessons' citations."""
+    import psycopg
+    from sqlalchemy import select
+
+    from portal.db import db
+    from portal.db.urls import libpq_url
+    from portal.learning.education import services as education
+    from portal.learning.tutoring.models import Message, MessageRole
+
+    course, _module = garden
+    student = login_as("student")
+    education.enrol(student, course.id)
+    db.session.commit()  # the view ends its read-only transaction: keep what the test made
+    locks_while_asked: list[int] = []
+
+    def count_advisory_locks():
+        with psycopg.connect(libpq_url(app.config["MIGRATION_DATABASE_URL"])) as conn:
+            locks_while_asked.append(conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+                                     .fetchone()[0])
+
+    model.on_request = count_advisory_locks
+    model.content = "Water them deeply twice a week, in the morning [1]."
+    response = client.post(f"/learning/courses/{course.slug}/tutor/ask", data={"question": QUESTION},
+                           headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert locks_while_asked == [0]
+    assert "Water them deeply twice a week, in the morning" in response.get_data(as_text=True)
+    reply = db.session.scalars(select(Message).where(Message.user_id == student.id,
+                                                     Message.role == MessageRole.TUTOR)).one()
+    assert reply.source == ReplySource.MODEL and reply.fallback_reason is None
+    assert [c["lesson_title"] for c in reply.citations][:1] == ["Watering"]

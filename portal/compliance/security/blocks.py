@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import and_, cast, func, literal, null, or_, select
 from sqlalchemy.dialects.postgresql import INET
+from sqlalchemy.sql.elements import BindParameter
 
 from portal.accounts.models import Role, User
 from portal.compliance.security import events as security_events
@@ -76,13 +77,15 @@ def is_in_force(block: BlockedEntity, now: datetime | None = None) -> bool:
 
 # -- The per-request check -------------------------------------------------------------------------
 
-def ip_block_id(ip: str | None):
-    """Scalar subquery: one block in force containing ``ip`` (permanent first), or NULL."""
+def ip_block_id(ip: str | BindParameter | None):
+    """Scalar subquery: one block in force containing ``ip`` (an address, or a bound parameter
+    standing for one), permanent first, or NULL."""
     if ip is None:
         return null()
+    address = ip if isinstance(ip, BindParameter) else literal(ip)
     return (
         select(BlockedEntity.id)
-        .where(BlockedEntity.network.op(">>=")(cast(literal(ip), INET)), _in_force())
+        .where(BlockedEntity.network.op(">>=")(cast(address, INET)), _in_force())
         .order_by(BlockedEntity.expires_at.desc().nulls_first())
         .limit(1)
         .scalar_subquery()

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -35,7 +34,8 @@ from portal.compliance.kyc.models import KycVerification, MonitoringAlert, Suspi
 from portal.db import db
 from portal.db.base import utcnow
 from portal.platform import jobs
-from tests.factories import PASSWORD, create_user
+from tests.e2e.helpers import address, log_in
+from tests.factories import create_user
 
 pytestmark = pytest.mark.e2e
 
@@ -43,18 +43,6 @@ SHOTS = os.environ.get("E2E_SHOTS")
 MONITORING_TASK = "portal.compliance.kyc.tasks.monitor_transactions"
 #: The student's own pages that could give a case away (alerts and notifications included).
 STUDENT_PAGES = ("/dashboard", "/wallet", "/wallet/history", "/notifications", "/wallet/verification")
-
-
-def _address(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}@e2e.example"
-
-
-def _log_in(page: Page, email: str, first_name: str) -> None:
-    page.goto("/auth/login")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name=f"Hello, {first_name}")).to_be_visible()
 
 
 def _shot(page: Page, name: str) -> None:
@@ -99,8 +87,8 @@ def _no_case_on_the_students_pages(page: Page, secrets: list[str]) -> None:
 @pytest.fixture
 def kyc_people(db_as_tests):
     with db_as_tests():
-        student = create_user("student", full_name="Lerato Dube", email=_address("lerato"))
-        officer = create_user("compliance", full_name="Joseph Banda", email=_address("joseph"))
+        student = create_user("student", full_name="Lerato Dube", email=address("lerato"))
+        officer = create_user("compliance", full_name="Joseph Banda", email=address("joseph"))
         people = {"student": student.email, "student_id": student.id, "officer": officer.email,
                   "officer_id": officer.id}
     yield people
@@ -113,7 +101,7 @@ def kyc_people(db_as_tests):
 def test_a_student_verifies_two_levels_and_an_officer_reviews_them(new_page, kyc_people, tmp_path):
     front, back = _document_images(tmp_path)
     student = new_page()
-    _log_in(student, kyc_people["student"], "Lerato")
+    log_in(student, kyc_people["student"], "Lerato")
     student.get_by_role("navigation", name="Main").get_by_role("link", name="Wallet").click()
     student.get_by_role("navigation", name="Wallet").get_by_role("link", name="Verification").click()
     expect(student.get_by_role("heading", name=re.compile(r"^Your level: 0"))).to_be_visible()
@@ -131,7 +119,7 @@ def test_a_student_verifies_two_levels_and_an_officer_reviews_them(new_page, kyc
 
     # The officer takes it from the queue and approves it beside the data.
     officer = new_page()
-    _log_in(officer, kyc_people["officer"], "Joseph")
+    log_in(officer, kyc_people["officer"], "Joseph")
     officer.get_by_role("link", name="Identity verifications to review").click()
     expect(officer.get_by_role("heading", name="Identity verifications", level=1)).to_be_visible()
     row = officer.locator("tr", has_text="Lerato Dube")
@@ -228,9 +216,9 @@ def structuring_people(db_as_tests, monkeypatch):
     # ledger announces its rows after the commit, at the end of the block.
     with monkeypatch.context() as patch, db_as_tests():
         patch.setattr(listeners, "defer_monitoring", lambda ids: 0)
-        student = create_user("student", full_name="Kofi Boateng", email=_address("kofi"), created_at=year_ago)
-        friend = create_user("student", full_name="Ama Serwaa", email=_address("ama"), created_at=year_ago)
-        officer = create_user("compliance", full_name="Grace Phiri", email=_address("grace"))
+        student = create_user("student", full_name="Kofi Boateng", email=address("kofi"), created_at=year_ago)
+        friend = create_user("student", full_name="Ama Serwaa", email=address("ama"), created_at=year_ago)
+        officer = create_user("compliance", full_name="Grace Phiri", email=address("grace"))
         # Level 3: 5 times the standard daily limit, so three sends of 80-100 % of the AZR large
         # amount fit in one day (the two officers of the four-eyes approval are made with it).
         verify(student, 3)
@@ -289,7 +277,7 @@ def _send(page: Page, email: str, amount: str) -> None:
 def test_structured_transfers_raise_a_case_an_officer_reports_and_closes(new_page, structuring_people):
     people = structuring_people
     student = new_page()
-    _log_in(student, people["student"], "Kofi")
+    log_in(student, people["student"], "Kofi")
     student.get_by_role("navigation", name="Main").get_by_role("link", name="Wallet").click()
 
     # Three amounts just under the AZR large amount (100,000), through the real transfer page.
@@ -305,7 +293,7 @@ def test_structured_transfers_raise_a_case_an_officer_reports_and_closes(new_pag
 
     # The officer finds the case in the unassigned queue.
     officer = new_page()
-    _log_in(officer, people["officer"], "Grace")
+    log_in(officer, people["officer"], "Grace")
     officer.get_by_role("navigation", name="Main").get_by_role("link", name="Compliance").click()
     expect(officer.get_by_role("heading", name="Compliance overview")).to_be_visible()
     _shot(officer, "b01-officer-compliance-overview")

@@ -11,13 +11,10 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from portal.platform.email.models import Email
+from tests.e2e.helpers import address
 from tests.factories import PASSWORD, create_user
 
 pytestmark = pytest.mark.e2e
-
-
-def _address(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}@e2e.example"
 
 
 def _emailed_link(db_as_tests, address: str, template: str, live_server: str) -> str:
@@ -50,7 +47,7 @@ def _log_in(page: Page, email: str, password: str) -> None:
 
 
 def test_student_registers_confirms_logs_in_reads_notifications_and_logs_out(page, db_as_tests, live_server):
-    email = _address("amara")
+    email = address("amara")
     password = "river lantern copper " + uuid.uuid4().hex[:6]
 
     page.goto("/")
@@ -104,9 +101,9 @@ def test_student_registers_confirms_logs_in_reads_notifications_and_logs_out(pag
 def test_admin_invites_faculty_who_sets_a_password_and_reaches_the_faculty_dashboard(
         new_page, db_as_tests, live_server):
     with db_as_tests():
-        admin = create_user("admin", full_name="Nadia Mensah", email=_address("admin"))
+        admin = create_user("admin", full_name="Nadia Mensah", email=address("admin"))
         admin_email = admin.email
-    faculty_email = _address("kofi")
+    faculty_email = address("kofi")
     faculty_password = "granite orchard violet " + uuid.uuid4().hex[:6]
 
     page = new_page()
@@ -161,7 +158,7 @@ def test_admin_invites_faculty_who_sets_a_password_and_reaches_the_faculty_dashb
 
 def test_wrong_password_is_explained_in_place_and_a_student_meets_the_403_page(page, db_as_tests):
     with db_as_tests():
-        student = create_user("student", full_name="Lindiwe Dube", email=_address("lindiwe"))
+        student = create_user("student", full_name="Lindiwe Dube", email=address("lindiwe"))
         email = student.email
 
     page.goto("/auth/login")

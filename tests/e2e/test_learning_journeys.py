@@ -10,7 +10,6 @@ not rolled back, so every title, slug and address is unique to the run.
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -23,26 +22,10 @@ from portal.learning.assessment import services as quizzes
 from portal.learning.education import authoring
 from portal.learning.education import services as education
 from portal.learning.lms import assignments, certificates
-from tests.factories import PASSWORD, create_user
+from tests.e2e.helpers import address, log_in, unique_word
+from tests.factories import create_user
 
 pytestmark = pytest.mark.e2e
-
-
-def _token() -> str:
-    """A run-unique word: letters only, so search and slugs treat it as one plain word."""
-    return "".join(chr(ord("a") + int(c, 16) % 26) for c in uuid.uuid4().hex[:8])
-
-
-def _address(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}@e2e.example"
-
-
-def _log_in(page: Page, email: str, first_name: str) -> None:
-    page.goto("/auth/login")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name=f"Hello, {first_name}")).to_be_visible()
 
 
 def _mark_page(page: Page) -> None:
@@ -82,11 +65,11 @@ class QuizCourse:
 
 @pytest.fixture
 def quiz_course(db_as_tests) -> QuizCourse:
-    token = _token()
+    token = unique_word()
     title = f"Tidepool Ecology {token}"
     with db_as_tests():
-        faculty = create_user("faculty", full_name="Efua Asante", email=_address("efua"))
-        student = create_user("student", full_name="Jomo Kariuki", email=_address("jomo"))
+        faculty = create_user("faculty", full_name="Efua Asante", email=address("efua"))
+        student = create_user("student", full_name="Jomo Kariuki", email=address("jomo"))
         course, module = _published_course(faculty, title, ["Reading the tides", "Life in the pools"])
         quiz = quizzes.create_quiz(faculty, course.id, quizzes.QuizSettings(
             title="Tides check", module_id=module.id, time_limit_minutes=10, passing_percent=60))
@@ -102,7 +85,7 @@ def quiz_course(db_as_tests) -> QuizCourse:
 
 def test_student_enrols_studies_a_lesson_and_takes_the_timed_quiz(page, quiz_course):
     data = quiz_course
-    _log_in(page, data.student_email, "Jomo")
+    log_in(page, data.student_email, "Jomo")
 
     # Find the course with the live search, which filters as one types.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Learning").click()
@@ -194,10 +177,10 @@ class GradingCase:
 
 @pytest.fixture
 def grading_case(db_as_tests) -> GradingCase:
-    token = _token()
+    token = unique_word()
     with db_as_tests():
-        faculty = create_user("faculty", full_name="Olu Adeyemi", email=_address("olu"))
-        student = create_user("student", full_name="Zanele Mokoena", email=_address("zanele"))
+        faculty = create_user("faculty", full_name="Olu Adeyemi", email=address("olu"))
+        student = create_user("student", full_name="Zanele Mokoena", email=address("zanele"))
         course, module = _published_course(faculty, f"Coastal Field Notes {token}", ["Keeping a notebook"])
         assignment = assignments.create_assignment(faculty, course.id, assignments.AssignmentInput(
             title=f"Field report {token}", points=Decimal(10), instructions="Describe one rock pool.",
@@ -217,7 +200,7 @@ def grading_case(db_as_tests) -> GradingCase:
 def test_faculty_grades_with_the_rubric_and_releases_and_the_student_sees_the_grade(new_page, grading_case):
     data = grading_case
     page = new_page()
-    _log_in(page, data.faculty_email, "Olu")
+    log_in(page, data.faculty_email, "Olu")
 
     # The dashboard's "To grade" card loads after the page and leads to the grading screen.
     card = page.locator("#to-grade-card")
@@ -258,7 +241,7 @@ def test_faculty_grades_with_the_rubric_and_releases_and_the_student_sees_the_gr
     expect(page.locator("#submissions tbody tr", has_text="Zanele Mokoena")).to_contain_text("Released")
 
     student = new_page()
-    _log_in(student, data.student_email, "Zanele")
+    log_in(student, data.student_email, "Zanele")
     student.get_by_role("link", name="Notifications").click()
     note = student.locator("li.notification", has_text=f"Your grade for “{data.assignment_title}” is out")
     expect(note).to_contain_text("6.00 of 10.00 points.")
@@ -283,10 +266,10 @@ def test_faculty_grades_with_the_rubric_and_releases_and_the_student_sees_the_gr
 
 @pytest.fixture
 def certificate_code(db_as_tests) -> tuple[str, str, str]:
-    token = _token()
+    token = unique_word()
     with db_as_tests():
-        faculty = create_user("faculty", full_name="Ama Owusu", email=_address("ama"))
-        student = create_user("student", full_name="Kwame Nkrumah Mensah", email=_address("kwame"))
+        faculty = create_user("faculty", full_name="Ama Owusu", email=address("ama"))
+        student = create_user("student", full_name="Kwame Nkrumah Mensah", email=address("kwame"))
         course, _module = _published_course(faculty, f"Reef Survey Methods {token}", ["Transects"])
         certificate = certificates.issue_certificate(student, course)
         return certificate.code, student.full_name, course.title
@@ -329,12 +312,12 @@ def test_anyone_verifies_a_certificate_by_its_code_and_downloads_the_pdf(page, c
 
 
 def test_faculty_writes_a_course_with_the_live_preview_and_publishes_it(page, db_as_tests):
-    token = _token()
+    token = unique_word()
     title = f"Mangrove Restoration {token}"
     with db_as_tests():
-        faculty = create_user("faculty", full_name="Thandiwe Ndlovu", email=_address("thandiwe"))
+        faculty = create_user("faculty", full_name="Thandiwe Ndlovu", email=address("thandiwe"))
         email = faculty.email
-    _log_in(page, email, "Thandiwe")
+    log_in(page, email, "Thandiwe")
 
     page.get_by_role("article").filter(has=page.get_by_role("heading", name="Courses I teach")).get_by_role(
         "button", name="New course").click()

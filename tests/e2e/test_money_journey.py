@@ -13,7 +13,7 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from portal.db import db
 from portal.db.base import utcnow
@@ -22,23 +22,12 @@ from portal.learning.education import authoring
 from portal.learning.education import services as education
 from portal.money.earnings.models import Milestone, MilestoneKind
 from portal.money.exchange.models import CurrencyPair, ExchangeRate, RateSource
-from tests.factories import PASSWORD, create_user
+from tests.e2e.helpers import address, log_in
+from tests.factories import create_user
 
 pytestmark = pytest.mark.e2e
 
 PHONE = "+233241234567"
-
-
-def _address(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}@e2e.example"
-
-
-def _log_in(page: Page, email: str, first_name: str) -> None:
-    page.goto("/auth/login")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name=f"Hello, {first_name}")).to_be_visible()
 
 
 def _fresh_azr_usd_rate(rate: Decimal) -> None:
@@ -61,10 +50,10 @@ def _fresh_azr_usd_rate(rate: Decimal) -> None:
 @pytest.fixture
 def money_case(db_as_tests):
     with db_as_tests():
-        admin = create_user("admin", full_name="Amara Okafor", email=_address("amara"))
-        faculty = create_user("faculty", full_name="Kwame Mensah", email=_address("kwame"))
-        student = create_user("student", full_name="Nia Achieng", email=_address("nia"))
-        friend = create_user("student", full_name="Tomas Berg", email=_address("tomas"))
+        admin = create_user("admin", full_name="Amara Okafor", email=address("amara"))
+        faculty = create_user("faculty", full_name="Kwame Mensah", email=address("kwame"))
+        student = create_user("student", full_name="Nia Achieng", email=address("nia"))
+        friend = create_user("student", full_name="Tomas Berg", email=address("tomas"))
         course = authoring.create_course(faculty, title=f"Saving Basics {uuid.uuid4().hex[:6]}",
                                          summary="Saving, simply.", category="Finance", level="beginner",
                                          estimated_hours=1, requires_all_lessons=True)
@@ -101,7 +90,7 @@ def money_case(db_as_tests):
 
 def test_a_student_earns_sends_converts_and_withdraws_and_an_admin_approves(new_page, money_case):
     page = new_page()
-    _log_in(page, money_case["student"], "Nia")
+    log_in(page, money_case["student"], "Nia")
 
     # Pass the quiz: the milestone pays 20 AZR at once.
     page.goto(f"/learning/quizzes/{money_case['quiz_id']}")
@@ -155,7 +144,7 @@ def test_a_student_earns_sends_converts_and_withdraws_and_an_admin_approves(new_
 
     # The admin approves it from the queue, inline.
     admin = new_page()
-    _log_in(admin, money_case["admin"], "Amara")
+    log_in(admin, money_case["admin"], "Amara")
     admin.goto("/wallet/admin/withdrawals")
     row = admin.locator("tr", has_text="Nia Achieng").first
     admin.once("dialog", lambda dialog: dialog.accept())  # "Pay out 2.00 USD to ...?"

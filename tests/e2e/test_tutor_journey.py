@@ -10,7 +10,6 @@ commits): e2e rows are not rolled back, so every title, slug and address is uniq
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -19,7 +18,8 @@ from playwright.sync_api import Page, expect
 from portal.learning.education import authoring
 from portal.learning.education import services as education
 from portal.learning.tutoring import passages
-from tests.factories import PASSWORD, create_user
+from tests.e2e.helpers import address, log_in, unique_word
+from tests.factories import create_user
 
 pytestmark = pytest.mark.e2e
 
@@ -39,14 +39,6 @@ must cope with heat and salt until the sea returns.
 """
 
 
-def _token() -> str:
-    return "".join(chr(ord("a") + int(c, 16) % 26) for c in uuid.uuid4().hex[:8])
-
-
-def _address(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}@e2e.example"
-
-
 @dataclass
 class TutorCourse:
     student_email: str
@@ -57,10 +49,10 @@ class TutorCourse:
 
 @pytest.fixture
 def tutor_course(db_as_tests) -> TutorCourse:
-    token = _token()
+    token = unique_word()
     with db_as_tests():
-        faculty = create_user("faculty", full_name="Efua Mensah", email=_address("efua"))
-        student = create_user("student", full_name="Kofi Boateng", email=_address("kofi"))
+        faculty = create_user("faculty", full_name="Efua Mensah", email=address("efua"))
+        student = create_user("student", full_name="Kofi Boateng", email=address("kofi"))
         course = authoring.create_course(faculty, title=f"Seashore Science {token}", summary="Tides and the shore.",
                                          category="Marine science", level="beginner", estimated_hours=1)
         module = authoring.add_module(faculty, course.id, title="The shore")
@@ -70,14 +62,6 @@ def tutor_course(db_as_tests) -> TutorCourse:
         passages.reindex_course(course)
         education.enrol(student, course.id)
         return TutorCourse(student.email, course.slug, str(lesson.id), lesson.title)
-
-
-def _log_in(page: Page, email: str) -> None:
-    page.goto("/auth/login")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).not_to_have_url(re.compile("/auth/login"))
 
 
 def _mark_page(page: Page) -> None:
@@ -91,7 +75,7 @@ def _same_page(page: Page) -> bool:
 
 def test_student_asks_beside_a_lesson_follows_the_source_marks_it_and_finds_it_again(page, tutor_course):
     data = tutor_course
-    _log_in(page, data.student_email)
+    log_in(page, data.student_email)
     lesson_url = f"/learning/courses/{data.slug}/lessons/{data.lesson_id}"
 
     # The lesson, with Elara's panel beside it (it loads itself once the lesson is shown).

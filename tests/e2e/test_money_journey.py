@@ -104,6 +104,9 @@ def test_a_student_earns_sends_converts_and_withdraws_and_an_admin_approves(new_
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Wallet").click()
     expect(page.get_by_role("heading", name="Wallet", level=1)).to_be_visible()
     page.get_by_role("navigation", name="Wallet").get_by_role("link", name="Earnings").click()
+    # The wallet page lists the reward too: wait for the earnings page itself before going on,
+    # or the next click could land on the page being replaced.
+    expect(page.get_by_role("heading", name="My earnings", level=1)).to_be_visible()
     expect(page.get_by_role("main")).to_contain_text("Pass the saving check")
     expect(page.get_by_role("main")).to_contain_text("20.00 AZR")
 
@@ -119,6 +122,7 @@ def test_a_student_earns_sends_converts_and_withdraws_and_an_admin_approves(new_
     expect(page.get_by_role("heading", name="Money sent")).to_be_visible()
     expect(page.get_by_role("main")).to_contain_text("5.00 AZR")
     page.get_by_role("button", name="Back to my wallet").click()
+    expect(page.get_by_role("heading", name="Wallet", level=1)).to_be_visible()
 
     # Convert 10 AZR to USD at the quoted rate (0.5): 5.00 USD.
     page.get_by_role("navigation", name="Wallet").get_by_role("link", name="Convert").click()
@@ -130,6 +134,7 @@ def test_a_student_earns_sends_converts_and_withdraws_and_an_admin_approves(new_
     page.get_by_role("button", name="Accept and convert").click()
     expect(page.get_by_role("heading", name="Conversion done")).to_be_visible()
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Wallet").click()
+    expect(page.get_by_role("heading", name="Wallet", level=1)).to_be_visible()
 
     # Ask to withdraw 2 USD to mobile money: held at once, pending.
     page.get_by_role("navigation", name="Wallet").get_by_role("link", name="Withdrawals").click()

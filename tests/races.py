@@ -88,3 +88,19 @@ def race(app, calls: Sequence[RaceCall], *, expected: tuple[type[BaseException],
     if errors:
         raise errors[0]
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+def remove_committed(app, *, course_id: uuid.UUID, user_ids: Sequence[uuid.UUID]) -> None:
+    """Undo what a race fixture committed: the users' certificates (a completed course issues
+    one), the course with everything in it, then the users."""
+    from sqlalchemy import delete
+
+    from portal.learning.education.models import Course
+    from portal.learning.lms.models import Certificate
+
+    with app.app_context(), acting_as(Actor.system("tests")):
+        db.session.execute(delete(Certificate).where(Certificate.user_id.in_(user_ids)))
+        db.session.execute(delete(Course).where(Course.id == course_id))
+        db.session.execute(delete(User).where(User.id.in_(user_ids)))
+        db.session.commit()
+        db.session.remove()

@@ -15,19 +15,15 @@ from portal.compliance.kyc.documents import Upload
 from portal.compliance.kyc.models import AmlCheck, KycDocument, KycStatus, KycVerification
 from portal.db import db
 from portal.db.base import utcnow
-from portal.db.context import Actor, acting_as
 from tests.compliance.factories import jpeg_bytes, png_bytes, verify
 from tests.factories import create_user
+from tests.rls import as_user
 
 
 @pytest.fixture(autouse=True)
 def _context(app):
     with app.test_request_context():
         yield
-
-
-def as_user(user):
-    return acting_as(Actor.for_user(user.id, user.role.value), db.session)
 
 
 def submitted_level2(student) -> KycVerification:

@@ -4,17 +4,16 @@ submission row results (the second request updates it), and neither request fail
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
-from portal.accounts.models import User
 from portal.db import context as db_context
 from portal.db import db
-from portal.learning.education.models import Course
 from portal.learning.lms import assignments as service
-from portal.learning.lms.models import Certificate, Submission
+from portal.learning.lms.models import Submission
 from tests.factories import create_user
 from tests.learning.factories_assign import enroll, make_assignment, make_course
 from tests.learning.test_catalog_races import run_twice
+from tests.races import remove_committed
 
 
 @pytest.fixture
@@ -30,13 +29,7 @@ def committed(app):
     try:
         yield ids
     finally:
-        with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
-            # the submission completes the course, which issues a certificate
-            db.session.execute(delete(Certificate).where(Certificate.user_id == ids["user"]))
-            db.session.execute(delete(Course).where(Course.id == ids["course"]))
-            db.session.execute(delete(User).where(User.id == ids["user"]))
-            db.session.commit()
-            db.session.remove()
+        remove_committed(app, course_id=ids["course"], user_ids=[ids["user"]])  # the certificate too
 
 
 @pytest.mark.no_db_rollback

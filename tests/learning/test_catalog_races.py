@@ -7,17 +7,17 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
 from portal import events
 from portal.accounts.models import User
 from portal.db import context as db_context
 from portal.db import db
 from portal.learning.education import services
-from portal.learning.education.models import Achievement, AchievementKind, Course, Enrollment
+from portal.learning.education.models import Achievement, AchievementKind, Enrollment
 from tests.factories import create_user
 from tests.learning.factories_catalog import lessons_of, make_course
-from tests.races import race
+from tests.races import race, remove_committed
 
 
 @pytest.fixture
@@ -32,14 +32,7 @@ def committed(app):
     try:
         yield ids
     finally:
-        with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
-            from portal.learning.lms.models import Certificate
-
-            db.session.execute(delete(Certificate).where(Certificate.user_id == ids["user"]))
-            db.session.execute(delete(Course).where(Course.id == ids["course"]))
-            db.session.execute(delete(User).where(User.id == ids["user"]))
-            db.session.commit()
-            db.session.remove()
+        remove_committed(app, course_id=ids["course"], user_ids=[ids["user"]])
 
 
 def run_twice(app, ids, action) -> list:

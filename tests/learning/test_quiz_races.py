@@ -5,17 +5,15 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 
-from portal.accounts.models import User
 from portal.db import db
 from portal.db.context import Actor, acting_as
 from portal.learning.assessment import services as quizzes
 from portal.learning.assessment.models import QuizAttempt
-from portal.learning.education.models import Course
 from tests.factories import create_user
 from tests.learning.factories_quiz import enroll, full_quiz, make_course
-from tests.races import TIMEOUT, race
+from tests.races import TIMEOUT, race, remove_committed
 
 
 @pytest.fixture
@@ -31,11 +29,7 @@ def committed_quiz(app):
     try:
         yield ids
     finally:
-        with app.app_context(), acting_as(Actor.system("tests")):
-            db.session.execute(delete(Course).where(Course.id == ids["course"]))
-            db.session.execute(delete(User).where(User.id.in_([ids["student"], ids["teacher"]])))
-            db.session.commit()
-            db.session.remove()
+        remove_committed(app, course_id=ids["course"], user_ids=[ids["student"], ids["teacher"]])
 
 
 @pytest.mark.no_db_rollback

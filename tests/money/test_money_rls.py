@@ -29,6 +29,7 @@ from portal.money.wallets.models import (
     WalletStatus,
 )
 from tests.factories import create_user
+from tests.rls import as_user, visible
 
 T = TransactionType
 TABLES = {"wallets": Wallet, "transactions": Transaction, "conversions": Conversion, "earnings": Earning,
@@ -90,15 +91,6 @@ def world():
     rows["carol"]["transactions"] = ids["bob to carol"] | ids["to carol"]
     staff = {role: create_user(role) for role in ("admin", "compliance", "faculty")}
     return {"people": people, "rows": rows, "wallets": wallets, "staff": staff}
-
-
-def visible(model) -> set:
-    """Every id the current identity can read: no WHERE clause at all."""
-    return set(db.session.scalars(select(model.id)))
-
-
-def as_user(user, role: str):
-    return acting_as(Actor.for_user(user.id, role), db.session)
 
 
 def test_a_student_sees_only_their_own_rows_in_every_money_table(world):

@@ -92,3 +92,11 @@ def take_quiz(student: User, quiz: Quiz, correct: int, *, answer: int | None = N
 def complete_lessons(student: User, lessons: list[Lesson]) -> None:
     for lesson in lessons:
         education.complete_lesson(student, lesson.id)
+
+
+def path_steps(path) -> list:
+    """The path's steps in order, read fresh from the database."""
+    from portal.learning.tutoring.models import PathStep
+
+    return list(db.session.scalars(select(PathStep).where(PathStep.path_id == path.id).order_by(PathStep.position)
+                                   .execution_options(populate_existing=True)))

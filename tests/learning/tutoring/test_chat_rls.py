@@ -16,6 +16,7 @@ from portal.learning.tutoring import services
 from portal.learning.tutoring.models import Message, MessageRole, TutoringSession, TutorQuestion
 from tests.factories import create_user
 from tests.learning.tutoring.chat_support import record_question, student_in, tutor_course
+from tests.rls import as_user, visible
 
 TABLES = {"tutoring_sessions": TutoringSession, "messages": Message, "tutor_questions": TutorQuestion}
 
@@ -39,15 +40,6 @@ def world():
         }
     staff = {role: create_user(role) for role in ("admin", "compliance", "faculty")}
     return {"course": course, "people": people, "rows": rows, "staff": staff}
-
-
-def visible(model) -> set:
-    """Every id the current identity can read: no WHERE clause at all."""
-    return set(db.session.scalars(select(model.id)))
-
-
-def as_user(user, role: str):
-    return acting_as(Actor.for_user(user.id, role), db.session)
 
 
 def everyone(world, table: str) -> set:

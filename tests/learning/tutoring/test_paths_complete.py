@@ -26,7 +26,6 @@ from portal.learning.tutoring.models import (
     LearningInsight,
     LearningPath,
     PathStatus,
-    PathStep,
     StepKind,
     StepStatus,
 )
@@ -35,6 +34,7 @@ from tests.learning.tutoring.paths_support import (
     complete_lessons,
     create_user,
     enrol,
+    path_steps,
     take_quiz,
 )
 
@@ -42,11 +42,6 @@ from tests.learning.tutoring.paths_support import (
 @pytest.fixture
 def student():
     return create_user("student")
-
-
-def fresh_steps(path: LearningPath) -> list[PathStep]:
-    return list(db.session.scalars(select(PathStep).where(PathStep.path_id == path.id).order_by(PathStep.position)
-                                   .execution_options(populate_existing=True)))
 
 
 def reload(path: LearningPath) -> LearningPath:
@@ -132,7 +127,7 @@ def test_the_deadline_job_sends_quiz_submitted(student, received):
     attempt_id = attempt.id
     assert quiz_tasks.close_expired_attempts(0) == 1  # as the worker runs it, as system:worker
     assert [(r[1]["attempt"], r[1]["auto"]) for r in received] == [(attempt_id, True)]
-    take = next(s for s in fresh_steps(path) if s.kind == StepKind.TAKE_QUIZ)
+    take = next(s for s in path_steps(path) if s.kind == StepKind.TAKE_QUIZ)
     assert take.status == StepStatus.DONE
 
 
@@ -163,7 +158,7 @@ def test_completing_a_lesson_completes_its_study_step(student):
     path = paths.generate_path(student.id, built.course.id)
     first_lesson = built.topic("Loops").lessons[0]
     education.complete_lesson(student, first_lesson.id)
-    done = [s for s in fresh_steps(path) if s.status == StepStatus.DONE]
+    done = [s for s in path_steps(path) if s.status == StepStatus.DONE]
     assert [(s.kind, s.lesson_id) for s in done] == [(StepKind.STUDY_LESSON, first_lesson.id)]
     assert done[0].completed_at is not None
     assert reload(path).steps_done == 1
@@ -176,7 +171,7 @@ def test_taking_a_quiz_completes_its_step_even_when_failed(student):
     enrol(student, built)
     path = paths.generate_path(student.id, built.course.id)
     take_quiz(student, built.topic("Loops").quiz, correct=0)
-    take = next(s for s in fresh_steps(path) if s.kind == StepKind.TAKE_QUIZ)
+    take = next(s for s in path_steps(path) if s.kind == StepKind.TAKE_QUIZ)
     assert take.status == StepStatus.DONE and reload(path).steps_done == 1
 
 
@@ -187,13 +182,13 @@ def test_a_retry_is_done_when_the_score_is_better_not_when_worse(student):
     complete_lessons(student, built.topic("Loops").lessons)
     take_quiz(student, quiz, correct=2)
     path = paths.generate_path(student.id, built.course.id)
-    retry = next(s for s in fresh_steps(path) if s.kind == StepKind.RETRY_QUIZ)
+    retry = next(s for s in path_steps(path) if s.kind == StepKind.RETRY_QUIZ)
     take_quiz(student, quiz, correct=1)  # worse
-    assert next(s for s in fresh_steps(path) if s.id == retry.id).status == StepStatus.PENDING
+    assert next(s for s in path_steps(path) if s.id == retry.id).status == StepStatus.PENDING
     take_quiz(student, quiz, correct=2)  # only as good
-    assert next(s for s in fresh_steps(path) if s.id == retry.id).status == StepStatus.PENDING
+    assert next(s for s in path_steps(path) if s.id == retry.id).status == StepStatus.PENDING
     take_quiz(student, quiz, correct=3)  # better, though still not passed (75% < 90%)
-    assert next(s for s in fresh_steps(path) if s.id == retry.id).status == StepStatus.DONE
+    assert next(s for s in path_steps(path) if s.id == retry.id).status == StepStatus.DONE
 
 
 def test_passing_a_topics_quiz_ends_its_reviews_and_retry(student):
@@ -203,10 +198,10 @@ def test_passing_a_topics_quiz_ends_its_reviews_and_retry(student):
     complete_lessons(student, loops.lessons)
     take_quiz(student, loops.quiz, correct=1)
     path = paths.generate_path(student.id, built.course.id)
-    before = fresh_steps(path)
+    before = path_steps(path)
     assert [s.kind for s in before[:3]] == [StepKind.REVIEW_LESSON, StepKind.REVIEW_LESSON, StepKind.RETRY_QUIZ]
     take_quiz(student, loops.quiz, correct=4)
-    after = {s.id: s.status for s in fresh_steps(path)}
+    after = {s.id: s.status for s in path_steps(path)}
     assert [after[s.id] for s in before[:3]] == [StepStatus.DONE] * 3
     assert reload(path).steps_done == 3
 
@@ -216,7 +211,7 @@ def test_submitting_an_assignment_completes_its_step(student):
     enrol(student, built)
     path = paths.generate_path(student.id, built.course.id)
     assignment_service.submit(student, built.topic("Loops").assignment.id, text="My work")
-    step = next(s for s in fresh_steps(path) if s.kind == StepKind.SUBMIT_ASSIGNMENT)
+    step = next(s for s in path_steps(path) if s.kind == StepKind.SUBMIT_ASSIGNMENT)
     assert step.status == StepStatus.DONE
 
 
@@ -227,12 +222,12 @@ def test_marking_a_review_as_read(student):
     complete_lessons(student, loops.lessons)
     take_quiz(student, loops.quiz, correct=0)
     path = paths.generate_path(student.id, built.course.id)
-    review = next(s for s in fresh_steps(path) if s.kind == StepKind.REVIEW_LESSON)
+    review = next(s for s in path_steps(path) if s.kind == StepKind.REVIEW_LESSON)
     paths.mark_reviewed(student.id, built.course.id, review.id)
-    assert next(s for s in fresh_steps(path) if s.id == review.id).status == StepStatus.DONE
+    assert next(s for s in path_steps(path) if s.id == review.id).status == StepStatus.DONE
     paths.mark_reviewed(student.id, built.course.id, review.id)  # twice: counted once
     assert reload(path).steps_done == 1
-    study = next(s for s in fresh_steps(path) if s.kind == StepKind.STUDY_LESSON)
+    study = next(s for s in path_steps(path) if s.kind == StepKind.STUDY_LESSON)
     with pytest.raises(NotFound):  # only reviews are marked by hand
         paths.mark_reviewed(student.id, built.course.id, study.id)
     other = create_user("student")
@@ -274,7 +269,7 @@ def test_an_essay_graded_to_a_pass_completes_the_retry(student):
     first = quizzes.start_attempt(student, quiz.id)
     quizzes.submit_attempt(student, first.id)  # nothing answered: 0%
     path = paths.generate_path(student.id, built.course.id)
-    retry = next(s for s in fresh_steps(path) if s.kind == StepKind.RETRY_QUIZ and s.quiz_id == quiz.id)
+    retry = next(s for s in path_steps(path) if s.kind == StepKind.RETRY_QUIZ and s.quiz_id == quiz.id)
     attempt = quizzes.start_attempt(student, quiz.id)
     options = {o.text: str(o.id) for o in db.session.scalars(select(quizzes.QuestionOption))}
     quizzes.save_answer(student, attempt.id, questions["multiple"].id,
@@ -282,11 +277,11 @@ def test_an_essay_graded_to_a_pass_completes_the_retry(student):
     quizzes.save_answer(student, attempt.id, questions["numeric"].id, quizzes.AnswerInput(number="3.14"))
     quizzes.save_answer(student, attempt.id, questions["essay"].id, quizzes.AnswerInput(text="An essay."))
     quizzes.submit_attempt(student, attempt.id)  # waits for the essay
-    assert next(s for s in fresh_steps(path) if s.id == retry.id).status == StepStatus.PENDING
+    assert next(s for s in path_steps(path) if s.id == retry.id).status == StepStatus.PENDING
     essay = next(a for a in db.session.scalars(select(quizzes.Answer).where(quizzes.Answer.attempt_id == attempt.id))
                  if a.question_id == questions["essay"].id)
     quizzes.grade_essay(teacher, essay.id, 2)
-    assert next(s for s in fresh_steps(path) if s.id == retry.id).status == StepStatus.DONE
+    assert next(s for s in path_steps(path) if s.id == retry.id).status == StepStatus.DONE
 
 
 # ------------------------------------------------------------------ insights refresh on events

@@ -13,12 +13,13 @@ from portal.db.base import utcnow
 from portal.errors import NotFound
 from portal.learning.education import services as education
 from portal.learning.tutoring import paths
-from portal.learning.tutoring.models import Difficulty, LearningPath, PathStatus, PathStep, StepKind
+from portal.learning.tutoring.models import Difficulty, LearningPath, PathStatus, StepKind
 from tests.learning.tutoring.paths_support import (
     build_course,
     complete_lessons,
     create_user,
     enrol,
+    path_steps,
     take_quiz,
 )
 
@@ -28,12 +29,8 @@ def student():
     return create_user("student")
 
 
-def steps(path: LearningPath) -> list[PathStep]:
-    return list(db.session.scalars(select(PathStep).where(PathStep.path_id == path.id).order_by(PathStep.position)))
-
-
 def shape(path: LearningPath) -> list[tuple[str, str]]:
-    return [(s.kind.value, s.difficulty.value) for s in steps(path)]
+    return [(s.kind.value, s.difficulty.value) for s in path_steps(path)]
 
 
 def test_weakest_topic_first_then_the_next_unfinished_module(student):
@@ -44,7 +41,7 @@ def test_weakest_topic_first_then_the_next_unfinished_module(student):
     take_quiz(student, loops.quiz, correct=2)  # 50%: weak, not passed
     take_quiz(student, functions.quiz, correct=1)  # 25%: the weakest
     path = paths.generate_path(student.id, built.course.id)
-    found = steps(path)
+    found = path_steps(path)
     # Functions (25%) before Loops (50%): review both lessons, retry the quiz; then Loops.
     assert [(s.kind, s.module_id) for s in found[:6]] == [
         (StepKind.REVIEW_LESSON, functions.module.id), (StepKind.REVIEW_LESSON, functions.module.id),
@@ -65,7 +62,7 @@ def test_step_kinds_difficulty_and_reasons(student):
     loops = built.topic("Loops")
     complete_lessons(student, loops.lessons[:1])
     take_quiz(student, loops.quiz, correct=1)
-    found = steps(paths.generate_path(student.id, built.course.id))
+    found = path_steps(paths.generate_path(student.id, built.course.id))
     assert [(s.kind.value, s.difficulty.value) for s in found] == [
         ("review_lesson", "introductory"),
         ("retry_quiz", "core"),
@@ -82,7 +79,7 @@ def test_step_kinds_difficulty_and_reasons(student):
 def test_a_fresh_student_starts_with_the_first_module(student):
     built = build_course(questions=2, lessons=3)
     enrol(student, built)
-    found = steps(paths.generate_path(student.id, built.course.id))
+    found = path_steps(paths.generate_path(student.id, built.course.id))
     loops = built.topic("Loops")
     assert [s.kind for s in found] == [StepKind.STUDY_LESSON] * 3 + [StepKind.TAKE_QUIZ, StepKind.SUBMIT_ASSIGNMENT]
     assert [s.lesson_id for s in found[:3]] == [lesson.id for lesson in loops.lessons]
@@ -92,14 +89,14 @@ def test_a_fresh_student_starts_with_the_first_module(student):
 def test_hard_quizzes_are_a_challenge(student):
     built = build_course(titles=("Proofs",), passing=80, questions=2)
     enrol(student, built)
-    take_quiz_step = next(s for s in steps(paths.generate_path(student.id, built.course.id))
+    take_quiz_step = next(s for s in path_steps(paths.generate_path(student.id, built.course.id))
                           if s.kind == StepKind.TAKE_QUIZ)
     assert take_quiz_step.difficulty == Difficulty.CHALLENGE
     assert "80% is needed to pass" in take_quiz_step.reason
 
     single = build_course(titles=("Exam",), max_attempts=1, questions=2)
     enrol(student, single)
-    step = next(s for s in steps(paths.generate_path(student.id, single.course.id)) if s.kind == StepKind.TAKE_QUIZ)
+    step = next(s for s in path_steps(paths.generate_path(student.id, single.course.id)) if s.kind == StepKind.TAKE_QUIZ)
     assert step.difficulty == Difficulty.CHALLENGE and "one attempt" in step.reason
 
 
@@ -109,7 +106,7 @@ def test_no_retry_when_no_attempt_is_left(student):
     loops = built.topic("Loops")
     complete_lessons(student, loops.lessons)
     take_quiz(student, loops.quiz, correct=0)
-    found = steps(paths.generate_path(student.id, built.course.id))
+    found = path_steps(paths.generate_path(student.id, built.course.id))
     assert StepKind.RETRY_QUIZ not in [s.kind for s in found]
     # Loops still has its assignment, so it stays the module to finish.
     assert [s.kind for s in found] == [StepKind.REVIEW_LESSON, StepKind.REVIEW_LESSON, StepKind.SUBMIT_ASSIGNMENT]
@@ -124,7 +121,7 @@ def test_a_closed_assignment_and_a_closed_quiz_are_left_out(student):
     loops.quiz.opens_at = utcnow() - timedelta(days=9)
     db.session.flush()
     complete_lessons(student, loops.lessons)
-    found = steps(paths.generate_path(student.id, built.course.id))
+    found = path_steps(paths.generate_path(student.id, built.course.id))
     assert {s.module_id for s in found} == {built.topic("Functions").module.id}
 
 
@@ -137,7 +134,7 @@ def test_a_locked_module_is_skipped(student):
     loops = built.topic("Loops")
     complete_lessons(student, loops.lessons)
     take_quiz(student, loops.quiz, correct=0)  # failed with no attempt left: Functions stays locked
-    found = steps(paths.generate_path(student.id, built.course.id))
+    found = path_steps(paths.generate_path(student.id, built.course.id))
     assert built.topic("Functions").module.id not in {s.module_id for s in found}
 
 
@@ -149,7 +146,7 @@ def test_course_wide_work_comes_once_the_modules_are_done(student):
     enrol(student, built)
     complete_lessons(student, built.topic("Only").lessons)
     take_quiz(student, built.topic("Only").quiz, correct=1)
-    found = steps(paths.generate_path(student.id, built.course.id))
+    found = path_steps(paths.generate_path(student.id, built.course.id))
     assert [(s.kind, s.assignment_id, s.module_id) for s in found] == [(StepKind.SUBMIT_ASSIGNMENT, final.id, None)]
     assert "for the whole course" in found[0].reason
 
@@ -158,7 +155,7 @@ def test_the_path_is_capped(student):
     built = build_course(titles=("Big",), lessons=20, questions=1)
     enrol(student, built)
     path = paths.generate_path(student.id, built.course.id)
-    assert path.steps_total == paths.MAX_STEPS == len(steps(path))
+    assert path.steps_total == paths.MAX_STEPS == len(path_steps(path))
 
 
 def test_nothing_to_do_is_a_completed_empty_path(student):
@@ -207,7 +204,7 @@ def test_weak_topic_reasons_rank_the_topics(student):
     for topic, correct in zip(built.topics[:2], (0, 1), strict=True):
         complete_lessons(student, topic.lessons)
         take_quiz(student, topic.quiz, correct=correct)
-    reviews = [s for s in steps(paths.generate_path(student.id, built.course.id)) if s.kind == StepKind.REVIEW_LESSON]
+    reviews = [s for s in path_steps(paths.generate_path(student.id, built.course.id)) if s.kind == StepKind.REVIEW_LESSON]
     assert "your weakest topic" in reviews[0].reason and "one of your weaker topics" in reviews[1].reason
     assert all(len(s.reason) <= 300 for s in reviews)
 
@@ -218,7 +215,7 @@ def test_a_module_whose_work_is_all_on_the_path_gives_way_to_the_next(student):
     loops, functions = built.topics
     complete_lessons(student, loops.lessons)
     take_quiz(student, loops.quiz, correct=1)  # Loops: only its retry is left, already planned
-    found = steps(paths.generate_path(student.id, built.course.id))
+    found = path_steps(paths.generate_path(student.id, built.course.id))
     assert [(s.kind, s.module_id) for s in found] == [
         (StepKind.REVIEW_LESSON, loops.module.id), (StepKind.RETRY_QUIZ, loops.module.id),
         (StepKind.STUDY_LESSON, functions.module.id), (StepKind.TAKE_QUIZ, functions.module.id)]

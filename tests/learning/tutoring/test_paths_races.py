@@ -7,16 +7,14 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import func, select, text
 
-from portal.accounts.models import User
 from portal.db import db
 from portal.db.context import Actor, acting_as
-from portal.learning.education.models import Course
 from portal.learning.tutoring import paths
 from portal.learning.tutoring.models import LearningPath, PathStatus, PathStep, StepKind, StepStatus
 from tests.learning.tutoring.paths_support import build_course, create_user, enrol
-from tests.races import TIMEOUT, race
+from tests.races import TIMEOUT, race, remove_committed
 
 
 @pytest.fixture
@@ -33,11 +31,7 @@ def committed_path(app):
     try:
         yield ids
     finally:
-        with app.app_context(), acting_as(Actor.system("tests")):
-            db.session.execute(delete(Course).where(Course.id == ids["course"]))
-            db.session.execute(delete(User).where(User.id.in_([ids["student"], ids["teacher"]])))
-            db.session.commit()
-            db.session.remove()
+        remove_committed(app, course_id=ids["course"], user_ids=[ids["student"], ids["teacher"]])
 
 
 def _path_state(app, path_id):

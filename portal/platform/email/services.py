@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import smtplib
 import sys
 import uuid
 from datetime import timedelta
 from email.message import EmailMessage
-from email.utils import make_msgid, parseaddr
+from email.utils import format_datetime, make_msgid, parseaddr
 
 from flask import current_app
+from markupsafe import Markup, escape
 from sqlalchemy import select
 
 from portal.db import db
@@ -67,14 +69,54 @@ def backoff(attempts: int) -> timedelta:
     return delay * (1 + random.random() / 10)
 
 
+#: An http(s) address in running text; what follows it up to a space, a quote or an angle bracket.
+_URL = re.compile(r"https?://[^\s<>\"']+")
+#: Punctuation that ends a sentence rather than the address it follows.
+_URL_TAIL = ".,;:!?)]}"
+
+
+def _linkify(line: str) -> Markup:
+    """One line of text as HTML: escaped, with each http(s) address made a link."""
+    out, start = Markup(""), 0
+    for match in _URL.finditer(line):
+        url = match.group(0).rstrip(_URL_TAIL)
+        end = match.start() + len(url)
+        out += escape(line[start:match.start()])
+        out += Markup('<a href="{0}">{0}</a>').format(url)
+        start = end
+    return out + escape(line[start:])
+
+
+def html_body(text: str, subject: str) -> str:
+    """The HTML alternative of a plain-text body: the same words, escaped, a paragraph per
+    blank-line-separated block with its line breaks kept, and addresses made clickable.
+
+    Made from the stored text when the message is built, so the outbox keeps one body and the
+    two parts cannot say different things."""
+    blocks = [block for block in re.split(r"\n[ \t]*\n", text.strip()) if block.strip()]
+    paragraphs = Markup("\n").join(
+        Markup("<p>{}</p>").format(Markup("<br>\n").join(_linkify(line) for line in block.split("\n")))
+        for block in blocks
+    )
+    return str(Markup(
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{}</title></head>\n'
+        '<body style="font-family: sans-serif; line-height: 1.5">\n{}\n</body></html>\n'
+    ).format(subject, paragraphs))
+
+
 def _message(email: Email) -> EmailMessage:
+    """The message as sent: ``Date`` (RFC 5322 section 3.6 requires it; UTC, the time it is
+    handed to the server) and a multipart/alternative whose text part comes first, so a client
+    that shows HTML picks the last part and one that does not shows the text."""
     msg = EmailMessage()
     msg["From"] = current_app.config["MAIL_FROM"]
     msg["To"] = email.to_address
     msg["Subject"] = email.subject
+    msg["Date"] = format_datetime(utcnow())
     sender = parseaddr(current_app.config["MAIL_FROM"])[1]
     msg["Message-ID"] = make_msgid(idstring=str(email.id), domain=sender.rpartition("@")[2] or None)
     msg.set_content(email.body_text)
+    msg.add_alternative(html_body(email.body_text, email.subject), subtype="html")
     return msg
 
 

@@ -53,6 +53,11 @@ VALID_IBANS = {
     "BE71 0961 2345 6769": "BE71096123456769",
     "CH93 0076 2011 6238 5295 7": "CH9300762011623852957",
     "GR16 0110 1250 0000 0001 2300 695": "GR1601101250000000012300695",
+    # Belgian, with a bank code (539) that python-stdnum's list of Belgian banks does not have.
+    "BE68 5390 0754 7034": "BE68539007547034",
+    "ES91 2100 0418 4502 0005 1332": "ES9121000418450200051332",
+    "NO93 8601 1117 947": "NO9386011117947",
+    "ME25 5050 0001 2345 6789 51": "ME25505000012345678951",
 }
 
 
@@ -91,6 +96,36 @@ def test_an_iban_with_a_valid_checksum_but_a_wrong_national_structure_is_refused
     with pytest.raises(d.InvalidDestination) as caught:
         d.validate_iban(f"GB{check}{body}")
     assert "not how an IBAN from GB is written" in caught.value.message
+
+
+def _with_iban_check_digits(country: str, bban: str) -> str:
+    """An IBAN whose mod-97 check digits are right for ``bban``, so only a later check can fail."""
+    from stdnum import iban
+
+    return f"{country}{iban.calc_check_digits(country + '00' + bban)}{bban}"
+
+
+@pytest.mark.parametrize("bban", [
+    "539007547035",  # Belgium: the last two digits are the account's mod 97 (34, not 35)
+    "21000418460200051332",  # Spain: the CCC's two control digits (45, not 46)
+    "86011117948",  # Norway: the account number's mod 11 digit (7, not 8)
+    "505000012345678952",  # Montenegro: the BBAN's own mod 97 (51, not 52)
+])
+def test_an_iban_failing_its_national_check_digits_is_refused(bban):
+    country = {12: "BE", 20: "ES", 11: "NO", 18: "ME"}[len(bban)]
+    with pytest.raises(d.InvalidDestination) as caught:
+        d.validate_iban(_with_iban_check_digits(country, bban))
+    assert f"fails {country}'s own check digits" in caught.value.message
+
+
+def test_a_bank_missing_from_the_bank_list_is_not_an_error():
+    from stdnum.be import iban as be_iban
+
+    assert not be_iban.info("BE68539007547034")  # the bundled list really lacks bank 539
+    assert d.validate(BANK, "USD", "BE68539007547034").value == "BE68539007547034"
+    # ... while its national check still applies
+    with pytest.raises(d.InvalidDestination):
+        d.validate_iban(_with_iban_check_digits("BE", "539007547035"))
 
 
 # -- Mobile money ---------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ One rule decides which method fits which currency (``METHODS_BY_CURRENCY``):
 The checks, each against its published specification:
 
 - IBAN (ISO 13616): the country's length and BBAN structure and the ISO 7064 mod 97-10 check
-  digits, from python-stdnum's IBAN registry data.
+  digits, from python-stdnum's IBAN registry data, and the national check digits inside the
+  BBAN where python-stdnum has them; never whether the bank is on a list of known banks.
 - Mobile money: an international number in E.164 form (``+`` and the country code), valid for
   its country and able to be a mobile line, with Google's libphonenumber metadata.
 - Bitcoin (mainnet only): Base58Check P2PKH (``1...``) and P2SH (``3...``) addresses; native
@@ -35,7 +36,7 @@ import phonenumbers
 from Crypto.Hash import keccak
 from stdnum import iban as stdnum_iban
 from stdnum import numdb
-from stdnum.exceptions import ValidationError
+from stdnum.exceptions import InvalidComponent, ValidationError
 
 from portal.errors import DomainError
 from portal.money.currency import currency
@@ -172,13 +173,37 @@ def validate_iban(raw: str) -> str:
         raise InvalidDestination(f"An IBAN from {compact[:2]} has {expected} characters; this one has "
                                  f"{len(compact)}.")
     try:
-        return stdnum_iban.validate(compact)
+        # Structure for the country and the ISO 7064 mod 97-10 check digits; the national part next.
+        stdnum_iban.validate(compact, check_country=False)
     except ValidationError as exc:
         if "checksum" in type(exc).__name__.lower():
             raise InvalidDestination("The IBAN's check digits do not match: look for a mistyped "
                                      "character.") from None
         raise InvalidDestination(f"That is not how an IBAN from {compact[:2]} is written: check the bank "
                                  "and account part.") from None
+    _check_national(compact)
+    return compact
+
+
+def _check_national(compact: str) -> None:
+    """The country's own check digits inside the BBAN, where python-stdnum knows them (Belgium,
+    Spain, Montenegro, Norway).
+
+    Only a failed check (a wrong check digit, a malformed national number) refuses the IBAN.
+    Some of these checks also look the bank code up in a bundled registry of banks and report a
+    miss as an unknown component: such a list is never complete (banks open, merge, are missing
+    from it), and a bank that is absent says nothing about whether the number was typed right.
+    The structure and mod-97 checks have already passed by then, so that outcome is accepted."""
+    module = stdnum_iban._get_cc_module(compact[:2])
+    if module is None:
+        return
+    try:
+        module.validate(compact)
+    except InvalidComponent:
+        return  # the bank registry did not list the bank code: not an error (see above)
+    except ValidationError:
+        raise InvalidDestination(f"The account number inside this IBAN fails {compact[:2]}'s own check "
+                                 "digits: look for a mistyped digit.") from None
 
 
 # -- Mobile money ---------------------------------------------------------------------------------

@@ -293,6 +293,22 @@ def test_the_report_holds_the_case_facts():
     assert pdf.startswith(b"%PDF") and len(pdf) > 2000
 
 
+def test_the_report_writes_amounts_read_from_the_database_at_their_currency_scale():
+    """Amounts read back from the ledger's NUMERIC columns carry the column's 18 places; the
+    report writes each at its currency's scale, as the PDF shows it."""
+    officer = create_user("compliance")
+    case = structured_case()
+    cases.assign(officer, case.id)
+    db.session.flush()
+    db.session.expire_all()  # the movements are loaded from the database, as in a real request
+    cases.build_report(officer, case.id, "Three transfers just under 10,000 USD to one person.")
+    db.session.flush()
+    db.session.expire_all()
+    report = db.session.get(type(case), case.id).report  # the JSON as stored
+    assert [t["amount"] for t in report["transactions"]] == ["40000.00", "9500.00", "9700.00", "9900.00"]
+    assert (report["totals"][0]["in"], report["totals"][0]["out"]) == ("40000.00", "29100.00")
+
+
 def test_the_report_needs_a_narrative():
     officer = create_user("compliance")
     case = _case()

@@ -196,3 +196,26 @@ def test_csv_export_streams_guarded_rows(course_setup, make_user):
     assert by_email[student.email][2] == "8.00" and by_email[student.email][-1] == "B"
     with pytest.raises(Forbidden):
         gradebook.export_csv(make_user(role="faculty"), course.id)
+
+
+def test_csv_export_writes_every_percentage_and_score_with_two_places(course_setup, make_user):
+    """Quiz percentages come from the database's JSON, computed ones from arithmetic, overrides
+    from a form: whatever their source, each number has one format (two places)."""
+    owner, student, course = course_setup
+    zero = make_user(role="student")
+    enroll(course, zero)
+    assignment = make_assignment(course, points=Decimal(10))
+    release_grade(assignment, student, 10)
+    release_grade(assignment, zero, 0)
+    quiz = make_quiz(course)
+    graded_attempt(quiz, student, 100)
+    graded_attempt(quiz, zero, 0)
+    gradebook.set_override(owner, course.id, student.id, Decimal(100), "Extra project")
+
+    rows = list(csv.reader(io.StringIO("".join(gradebook.export_csv(owner, course.id)))))
+    header, by_email = rows[0], {row[1]: row for row in rows[1:]}
+    numeric = [i for i, title in enumerate(header) if title.endswith(("(assignment)", "(quiz)", "%"))]
+    assert len(numeric) == 5  # the assignment, the quiz, computed, override and final
+    assert [by_email[student.email][i] for i in numeric] == ["10.00", "100.00", "100.00", "100.00", "100.00"]
+    # a zero is written as a number, not left empty; no override is an empty cell
+    assert [by_email[zero.email][i] for i in numeric] == ["0.00", "0.00", "0.00", "", "0.00"]

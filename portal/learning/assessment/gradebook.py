@@ -384,6 +384,15 @@ def gradebook_page(actor: User, course_id: uuid.UUID, cursor: str | None = None,
 # ---------------------------------------------------------------------------------- CSV
 
 
+def _csv_number(value) -> str:
+    """A score or percentage in the CSV: always two places (``100.00``, ``0.00``), whichever
+    source it came from (a computed value, an override, a quiz percentage read from JSON as
+    ``100``); empty when there is none."""
+    if value is None or value == "":
+        return ""
+    return str(Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP))
+
+
 def export_csv(actor: User, course_id: uuid.UUID, batch: int = 500) -> Iterator[str]:
     """The whole gradebook as CSV lines, streamed: the student query runs on a server-side
     cursor and rows are written as they arrive, so memory does not grow with the course.
@@ -412,12 +421,11 @@ def export_csv(actor: User, course_id: uuid.UUID, batch: int = 500) -> Iterator[
             cells = []
             for item in items:
                 source = student.assignment_scores if item.category == ASSIGNMENTS else student.quiz_percents
-                cells.append(source.get(str(item.id), ""))
+                cells.append(_csv_number(source.get(str(item.id))))
             effective = student.effective_percent
-            yield emit([student.full_name, student.email, *cells, student.result.percent or "",
-                        student.override_percent if student.override_percent is not None else "",
-                        student.override_reason or "", effective if effective is not None else "",
-                        scheme.letter(effective) or ""])
+            yield emit([student.full_name, student.email, *cells, _csv_number(student.result.percent),
+                        _csv_number(student.override_percent), student.override_reason or "",
+                        _csv_number(effective), scheme.letter(effective) or ""])
 
     return lines()
 

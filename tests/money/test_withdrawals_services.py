@@ -458,3 +458,23 @@ def test_the_review_shows_the_full_destination_and_the_students_wallets():
     assert review.student.id == student.id and review.reviewer is None
     with pytest.raises(Forbidden):
         service.review(student, withdrawal.id)
+
+
+def test_the_history_names_the_fee_leg_as_the_withdrawals_fee_held_and_paid():
+    from portal.money.wallets import queries as wallet_queries
+
+    withdrawal_fee()
+    student, admin = create_user("student"), create_user("admin")
+    fund(student)
+    withdrawal, _ = ask(student, "40")
+
+    def rows():
+        return [(row.type, row.description, row.status) for row in wallet_queries.history(student).items
+                if row.type in (TransactionType.WITHDRAWAL, TransactionType.FEE)]
+
+    held = rows()
+    assert (TransactionType.FEE, "Fee for the withdrawal to DE •••• 3000", "held") in held
+    service.approve(admin, withdrawal.id, "REF-1")
+    paid = [row for row in rows() if row[2] == "completed"]
+    assert sorted(paid) == sorted([(TransactionType.WITHDRAWAL, "Withdrawal paid out DE •••• 3000", "completed"),
+                                   (TransactionType.FEE, "Fee for the withdrawal to DE •••• 3000", "completed")])

@@ -196,7 +196,8 @@ def request_withdrawal(user: User, key: str | None, code: str, method: str | Non
     def perform() -> dict:
         wallet = ledger.user_wallet(user.id, offer.currency)
         withdrawal_id = uuid.uuid4()
-        details = {"withdrawal": str(withdrawal_id)}
+        # The masked destination lets the history label the fee leg as this withdrawal's fee.
+        details = {"withdrawal": str(withdrawal_id), "destination": offer.destination.masked}
         legs = [ledger.Leg(wallet, ledger.system_wallet(SystemWallet.WITHDRAWALS, offer.currency), offer.amount,
                            TransactionType.WITHDRAWAL,
                            f"Withdrawal to {offer.method.label.lower()} {offer.destination.masked}", details)]

@@ -239,6 +239,11 @@ def _row(user_id: uuid.UUID, raw) -> ActivityRow:
     counterparty = name or SYSTEM_SIDE.get(kind, kind.label)
     if kind == TransactionType.TRANSFER and name:
         description = f"Sent to {name}" if direction == "out" else f"Received from {name}"
+    elif kind == TransactionType.FEE and details.get("withdrawal"):
+        # Once paid out, both legs of a withdrawal carry the payout's description: the fee leg is
+        # named as the withdrawal's fee, not as a second withdrawal.
+        where = details.get("destination")
+        description = f"Fee for the withdrawal to {where}" if where else "Withdrawal fee"
     else:
         description = raw.description or kind.label
     status = "completed"

@@ -573,6 +573,7 @@ def attempt_result(attempt_id: uuid.UUID):
             return redirect_to("learning.attempt_page", attempt_id=attempt.id)
     quiz = db.session.get(quizzes.Quiz, attempt.quiz_id)
     reveal = quizzes.answers_visible(quiz, attempt)
-    return render("learning/quizzes/result.html", quiz=quiz, attempt=attempt, reveal=reveal,
+    course = queries.course_of(quiz.course_id)  # for the way back: the course and its quizzes
+    return render("learning/quizzes/result.html", quiz=quiz, attempt=attempt, reveal=reveal, course=course,
                   questions=queries.attempt_questions(attempt),
                   url_for=url_for)

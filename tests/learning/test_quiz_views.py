@@ -100,6 +100,20 @@ def test_start_take_and_submit_without_javascript(client, student_setup):
     assert "graded by hand" in result and "Your answers" in result and "correct answer" in result
 
 
+def test_the_result_page_leads_back_to_the_course_and_its_quizzes(client, student_setup):
+    student, course, quiz, _ = student_setup
+    attempt = quizzes.start_attempt(student, quiz.id)
+    quizzes.submit_attempt(student, attempt.id)
+    committed()
+    for headers in ({}, {"HX-Request": "true"}):  # boosted navigation gets the same links
+        response = client.get(f"/learning/attempts/{attempt.id}/result", headers=headers)
+        assert response.status_code == 200
+        body = response.get_data(as_text=True)
+        assert f'href="/learning/courses/{course.slug}#outline-head" role="button">Back to the course</a>' in body
+        assert f'<a href="/learning/courses/{course.id}/quizzes/available"' in body
+        assert f"<li><a href=\"/learning/courses/{course.slug}\">{course.title}</a></li>" in body  # breadcrumb
+
+
 def test_autosave_with_htmx_returns_the_saved_fragment(client, student_setup):
     student, _, quiz, questions = student_setup
     client.post(f"/learning/quizzes/{quiz.id}/start", headers=HX)

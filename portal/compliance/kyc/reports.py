@@ -32,7 +32,7 @@ from sqlalchemy.orm import aliased
 from portal.accounts.models import User
 from portal.compliance.kyc.models import MonitoringAlert, SuspiciousActivity
 from portal.db import db
-from portal.money.currency import format_amount
+from portal.money.currency import format_amount, quantize
 from portal.money.wallets.models import Phase, Transaction, TransactionType, Wallet
 
 #: Days before the first alerted movement that the report's period starts: the longest window the
@@ -95,7 +95,8 @@ def assemble(case: SuspiciousActivity, narrative: str, officer: User, now: datet
         totals[tx.currency]["out" if out else "in"] += tx.amount
         transactions.append({
             "id": str(tx.id), "at": tx.created_at.isoformat(), "type": tx.type.value,
-            "direction": "out" if out else "in", "amount": str(tx.amount), "currency": tx.currency,
+            "direction": "out" if out else "in", "amount": str(quantize(tx.amount, tx.currency)),
+            "currency": tx.currency,
             "amountDisplay": format_amount(tx.amount, tx.currency), "counterparty": counterparty,
             "counterpartyKind": "user" if (tx.credit_user_id if out else tx.debit_user_id) else "system",
             "description": tx.description, "alerted": tx.id in alerted,
@@ -126,7 +127,8 @@ def assemble(case: SuspiciousActivity, narrative: str, officer: User, now: datet
         "period": {"from": start.isoformat(), "to": end.isoformat()},
         "transactions": transactions,
         "transactionsTruncated": truncated,
-        "totals": [{"currency": code, "in": str(v["in"]), "out": str(v["out"]),
+        # Amounts at their currency's scale ("400.00" USD, not the column's 18 places), as the PDF.
+        "totals": [{"currency": code, "in": str(quantize(v["in"], code)), "out": str(quantize(v["out"], code)),
                     "inDisplay": format_amount(v["in"], code), "outDisplay": format_amount(v["out"], code)}
                    for code, v in sorted(totals.items())],
         "alerts": [{"id": str(alert.id), "transactionId": str(alert.transaction_id), "at": at.isoformat(),

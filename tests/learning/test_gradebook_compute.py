@@ -219,3 +219,18 @@ def test_csv_export_writes_every_percentage_and_score_with_two_places(course_set
     assert [by_email[student.email][i] for i in numeric] == ["10.00", "100.00", "100.00", "100.00", "100.00"]
     # a zero is written as a number, not left empty; no override is an empty cell
     assert [by_email[zero.email][i] for i in numeric] == ["0.00", "0.00", "0.00", "", "0.00"]
+
+
+def test_gradebook_item_titles_wrap_instead_of_being_cut():
+    """The column titles of the gradebook wrap in their column (the page was cutting them at
+    9rem with an ellipsis however much room there was)."""
+    import re
+
+    from portal.config import PROJECT_ROOT
+
+    css = re.sub(r"/\*.*?\*/", "", (PROJECT_ROOT / "static" / "css" / "app.css").read_text(), flags=re.S)
+    rules = {selector.strip(): body for selector, body in re.findall(r"([^{}]+)\{([^}]*)\}", css)}
+    title = rules[".item-head span"]
+    assert "text-overflow" not in title and "max-width" not in title
+    head = rules[".gradebook th.item-head"]
+    assert "white-space: normal" in head  # the table's nowrap does not hold the title on one line

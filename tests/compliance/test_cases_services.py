@@ -60,6 +60,26 @@ def test_open_then_attach_adds_events_and_raises_severity():
     assert _kinds(first) == [CaseEventKind.CREATED, CaseEventKind.ALERT, CaseEventKind.ALERT]
 
 
+def test_a_more_severe_alert_gives_the_case_its_title_and_says_so():
+    student = create_user("student")
+    case = cases.open_or_attach(student.id, title="Velocity: 6 transfers in an hour", severity="low",
+                                risk_score=20, source="monitoring")
+    cases.open_or_attach(student.id, title="Sanctions list match: Ivan Petrov", severity="critical",
+                         risk_score=95, source="aml_screening")
+    assert case.title == "Sanctions list match: Ivan Petrov" and case.severity == CaseSeverity.CRITICAL
+    db.session.flush()
+    alert = db.session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id,
+                                                       CaseEvent.kind == CaseEventKind.ALERT)).one()
+    assert alert.data["retitled"] == {"fromTitle": "Velocity: 6 transfers in an hour", "fromSeverity": "low"}
+    # an alert that is not more severe (equal or less) leaves the title as it is
+    cases.open_or_attach(student.id, title="Large amount", severity="critical", risk_score=90, source="monitoring")
+    cases.open_or_attach(student.id, title="Velocity again", severity="medium", risk_score=40, source="monitoring")
+    assert case.title == "Sanctions list match: Ivan Petrov"
+    later = db.session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id,
+                                                       CaseEvent.kind == CaseEventKind.ALERT)).all()
+    assert sum("retitled" in e.data for e in later) == 1
+
+
 def test_a_closed_case_does_not_take_new_alerts():
     admin = create_user("admin")
     case = _case()

@@ -332,3 +332,20 @@ def test_admins_get_links_to_the_accounts_and_officers_do_not(client, login_as):
     page = client.get(f"/compliance/cases/{case.id}").get_data(as_text=True)
     assert f"/wallet/admin/users/{case.user_id}" in page
     assert page.count("/wallet/admin/users/") >= 2  # the subject and the counterparty
+
+
+def test_the_timeline_says_when_a_more_severe_alert_retitled_the_case(client, login_as, make_user):
+    from portal.compliance.kyc import cases
+
+    student = make_user(role="student")
+    case = cases.open_or_attach(student.id, title="Velocity: 6 transfers in an hour", severity="low",
+                                risk_score=20, source="monitoring")
+    cases.open_or_attach(student.id, title="Sanctions list match", severity="critical", risk_score=95,
+                         source="aml_screening")
+    login_as("compliance")
+    page = client.get(f"/compliance/cases/{case.id}").get_data(as_text=True)
+    assert "<h1" in page and "Sanctions list match" in page
+    assert "More severe than the case was (low → critical)" in page
+    assert "instead of “Velocity: 6 transfers in an hour”" in page
+    queue = client.get("/compliance/cases?queue=unassigned", headers=HX).get_data(as_text=True)
+    assert "Sanctions list match" in queue

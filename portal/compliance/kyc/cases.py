@@ -140,11 +140,17 @@ def _open_or_attach(user_id: uuid.UUID, *, title: str, severity: CaseSeverity, r
             .with_for_update()
             .execution_options(populate_existing=True)
         ).scalar_one()
+        data = {"source": source, "riskScore": risk_score, "severity": severity.value, **details}
+        if _SEVERITY_ORDER.index(severity) > _SEVERITY_ORDER.index(case.severity):
+            # A more severe alert names the case: officers sort and read queues by the title, and
+            # the opening alert's may describe the least of it. The alert's event keeps what the
+            # case was called and how severe it was, so the timeline says when and why it changed.
+            data["retitled"] = {"fromTitle": case.title, "fromSeverity": case.severity.value}
+            case.title = title[:200]
         case.severity = _max_severity(case.severity, severity)
         case.risk_score = max(case.risk_score, risk_score)
         db.session.add(CaseEvent(case_id=case.id, kind=CaseEventKind.ALERT, actor_id=actor_id,
-                                 body=title[:2000], data={"source": source, "riskScore": risk_score,
-                                                          "severity": severity.value, **details}))
+                                 body=title[:2000], data=data))
     db.session.flush()
     return case
 

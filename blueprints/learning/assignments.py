@@ -346,14 +346,35 @@ def _neighbours(assignment_id: uuid.UUID, current: Submission | None) -> tuple:
     return prev_id, next_id
 
 
-def _grading_context(assignment: Assignment, submission: Submission | None, error: str | None = None) -> dict:
+def _next_waiting(assignment_id: uuid.UUID, current: Submission) -> Submission | None:
+    """The submission to grade after ``current``: the next one waiting after it, else the first
+    one waiting (those skipped earlier), else None when nothing waits."""
+    next_id = _neighbours(assignment_id, current)[1]
+    if next_id is None:
+        next_id = _neighbours(assignment_id, None)[1]
+        if next_id == current.id:
+            next_id = None
+    return db.session.get(Submission, next_id) if next_id else None
+
+
+def _grader_panel(assignment: Assignment, submission: Submission | None, *, notice: str | None = None):
+    """The grading panel for an htmx request, with the address bar moved to its submission."""
+    response = render("learning/assignments/_grade_panel.html",
+                      **_grading_context(assignment, submission, notice=notice))
+    response.headers["HX-Push-Url"] = url_for("learning.grade_screen", assignment_id=assignment.id,
+                                              **({"s": submission.id} if submission else {}))
+    return response
+
+
+def _grading_context(assignment: Assignment, submission: Submission | None, error: str | None = None,
+                     notice: str | None = None) -> dict:
     grade = student = None
     if submission is not None:
         grade = db.session.scalar(select(Grade).where(Grade.submission_id == submission.id))
         student = db.session.get(User, submission.user_id)
     prev_id, next_id = _neighbours(assignment.id, submission)
     return {"assignment": assignment, "submission": submission, "grade": grade, "student": student,
-            "prev_id": prev_id, "next_id": next_id, "error": error,
+            "prev_id": prev_id, "next_id": next_id, "error": error, "notice": notice,
             "counts": grading.queue_counts(assignment.id),
             "can_release": access.may(current_user, assignment.course_id, access.CAN_RELEASE),
             "complete": grading.is_complete(assignment, grade), "human_size": service.human_size,
@@ -404,6 +425,16 @@ def save_grade(submission_id: uuid.UUID):
         db.session.commit()
     submission = db.session.get(Submission, submission_id)
     assignment = db.session.get(Assignment, submission.assignment_id)
+    if request.form.get("then") == "next" and not error:
+        # "Save and next": on to the next submission waiting for a grade.
+        following = _next_waiting(assignment.id, submission)
+        if is_htmx():
+            return _grader_panel(assignment, following,
+                                 notice=None if following else "Saved. Nothing else is waiting to be graded.")
+        if following is None:
+            flash("Saved. Nothing else is waiting to be graded.", "success")
+            return redirect_to("learning.grade_screen", assignment_id=assignment.id)
+        return redirect_to("learning.grade_screen", assignment_id=assignment.id, s=following.id)
     if is_htmx():
         return render("learning/assignments/_grade_panel.html", status=422 if error else 200,
                       **_grading_context(assignment, submission, error))
@@ -418,9 +449,28 @@ def release_grades(assignment_id: uuid.UUID):
     count = grading.release_grades(current_user, assignment_id,
                                    link_for=lambda a: url_for("learning.assignment", assignment_id=a.id))
     db.session.commit()
-    flash(f"{count} grade{'s' if count != 1 else ''} released to students." if count
-          else "No complete, unreleased grades to release.", "success" if count else "info")
+    message = (f"{count} grade{'s' if count != 1 else ''} released to students." if count
+               else "No complete, unreleased grades to release.")
+    if request.form.get("from") == "grader":
+        # Released from the grading screen: stay on it, at the submission that was open.
+        assignment = db.session.get(Assignment, assignment_id)
+        submission = _submission_of(assignment, request.form.get("s"))
+        if is_htmx():
+            return _grader_panel(assignment, submission, notice=message)
+        flash(message, "success" if count else "info")
+        return redirect_to("learning.grade_screen", assignment_id=assignment_id,
+                           **({"s": submission.id} if submission else {}))
+    flash(message, "success" if count else "info")
     return redirect_to("learning.assignment", assignment_id=assignment_id)
+
+
+def _submission_of(assignment: Assignment, raw: str | None) -> Submission | None:
+    """The submission named by a form field, if it is one of ``assignment``'s; else None."""
+    try:
+        submission = db.session.get(Submission, uuid.UUID(raw)) if raw else None
+    except ValueError:
+        return None
+    return submission if submission is not None and submission.assignment_id == assignment.id else None
 
 
 @bp.get("/grading")

@@ -283,3 +283,100 @@ def test_to_grade_lists_quiz_essays_for_the_courses_one_grades(client_for, make_
     assert f"/learning/quizzes/{quiz.id}/grading" in body
     stranger = make_user(role="faculty")
     assert "Essay check" not in client_for(stranger).get("/learning/grading").get_data(as_text=True)
+
+
+def _three_waiting(world, make_user):
+    from datetime import timedelta
+
+    from portal.db.base import utcnow
+
+    owner, student, course, assignment = world
+    others = [make_user(role="student") for _ in range(2)]
+    for other in others:
+        enroll(course, other)
+    base = utcnow() - timedelta(hours=3)
+    return [make_submission(assignment, s, text=f"Answer {i}", submitted_at=base + timedelta(minutes=i))
+            for i, s in enumerate([student, *others])]
+
+
+def test_save_and_next_goes_to_the_next_waiting_submission(world, make_user, client_for):
+    owner, _, _, assignment = world
+    subs = _three_waiting(world, make_user)
+    client = client_for(owner)
+    screen = client.get(f"/learning/assignments/{assignment.id}/grade?s={subs[1].id}").get_data(as_text=True)
+    assert 'name="then" value="next"' in screen and "Save and next" in screen
+
+    # without JavaScript: saved, then redirected to the next one waiting after it
+    response = client.post(f"/learning/submissions/{subs[1].id}/grade", data={"raw_score": "8", "then": "next"})
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"/learning/assignments/{assignment.id}/grade?s={subs[2].id}")
+    assert db.session.scalar(select(Grade.score).where(Grade.submission_id == subs[1].id)) == Decimal("8.00")
+
+    # with htmx: the next panel in place, the address bar moved to it; past the last it wraps to
+    # the one skipped at the start
+    response = client.post(f"/learning/submissions/{subs[2].id}/grade", headers={"HX-Request": "true"},
+                           data={"raw_score": "7", "then": "next"})
+    fragment = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in fragment and 'id="grade-panel"' in fragment
+    assert "Answer 0" in fragment and "Answer 2" not in fragment
+    assert response.headers["HX-Push-Url"] == f"/learning/assignments/{assignment.id}/grade?s={subs[0].id}"
+
+    # the last one: nothing is left, and the panel says so
+    response = client.post(f"/learning/submissions/{subs[0].id}/grade", headers={"HX-Request": "true"},
+                           data={"raw_score": "9", "then": "next"})
+    fragment = response.get_data(as_text=True)
+    assert "Nothing else is waiting to be graded" in fragment and "Nothing is waiting to be graded" in fragment
+    assert response.headers["HX-Push-Url"] == f"/learning/assignments/{assignment.id}/grade"
+
+
+def test_save_and_next_stays_put_when_the_grade_is_refused(world, make_user, client_for):
+    owner, _, _, _ = world
+    subs = _three_waiting(world, make_user)
+    client = client_for(owner)
+    response = client.post(f"/learning/submissions/{subs[0].id}/grade", headers={"HX-Request": "true"},
+                           data={"raw_score": "11", "then": "next"})
+    assert response.status_code == 422 and "cannot be above" in response.get_data(as_text=True)
+    assert "Answer 0" in response.get_data(as_text=True) and "HX-Push-Url" not in response.headers
+
+
+def test_release_from_the_grading_screen(world, make_user, client_for):
+    owner, _, _, assignment = world
+    subs = _three_waiting(world, make_user)
+    client = client_for(owner)
+    client.post(f"/learning/submissions/{subs[0].id}/grade", data={"raw_score": "8"})
+    screen = client.get(f"/learning/assignments/{assignment.id}/grade?s={subs[1].id}").get_data(as_text=True)
+    assert "Release 1 graded" in screen and 'name="from" value="grader"' in screen
+
+    # with htmx: released, the same submission's panel comes back with the message
+    response = client.post(f"/learning/assignments/{assignment.id}/release", headers={"HX-Request": "true"},
+                           data={"from": "grader", "s": str(subs[1].id)})
+    fragment = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" not in fragment and 'id="grade-panel"' in fragment
+    assert "1 grade released to students." in fragment and "Answer 1" in fragment
+    assert "Release 1 graded" not in fragment  # nothing graded is left unreleased
+    db.session.refresh(subs[0])
+    assert subs[0].status == SubmissionStatus.RELEASED
+
+    # without JavaScript: back to the grading screen at that submission, with the message flashed
+    client.post(f"/learning/submissions/{subs[1].id}/grade", data={"raw_score": "6"})
+    response = client.post(f"/learning/assignments/{assignment.id}/release", data={"from": "grader", "s": str(subs[1].id)})
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"/learning/assignments/{assignment.id}/grade?s={subs[1].id}")
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "1 grade released to students." in page
+    # a forged submission id is ignored, not an error
+    response = client.post(f"/learning/assignments/{assignment.id}/release", data={"from": "grader", "s": "nope"})
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/assignments/{assignment.id}/grade")
+
+
+def test_graders_who_may_not_release_see_no_release_button(world, make_user, client_for):
+    owner, _, course, assignment = world
+    subs = _three_waiting(world, make_user)
+    grader = make_user(role="faculty")
+    add_staff(course, grader, ManagementRole.ASSISTANT)
+    client_for(owner).post(f"/learning/submissions/{subs[0].id}/grade", data={"raw_score": "8"})
+    client = client_for(grader)
+    screen = client.get(f"/learning/assignments/{assignment.id}/grade").get_data(as_text=True)
+    assert "Save and next" in screen and "Release 1 graded" not in screen
+    refused = client.post(f"/learning/assignments/{assignment.id}/release", data={"from": "grader"})
+    assert refused.status_code == 403

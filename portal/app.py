@@ -78,6 +78,8 @@ def _configure_database(app: Flask) -> None:
 def _import_models() -> None:
     """Import every models module so the metadata (and migrations) know every table."""
     import portal.accounts.models
+    import portal.compliance.aml.models
+    import portal.compliance.cases.models
     import portal.compliance.kyc.models
     import portal.compliance.security.models
     import portal.db.audit

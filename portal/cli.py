@@ -34,7 +34,7 @@ def as_cli_actor(fn):
 
 def register(app: Flask) -> None:
     from portal import demo, doctor
-    from portal.compliance.kyc.watchlist import watchlist_group
+    from portal.compliance.aml.watchlist import watchlist_group
     from portal.learning.lms.certificates import certificates_command
     from portal.learning.tutoring.cli import tutor_group
     from portal.money.wallets.cli import ledger_group

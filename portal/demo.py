@@ -19,7 +19,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import func, insert, select
 
 from portal.accounts.models import Faculty, Role, Student, User, UserStatus
-from portal.compliance.kyc import watchlist as aml_watchlist
+from portal.compliance.aml import watchlist as aml_watchlist
 from portal.config import INSTANCE_DIR
 from portal.db import db
 from portal.db.base import utcnow

@@ -13,14 +13,9 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import aliased, defer
 
 from portal.accounts.models import User
+from portal.compliance.aml.models import AmlCheck
 from portal.compliance.kyc import documents, levels
-from portal.compliance.kyc.models import (
-    OPEN_KYC,
-    AmlCheck,
-    KycDocument,
-    KycStatus,
-    KycVerification,
-)
+from portal.compliance.kyc.models import OPEN_KYC, KycDocument, KycStatus, KycVerification
 from portal.compliance.kyc.services import document_expiry, level_from, unseal
 from portal.db import db
 from portal.db.base import utcnow

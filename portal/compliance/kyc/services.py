@@ -7,7 +7,7 @@ previous level approved (and, for level 3, an unexpired level-2 document). One s
 level may be open: the student's submissions wait on a transaction-level advisory lock, so a
 double click finds the first one and is told so; the partial unique index
 ``uq_kyc_verifications_open`` backs this. Every submission is screened against the watchlist
-(``portal.compliance.kyc.screening.screen_user``) in the same transaction.
+(``portal.compliance.aml.screening.screen_user``) in the same transaction.
 
 Deciding. Officers approve, reject or ask for a revision (a reason for the last two, which the
 student reads), only along ``KYC_TRANSITIONS``. The row is locked ``FOR UPDATE`` first, so two
@@ -274,7 +274,7 @@ def _insert(verification: KycVerification, *docs) -> None:
 
 def _screen(student: User, verification: KycVerification, name: str, birth_date: date | None,
             country: str | None) -> None:
-    from portal.compliance.kyc import screening
+    from portal.compliance.aml import screening
 
     screening.screen_user(student.id, name, birth_date, country, trigger="kyc_submission",
                           verification_id=verification.id)

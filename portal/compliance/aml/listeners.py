@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from portal import events
-from portal.compliance.kyc import tasks
+from portal.compliance.aml import tasks
 from portal.platform import jobs
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,8 @@ from flask.cli import with_appcontext
 from sqlalchemy import delete, func, insert, select, text
 
 from portal.accounts.models import User
-from portal.compliance.kyc import matching
-from portal.compliance.kyc.models import WatchlistEntry, WatchlistKind
+from portal.compliance.aml import matching
+from portal.compliance.aml.models import WatchlistEntry, WatchlistKind
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import DomainError, Forbidden

@@ -11,9 +11,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.accounts.models import UserStatus
-from portal.compliance.kyc import levels, queries, screening, services
+from portal.compliance.aml import screening
+from portal.compliance.aml.models import AmlCheck
+from portal.compliance.kyc import levels, queries, services
 from portal.compliance.kyc.documents import Upload
-from portal.compliance.kyc.models import AmlCheck, KycDocument, KycStatus, KycVerification
+from portal.compliance.kyc.models import KycDocument, KycStatus, KycVerification
 from portal.db import db
 from portal.errors import Conflict, DomainError, Forbidden, NotFound
 from portal.platform.notifications.models import Notification

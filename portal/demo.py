@@ -205,8 +205,7 @@ def print_logins(logins) -> None:
               help="Extra students to create, each with funded wallets and a hundred ledger rows.")
 @with_appcontext
 def seed_demo_command(scale):
-    from portal.cli import CLI_ACTOR
-    from portal.db import unit_of_work
+    from portal.db import CLI_ACTOR, unit_of_work
 
     with unit_of_work(CLI_ACTOR):
         if scale:

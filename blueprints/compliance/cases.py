@@ -5,8 +5,6 @@ Thin views over ``portal.compliance.cases.services`` (writes), ``queries`` (read
 and ``monitoring``. Every action posts a form: with htmx the case's working area swaps in place;
 without JavaScript the form posts and redirects back to the case. A refused action answers with
 the page (or fragment) and its message, and moves nothing.
-
-Importing this module connects transaction monitoring to the ledger (``listeners``).
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ from urllib.parse import quote
 from flask import Response, flash, request, url_for
 from flask_login import current_user
 
-import portal.compliance.aml.listeners  # noqa: F401 - connects the monitoring job to ledger commits
 from blueprints.compliance import bp
 from blueprints.web import redirect_to, render, wants_fragment
 from portal.compliance.aml import monitoring

@@ -318,7 +318,7 @@ def find_student(email: str | None) -> User:
 def subject_for(user: User) -> Subject:
     """The student's latest level-1 KYC data (approved first, else the latest submitted),
     decrypted; the account's full name when there is none or it cannot be read."""
-    from portal.compliance.kyc.services import unseal
+    from portal.compliance.kyc.personal_data import unseal
 
     verification = db.session.scalar(
         select(KycVerification).where(KycVerification.user_id == user.id, KycVerification.level == 1)

@@ -87,7 +87,7 @@ class _Row:
 
 
 def _known_countries() -> frozenset[str]:
-    from portal.compliance.kyc.services import countries
+    from portal.compliance.kyc.personal_data import countries
 
     return frozenset(code for code, _ in countries())
 
@@ -307,7 +307,7 @@ def _report(result: ImportResult) -> None:
 
 
 def _run(action):
-    from portal.cli import as_cli_actor
+    from portal.db import as_cli_actor
 
     try:
         return as_cli_actor(action)()

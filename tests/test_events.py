@@ -37,15 +37,17 @@ def _package(receiver) -> str:
     return receiver.__module__.removeprefix("portal.").removesuffix(".listeners")
 
 
-def test_the_received_by_column_names_every_connected_receiver(app):  # noqa: ARG001 - create_app connects them
+@pytest.mark.usefixtures("app")  # create_app connects the receivers
+def test_the_received_by_column_names_every_connected_receiver():
     table = _received_by()
     assert set(table) == set(events.NAMES)
     connected = {name: {_package(receiver) for receiver in _receivers(name)} for name in events.NAMES}
     assert connected == table
 
 
+@pytest.mark.usefixtures("app")
 @pytest.mark.parametrize("name", events.NAMES)
-def test_receivers_live_in_a_listeners_module_and_take_keyword_only_arguments(app, name):  # noqa: ARG001
+def test_receivers_live_in_a_listeners_module_and_take_keyword_only_arguments(name):
     for receiver in _receivers(name):
         assert receiver.__module__.endswith(".listeners"), f"{receiver.__qualname__} of {name} is in {receiver.__module__}"
         params = list(inspect.signature(receiver).parameters.values())

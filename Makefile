@@ -34,8 +34,10 @@ test-fast: install
 bench: install
 	$(BIN)/python -m tests.perf.bench
 
+## Ruff, then the import contracts of pyproject.toml (layers, independent blueprints, no circles).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 doctor: install
 	$(BIN)/flask --app wsgi doctor

@@ -3,12 +3,14 @@ domain errors, the request's client address."""
 
 from __future__ import annotations
 
-from flask import current_app, make_response, redirect, request, url_for
+from flask import current_app, make_response, redirect, render_template, request, url_for
 from jinja2_fragments.flask import render_block
 from werkzeug.wrappers import Response
 from wtforms.validators import StopValidation
 
 from portal.accounts.services import InvalidInput, normalise_email
+from portal.compliance.security.models import BlockKind
+from portal.db.base import utcnow
 from portal.errors import DomainError
 
 
@@ -32,8 +34,6 @@ def render(template: str, block: str | None = None, *, status: int = 200, trigge
 
     A boosted request (a plain link or form under ``hx-boost``) and the load that follows
     ``HX-Location`` swap the whole body, so they get the whole page too."""
-    from flask import render_template
-
     if block and wants_fragment():
         body = render_block(template, block, **context)
     else:
@@ -115,3 +115,21 @@ class UrlLinks:
 
     def login(self) -> str:
         return self._url("auth.login")
+
+
+def blocked_response(block, *, refresh: bool = True):
+    """The clear 403 page for a block: for htmx a fragment, and with ``refresh`` the page is
+    reloaded so the whole window says it (not for a refused login: the reloaded login form would
+    hide the message, so the fragment takes the form's place)."""
+    context = {"block": block, "on_user": block.kind == BlockKind.USER,
+               "reference": str(block.id)[:8].upper()}
+    headers = {}
+    if block.expires_at is not None:
+        headers["Retry-After"] = str(max(1, int((block.expires_at - utcnow()).total_seconds())))
+    if is_htmx():
+        if refresh:
+            headers["HX-Refresh"] = "true"
+        else:
+            headers.update({"HX-Retarget": "#main", "HX-Reswap": "innerHTML"})
+        return render_template("compliance/security/_blocked.html", **context), 403, headers
+    return render_template("compliance/security/blocked.html", **context), 403, headers

@@ -5,7 +5,6 @@ request and the logged-in user."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from flask import Flask, abort, g, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, current_user
@@ -13,8 +12,9 @@ from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from blueprints.web import is_htmx, wants_fragment
+from blueprints.web import blocked_response, is_htmx, wants_fragment
 from portal import events
+from portal.compliance.security.services import session_policy
 from portal.config import PROJECT_ROOT, load_config
 from portal.db import context as db_context
 from portal.db import db
@@ -52,6 +52,7 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     jobs.configure(app)
     _import_models()
+    _connect_listeners()
     _register_blueprints(app)
     _register_hooks(app)
     # After the hooks: a blocked address gets the blocked page, not a CSRF failure.
@@ -78,6 +79,8 @@ def _configure_database(app: Flask) -> None:
 def _import_models() -> None:
     """Import every models module so the metadata (and migrations) know every table."""
     import portal.accounts.models
+    import portal.compliance.aml.models
+    import portal.compliance.cases.models
     import portal.compliance.kyc.models
     import portal.compliance.security.models
     import portal.db.audit
@@ -94,6 +97,20 @@ def _import_models() -> None:
     import portal.platform.notifications.models  # noqa: F401
 
 
+def _connect_listeners() -> None:
+    """Connect every receiver of the domain events (``portal/events.py``): each package keeps its
+    receivers in its ``listeners`` module, and importing it connects them. Every one is listed
+    here, so any process that builds the app (web, worker, command) reacts to the same events,
+    whichever blueprints it loads; ``tests/test_events.py`` checks the table in ``portal/events.py``
+    against what is connected."""
+    import portal.compliance.aml.listeners
+    import portal.compliance.security.listeners
+    import portal.learning.education.listeners
+    import portal.learning.lms.listeners
+    import portal.learning.tutoring.listeners
+    import portal.money.earnings.listeners  # noqa: F401
+
+
 def _register_blueprints(app: Flask) -> None:
     from blueprints.admin import bp as admin_bp
     from blueprints.auth import bp as auth_bp
@@ -104,15 +121,6 @@ def _register_blueprints(app: Flask) -> None:
 
     for bp in (auth_bp, home_bp, learning_bp, wallet_bp, compliance_bp, admin_bp):
         app.register_blueprint(bp)
-
-
-def session_policy(app: Flask):
-    from portal.compliance.security.services import SessionPolicy
-
-    return SessionPolicy(
-        idle=timedelta(minutes=app.config["SESSION_IDLE_MINUTES"]),
-        max_age=timedelta(hours=app.config["SESSION_MAX_HOURS"]),
-    )
 
 
 def _load_user_from_session(_request):
@@ -189,29 +197,7 @@ def _enforce_blocks():
     return blocked_response(block)
 
 
-def blocked_response(block, *, refresh: bool = True):
-    """The clear 403 page for a block: for htmx a fragment, and with ``refresh`` the page is
-    reloaded so the whole window says it (not for a refused login: the reloaded login form would
-    hide the message, so the fragment takes the form's place)."""
-    from portal.compliance.security.models import BlockKind
-    from portal.db.base import utcnow
-
-    context = {"block": block, "on_user": block.kind == BlockKind.USER,
-               "reference": str(block.id)[:8].upper()}
-    headers = {}
-    if block.expires_at is not None:
-        headers["Retry-After"] = str(max(1, int((block.expires_at - utcnow()).total_seconds())))
-    if is_htmx():
-        if refresh:
-            headers["HX-Refresh"] = "true"
-        else:
-            headers.update({"HX-Retarget": "#main", "HX-Reswap": "innerHTML"})
-        return render_template("compliance/security/_blocked.html", **context), 403, headers
-    return render_template("compliance/security/blocked.html", **context), 403, headers
-
-
 def _register_hooks(app: Flask) -> None:
-    # Security events: the receivers of the domain events connect on import.
     from portal.compliance.security import events as security_events
 
     @app.before_request

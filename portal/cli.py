@@ -6,7 +6,6 @@ says who did it.
 
 from __future__ import annotations
 
-import functools
 import os
 import subprocess
 import sys
@@ -15,26 +14,12 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from portal.db import db, unit_of_work
-from portal.db.context import Actor
-
-CLI_ACTOR = Actor.system("cli")
-
-
-def as_cli_actor(fn):
-    """Run a command's body as ``system:cli`` in one transaction: commit, or roll back."""
-
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        with unit_of_work(CLI_ACTOR):
-            return fn(*args, **kwargs)
-
-    return run
+from portal.db import CLI_ACTOR, as_cli_actor, db, unit_of_work
 
 
 def register(app: Flask) -> None:
     from portal import demo, doctor
-    from portal.compliance.kyc.watchlist import watchlist_group
+    from portal.compliance.aml.watchlist import watchlist_group
     from portal.learning.lms.certificates import certificates_command
     from portal.learning.tutoring.cli import tutor_group
     from portal.money.wallets.cli import ledger_group

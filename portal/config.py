@@ -148,7 +148,7 @@ def load_config(overrides: dict | None = None) -> dict:
         # Compliance. Screening: a watchlist candidate scoring at least this (0-100) is a hit.
         "AML_MATCH_THRESHOLD": _int("AML_MATCH_THRESHOLD", 85),
         # Transaction monitoring: a single movement at or above this is large, per currency
-        # (the other rules' defaults are in portal/compliance/kyc/monitoring.py; admins edit them).
+        # (the other rules' defaults are in portal/compliance/aml/monitoring.py; admins edit them).
         "MONITORING_LARGE_AMOUNTS": _limits("MONITORING_LARGE_AMOUNTS", "AZR=100000,USD=10000,BTC=0.25,ETH=5"),
         # Largest KYC document upload, in bytes.
         "KYC_MAX_UPLOAD_BYTES": _int("KYC_MAX_UPLOAD_BYTES", 5 * 1024 * 1024),

@@ -19,7 +19,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import func, insert, select
 
 from portal.accounts.models import Faculty, Role, Student, User, UserStatus
-from portal.compliance.kyc import watchlist as aml_watchlist
+from portal.compliance.aml import watchlist as aml_watchlist
 from portal.config import INSTANCE_DIR
 from portal.db import db
 from portal.db.base import utcnow
@@ -225,8 +225,7 @@ def _require_migrated() -> None:
               help="Extra students to create, each with funded wallets and a hundred ledger rows.")
 @with_appcontext
 def seed_demo_command(scale):
-    from portal.cli import CLI_ACTOR
-    from portal.db import unit_of_work
+    from portal.db import CLI_ACTOR, unit_of_work
 
     _require_migrated()
     with unit_of_work(CLI_ACTOR):

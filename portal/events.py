@@ -9,25 +9,32 @@ Emit with keyword arguments only::
 
     events.user_registered.send(user=user)
 
-| event | emitted by | arguments |
-|---|---|---|
-| ``user_registered`` | accounts | user |
-| ``email_verified`` | accounts | user |
-| ``user_logged_in`` | accounts | user, ip, user_agent |
-| ``login_failed`` | accounts | email, ip, reason (``bad_credentials``, ``throttled``, ``inactive``) |
-| ``password_changed`` | accounts | user, via (``change``, ``reset``, ``invite``) |
-| ``account_changed`` | accounts (admin actions) | user, actor, change (``created``, ``role``, ``deactivated``, ``reactivated``) |
-| ``permission_denied`` | web layer | user (or None), endpoint, needed |
-| ``lesson_changed`` | learning (authoring) | lesson, change (``saved``, ``deleted``) |
-| ``lesson_completed`` | learning | student user, lesson |
-| ``quiz_submitted`` | learning | student user, quiz, attempt (graded or awaiting manual grading) |
-| ``quiz_passed`` | learning | student user, quiz, score (points), attempt (its ``percent``) |
-| ``quiz_graded`` | learning | student user, quiz, attempt: its last essay was graded by hand, so its score is final |
-| ``assignment_submitted`` | learning | student user, submission |
-| ``assignment_graded`` | learning | student user, submission, grade |
-| ``course_completed`` | learning | student user, course |
-| ``certificate_issued`` | learning | student user, certificate |
-| ``transaction_committed`` | money ledger, after the commit | transaction_ids (the rows one commit added) |
+Receivers live in their package's ``listeners`` module (``portal/<area>/<package>/listeners.py``,
+named in the last column) and are connected in one place, when the app is created
+(``portal.app._connect_listeners``), never as a side effect of importing a blueprint. A receiver
+takes its arguments keyword-only, ``def _on_x(_sender=None, *, user, course, **_)``, so an event
+sent without an argument it needs fails loudly instead of being skipped; ``tests/test_events.py``
+keeps the last column and the connected receivers in step.
+
+| event | emitted by | arguments | received by |
+|---|---|---|---|
+| ``user_registered`` | accounts | user | (none) |
+| ``email_verified`` | accounts | user | (none) |
+| ``user_logged_in`` | accounts | user, ip, user_agent | (none) |
+| ``login_failed`` | accounts | email, ip, reason (``bad_credentials``, ``throttled``, ``inactive``) | ``compliance.security`` |
+| ``password_changed`` | accounts | user, via (``change``, ``reset``, ``invite``) | (none) |
+| ``account_changed`` | accounts (admin actions) | user, actor, change (``created``, ``role``, ``deactivated``, ``reactivated``) | ``compliance.security`` |
+| ``permission_denied`` | web layer | user (or None), endpoint, needed | ``compliance.security`` |
+| ``lesson_changed`` | learning (authoring) | lesson, change (``saved``, ``deleted``) | ``learning.tutoring`` |
+| ``lesson_completed`` | learning | student user, lesson | ``learning.tutoring``, ``money.earnings`` |
+| ``quiz_submitted`` | learning | student user, quiz, attempt (graded or awaiting manual grading) | ``learning.tutoring`` |
+| ``quiz_passed`` | learning | student user, quiz, score (points), attempt (its ``percent``) | ``learning.education``, ``learning.tutoring``, ``money.earnings`` |
+| ``quiz_graded`` | learning | student user, quiz, attempt: its last essay was graded by hand, so its score is final | ``learning.tutoring`` |
+| ``assignment_submitted`` | learning | student user, submission | ``learning.tutoring`` |
+| ``assignment_graded`` | learning | student user, submission, grade | ``learning.tutoring`` |
+| ``course_completed`` | learning | student user, course | ``learning.lms``, ``money.earnings`` |
+| ``certificate_issued`` | learning | student user, certificate | (none) |
+| ``transaction_committed`` | money ledger, after the commit | transaction_ids (the rows one commit added) | ``compliance.aml`` |
 """
 
 from __future__ import annotations

@@ -16,11 +16,20 @@ from blueprints.auth.forms import (
     NewPasswordForm,
     RegisterForm,
 )
-from blueprints.web import UrlLinks, attach_error, client_ip, is_htmx, redirect_to, render, safe_next
+from blueprints.web import (
+    UrlLinks,
+    attach_error,
+    blocked_response,
+    client_ip,
+    is_htmx,
+    redirect_to,
+    render,
+    safe_next,
+)
 from portal.accounts import services as accounts
-from portal.app import blocked_response, session_policy
 from portal.compliance.security import blocks
 from portal.compliance.security import services as sessions
+from portal.compliance.security.services import session_policy
 from portal.db import db
 from portal.db.context import Actor, acting_as, set_actor
 from portal.errors import DomainError

@@ -1,12 +1,10 @@
 """Suspicious-activity cases: the officers' dashboard, the queues, a case with its alerts and
 timeline and the actions on it, the suspicious activity report, and the monitoring rules' settings.
 
-Thin views over ``portal.compliance.kyc.cases`` (writes), ``case_queries`` (reads), ``reports``
+Thin views over ``portal.compliance.cases.services`` (writes), ``queries`` (reads), ``reports``
 and ``monitoring``. Every action posts a form: with htmx the case's working area swaps in place;
 without JavaScript the form posts and redirects back to the case. A refused action answers with
 the page (or fragment) and its message, and moves nothing.
-
-Importing this module connects transaction monitoring to the ledger (``listeners``).
 """
 
 from __future__ import annotations
@@ -19,12 +17,13 @@ from urllib.parse import quote
 from flask import Response, flash, request, url_for
 from flask_login import current_user
 
-import portal.compliance.kyc.listeners  # noqa: F401 - connects the monitoring job to ledger commits
 from blueprints.compliance import bp
 from blueprints.web import redirect_to, render, wants_fragment
-from portal.compliance.kyc import case_queries, monitoring, reports
-from portal.compliance.kyc import cases as service
-from portal.compliance.kyc.models import CASE_TRANSITIONS, CaseStatus, Disposition
+from portal.compliance.aml import monitoring
+from portal.compliance.cases import queries as case_queries
+from portal.compliance.cases import reports
+from portal.compliance.cases import services as service
+from portal.compliance.cases.models import CASE_TRANSITIONS, CaseStatus, Disposition
 from portal.db import db
 from portal.errors import DomainError, NotFound
 from portal.money.currency import CURRENCIES, format_amount

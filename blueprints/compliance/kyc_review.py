@@ -15,7 +15,7 @@ from flask_login import current_user
 
 from blueprints.compliance import bp
 from blueprints.web import redirect_to, render, wants_fragment
-from portal.compliance.kyc import documents, levels, queries, services
+from portal.compliance.kyc import documents, levels, personal_data, queries, services
 from portal.compliance.kyc.models import KycStatus
 from portal.db import db
 from portal.errors import DomainError
@@ -30,7 +30,7 @@ STATUS_LABELS = {"open": "Open", "submitted": "Submitted", "awaiting_second": "A
 
 
 def _context() -> dict:
-    return {"status_labels": STATUS_LABELS, "country_name": services.country_name,
+    return {"status_labels": STATUS_LABELS, "country_name": personal_data.country_name,
             "document_types": services.DOCUMENT_TYPES, "levels": levels.LEVELS,
             "kind_labels": documents.KIND_LABELS}
 

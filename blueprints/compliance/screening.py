@@ -2,7 +2,7 @@
 explained beside the screened facts, the decision on its hits, screening a student on demand,
 and (admins) the watchlist import.
 
-Thin views over ``portal.compliance.kyc.screening`` and ``portal.compliance.kyc.watchlist``.
+Thin views over ``portal.compliance.aml.screening`` and ``portal.compliance.aml.watchlist``.
 With htmx the filter tabs swap the results and the decision swaps its panel; without
 JavaScript every form posts and redirects back.
 """
@@ -16,8 +16,8 @@ from flask_login import current_user
 
 from blueprints.compliance import bp
 from blueprints.web import redirect_to, render, wants_fragment
-from portal.compliance.kyc import screening, watchlist
-from portal.compliance.kyc.models import AmlStatus
+from portal.compliance.aml import screening, watchlist
+from portal.compliance.aml.models import AmlStatus
 from portal.db import db
 from portal.errors import DomainError
 from portal.security.access import requires

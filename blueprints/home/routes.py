@@ -51,7 +51,7 @@ def dashboard():
 
         context.update(faculty_dashboard(current_user))
     elif current_user.role == Role.COMPLIANCE:
-        from portal.compliance.kyc.case_queries import summary as case_summary
+        from portal.compliance.cases.queries import summary as case_summary
 
         context["case_summary"] = case_summary(current_user)
     recent = notification_queries.page_for(current_user.id, None, size=5).items

@@ -4,9 +4,6 @@ The path page creates the path on the first visit. "Regenerate" and "I have revi
 small forms: with htmx they swap the path in place, without JavaScript they redirect back to the
 page. Only students enrolled in the course (active or completed) reach it; a course that does
 not exist is a 404, one the student is not in a 403 (as lessons are).
-
-Importing this module imports ``portal.learning.tutoring.listeners``, which connects the
-receivers of the learning events that keep insights and paths current.
 """
 
 from __future__ import annotations
@@ -16,7 +13,6 @@ import uuid
 from flask import flash
 from flask_login import current_user
 
-import portal.learning.tutoring.listeners  # noqa: F401 - connects the receivers of the learning events
 from blueprints.learning import bp
 from blueprints.web import is_htmx, redirect_to, render
 from portal.db import db

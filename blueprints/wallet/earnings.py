@@ -2,9 +2,6 @@
 admins and faculty define; and, for admins, every earning with "Pay", "Pay pending" and
 "Reverse".
 
-Importing this module imports portal.money.earnings.listeners, which connects the receivers of
-``course_completed``, ``quiz_passed`` and ``lesson_completed`` that pay the rewards.
-
 Thin views: read the form, call portal.money.earnings.services, commit once. With htmx the
 milestone form, a milestone's row and an earning's row swap in place; without JavaScript every
 form posts and redirects back.
@@ -20,7 +17,6 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 
-import portal.money.earnings.listeners  # noqa: F401 - connects the receivers of the learning events
 from blueprints.wallet import bp
 from blueprints.web import attach_error, is_htmx, redirect_to, render
 from portal.db import db

@@ -15,7 +15,7 @@ from flask_login import current_user
 
 from blueprints.wallet import bp
 from blueprints.web import redirect_to, render
-from portal.compliance.kyc import documents, levels, queries, services
+from portal.compliance.kyc import documents, levels, personal_data, queries, services
 from portal.compliance.kyc.models import KycStatus
 from portal.db import db
 from portal.errors import DomainError, NotFound
@@ -34,7 +34,7 @@ def _page(*, errors: dict | None = None, values: dict | None = None, form_error:
         values = _revision_values(overview.latest.get(form_level))
     return render(TEMPLATE, "form_panel", status=status, overview=overview, levels=levels.LEVELS,
                   form_level=form_level, errors=errors or {}, values=values or {},
-                  form_error=form_error, countries=services.countries(), country_name=services.country_name,
+                  form_error=form_error, countries=personal_data.countries(), country_name=personal_data.country_name,
                   document_types=services.DOCUMENT_TYPES, max_upload=documents.human_size(
                       _max_upload()), accepted=documents.ACCEPTED, kind_labels=documents.KIND_LABELS, limits=_limits(), fmt=format_amount)
 
@@ -51,7 +51,7 @@ def _revision_values(latest) -> dict:
     from it (files are chosen again)."""
     if latest is None or latest.status != KycStatus.REVISION_REQUESTED:
         return {}
-    data = services.unseal(latest)
+    data = personal_data.unseal(latest)
     if "error" in data:
         return {}
     return {**data, "country": latest.country or "", "document_type": latest.document_type or "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 from sqlalchemy import event
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 from portal.db.base import Base, Model, TimestampedModel, db
 from portal.db.context import Actor, acting_as
 
-__all__ = ["Base", "Model", "TimestampedModel", "db", "request_cache", "unit_of_work"]
+__all__ = ["CLI_ACTOR", "Base", "Model", "TimestampedModel", "as_cli_actor", "db", "request_cache", "unit_of_work"]
 
 #: The key of ``request_cache`` in ``Session.info``.
 REQUEST_CACHE = "request_cache"
@@ -37,6 +38,23 @@ def unit_of_work(actor: Actor) -> Iterator[None]:
         except BaseException:
             db.session.rollback()
             raise
+
+
+#: Who a command-line command acts as (``flask --app wsgi <command>``), so the audit trail says
+#: who did it. It lives here, below every command module, so a domain package that declares a
+#: command does not import ``portal.cli`` (which imports it back to register it).
+CLI_ACTOR = Actor.system("cli")
+
+
+def as_cli_actor(fn):
+    """Run a command's body as ``system:cli`` in one transaction: commit, or roll back."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with unit_of_work(CLI_ACTOR):
+            return fn(*args, **kwargs)
+
+    return run
 
 
 @event.listens_for(Session, "after_commit")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from portal.accounts.models import User
-from portal.compliance.kyc import monitoring
-from portal.compliance.kyc.models import SuspiciousActivity
+from portal.compliance.aml import monitoring
+from portal.compliance.cases.models import SuspiciousActivity
 from portal.db import db
 from tests.compliance.monitoring_helpers import fund, old_student, transfer
 

@@ -29,8 +29,10 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import delete, select
 
 from portal.accounts.models import User
-from portal.compliance.kyc import tasks
-from portal.compliance.kyc.models import KycVerification, MonitoringAlert, SuspiciousActivity
+from portal.compliance.aml import tasks
+from portal.compliance.aml.models import MonitoringAlert
+from portal.compliance.cases.models import SuspiciousActivity
+from portal.compliance.kyc.models import KycVerification
 from portal.db import db
 from portal.db.base import utcnow
 from portal.platform import jobs
@@ -40,7 +42,7 @@ from tests.factories import create_user
 pytestmark = pytest.mark.e2e
 
 SHOTS = os.environ.get("E2E_SHOTS")
-MONITORING_TASK = "portal.compliance.kyc.tasks.monitor_transactions"
+MONITORING_TASK = "portal.compliance.aml.tasks.monitor_transactions"
 #: The student's own pages that could give a case away (alerts and notifications included).
 STUDENT_PAGES = ("/dashboard", "/wallet", "/wallet/history", "/notifications", "/wallet/verification")
 
@@ -206,7 +208,7 @@ def test_a_student_verifies_two_levels_and_an_officer_reviews_them(new_page, kyc
 
 @pytest.fixture
 def structuring_people(db_as_tests, monkeypatch):
-    from portal.compliance.kyc import listeners
+    from portal.compliance.aml import listeners
     from tests.compliance.factories import verify
     from tests.money.factories import fund
 

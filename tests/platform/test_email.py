@@ -16,7 +16,7 @@ from sqlalchemy import update
 
 from portal.db import db
 from portal.db.base import utcnow
-from portal.platform.email import services, tasks
+from portal.platform.email import delivery, services, tasks
 from portal.platform.email.models import Email, EmailStatus
 from tests.factories import create_user
 
@@ -134,7 +134,7 @@ def test_every_template_renders_a_subject_and_body():
 def test_console_backend_prints_and_marks_sent(app, monkeypatch, capsys):
     monkeypatch.setitem(app.config, "MAIL_BACKEND", "console")
     email = _queue()
-    assert services.deliver_one(email.id) is True
+    assert delivery.deliver_one(email.id) is True
     out = capsys.readouterr().out
     assert f"To: {email.to_address}" in out
     assert "Subject: Confirm your e-mail address for Azora Portal" in out
@@ -146,14 +146,14 @@ def test_console_backend_prints_and_marks_sent(app, monkeypatch, capsys):
     assert row.sent_at is not None
     assert row.last_error is None
     # a sent e-mail is not sent again
-    assert services.deliver_one(email.id) is False
+    assert delivery.deliver_one(email.id) is False
     assert _reload(email).attempts == 1
 
 
 def test_smtp_delivery_reaches_a_real_server(app, smtp_config):
     email = _queue()
     with SmtpServer(smtp_config) as server:
-        assert services.deliver_one(email.id) is True
+        assert delivery.deliver_one(email.id) is True
     [envelope] = server.inbox.envelopes
     assert envelope.mail_from == "no-reply@azora.example"
     assert envelope.rcpt_tos == [email.to_address]
@@ -171,7 +171,7 @@ def test_smtp_delivery_reaches_a_real_server(app, smtp_config):
 def _sent_message(email: Email, port: int):
     """The message as the SMTP server received it."""
     with SmtpServer(port) as server:
-        assert services.deliver_one(email.id) is True
+        assert delivery.deliver_one(email.id) is True
     [envelope] = server.inbox.envelopes
     return message_from_bytes(envelope.original_content, policy=email_policy.default)
 
@@ -204,7 +204,7 @@ def test_the_html_part_escapes_the_text_and_links_only_web_addresses():
     body = ('Hi <b>Ana</b> & "Ben",\n'
             "see https://portal.test/a?x=1&y=<2> now.\n\n"
             "javascript:alert(1) and (https://portal.test/b).\n")
-    html = services.html_body(body, "Fish & <chips>")
+    html = delivery.html_body(body, "Fish & <chips>")
     assert "<title>Fish &amp; &lt;chips&gt;</title>" in html
     assert "Hi &lt;b&gt;Ana&lt;/b&gt; &amp; &#34;Ben&#34;,<br>" in html
     # the address ends at the angle bracket, its & escaped in href and text; the full stop stays text
@@ -219,18 +219,18 @@ def test_smtp_down_keeps_the_row_and_backs_off(smtp_config):
     delays = []
     for attempt in (1, 2, 3):
         before = utcnow()
-        assert services.deliver_one(email.id) is False
+        assert delivery.deliver_one(email.id) is False
         after = utcnow()
         row = _reload(email)
         assert row.status == EmailStatus.QUEUED
         assert row.attempts == attempt
         assert "ConnectionRefusedError" in row.last_error
         assert row.sent_at is None
-        base = services.BACKOFF_BASE * 2 ** (attempt - 1)
+        base = delivery.BACKOFF_BASE * 2 ** (attempt - 1)
         assert before + base <= row.next_attempt_at <= after + base * 1.1
         delays.append(row.next_attempt_at - after)
         # not due yet: another attempt now does nothing
-        assert services.deliver_one(email.id) is False
+        assert delivery.deliver_one(email.id) is False
         assert _reload(email).attempts == attempt
         _make_due(email)
     assert delays[0] < delays[1] < delays[2]
@@ -241,23 +241,23 @@ def test_gives_up_after_max_attempts(app, monkeypatch, smtp_config):
     email = _queue()
     for _ in range(3):
         _make_due(email)
-        services.deliver_one(email.id)
+        delivery.deliver_one(email.id)
     row = _reload(email)
     assert row.status == EmailStatus.FAILED
     assert row.attempts == 3
     assert row.last_error
     # a failed e-mail stays in the outbox and is not tried again
     _make_due(email)
-    assert services.deliver_one(email.id) is False
+    assert delivery.deliver_one(email.id) is False
     row = _reload(email)
     assert (row.status, row.attempts) == (EmailStatus.FAILED, 3)
 
 
 def test_backoff_grows_and_is_capped():
     for attempts, seconds in ((1, 30), (2, 60), (3, 120), (4, 240)):
-        delay = services.backoff(attempts)
+        delay = delivery.backoff(attempts)
         assert timedelta(seconds=seconds) <= delay <= timedelta(seconds=seconds * 1.1)
-    assert services.BACKOFF_MAX <= services.backoff(30) <= services.BACKOFF_MAX * 1.1
+    assert delivery.BACKOFF_MAX <= delivery.backoff(30) <= delivery.BACKOFF_MAX * 1.1
 
 
 # ---------------------------------------------------------------- the periodic sweep
@@ -280,9 +280,9 @@ def test_sweep_delivers_due_rows_only(app, monkeypatch, capsys):
 
 def test_nothing_is_lost_when_smtp_comes_back(smtp_config):
     email = _queue()
-    assert services.deliver_one(email.id) is False
+    assert delivery.deliver_one(email.id) is False
     _make_due(email)
-    assert services.deliver_one(email.id) is False
+    assert delivery.deliver_one(email.id) is False
     assert _reload(email).attempts == 2
     _make_due(email)
     with SmtpServer(smtp_config) as server:

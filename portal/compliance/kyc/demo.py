@@ -25,7 +25,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from portal.accounts.models import User
-from portal.compliance.kyc import services
+from portal.compliance.kyc import personal_data
 from portal.compliance.kyc.documents import PDF, PNG, CheckedFile, make_document
 from portal.compliance.kyc.models import KycDocumentKind, KycStatus, KycVerification
 from portal.db import db
@@ -99,7 +99,7 @@ def _row(user: User, level: int, status: KycStatus, data: dict, *, days_ago: int
     verification_id = uuid.uuid4()
     decided = status not in (KycStatus.SUBMITTED, KycStatus.AWAITING_SECOND)
     row = KycVerification(id=verification_id, user_id=user.id, level=level, status=status,
-                          data_encrypted=services.seal(verification_id, user.id, data), country=country,
+                          data_encrypted=personal_data.seal(verification_id, user.id, data), country=country,
                           document_type=document_type, document_expires_on=expires,
                           submitted_at=now - timedelta(days=days_ago),
                           first_approver_id=first.id if first else None,
@@ -109,7 +109,7 @@ def _row(user: User, level: int, status: KycStatus, data: dict, *, days_ago: int
     db.session.add(row)
     db.session.flush()
     if not decided:
-        from portal.compliance.kyc import screening
+        from portal.compliance.aml import screening
 
         name, born = person or (user.full_name, None)
         screening.screen_user(user.id, name, date.fromisoformat(born) if born else None, country,
@@ -173,7 +173,7 @@ def seed_monitoring_case(sender: User, recipient: User) -> int:
     """A structured series of transfers from ``sender`` to ``recipient``, judged by the monitoring
     rules at once, so the officers' case queue and dashboard have a real case to work (each side
     gets its alerts and its case). Returns the alerts made; nothing when the series exists."""
-    from portal.compliance.kyc import monitoring
+    from portal.compliance.aml import monitoring
     from portal.money.demo import DEMO_MARK
     from portal.money.wallets import fees, ledger
     from portal.money.wallets.models import SystemWallet, Transaction, TransactionType

@@ -13,15 +13,10 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import aliased, defer
 
 from portal.accounts.models import User
+from portal.compliance.aml.models import AmlCheck
 from portal.compliance.kyc import documents, levels
-from portal.compliance.kyc.models import (
-    OPEN_KYC,
-    AmlCheck,
-    KycDocument,
-    KycStatus,
-    KycVerification,
-)
-from portal.compliance.kyc.services import document_expiry, level_from, unseal
+from portal.compliance.kyc.models import OPEN_KYC, KycDocument, KycStatus, KycVerification
+from portal.compliance.kyc.personal_data import unseal
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import NotFound
@@ -34,6 +29,39 @@ _DOCUMENT_COLUMNS = (KycDocument.id, KycDocument.verification_id, KycDocument.us
 
 
 # ---------------------------------------------------------------------------------- levels
+
+
+def own_verifications(user_id: uuid.UUID) -> list[KycVerification]:
+    """Every verification of the student, newest first (a handful; one query)."""
+    return list(db.session.scalars(select(KycVerification).where(KycVerification.user_id == user_id)
+                                   .order_by(KycVerification.submitted_at.desc(), KycVerification.id.desc())))
+
+
+def level_from(rows: list[KycVerification], today: date) -> int:
+    """The effective level the rows give: every level up to it approved, and the level-2 document
+    (the latest-expiring approved one) not expired."""
+    approved: dict[int, list[KycVerification]] = {}
+    for row in rows:
+        if row.status == KycStatus.APPROVED:
+            approved.setdefault(row.level, []).append(row)
+    current = 0
+    for number in range(1, levels.MAX_LEVEL + 1):
+        if number not in approved:
+            break
+        if number == 2 and not _valid_document(approved[2], today):
+            break
+        current = number
+    return current
+
+
+def _valid_document(rows: list[KycVerification], today: date) -> bool:
+    expiry = max((row.document_expires_on for row in rows if row.document_expires_on), default=None)
+    return expiry is not None and expiry >= today
+
+
+def document_expiry(rows: list[KycVerification]) -> date | None:
+    return max((row.document_expires_on for row in rows
+                if row.level == 2 and row.status == KycStatus.APPROVED and row.document_expires_on), default=None)
 
 
 def effective_level(user_id: uuid.UUID, today: date | None = None) -> int:
@@ -68,8 +96,6 @@ class StudentOverview:
 
 def student_overview(student: User, today: date | None = None) -> StudentOverview:
     """What the verification page shows: two queries."""
-    from portal.compliance.kyc.services import own_verifications
-
     today = today or utcnow().date()
     rows = own_verifications(student.id)
     docs: dict[uuid.UUID, list] = {}

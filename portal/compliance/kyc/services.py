@@ -7,7 +7,7 @@ previous level approved (and, for level 3, an unexpired level-2 document). One s
 level may be open: the student's submissions wait on a transaction-level advisory lock, so a
 double click finds the first one and is told so; the partial unique index
 ``uq_kyc_verifications_open`` backs this. Every submission is screened against the watchlist
-(``portal.compliance.kyc.screening.screen_user``) in the same transaction.
+(``portal.compliance.aml.screening.screen_user``) in the same transaction.
 
 Deciding. Officers approve, reject or ask for a revision (a reason for the last two, which the
 student reads), only along ``KYC_TRANSITIONS``. The row is locked ``FOR UPDATE`` first, so two
@@ -20,14 +20,11 @@ trigger) and in a notification to the student.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import cache
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy import text as sql
 from sqlalchemy.exc import IntegrityError
@@ -41,11 +38,12 @@ from portal.compliance.kyc.models import (
     KycStatus,
     KycVerification,
 )
+from portal.compliance.kyc.personal_data import countries, seal, unseal
+from portal.compliance.kyc.queries import document_expiry, level_from, own_verifications
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import Conflict, DomainError, Forbidden, NotFound
 from portal.platform.notifications.services import notify
-from portal.security.crypto import CryptoError, file_cipher
 from portal.security.permissions import Permission, has_permission
 
 DOCUMENT_TYPES = {"passport": "Passport", "national_id": "National ID card", "driving_licence": "Driving licence"}
@@ -71,47 +69,6 @@ class KycInvalid(DomainError):
 
 class DecisionRefused(DomainError):
     status_code = 422
-
-
-@cache
-def countries() -> tuple[tuple[str, str], ...]:
-    """ISO 3166-1 alpha-2 codes with their English names, sorted by name (the region data of
-    ``phonenumbers``, a dependency already)."""
-    from phonenumbers.geodata.locale import LOCALE_DATA
-
-    pairs = [(code, names["en"] if not names.get("en", "*").startswith("*") else names["aa"])
-             for code, names in LOCALE_DATA.items() if len(code) == 2 and code.isalpha() and code.isupper()]
-    return tuple(sorted(pairs, key=lambda pair: pair[1]))
-
-
-def country_name(code: str | None) -> str:
-    return dict(countries()).get(code or "", code or "")
-
-
-# ---------------------------------------------------------------------------------- personal data
-
-
-def _data_aad(verification_id: uuid.UUID, user_id: uuid.UUID) -> bytes:
-    return f"kyc-verification:{verification_id}:{user_id}".encode()
-
-
-def seal(verification_id: uuid.UUID, user_id: uuid.UUID, data: dict) -> bytes:
-    payload = json.dumps(data, sort_keys=True, ensure_ascii=False).encode()
-    try:
-        return file_cipher(current_app.config).encrypt(payload, _data_aad(verification_id, user_id))
-    except CryptoError as exc:
-        raise DomainError("Identity verification is not configured on this portal. Please try again later.") from exc
-
-
-def unseal(verification: KycVerification) -> dict:
-    """The verification's personal data; ``{"error": ...}`` when it cannot be decrypted (a
-    missing key or a tampered row), so a review page still opens and says so."""
-    try:
-        raw = file_cipher(current_app.config).decrypt(verification.data_encrypted,
-                                                      _data_aad(verification.id, verification.user_id))
-    except CryptoError as exc:
-        return {"error": str(exc)}
-    return json.loads(raw)
 
 
 # ---------------------------------------------------------------------------------- checks
@@ -194,39 +151,6 @@ def check_personal_details(legal_name: str | None, birth_date, country: str | No
 # ---------------------------------------------------------------------------------- reading own rows
 
 
-def own_verifications(user_id: uuid.UUID) -> list[KycVerification]:
-    """Every verification of the student, newest first (a handful; one query)."""
-    return list(db.session.scalars(select(KycVerification).where(KycVerification.user_id == user_id)
-                                   .order_by(KycVerification.submitted_at.desc(), KycVerification.id.desc())))
-
-
-def level_from(rows: list[KycVerification], today: date) -> int:
-    """The effective level the rows give: every level up to it approved, and the level-2 document
-    (the latest-expiring approved one) not expired."""
-    approved: dict[int, list[KycVerification]] = {}
-    for row in rows:
-        if row.status == KycStatus.APPROVED:
-            approved.setdefault(row.level, []).append(row)
-    current = 0
-    for number in range(1, levels.MAX_LEVEL + 1):
-        if number not in approved:
-            break
-        if number == 2 and not _valid_document(approved[2], today):
-            break
-        current = number
-    return current
-
-
-def _valid_document(rows: list[KycVerification], today: date) -> bool:
-    expiry = max((row.document_expires_on for row in rows if row.document_expires_on), default=None)
-    return expiry is not None and expiry >= today
-
-
-def document_expiry(rows: list[KycVerification]) -> date | None:
-    return max((row.document_expires_on for row in rows
-                if row.level == 2 and row.status == KycStatus.APPROVED and row.document_expires_on), default=None)
-
-
 # ---------------------------------------------------------------------------------- submitting
 
 
@@ -274,7 +198,7 @@ def _insert(verification: KycVerification, *docs) -> None:
 
 def _screen(student: User, verification: KycVerification, name: str, birth_date: date | None,
             country: str | None) -> None:
-    from portal.compliance.kyc import screening
+    from portal.compliance.aml import screening
 
     screening.screen_user(student.id, name, birth_date, country, trigger="kyc_submission",
                           verification_id=verification.id)

@@ -41,6 +41,14 @@ class SessionPolicy:
     max_age: timedelta
 
 
+def session_policy(app) -> SessionPolicy:
+    """The policy the app's configuration sets (``SESSION_IDLE_MINUTES``, ``SESSION_MAX_HOURS``)."""
+    return SessionPolicy(
+        idle=timedelta(minutes=app.config["SESSION_IDLE_MINUTES"]),
+        max_age=timedelta(hours=app.config["SESSION_MAX_HOURS"]),
+    )
+
+
 def _bind_hash(token_hash: str) -> None:
     db.session.execute(select(func.set_config("app.session_token_hash", token_hash, True)))
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from sqlalchemy import exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -35,7 +34,7 @@ from portal.accounts.models import Role, User
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import Conflict, Forbidden, NotFound
-from portal.learning.assessment.models import Quiz, QuizAttempt, QuizQuestion
+from portal.learning.assessment.models import Quiz, QuizAttempt
 from portal.learning.education import queries
 from portal.learning.education.models import (
     ENROLLMENT_TRANSITIONS,
@@ -346,24 +345,3 @@ def award(user: User, kind: AchievementKind, title: str, *, course_id: uuid.UUID
     if inserted:
         notify(user.id, "achievement", f"Achievement: {title}"[:200], None, "/dashboard")
     return inserted
-
-
-def _max_score(quiz: Quiz, attempt) -> Decimal | None:
-    if attempt is not None and getattr(attempt, "max_score", None) is not None:
-        return Decimal(attempt.max_score)
-    return db.session.scalar(select(func.sum(QuizQuestion.points)).where(QuizQuestion.quiz_id == quiz.id))
-
-
-@events.quiz_passed.connect
-def _on_quiz_passed(sender, **kwargs) -> None:  # noqa: ARG001 - blinker passes the sender
-    """A passed quiz: ``perfect_quiz`` when the score is the quiz's maximum, and the course may
-    now be complete. ``score`` is in points; the maximum is the attempt's ``max_score`` when an
-    ``attempt`` is sent along, otherwise the sum of the quiz's question points."""
-    user, quiz, score = kwargs.get("user"), kwargs.get("quiz"), kwargs.get("score")
-    if user is None or quiz is None:
-        return
-    maximum = _max_score(quiz, kwargs.get("attempt"))
-    if score is not None and maximum and Decimal(score) >= maximum:
-        award(user, AchievementKind.PERFECT_QUIZ, f"Perfect score in {quiz.title}")
-    if user.role == Role.STUDENT:
-        check_course_completion(user, quiz.course_id)

@@ -142,11 +142,6 @@ def _certificate_of(user_id: uuid.UUID, course_id: uuid.UUID) -> Certificate | N
     )
 
 
-@events.course_completed.connect
-def _issue_on_completion(_sender, *, user: User, course: Course, **_):
-    issue_certificate(user, course)
-
-
 # ------------------------------------------------------------------ reading
 
 
@@ -333,7 +328,7 @@ def certificates_command():
     "record says what was signed, its entry hash and its link to the one before. Exits 1 on any problem."))
 @with_appcontext
 def verify_command():
-    from portal.cli import CLI_ACTOR
+    from portal.db import CLI_ACTOR
     from portal.db.context import acting_as
 
     try:

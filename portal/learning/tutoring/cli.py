@@ -21,8 +21,7 @@ def tutor_group():
 @click.option("--course", "slug", default=None, metavar="SLUG", help="Only this course (its web address).")
 @with_appcontext
 def reindex_command(slug: str | None):
-    from portal.cli import as_cli_actor
-    from portal.db import db
+    from portal.db import as_cli_actor, db
     from portal.learning.education.models import Course
     from portal.learning.tutoring import passages
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 
-from portal import events
 from portal.db import db
 from portal.learning.education.models import Course, Lesson
 from portal.learning.markdown import markdown_blocks
@@ -154,11 +153,3 @@ def reindex_all() -> int:
         total += reindex_course(course)
     return total
 
-
-@events.lesson_changed.connect
-def _on_lesson_changed(sender=None, *, lesson: Lesson, change: str, **_extra) -> None:
-    """Keep the lesson's passages in step with its text, in the same transaction."""
-    if change == "deleted":
-        remove_lesson(lesson.id)
-    else:
-        index_lesson(lesson)

@@ -1,5 +1,5 @@
-"""Receivers of the learning events that pay rewards: importing this module connects them
-(``blueprints/wallet/earnings.py`` imports it, so they are connected whenever the app exists).
+"""Receivers of the learning events that pay rewards. ``create_app`` connects them
+(``portal.app._connect_listeners``), so every process that builds the app pays rewards.
 
 They run inside the emitter's database transaction, as whoever caused the event (the student,
 or the staff member whose grading finished a quiz attempt): the earnings are written with the
@@ -11,30 +11,25 @@ learning request fails as it would for any database error.
 from __future__ import annotations
 
 from portal import events
+from portal.accounts.models import User
+from portal.learning.assessment.models import Quiz, QuizAttempt
+from portal.learning.education.models import Course, Lesson
 from portal.money.earnings import services
 
 
 @events.course_completed.connect
-def _on_course_completed(sender, **kwargs) -> None:  # noqa: ARG001 - blinker passes the sender
-    user, course = kwargs.get("user"), kwargs.get("course")
-    if user is not None and course is not None:
-        services.reward_course_completed(user, course)
+def _on_course_completed(_sender=None, *, user: User, course: Course, **_) -> None:
+    services.reward_course_completed(user, course)
 
 
 @events.quiz_passed.connect
-def _on_quiz_passed(sender, **kwargs) -> None:  # noqa: ARG001
+def _on_quiz_passed(_sender=None, *, user: User, quiz: Quiz, attempt: QuizAttempt | None = None, **_) -> None:
     """``score`` is in points; the minimum of a milestone is a percent, taken from the attempt
     when one is sent along, otherwise from the student's best passed attempt at the quiz."""
-    user, quiz = kwargs.get("user"), kwargs.get("quiz")
-    if user is None or quiz is None:
-        return
-    attempt = kwargs.get("attempt")
     percent = getattr(attempt, "percent", None) if attempt is not None else None
     services.reward_quiz_passed(user, quiz, percent)
 
 
 @events.lesson_completed.connect
-def _on_lesson_completed(sender, **kwargs) -> None:  # noqa: ARG001
-    user, lesson = kwargs.get("user"), kwargs.get("lesson")
-    if user is not None and lesson is not None:
-        services.reward_lesson_completed(user, lesson)
+def _on_lesson_completed(_sender=None, *, user: User, lesson: Lesson, **_) -> None:
+    services.reward_lesson_completed(user, lesson)

@@ -321,6 +321,14 @@ def milestone_page(actor: User, cursor: str | None = None, size: int = PAGE_SIZE
     return page
 
 
+def may_manage(actor: User, milestone: Milestone) -> bool:
+    """Admins manage every milestone; faculty those of the courses they may edit."""
+    if actor.role == Role.ADMIN:
+        return True
+    return (actor.role == Role.FACULTY and milestone.course_id is not None
+            and access.may(actor, milestone.course_id, access.CAN_EDIT))
+
+
 def milestone_row(actor: User, milestone: Milestone) -> MilestoneRow:
     """One row of the list, after a change (three statements)."""
     course_title = quiz_title = None
@@ -328,8 +336,6 @@ def milestone_row(actor: User, milestone: Milestone) -> MilestoneRow:
         course_title, quiz_title = db.session.execute(
             select(select(Course.title).where(Course.id == milestone.course_id).scalar_subquery(),
                    select(Quiz.title).where(Quiz.id == milestone.quiz_id).scalar_subquery())).one()
-    from portal.money.earnings.services import may_manage
-
     return MilestoneRow(milestone, course_title, quiz_title, earned_counts([milestone.id]).get(milestone.id, 0),
                         may_manage(actor, milestone))
 

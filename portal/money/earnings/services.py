@@ -173,14 +173,6 @@ def _require_manager(actor: User) -> None:
         raise Forbidden("Only administrators and faculty manage milestones.")
 
 
-def may_manage(actor: User, milestone: Milestone) -> bool:
-    """Admins manage every milestone; faculty those of the courses they may edit."""
-    if actor.role == Role.ADMIN:
-        return True
-    return (actor.role == Role.FACULTY and milestone.course_id is not None
-            and access.may(actor, milestone.course_id, access.CAN_EDIT))
-
-
 def _title(raw: str) -> str:
     title = " ".join((raw or "").split())
     if not title:
@@ -266,7 +258,7 @@ def get_milestone(actor: User, milestone_id: uuid.UUID, *, for_update: bool = Fa
     if for_update:
         stmt = stmt.with_for_update()
     milestone = db.session.scalar(stmt)
-    if milestone is None or not may_manage(actor, milestone):
+    if milestone is None or not queries.may_manage(actor, milestone):
         raise NotFound("That milestone does not exist, or it is not one of yours.")
     return milestone
 

@@ -22,7 +22,7 @@ def ledger_group():
 
 
 def _record():
-    from portal.cli import as_cli_actor
+    from portal.db import as_cli_actor
     from portal.money.wallets.admin_services import verify_and_record
 
     # The metric is committed whatever the verification found: a failed check is worth keeping.

@@ -34,7 +34,7 @@ job_app = procrastinate.App(connector=InMemoryConnector(), import_paths=["portal
                                                                       "portal.money.earnings.tasks",
                                                                       "portal.money.exchange.tasks",
                                                                       "portal.money.wallets.tasks",
-                                                                      "portal.compliance.kyc.tasks",
+                                                                      "portal.compliance.aml.tasks",
                                                                       "portal.learning.tutoring.tasks"])
 _flask_app = None
 WORKER = Actor.system("worker")

@@ -8,15 +8,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, text
 
-from portal.compliance.kyc import listeners, monitoring, tasks
-from portal.compliance.kyc.models import (
-    CaseEvent,
-    CaseEventKind,
-    CaseStatus,
-    MonitoringAlert,
-    MonitoringRule,
-    SuspiciousActivity,
-)
+from portal.compliance.aml import listeners, monitoring, tasks
+from portal.compliance.aml.models import MonitoringAlert, MonitoringRule
+from portal.compliance.cases.models import CaseEvent, CaseEventKind, CaseStatus, SuspiciousActivity
 from portal.db import db
 from portal.db.context import Actor, acting_as
 from portal.platform import jobs
@@ -24,7 +18,7 @@ from tests.compliance.cases_helpers import structured_case
 from tests.compliance.monitoring_helpers import fund, old_student, transfer
 from tests.factories import create_user
 
-TASK = "portal.compliance.kyc.tasks.monitor_transactions"
+TASK = "portal.compliance.aml.tasks.monitor_transactions"
 
 
 @pytest.fixture(autouse=True)
@@ -295,4 +289,4 @@ def test_the_sweep_judges_movements_whose_job_never_ran():
     assert tasks.sweep_unjudged(timestamp=covering) >= 2
     assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 2  # the sender's and Bob's
     assert tasks.sweep_unjudged(timestamp=covering) == 0  # nothing twice
-    assert "portal.compliance.kyc.tasks.sweep_unjudged" in jobs.job_app.tasks
+    assert "portal.compliance.aml.tasks.sweep_unjudged" in jobs.job_app.tasks

@@ -11,8 +11,9 @@ from datetime import date
 import pytest
 from sqlalchemy import select
 
-from portal.compliance.kyc import screening, watchlist
-from portal.compliance.kyc.models import AmlCheck, AmlStatus, SuspiciousActivity, WatchlistEntry
+from portal.compliance.aml import screening, watchlist
+from portal.compliance.aml.models import AmlCheck, AmlStatus, WatchlistEntry
+from portal.compliance.cases.models import SuspiciousActivity
 from portal.db import db
 from tests.compliance.factories import verify
 from tests.factories import create_user
@@ -269,7 +270,7 @@ def test_only_admins_see_the_import_link(client, login_as, sample, role, shown):
 def test_a_check_with_sparse_hits_still_renders(client, login_as, sample):
     from decimal import Decimal
 
-    from portal.compliance.kyc.models import AmlTrigger
+    from portal.compliance.aml.models import AmlTrigger
 
     login_as("compliance")
     student = create_user("student")

@@ -9,16 +9,9 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, text
 
-from portal.compliance.kyc import screening, watchlist
-from portal.compliance.kyc.models import (
-    AmlCheck,
-    AmlStatus,
-    AmlTrigger,
-    CaseEvent,
-    CaseSeverity,
-    SuspiciousActivity,
-    WatchlistEntry,
-)
+from portal.compliance.aml import screening, watchlist
+from portal.compliance.aml.models import AmlCheck, AmlStatus, AmlTrigger, WatchlistEntry
+from portal.compliance.cases.models import CaseEvent, CaseSeverity, SuspiciousActivity
 from portal.db import db
 from portal.db.context import Actor, acting_as
 from portal.errors import Conflict, DomainError, Forbidden, NotFound

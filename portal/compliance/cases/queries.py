@@ -11,16 +11,10 @@ from sqlalchemy import Integer, and_, case, cast, func, literal, select, tuple_
 from sqlalchemy.orm import aliased, defer
 
 from portal.accounts.models import User
-from portal.compliance.kyc import cases as case_services
-from portal.compliance.kyc.models import (
-    CaseEvent,
-    CaseSeverity,
-    CaseStatus,
-    KycStatus,
-    KycVerification,
-    MonitoringAlert,
-    SuspiciousActivity,
-)
+from portal.compliance.aml.models import MonitoringAlert
+from portal.compliance.cases import services as case_services
+from portal.compliance.cases.models import CaseEvent, CaseSeverity, CaseStatus, SuspiciousActivity
+from portal.compliance.kyc.models import KycStatus, KycVerification
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import NotFound

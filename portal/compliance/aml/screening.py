@@ -21,16 +21,10 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import aliased
 
 from portal.accounts.models import Role, User, UserStatus
-from portal.compliance.kyc import matching
-from portal.compliance.kyc.models import (
-    AmlCheck,
-    AmlStatus,
-    AmlTrigger,
-    CaseSeverity,
-    KycStatus,
-    KycVerification,
-    WatchlistEntry,
-)
+from portal.compliance.aml import matching
+from portal.compliance.aml.models import AmlCheck, AmlStatus, AmlTrigger, WatchlistEntry
+from portal.compliance.cases.models import CaseSeverity
+from portal.compliance.kyc.models import KycStatus, KycVerification
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import Conflict, DomainError, Forbidden, NotFound
@@ -230,7 +224,7 @@ def _case_severity(hits: list[dict]) -> CaseSeverity:
 
 def _open_case(officer: User, check: AmlCheck) -> None:
     """A confirmed hit opens a case for the student, or joins the one already open."""
-    from portal.compliance.kyc import cases
+    from portal.compliance.cases import services as cases
 
     top = next((h for h in check.hits or () if isinstance(h, dict)), {})
     title = f"Confirmed watchlist match: {top.get('name', check.screened_name)}"
@@ -324,7 +318,7 @@ def find_student(email: str | None) -> User:
 def subject_for(user: User) -> Subject:
     """The student's latest level-1 KYC data (approved first, else the latest submitted),
     decrypted; the account's full name when there is none or it cannot be read."""
-    from portal.compliance.kyc.services import unseal
+    from portal.compliance.kyc.personal_data import unseal
 
     verification = db.session.scalar(
         select(KycVerification).where(KycVerification.user_id == user.id, KycVerification.level == 1)

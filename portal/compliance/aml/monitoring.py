@@ -40,8 +40,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import aliased
 
 from portal.accounts.models import User
-from portal.compliance.kyc import cases
-from portal.compliance.kyc.models import MonitoringAlert, MonitoringRule
+from portal.compliance.aml.models import MonitoringAlert, MonitoringRule
+from portal.compliance.cases import services as cases
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import DomainError

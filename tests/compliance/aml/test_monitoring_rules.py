@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from portal.compliance.kyc import monitoring
+from portal.compliance.aml import monitoring
 from tests.compliance.monitoring_helpers import fund, old_student, transfer, withdraw
 from tests.factories import create_user
 
@@ -154,8 +154,9 @@ def test_the_demo_structured_series_opens_a_case_for_each_side():
     then sends three amounts just under the large amount; running the seed again adds nothing."""
     from sqlalchemy import select
 
+    from portal.compliance.aml.models import MonitoringAlert
+    from portal.compliance.cases.models import SuspiciousActivity
     from portal.compliance.kyc import demo
-    from portal.compliance.kyc.models import MonitoringAlert, SuspiciousActivity
     from portal.db import db
 
     sender, recipient = create_user("student"), create_user("student")

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from portal.compliance.kyc.models import CaseEvent, CaseStatus, SuspiciousActivity
+from portal.compliance.cases.models import CaseEvent, CaseStatus, SuspiciousActivity
 from portal.db import db
 from tests.compliance.cases_helpers import structured_case
 
@@ -115,7 +115,7 @@ def test_actions_through_the_views_with_and_without_htmx(client, login_as):
 
 
 def test_another_officers_case_is_refused_with_a_message(client, login_as, make_user):
-    from portal.compliance.kyc import cases
+    from portal.compliance.cases import services as cases
 
     case = structured_case()
     other = make_user("compliance")
@@ -172,7 +172,7 @@ def test_supervisors_assign_and_escalated_queue(client, login_as, make_user):
 
 
 def test_the_rules_page_edits_and_validates(client, login_as):
-    from portal.compliance.kyc.models import MonitoringRule
+    from portal.compliance.aml.models import MonitoringRule
 
     login_as("admin")
     page = client.get("/compliance/rules")
@@ -226,7 +226,8 @@ def test_report_downloads_need_a_report(client, login_as):
 
 
 def test_pages_stay_within_the_statement_budget(client, login_as, statements):
-    from portal.compliance.kyc import cases, monitoring
+    from portal.compliance.aml import monitoring
+    from portal.compliance.cases import services as cases
     from tests.compliance.monitoring_helpers import old_student, transfer
 
     admin = login_as("admin")
@@ -275,7 +276,7 @@ def _all_routes(case_id, event_id) -> list[tuple[str, str]]:
 @pytest.mark.parametrize("role", [None, "student", "faculty", "compliance", "admin"])
 @pytest.mark.parametrize("htmx", [False, True])
 def test_every_route_for_every_role(client, login_as, role, htmx):
-    from portal.compliance.kyc import cases
+    from portal.compliance.cases import services as cases
     from tests.factories import create_user
 
     case = structured_case()

@@ -30,7 +30,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import aliased
 
 from portal.accounts.models import User
-from portal.compliance.kyc.models import MonitoringAlert, SuspiciousActivity
+from portal.compliance.aml.models import MonitoringAlert
+from portal.compliance.cases.models import SuspiciousActivity
 from portal.db import db
 from portal.money.currency import format_amount, quantize
 from portal.money.wallets.models import Phase, Transaction, TransactionType, Wallet

@@ -23,8 +23,8 @@ def _unique_indexes(engine) -> dict[str, list[str]]:
 def test_downgrade_keeps_the_higher_side_and_upgrade_restores_the_index():
     from flask_migrate import downgrade, upgrade
 
-    from portal.compliance.kyc import monitoring
-    from portal.compliance.kyc.models import MonitoringAlert
+    from portal.compliance.aml import monitoring
+    from portal.compliance.aml.models import MonitoringAlert
     from portal.db import db
     from portal.db.base import utcnow
     from portal.db.context import Actor, acting_as

@@ -1,5 +1,5 @@
-"""Connects transaction monitoring to the ledger: importing this module connects the receiver
-(``blueprints/compliance/cases.py`` imports it, so it is connected whenever the app exists).
+"""Connects transaction monitoring to the ledger. ``create_app`` connects the receiver
+(``portal.app._connect_listeners``), so every process that moves money is monitored.
 
 The ledger sends ``transaction_committed`` after a commit with the ids of the rows it added;
 the receiver defers the monitoring job for them at once (the commit is already done, so there
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from portal import events
-from portal.compliance.kyc import tasks
+from portal.compliance.aml import tasks
 from portal.platform import jobs
 
 log = logging.getLogger(__name__)
@@ -33,5 +33,5 @@ def defer_monitoring(transaction_ids) -> int:
 
 
 @events.transaction_committed.connect
-def _on_transaction_committed(sender, **kwargs) -> None:  # noqa: ARG001 - blinker passes the sender
-    defer_monitoring(kwargs.get("transaction_ids"))
+def _on_transaction_committed(_sender=None, *, transaction_ids, **_) -> None:
+    defer_monitoring(transaction_ids)

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from portal.compliance.kyc import matching
+from portal.compliance.aml import matching
 
 
 @pytest.mark.parametrize(("raw", "normalised"), [

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import delete
 
 from portal.accounts.models import User
-from portal.compliance.kyc import screening
-from portal.compliance.kyc.models import AmlCheck, AmlStatus, AmlTrigger
+from portal.compliance.aml import screening
+from portal.compliance.aml.models import AmlCheck, AmlStatus, AmlTrigger
 from portal.db import db
 from portal.db.context import Actor, acting_as
 from portal.errors import Conflict

@@ -28,8 +28,8 @@ from flask.cli import with_appcontext
 from sqlalchemy import delete, func, insert, select, text
 
 from portal.accounts.models import User
-from portal.compliance.kyc import matching
-from portal.compliance.kyc.models import WatchlistEntry, WatchlistKind
+from portal.compliance.aml import matching
+from portal.compliance.aml.models import WatchlistEntry, WatchlistKind
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import DomainError, Forbidden
@@ -87,7 +87,7 @@ class _Row:
 
 
 def _known_countries() -> frozenset[str]:
-    from portal.compliance.kyc.services import countries
+    from portal.compliance.kyc.personal_data import countries
 
     return frozenset(code for code, _ in countries())
 
@@ -307,7 +307,7 @@ def _report(result: ImportResult) -> None:
 
 
 def _run(action):
-    from portal.cli import as_cli_actor
+    from portal.db import as_cli_actor
 
     try:
         return as_cli_actor(action)()

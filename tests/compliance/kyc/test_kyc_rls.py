@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError
 
+from portal.compliance.aml.models import AmlCheck
 from portal.compliance.kyc import services
 from portal.compliance.kyc.documents import Upload
-from portal.compliance.kyc.models import AmlCheck, KycDocument, KycStatus, KycVerification
+from portal.compliance.kyc.models import KycDocument, KycStatus, KycVerification
 from portal.db import db
 from portal.db.base import utcnow
 from tests.compliance.factories import jpeg_bytes, png_bytes, verify

@@ -10,8 +10,8 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 
-from portal.compliance.kyc import watchlist
-from portal.compliance.kyc.models import WatchlistEntry, WatchlistKind
+from portal.compliance.aml import watchlist
+from portal.compliance.aml.models import WatchlistEntry, WatchlistKind
 from portal.db import db
 from portal.errors import Forbidden
 from tests.factories import create_user

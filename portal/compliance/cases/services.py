@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import undefer
 
 from portal.accounts.models import Role, User, UserStatus
-from portal.compliance.kyc.models import (
+from portal.compliance.cases.models import (
     CASE_TRANSITIONS,
     CaseEvent,
     CaseEventKind,
@@ -459,7 +459,7 @@ def build_report(actor: User, case_id: uuid.UUID, narrative: str | None) -> Susp
     """Assemble the report from the case's facts and the officer's narrative; store it on the
     case and record it on the timeline. Building again replaces it (each version is on the
     timeline and in the audit trail)."""
-    from portal.compliance.kyc import reports
+    from portal.compliance.cases import reports
 
     text_narrative = _text(narrative, "narrative", "narrative", minimum=MIN_NARRATIVE)
     case = _for_action(actor, case_id)

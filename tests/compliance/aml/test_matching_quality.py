@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from portal.compliance.kyc.matching import name_similarity
+from portal.compliance.aml.matching import name_similarity
 
 SAME_PERSON = [
     ("José Luis Rodríguez Zapatero", "Jose Luis Rodriguez-Zapatero"),

@@ -11,9 +11,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal.accounts.models import UserStatus
-from portal.compliance.kyc import levels, queries, screening, services
+from portal.compliance.aml import screening
+from portal.compliance.aml.models import AmlCheck
+from portal.compliance.kyc import levels, personal_data, queries, services
 from portal.compliance.kyc.documents import Upload
-from portal.compliance.kyc.models import AmlCheck, KycDocument, KycStatus, KycVerification
+from portal.compliance.kyc.models import KycDocument, KycStatus, KycVerification
 from portal.db import db
 from portal.errors import Conflict, DomainError, Forbidden, NotFound
 from portal.platform.notifications.models import Notification
@@ -66,12 +68,12 @@ def test_level_1_stores_the_personal_data_encrypted_and_the_country_in_clear():
     assert verification.country == "ZA" and verification.decided_at is None
     blob = bytes(verification.data_encrypted)
     assert b"Thandi" not in blob and b"Long Street" not in blob
-    assert services.unseal(verification) == {"legal_name": "Thandi Mokoena", "birth_date": "2001-05-17",
+    assert personal_data.unseal(verification) == {"legal_name": "Thandi Mokoena", "birth_date": "2001-05-17",
                                               "address": "12 Long Street\nCape Town 8001"}
     # The ciphertext is bound to its row: moved onto another verification it does not open.
     other = level1(create_user("student"))
     other.data_encrypted = blob
-    assert "error" in services.unseal(other)
+    assert "error" in personal_data.unseal(other)
 
 
 @pytest.mark.parametrize(("fields", "field", "message"), [
@@ -108,7 +110,7 @@ def test_an_adult_born_exactly_18_years_ago_today_is_accepted():
 
 
 def test_the_country_list_is_iso_3166_alpha_2_with_names():
-    countries = dict(services.countries())
+    countries = dict(personal_data.countries())
     assert countries["ZA"] == "South Africa" and countries["KE"] == "Kenya" and "XX" not in countries
     assert len(countries) > 240 and all(len(code) == 2 for code in countries)
 
@@ -176,7 +178,7 @@ def test_level_2_validation_and_documents():
     verification = level2(student)
     assert verification.document_type == "national_id"
     assert verification.document_expires_on == date(2030, 1, 31)
-    assert services.unseal(verification) == {"document_number": "AB 123-4567"}
+    assert personal_data.unseal(verification) == {"document_number": "AB 123-4567"}
     docs = db.session.scalars(select(KycDocument).where(KycDocument.verification_id == verification.id)
                               .order_by(KycDocument.kind)).all()
     assert [(d.kind.value, d.content_type, d.original_name) for d in docs] == [
@@ -448,7 +450,7 @@ def test_the_demo_verifications_cover_every_state_with_real_documents():
     assert made == 9
     assert demo.seed_kyc([officer(), officer()], students) == 0  # again: nothing new
     assert queries.effective_level(by_demo["student@azora.example"].id) == 2
-    statuses = {row.level: row.status for row in services.own_verifications(by_demo["student4@azora.example"].id)}
+    statuses = {row.level: row.status for row in queries.own_verifications(by_demo["student4@azora.example"].id)}
     assert statuses == {1: KycStatus.APPROVED, 2: KycStatus.APPROVED, 3: KycStatus.AWAITING_SECOND}
     docs = db.session.scalars(select(KycDocument).where(KycDocument.user_id.in_([s.id for s in students]))).all()
     assert len(docs) == 6  # a passport front; an ID card's two sides; a passport, a bill and a selfie

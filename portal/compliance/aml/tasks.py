@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from portal.compliance.kyc import monitoring
+from portal.compliance.aml import monitoring
 from portal.platform.jobs import periodic, task
 
 log = logging.getLogger(__name__)

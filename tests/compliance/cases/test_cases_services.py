@@ -8,8 +8,9 @@ import json
 import pytest
 from sqlalchemy import select
 
-from portal.compliance.kyc import cases, reports
-from portal.compliance.kyc.models import (
+from portal.compliance.cases import reports
+from portal.compliance.cases import services as cases
+from portal.compliance.cases.models import (
     CASE_TRANSITIONS,
     CaseEvent,
     CaseEventKind,

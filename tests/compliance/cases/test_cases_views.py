@@ -336,7 +336,7 @@ def test_admins_get_links_to_the_accounts_and_officers_do_not(client, login_as):
 
 
 def test_the_timeline_says_when_a_more_severe_alert_retitled_the_case(client, login_as, make_user):
-    from portal.compliance.kyc import cases
+    from portal.compliance.cases import services as cases
 
     student = make_user(role="student")
     case = cases.open_or_attach(student.id, title="Velocity: 6 transfers in an hour", severity="low",

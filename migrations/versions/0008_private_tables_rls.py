@@ -20,6 +20,9 @@ Create Date: 2026-12-07 15:20:00.000000
   read or change them; any identified actor queues one.
 - ``procrastinate_*``: reached by system actors, and by the job queue's own connections, which
   say so with the connection-level setting ``app.job_queue`` (portal.platform.jobs).
+- No role but the owner may create temporary tables or functions in the database: a temporary
+  table shadows the table of its name for the rest of the connection's life, so an injected
+  statement could plant one on a pooled connection and catch the rows of later requests.
 """
 from alembic import op
 
@@ -58,7 +61,24 @@ $$;
 """
 
 
+NO_TEMPORARY = """
+DO $$
+DECLARE r record;
+BEGIN
+    EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+    FOR r IN SELECT pg_get_userbyid(a.grantee) AS grantee
+               FROM pg_database d, aclexplode(d.datacl) AS a
+              WHERE d.datname = current_database() AND a.privilege_type = 'TEMPORARY'
+                AND a.grantee <> 0 AND a.grantee <> d.datdba
+    LOOP
+        EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM %I', current_database(), r.grantee);
+    END LOOP;
+END $$
+"""
+
+
 def upgrade():
+    op.execute(NO_TEMPORARY)
     enable_rls("audit_log", roles_may("admin", "compliance", "system", name="auditors"),
                Policy("trigger_inserts", None, "true", "INSERT"))
 
@@ -84,3 +104,4 @@ def downgrade():
     show_columns("users")
     disable_rls("users", "identified")
     disable_rls("audit_log", "auditors", "trigger_inserts")
+    op.execute("DO $$ BEGIN EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO PUBLIC', current_database()); END $$")

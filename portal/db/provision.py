@@ -89,8 +89,12 @@ def grant_app_privileges(cur, app_role: str, owner: str | None = None) -> None:
     columns (``HIDDEN_COLUMNS``) back to unreadable.
     """
     role = sql.Identifier(app_role)
-    cur.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
-        sql.Identifier(cur.connection.info.dbname), role))
+    database = sql.Identifier(cur.connection.info.dbname)
+    cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, role))
+    # No temporary tables or functions: a temporary table shadows the table of that name for the
+    # rest of the connection's life, so an injected statement could plant one on a pooled
+    # connection and catch or feed the rows of the next requests served on it (migration 0008).
+    cur.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC, {}").format(database, role))
     cur.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
     cur.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(role))
     cur.execute(sql.SQL("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))

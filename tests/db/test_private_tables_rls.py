@@ -215,3 +215,15 @@ def test_the_queue_connection_string_carries_the_setting(database_urls):
     with psycopg.connect(libpq_url(app_url)) as conn:
         assert conn.execute("SELECT current_setting('app.job_queue', true)").fetchone()[0] in (None, "")
         conn.rollback()
+
+
+# ---------------------------------------------------------------- nothing planted on a pooled connection
+
+def test_the_app_role_cannot_create_temporary_tables(database_urls):
+    """A temporary table would shadow the real one of its name for the connection's life."""
+    _, app_url = database_urls
+    with psycopg.connect(libpq_url(app_url)) as conn:
+        assert conn.execute("SELECT has_database_privilege(current_database(), 'TEMPORARY')").fetchone()[0] is False
+        with pytest.raises(pg.InsufficientPrivilege):
+            conn.execute("CREATE TEMPORARY TABLE users (id uuid)")
+        conn.rollback()

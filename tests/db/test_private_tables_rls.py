@@ -227,3 +227,51 @@ def test_the_app_role_cannot_create_temporary_tables(database_urls):
         with pytest.raises(pg.InsufficientPrivilege):
             conn.execute("CREATE TEMPORARY TABLE users (id uuid)")
         conn.rollback()
+
+
+# ---------------------------------------------------------------- what a forged context still cannot do
+
+FORGED = "SELECT set_config('app.role', 'system', true), set_config('app.actor', 'system:forged', true)"
+
+
+@pytest.mark.parametrize("statement", [
+    'SELECT "passwordHash" FROM users',  # the secret column, whatever the context
+    "UPDATE audit_log SET actor = 'x' WHERE false",  # the trail cannot be rewritten ...
+    "DELETE FROM audit_log WHERE false",  # ... nor erased
+    "DELETE FROM transactions WHERE false",  # the ledger is append-only
+    "ALTER TABLE users DISABLE ROW LEVEL SECURITY",  # policies belong to the owner
+    "DROP POLICY identified ON users",
+    "CREATE TABLE public.planted (id int)",  # no schema rights
+    "CREATE TEMPORARY TABLE users (id uuid)",  # nothing planted on a pooled connection
+])
+def test_a_forged_context_cannot_reach_past_row_security(database_urls, statement):
+    """A statement injected into the app's connection can claim any identity with set_config
+    (README, "Row-level security and its limits"): it then reads the rows that identity reads.
+    What the claim does not give is listed here."""
+    _, app_url = database_urls
+    with psycopg.connect(libpq_url(app_url)) as conn:
+        conn.execute(FORGED)
+        with pytest.raises(pg.InsufficientPrivilege):
+            conn.execute(statement)
+        conn.rollback()
+
+
+def test_the_limit_a_statement_that_claims_system_reads_what_system_reads(people):
+    """The documented limit, kept visible: row security trusts the transaction's settings."""
+    note = create_notification(people["other"], "someone else's")
+    with as_user(people["student"]):
+        assert db.session.scalar(select(AuditLog.id).where(AuditLog.row_id == str(note.id))) is None
+        db.session.execute(text(FORGED))
+        assert db.session.scalar(select(AuditLog.id).where(AuditLog.row_id == str(note.id))) is not None
+
+
+def test_a_forged_context_cannot_become_another_database_role(database_urls):
+    owner_url, app_url = database_urls
+    owner = psycopg.conninfo.conninfo_to_dict(libpq_url(owner_url)).get("user")
+    with psycopg.connect(libpq_url(app_url)) as conn:
+        conn.execute(FORGED)
+        row = conn.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user").fetchone()
+        assert row == (False, False)
+        with pytest.raises(pg.InsufficientPrivilege):
+            conn.execute(f'SET ROLE "{owner}"')
+        conn.rollback()

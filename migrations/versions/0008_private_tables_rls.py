@@ -12,9 +12,9 @@ Create Date: 2026-12-07 15:20:00.000000
 - ``users``: readable by any identified actor (login, registration and the session lookup run
   as ``anonymous`` before anyone is known; names and addresses show on many pages), by nobody
   without an identity. ``passwordHash`` is taken out of every role's SELECT but the owner's and
-  read through ``user_password_hash(id)``: a user's own hash, any hash for the login and
-  invitation steps (``anonymous``), for admins (reactivation asks whether a password is set)
-  and for system actors.
+  read through ``user_password_hash(id)``: a user's own hash, and any hash only for the login
+  and invitation steps (``anonymous``) and system actors. ``user_has_password(id)`` tells any
+  identified actor whether a password is set (reactivating an account asks it).
 - ``students``: a student's own profile; admins and system actors all; compliance officers read.
 - ``emails`` (bodies carry one-time links): only admins and system actors (the e-mail worker)
   read or change them; any identified actor queues one.
@@ -56,7 +56,12 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
     -- Runs as the owner, whom FORCE keeps under the policies of users: no identity, no row.
     SELECT u."passwordHash" FROM users AS u
      WHERE u.id = user_id
-       AND (u.id = {CURRENT_USER_ID} OR {CURRENT_ROLE} IN ('anonymous', 'admin', 'system'))
+       AND (u.id = {CURRENT_USER_ID} OR {CURRENT_ROLE} IN ('anonymous', 'system'))
+$$;
+
+CREATE OR REPLACE FUNCTION user_has_password(user_id uuid) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+    SELECT u."passwordHash" IS NOT NULL FROM users AS u WHERE u.id = user_id
 $$;
 """
 
@@ -101,6 +106,7 @@ def downgrade():
     disable_rls("emails", "admins", "anyone_inserts")
     disable_rls("students", "own_rows", "admins", "officers_read", "anyone_inserts")
     op.execute("DROP FUNCTION IF EXISTS user_password_hash(uuid)")
+    op.execute("DROP FUNCTION IF EXISTS user_has_password(uuid)")
     show_columns("users")
     disable_rls("users", "identified")
     disable_rls("audit_log", "auditors", "trigger_inserts")

@@ -51,7 +51,8 @@ class PasswordHash(TypeDecorator):
     """The type of ``users.passwordHash``, a column no role but the owner may SELECT (migration
     0008). Wherever a query selects it, the database is asked through the SECURITY DEFINER
     function ``user_password_hash(id)`` instead, which answers only a user's own hash, or any
-    for the login and invitation steps, admins and system actors; writes go to the column."""
+    for the login and invitation steps and system actors; writes go to the column. Whether a
+    password is set is ``user_has_password(id)`` (``portal.accounts.services.has_password``)."""
 
     impl = String(255)
     cache_ok = True

@@ -24,8 +24,8 @@ read, while the portal's keys live in process memory. Not done, for now. What bo
 statements always bind their parameters; the app role is no superuser, has no BYPASSRLS, owns
 nothing and may create neither tables nor temporary objects, so it cannot lift a policy or
 plant a temporary table on a pooled connection; it cannot select ``users.passwordHash`` (only
-``user_password_hash(id)`` answers, and only for the owner of the hash, the login step, admins
-and system actors); identity data, documents, uploads and withdrawal destinations are
+``user_password_hash(id)`` answers, and only for the owner of the hash, the login step and
+system actors); identity data, documents, uploads and withdrawal destinations are
 encrypted under keys held in process memory; session tokens are stored as hashes; and every
 write, forged or not, is recorded by the audit trigger in a trail that neither this role nor
 the owner can change or delete.

@@ -126,8 +126,13 @@ def test_the_password_hash_function_answers_only_who_may_ask(people):
         assert _hash_of(student) is None
     with acting_as(ANONYMOUS_WEB, db.session):  # the login form, before anyone is known
         assert _hash_of(student) == stored
-    with as_user(people["admin"]):  # reactivation asks whether a password was ever set
-        assert _hash_of(student) == stored
+    with as_user(people["admin"]):  # not even administrators ...
+        assert _hash_of(student) is None
+        # ... who learn only whether a password is set (reactivating an account asks it)
+        assert db.session.scalar(text("SELECT user_has_password(:id)"), {"id": student.id}) is True
+        assert db.session.scalar(text("SELECT user_has_password(:id)"), {"id": people["admin"].id}) is True
+    with nobody():
+        assert db.session.scalar(text("SELECT user_has_password(:id)"), {"id": student.id}) is None
 
 
 def test_the_model_reads_the_hash_through_the_function(people):
@@ -275,3 +280,19 @@ def test_a_forged_context_cannot_become_another_database_role(database_urls):
         with pytest.raises(pg.InsufficientPrivilege):
             conn.execute(f'SET ROLE "{owner}"')
         conn.rollback()
+
+
+def test_an_admin_reactivates_an_account_without_reading_its_hash(people):
+    from portal.accounts import services as accounts
+    from portal.accounts.models import UserStatus
+
+    admin = people["admin"]
+    target, invited = people["other"], create_user("faculty", password=None)
+    for user in (target, invited):
+        user.move_to(UserStatus.DEACTIVATED)
+    db.session.flush()
+    db.session.expunge_all()  # as in a request: nothing loaded yet
+    admin = db.session.get(User, admin.id)
+    with as_user(admin):
+        assert accounts.reactivate(admin, target.id).status == UserStatus.ACTIVE
+        assert accounts.reactivate(admin, invited.id).status == UserStatus.INVITED

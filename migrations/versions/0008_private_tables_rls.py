@@ -15,7 +15,8 @@ Create Date: 2026-12-07 15:20:00.000000
   read through ``user_password_hash(id)``: a user's own hash, and any hash only for the login
   and invitation steps (``anonymous``) and system actors. ``user_has_password(id)`` tells any
   identified actor whether a password is set (reactivating an account asks it).
-- ``students``: a student's own profile; admins and system actors all; compliance officers read.
+- ``students``: a student's own profile; admins and system actors all; compliance officers read;
+  a profile is added by its user, an admin, a system actor, or at registration (``anonymous``).
 - ``emails`` (bodies carry one-time links): only admins and system actors (the e-mail worker)
   read or change them; any identified actor queues one.
 - ``procrastinate_*``: reached by system actors, and by the job queue's own connections, which
@@ -92,7 +93,8 @@ def upgrade():
     op.execute(PASSWORD_HASH_FUNCTION)
 
     enable_rls("students", own_rows(), roles_may("admin", "system", name="admins"),
-               Policy("officers_read", f"{CURRENT_ROLE} = 'compliance'", command="SELECT"), anyone_may_insert())
+               Policy("officers_read", f"{CURRENT_ROLE} = 'compliance'", command="SELECT"),
+               Policy("registration", None, f"{CURRENT_ROLE} = 'anonymous'", command="INSERT"))
 
     enable_rls("emails", roles_may("admin", "system", name="admins"), anyone_may_insert())
 
@@ -104,7 +106,7 @@ def downgrade():
     for table in QUEUE_TABLES:
         disable_rls(table, "job_queue")
     disable_rls("emails", "admins", "anyone_inserts")
-    disable_rls("students", "own_rows", "admins", "officers_read", "anyone_inserts")
+    disable_rls("students", "own_rows", "admins", "officers_read", "registration")
     op.execute("DROP FUNCTION IF EXISTS user_password_hash(uuid)")
     op.execute("DROP FUNCTION IF EXISTS user_has_password(uuid)")
     show_columns("users")

@@ -296,3 +296,14 @@ def test_an_admin_reactivates_an_account_without_reading_its_hash(people):
     with as_user(admin):
         assert accounts.reactivate(admin, target.id).status == UserStatus.ACTIVE
         assert accounts.reactivate(admin, invited.id).status == UserStatus.INVITED
+
+
+def test_a_student_cannot_add_a_profile_to_someone_else(people):
+    faculty = people["faculty"]
+    with as_user(people["student"]), pytest.raises(DBAPIError) as caught, db.session.begin_nested():
+        db.session.add(Student(user_id=faculty.id, student_number="AZ-FORGED01"))
+        db.session.flush()
+    assert isinstance(caught.value.orig, pg.InsufficientPrivilege)
+    with acting_as(ANONYMOUS_WEB, db.session), db.session.begin_nested():  # registration
+        db.session.add(Student(user_id=faculty.id, student_number="AZ-REGISTER1"))
+        db.session.flush()

@@ -78,13 +78,18 @@ def test_the_audit_trigger_still_writes_for_a_student_who_cannot_read_the_trail(
 
 
 def test_a_bare_app_role_connection_reads_no_audit_row(database_urls):
-    """Committed audit rows exist (the migrations and other tests leave some); a connection that
-    sets no identity reads none of them."""
+    """On a plain connection of the app role: a write leaves its audit row, which the same
+    transaction then reads only while it claims a role that may."""
     _, app_url = database_urls
     with psycopg.connect(libpq_url(app_url)) as conn:
-        assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 0
-        conn.execute("SELECT set_config('app.role', 'student', true)")
-        assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 0
+        conn.execute("SELECT set_config('app.role', 'system', true), set_config('app.actor', 'system:tests', true)")
+        conn.execute('INSERT INTO users (id, email, "fullName", role, status) '
+                     "VALUES (gen_random_uuid(), 'bare-' || gen_random_uuid() || '@tests.example', 'Bare', "
+                     "'student', 'active')")
+        assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] >= 1
+        for role in ("", "student", "faculty", "anonymous"):
+            conn.execute("SELECT set_config('app.role', %s, true)", (role,))
+            assert conn.execute("SELECT count(*) FROM audit_log").fetchone()[0] == 0, role
         conn.rollback()
 
 

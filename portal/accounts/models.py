@@ -6,8 +6,9 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, ForeignKey, Index, String
+from sqlalchemy import DateTime, ForeignKey, Index, String, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 from portal.db import TimestampedModel
 from portal.db.types import string_enum
@@ -46,6 +47,23 @@ class InvalidTransition(DomainError):
     status_code = 409
 
 
+class PasswordHash(TypeDecorator):
+    """The type of ``users.passwordHash``, a column no role but the owner may SELECT (migration
+    0008). Wherever a query selects it, the database is asked through the SECURITY DEFINER
+    function ``user_password_hash(id)`` instead, which answers only a user's own hash, or any
+    for the login and invitation steps and system actors; writes go to the column. Whether a
+    password is set is ``user_has_password(id)`` (``portal.accounts.services.has_password``)."""
+
+    impl = String(255)
+    cache_ok = True
+
+    def column_expression(self, column):
+        table = getattr(column, "table", None)
+        if table is None or "id" not in table.c:
+            return column  # not selected from the table: let the privilege decide
+        return func.user_password_hash(table.c.id, type_=String(255))
+
+
 class User(TimestampedModel):
     __tablename__ = "users"
     __audit_secret_columns__ = ("passwordHash",)
@@ -53,8 +71,9 @@ class User(TimestampedModel):
     #: Stored lower-cased (the services normalise it), so uniqueness is case-insensitive.
     email: Mapped[str] = mapped_column(String(254), unique=True)
     full_name: Mapped[str] = mapped_column(String(120))
-    #: argon2id hash; NULL while a staff invite is not accepted.
-    password_hash: Mapped[str | None] = mapped_column(String(255))
+    #: argon2id hash; NULL while a staff invite is not accepted. Deferred (loaded on first use,
+    #: through ``user_password_hash``): lists of users never carry it.
+    password_hash: Mapped[str | None] = mapped_column(PasswordHash(), deferred=True)
     role: Mapped[Role] = mapped_column(string_enum(Role, "role"), index=True)
     status: Mapped[UserStatus] = mapped_column(string_enum(UserStatus, "status"), default=UserStatus.ACTIVE, index=True)
     email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

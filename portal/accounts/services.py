@@ -17,7 +17,7 @@ from typing import Protocol
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal import events
 from portal.accounts.models import STAFF_ROLES, Faculty, Role, Student, User, UserStatus
@@ -75,6 +75,14 @@ def check_password(password: str, *, email: str = "", name: str = "", field: str
 
 def find_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == email.lower()))
+
+
+def has_password(user: User) -> bool:
+    """Whether ``user`` has set a password, without reading its hash (which only its owner, the
+    login step and system actors may read: migration 0008)."""
+    if "password_hash" in user.__dict__:  # set or loaded in this session already
+        return user.password_hash is not None
+    return bool(db.session.scalar(select(func.user_has_password(user.id))))
 
 
 def get_user(user_id: uuid.UUID) -> User:
@@ -467,6 +475,6 @@ def reactivate(actor: User, user_id: uuid.UUID) -> User:
     _require_admin(actor)
     user = get_user(user_id)
     # An account deactivated before accepting its invitation goes back to invited.
-    user.move_to(UserStatus.ACTIVE if user.password_hash else UserStatus.INVITED)
+    user.move_to(UserStatus.ACTIVE if has_password(user) else UserStatus.INVITED)
     events.account_changed.send(user=user, actor=actor, change="reactivated")
     return user

@@ -11,6 +11,24 @@ transaction, so a pooled connection never carries one request's identity into th
 The acting identity lives in a context variable: the web layer sets it per request, CLI
 commands and jobs set a named system actor. Services never read it; they take the acting user
 as an argument. Only the database layer reads it.
+
+Limits (README, "Row-level security and its limits"). These are ordinary settings: any
+statement running as the app role can change them (``set_config('app.role', 'system', true)``),
+so row-level security protects against code that forgets the context, not against a statement
+injected into the connection, which can claim any identity and read what it reads. Making the
+identity unforgeable would mean every policy and the audit trigger calling a SECURITY DEFINER
+function (not inlinable: a cost on every statement) that checks either an owner-only table
+written on every request or a proof; users could prove themselves with their session token,
+but system actors hold none and would need a key that the database can check and SQL cannot
+read, while the portal's keys live in process memory. Not done, for now. What bounds the risk:
+statements always bind their parameters; the app role is no superuser, has no BYPASSRLS, owns
+nothing and may create neither tables nor temporary objects, so it cannot lift a policy or
+plant a temporary table on a pooled connection; it cannot select ``users.passwordHash`` (only
+``user_password_hash(id)`` answers, and only for the owner of the hash, the login step and
+system actors); identity data, documents, uploads and withdrawal destinations are
+encrypted under keys held in process memory; session tokens are stored as hashes; and every
+write, forged or not, is recorded by the audit trigger in a trail that neither this role nor
+the owner can change or delete.
 """
 
 from __future__ import annotations

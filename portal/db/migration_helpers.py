@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from alembic import op
 
 from portal.db.audit import AUDIT_FUNCTIONS_SQL, AUDIT_LOG_GUARD_SQL
+from portal.db.provision import hidden_columns_sql
 
 #: SQL expressions for the transaction-local identity (portal.db.context).
 CURRENT_USER_ID = "nullif(current_setting('app.user_id', true), '')::uuid"
@@ -67,6 +68,12 @@ def roles_may(*roles: str, name: str | None = None) -> Policy:
     return Policy(name or "roles_" + "_".join(roles), f"{CURRENT_ROLE} IN ({listed})")
 
 
+def identified() -> Policy:
+    """Any identified actor (a user, ``anonymous`` web request or ``system`` actor) reaches every
+    row; a connection that set no identity reaches none."""
+    return Policy("identified", f"coalesce({CURRENT_ROLE}, '') <> ''")
+
+
 def anyone_may_insert() -> Policy:
     """Any identified actor may add rows (e.g. a notification for another user); reading them
     back is still limited by the other policies."""
@@ -98,3 +105,28 @@ def disable_rls(table: str, *policy_names: str) -> None:
         op.execute(f'DROP POLICY IF EXISTS {name} ON "{table}"')
     op.execute(f'ALTER TABLE "{table}" NO FORCE ROW LEVEL SECURITY')
     op.execute(f'ALTER TABLE "{table}" DISABLE ROW LEVEL SECURITY')
+
+
+def hide_columns(table: str, *columns: str) -> None:
+    """Take SELECT on ``columns`` of ``table`` away from every role but the owner: the other
+    columns stay readable, writes are unchanged. A role then reads the hidden columns only
+    through a SECURITY DEFINER function that decides who may. Call it again after adding a
+    column to ``table`` (a column-level grant does not cover columns added later).
+    ``portal.db.provision`` applies the same to the app role when it grants table access anew."""
+    op.execute(hidden_columns_sql(table, columns))
+
+
+def show_columns(table: str) -> None:
+    """Undo ``hide_columns``: table-level SELECT again for every role that had column grants."""
+    op.execute(f"""
+        DO $$
+        DECLARE r record;
+        BEGIN
+            FOR r IN SELECT DISTINCT grantee FROM information_schema.column_privileges
+                     WHERE table_schema = current_schema() AND table_name = {_quote_literal(table)}
+                       AND privilege_type = 'SELECT' AND grantee NOT IN (current_user, 'PUBLIC')
+            LOOP
+                EXECUTE format('GRANT SELECT ON %I TO %I', {_quote_literal(table)}, r.grantee);
+            END LOOP;
+        END $$
+    """)

@@ -23,6 +23,47 @@ from portal.db.urls import libpq_url, with_database, with_user
 #: by its trigger alone; the ledger's transactions are inserted by the app but never changed.
 APPEND_ONLY_TABLES = {"audit_log": "INSERT, UPDATE, DELETE, TRUNCATE", "transactions": "UPDATE, DELETE, TRUNCATE"}
 
+#: Secret columns no role but the owner may SELECT: the app reads them only through a SECURITY
+#: DEFINER function that checks who asks (``user_password_hash``, migration 0008).
+HIDDEN_COLUMNS = {"users": ("passwordHash",)}
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def hidden_columns_sql(table: str, columns: tuple[str, ...]) -> str:
+    """A DO block, run as the owner, that turns every other role's table-level SELECT on
+    ``table`` into SELECT on each column except ``columns``. Idempotent; a no-op for a table
+    that does not exist yet."""
+    hidden = "ARRAY[" + ", ".join(_literal(c) for c in columns) + "]::text[]"
+    return f"""
+        DO $$
+        DECLARE
+            r record;
+            v_table regclass := to_regclass({_literal(table)});
+            v_visible text;
+        BEGIN
+            IF v_table IS NULL THEN RETURN; END IF;
+            SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO v_visible
+              FROM pg_attribute
+             WHERE attrelid = v_table AND attnum > 0 AND NOT attisdropped AND attname <> ALL({hidden});
+            FOR r IN SELECT grantee FROM information_schema.role_table_grants
+                      WHERE table_schema = current_schema() AND table_name = {_literal(table)}
+                        AND privilege_type = 'SELECT'
+                     UNION
+                     SELECT grantee FROM information_schema.column_privileges
+                      WHERE table_schema = current_schema() AND table_name = {_literal(table)}
+                        AND privilege_type = 'SELECT'
+            LOOP
+                CONTINUE WHEN r.grantee IN (current_user, 'PUBLIC')
+                           OR r.grantee = (SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = v_table);
+                EXECUTE format('REVOKE SELECT ON %s FROM %I', v_table, r.grantee);
+                EXECUTE format('GRANT SELECT (%s) ON %s TO %I', v_visible, v_table, r.grantee);
+            END LOOP;
+        END $$
+    """
+
 
 def _role_exists(cur, role: str) -> bool:
     cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
@@ -44,11 +85,16 @@ def grant_app_privileges(cur, app_role: str, owner: str | None = None) -> None:
     """Grant the app role row access to every table, now and for tables created later.
 
     Run as the owner. Default privileges make tables from future migrations usable without
-    another grant; the append-only tables are then taken back to read-only.
+    another grant; the append-only tables are then taken back to read-only, and the secret
+    columns (``HIDDEN_COLUMNS``) back to unreadable.
     """
     role = sql.Identifier(app_role)
-    cur.execute(sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
-        sql.Identifier(cur.connection.info.dbname), role))
+    database = sql.Identifier(cur.connection.info.dbname)
+    cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, role))
+    # No temporary tables or functions: a temporary table shadows the table of that name for the
+    # rest of the connection's life, so an injected statement could plant one on a pooled
+    # connection and catch or feed the rows of the next requests served on it (migration 0008).
+    cur.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC, {}").format(database, role))
     cur.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(role))
     cur.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(role))
     cur.execute(sql.SQL("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {}").format(role))
@@ -64,6 +110,8 @@ def grant_app_privileges(cur, app_role: str, owner: str | None = None) -> None:
         cur.execute("SELECT to_regclass(%s)", (f"public.{table}",))
         if cur.fetchone()[0] is not None:
             cur.execute(sql.SQL("REVOKE {} ON {} FROM {}").format(sql.SQL(privileges), sql.Identifier(table), role))
+    for table, columns in HIDDEN_COLUMNS.items():
+        cur.execute(hidden_columns_sql(table, columns))
 
 
 def create_app_role(owner_url: str, app_role: str, password: str | None) -> None:

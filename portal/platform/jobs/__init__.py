@@ -52,9 +52,21 @@ def configure(flask_app) -> None:
     else:
         # A small pool: a web process only inserts a job now and then; a worker grows it.
         connector = procrastinate.PsycopgConnector(
-            conninfo=libpq_url(flask_app.config["SQLALCHEMY_DATABASE_URI"]), min_size=1, max_size=8)
+            conninfo=queue_conninfo(flask_app.config["SQLALCHEMY_DATABASE_URI"]), min_size=1, max_size=8)
     job_app.connector = connector
     job_app.job_manager.connector = connector
+
+
+def queue_conninfo(database_url: str) -> str:
+    """The queue's connection string: the app's, plus the connection-level setting
+    ``app.job_queue=on`` that the row-level security policies of the ``procrastinate_*``
+    tables ask for (migration 0008). The app's own connections never set it, so a request
+    reaches no job (their arguments name e-mails and users) unless it acts as a system actor."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    conninfo = libpq_url(database_url)
+    options = conninfo_to_dict(conninfo).get("options") or ""
+    return make_conninfo(conninfo, options=f"{options} -c app.job_queue=on".strip())
 
 
 def _open_for_deferring() -> None:

@@ -31,6 +31,9 @@ QUEUE_PAGE = 25
 MAX_ALERTS_SHOWN = 50
 MAX_EVENTS_SHOWN = 300
 QUEUES = ("unassigned", "mine", "escalated", "all")
+#: The queue the case page opens on: the same for every officer, since unassigned cases are the
+#: ones nobody is working on yet (each officer may open this one, see ``queues_for``).
+DEFAULT_QUEUE = "unassigned"
 SUPERVISOR_QUEUES = ("escalated", "all")
 SEVERITY_ORDER = (CaseSeverity.CRITICAL, CaseSeverity.HIGH, CaseSeverity.MEDIUM, CaseSeverity.LOW)
 #: Age buckets of open cases, in days since detection: (label, lower bound, upper bound or None).
@@ -41,10 +44,6 @@ ALERT_DAYS = 14
 
 def queues_for(officer: User) -> tuple[str, ...]:
     return QUEUES if case_services.supervises(officer) else ("unassigned", "mine")
-
-
-def default_queue(officer: User) -> str:
-    return "unassigned"
 
 
 # -- Queues ----------------------------------------------------------------------------------------

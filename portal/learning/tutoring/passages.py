@@ -156,7 +156,7 @@ def reindex_all() -> int:
 
 
 @events.lesson_changed.connect
-def _on_lesson_changed(sender=None, *, lesson: Lesson, change: str, **_extra) -> None:
+def _on_lesson_changed(_sender=None, *, lesson: Lesson, change: str, **_extra) -> None:
     """Keep the lesson's passages in step with its text, in the same transaction."""
     if change == "deleted":
         remove_lesson(lesson.id)

@@ -199,7 +199,7 @@ def build_case_report(case_id: uuid.UUID):
 
 
 def _report_of(case_id: uuid.UUID) -> dict:
-    case = service.get_case(current_user, case_id)
+    case = service.case_for(current_user, case_id)
     if case.report is None:
         raise NotFound("This case has no suspicious activity report yet.")
     return case.report

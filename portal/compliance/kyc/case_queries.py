@@ -231,7 +231,7 @@ def case_view(officer: User, case_id: uuid.UUID) -> CaseView:
 
 
 def case_summary(officer: User, case_id: uuid.UUID) -> SuspiciousActivity:
-    return case_services.get_case(officer, case_id)
+    return case_services.case_for(officer, case_id)
 
 
 # -- The officers' dashboard -----------------------------------------------------------------------

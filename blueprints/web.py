@@ -10,6 +10,7 @@ from wtforms.validators import StopValidation
 
 from portal.accounts.services import InvalidInput, normalise_email
 from portal.compliance.security.models import BlockKind
+from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import DomainError
 
@@ -78,6 +79,25 @@ def attach_error(form, exc: DomainError) -> None:
         field.errors = [*field.errors, exc.message] if isinstance(field.errors, list) else [exc.message]
     else:
         form.form_errors.append(exc.message)
+
+
+#: Status codes of a refusal of the page itself (no such row, no right to it), not of the input.
+PAGE_REFUSALS = frozenset({403, 404})
+
+
+def refusal(exc: DomainError) -> DomainError:
+    """What a view does first with a ``DomainError`` a service raised: roll the request's work
+    back, then re-raise a refusal of the page itself (``NotFound``, ``Forbidden``), which the
+    app's error handler answers with the 404 or 403 page; any other error is returned, for the
+    view to show beside its form or row::
+
+        except DomainError as exc:
+            attach_error(form, refusal(exc))
+    """
+    db.session.rollback()
+    if exc.status_code in PAGE_REFUSALS:
+        raise exc
+    return exc
 
 
 def valid_email(form, field) -> None:  # noqa: ARG001 - a WTForms validator

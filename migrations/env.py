@@ -17,7 +17,7 @@ logger = logging.getLogger("alembic.env")
 target_db = current_app.extensions["migrate"].db
 
 
-def include_object(obj, name, type_, reflected, compare_to):
+def include_object(obj, name, type_, reflected, compare_to):  # noqa: ARG001 - Alembic's hook signature
     """Leave the job queue's own tables (installed from its schema file) to the job queue."""
     if type_ == "table" and name.startswith("procrastinate_"):
         return False
@@ -40,7 +40,7 @@ def run_migrations_offline():
 
 
 def run_migrations_online():
-    def process_revision_directives(context, revision, directives):
+    def process_revision_directives(context, revision, directives):  # noqa: ARG001 - Alembic's hook signature
         if getattr(config.cmd_opts, "autogenerate", False):
             script = directives[0]
             if script.upgrade_ops.is_empty():

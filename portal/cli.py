@@ -138,7 +138,7 @@ def dev(host, port, no_worker):
         logins = demo.seed()  # idempotent: fills an empty database, keeps the printed logins valid
     worker_proc = None
     if not no_worker:
-        worker_proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"])  # noqa: S603
+        worker_proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"])
     url = f"http://{host}:{port}/"
     click.echo("\n" + "=" * 64)
     click.echo(f"Azora Portal is running at {url}")

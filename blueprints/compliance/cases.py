@@ -59,9 +59,9 @@ QUEUE_TITLES = {"unassigned": "Unassigned", "mine": "Assigned to me", "escalated
 @requires(Permission.REVIEW_COMPLIANCE)
 def case_queue():
     allowed = case_queries.queues_for(current_user)
-    name = request.args.get("queue") or case_queries.default_queue(current_user)
+    name = request.args.get("queue") or case_queries.DEFAULT_QUEUE
     if name not in case_queries.QUEUES:
-        name = case_queries.default_queue(current_user)
+        name = case_queries.DEFAULT_QUEUE
     if name not in allowed:
         return render("compliance/cases/queue.html", "results", status=403, page=None, current=name,
                       queues=allowed, titles=QUEUE_TITLES, refused=True, **_ctx())
@@ -198,7 +198,7 @@ def build_case_report(case_id: uuid.UUID):
 
 
 def _report_of(case_id: uuid.UUID) -> dict:
-    case = service.get_case(current_user, case_id)
+    case = service.case_for(current_user, case_id)
     if case.report is None:
         raise NotFound("This case has no suspicious activity report yet.")
     return case.report

@@ -15,7 +15,7 @@ from flask import current_app, flash, request
 from flask_login import current_user
 
 from blueprints.compliance import bp
-from blueprints.web import redirect_to, render, wants_fragment
+from blueprints.web import redirect_to, refusal, render, wants_fragment
 from portal.compliance.aml import screening, watchlist
 from portal.compliance.aml.models import AmlStatus
 from portal.db import db
@@ -64,9 +64,7 @@ def screening_new():
     try:
         check = screening.screen_on_demand(current_user, values["email"], values["threshold"] or None)
     except DomainError as exc:
-        db.session.rollback()
-        if exc.status_code in (403, 404):
-            raise
+        refusal(exc)
         return _new_page(errors={exc.field or "form": exc.message}, values=values, status=422)
     db.session.commit()
     if check.status == AmlStatus.CLEAR:
@@ -102,9 +100,7 @@ def screening_review(check_id: uuid.UUID):
     try:
         check = screening.review_check(current_user, check_id, values["decision"], values["reason"])
     except DomainError as exc:
-        db.session.rollback()
-        if exc.status_code in (403, 404):
-            raise
+        refusal(exc)
         if exc.field in ("decision", "reason"):
             return _check_page(check_id, errors={exc.field: exc.message}, values=values, status=exc.status_code)
         return _check_page(check_id, error=exc.message, status=exc.status_code)

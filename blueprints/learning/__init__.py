@@ -15,7 +15,7 @@ from blueprints.learning import (  # noqa: E402,F401
     catalog,
     certificates,
     manage,
-    paths,  # noqa: E402,F401
+    paths,
     quizzes,
-    tutor,  # noqa: E402,F401
+    tutor,
 )

@@ -21,7 +21,7 @@ from wtforms import BooleanField, DateTimeLocalField, DecimalField, StringField,
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from blueprints.learning import bp
-from blueprints.web import attach_error, is_htmx, redirect_to, render
+from blueprints.web import attach_error, is_htmx, redirect_to, refusal, render
 from portal.accounts.models import User
 from portal.db import context as db_context
 from portal.db import db
@@ -417,9 +417,7 @@ def save_grade(submission_id: uuid.UUID):
             change.raw_score = grading.parse_score(request.form["raw_score"])
         grading.grade_submission(current_user, submission_id, change)
     except DomainError as exc:
-        db.session.rollback()
-        if exc.status_code in (403, 404):
-            raise
+        refusal(exc)
         error = exc.message
     else:
         db.session.commit()
@@ -522,9 +520,7 @@ def gradebook_override(course_id: uuid.UUID, user_id: uuid.UUID):
             raise DomainError("The override must be a number.", field="percent")
         gradebook.set_override(current_user, course_id, user_id, percent, request.form.get("reason"))
     except DomainError as exc:
-        db.session.rollback()
-        if exc.status_code in (403, 404):
-            raise
+        refusal(exc)
         flash(exc.message, "error")
     else:
         db.session.commit()

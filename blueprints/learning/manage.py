@@ -29,10 +29,10 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, Regexp
 
 from blueprints.learning import bp
-from blueprints.web import attach_error, is_htmx, redirect_to, render
+from blueprints.web import attach_error, is_htmx, redirect_to, refusal, render
 from portal.accounts.models import Role
 from portal.db import db
-from portal.errors import DomainError, Forbidden, NotFound
+from portal.errors import DomainError
 from portal.learning.assessment import gradebook
 from portal.learning.education import authoring
 from portal.learning.education.models import COURSE_LANGUAGES, COURSE_TRANSITIONS, CourseLevel, CourseStatus
@@ -194,11 +194,6 @@ class StaffRoleForm(FlaskForm):
 # ---------------------------------------------------------------- helpers
 
 
-#: Refusals that concern the whole page (no such row, no right to it): the error handler
-#: answers them with the 404 or 403 page, never a message on a row.
-PAGE_REFUSALS = (Forbidden, NotFound)
-
-
 def _fail(exc: DomainError, endpoint: str, **values):
     """A row action refused without JavaScript: the message as a flash, back to the page."""
     db.session.rollback()
@@ -206,18 +201,14 @@ def _fail(exc: DomainError, endpoint: str, **values):
     return redirect_to(endpoint, **values)
 
 
-def _editor_context(course, *, module_form: ModuleForm | None = None, status_error: str | None = None,
-                    role=None) -> dict:
+def _editor_context(course, *, module_form: ModuleForm | None = None, status_error: str | None = None) -> dict:
     """What the course editor shows; four queries (course, role, modules, lessons) whatever the
-    course's size."""
-    if role is None:
-        role = access.management_role(current_user, course.id)
-    can_edit = current_user.role == Role.ADMIN or role in access.CAN_EDIT
+    course's size (the rights below read the role the request has already looked up)."""
     return {
         "course": course,
-        "role": role,
-        "can_edit": can_edit,
-        "can_manage_staff": current_user.role == Role.ADMIN or role in access.CAN_MANAGE_STAFF,
+        "role": access.management_role(current_user, course.id),
+        "can_edit": access.may(current_user, course.id, access.CAN_EDIT),
+        "can_manage_staff": access.may(current_user, course.id, access.CAN_MANAGE_STAFF),
         "outline": lms_queries.outline(course.id),
         "transitions": sorted(COURSE_TRANSITIONS[course.status], key=list(CourseStatus).index),
         "verbs": authoring.TRANSITION_VERBS,
@@ -246,10 +237,8 @@ def _outline_action(course_id: uuid.UUID, action, *, anchor=None):
     """Run a change to the outline and answer with the outline; a refusal shows above it."""
     try:
         result = action()
-    except PAGE_REFUSALS:
-        raise
     except DomainError as exc:
-        db.session.rollback()
+        refusal(exc)
         if is_htmx():
             course = _viewable_course(course_id)
             return render("learning/manage/course.html", "outline", status=exc.status_code,
@@ -265,10 +254,7 @@ def course_nav_rights(course_id: uuid.UUID) -> dict:
     request, none for an administrator)."""
     cache = g.setdefault("course_nav_rights", {})
     if course_id not in cache:
-        if current_user.role == Role.ADMIN:
-            cache[course_id] = {"edit": True}
-        else:
-            cache[course_id] = {"edit": access.management_role(current_user, course_id) in access.CAN_EDIT}
+        cache[course_id] = {"edit": access.may(current_user, course_id, access.CAN_EDIT)}
     return cache[course_id]
 
 
@@ -383,10 +369,8 @@ def manage_course_status(course_id: uuid.UUID):
     target = request.form.get("to", "")
     try:
         course = authoring.change_status(current_user, course_id, target)
-    except PAGE_REFUSALS:
-        raise
     except DomainError as exc:
-        db.session.rollback()
+        refusal(exc)
         if is_htmx():
             course = _viewable_course(course_id)
             return render("learning/manage/course.html", "status_bar", status=exc.status_code,
@@ -567,11 +551,10 @@ def manage_preview():
 
 
 def _staff_context(course, *, form: StaffForm | None = None) -> dict:
-    role = access.management_role(current_user, course.id)
     return {
         "course": course,
         "members": staff.list_staff(course.id),
-        "can_manage": current_user.role == Role.ADMIN or role in access.CAN_MANAGE_STAFF,
+        "can_manage": access.may(current_user, course.id, access.CAN_MANAGE_STAFF),
         "form": form or StaffForm(formdata=None),
         "role_choices": ROLE_MENU,
         "role_labels": staff.ROLE_LABELS,
@@ -612,10 +595,8 @@ def _staff_row_action(course_id: uuid.UUID, management_id: uuid.UUID, action, do
     A refusal shows on the row it concerns."""
     try:
         action()
-    except PAGE_REFUSALS:
-        raise
     except DomainError as exc:
-        db.session.rollback()
+        refusal(exc)
         if not is_htmx():
             return _fail(exc, "learning.manage_staff", course_id=course_id)
         course = authoring.course_for(current_user, course_id, access.CAN_GRADE, "see this course's staff")

@@ -18,7 +18,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional
 
 from blueprints.learning import bp
-from blueprints.web import attach_error, is_htmx, redirect_to, render
+from blueprints.web import attach_error, is_htmx, redirect_to, refusal, render
 from portal.db import db
 from portal.errors import DomainError, NotFound
 from portal.learning.assessment import queries
@@ -286,9 +286,7 @@ def question_new(quiz_id: uuid.UUID):
         try:
             quizzes.add_question(current_user, quiz.id, _question_input())
         except DomainError as exc:
-            db.session.rollback()
-            if exc.status_code in (403, 404):
-                raise
+            refusal(exc)
             return _render_question_form(quiz, _question_form_values(kind=kind), error=exc.message,
                                          field=exc.field, status=422)
         db.session.commit()
@@ -311,9 +309,7 @@ def question_edit(question_id: uuid.UUID):
         try:
             quizzes.update_question(current_user, question.id, _question_input())
         except DomainError as exc:
-            db.session.rollback()
-            if exc.status_code in (403, 404):
-                raise
+            refusal(exc)
             return _render_question_form(quiz, _question_form_values(), question=question, error=exc.message,
                                          field=exc.field, status=422)
         db.session.commit()
@@ -400,9 +396,7 @@ def answer_grade(answer_id: uuid.UUID):
     try:
         answer = quizzes.grade_essay(current_user, answer_id, form.points.data, form.feedback.data or "")
     except DomainError as exc:
-        db.session.rollback()
-        if exc.status_code in (403, 404):
-            raise
+        refusal(exc)
         if is_htmx():
             return render("learning/quizzes/_grade_error.html", message=exc.message, answer_id=answer_id,
                           status=exc.status_code)

@@ -23,7 +23,7 @@ from flask import flash, request, url_for
 from flask_login import current_user
 
 from blueprints.learning import bp
-from blueprints.web import redirect_to, render, safe_next, wants_fragment
+from blueprints.web import redirect_to, refusal, render, safe_next, wants_fragment
 from portal.db import db
 from portal.errors import DomainError, NotFound
 from portal.learning.tutoring import answers, queries, services
@@ -123,8 +123,7 @@ def _refused(course, place: str, exc: DomainError, typed: str, session_id, lesso
         response.headers["HX-Retarget"] = "#" + FORM_IDS[place]
         response.headers["HX-Reswap"] = "outerHTML"
         return response
-    if exc.status_code in (403, 404):
-        raise exc
+    refusal(exc)  # the page itself refused: its 403 or 404 page
     session = None
     if session_id is not None:
         try:

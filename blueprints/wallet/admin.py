@@ -18,7 +18,7 @@ from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 
 from blueprints.wallet import bp
-from blueprints.web import attach_error, redirect_to, render, wants_fragment
+from blueprints.web import attach_error, redirect_to, refusal, render, wants_fragment
 from portal.accounts.models import User
 from portal.db import db
 from portal.errors import DomainError, NotFound
@@ -196,9 +196,7 @@ def admin_wallet_status(wallet_id: uuid.UUID):
     try:
         wallet = services.set_wallet_frozen(current_user, wallet_id, frozen, form.reason.data)
     except DomainError as exc:
-        db.session.rollback()
-        if exc.status_code in (403, 404):
-            raise
+        refusal(exc)
         with ledger.as_ledger():
             wallet = db.session.get(Wallet, wallet_id)
         if wallet is None or wallet.user_id is None:
@@ -267,10 +265,7 @@ def admin_fees():
         rule = services.create_fee_rule(current_user, form.transaction_type.data, form.currency.data,
                                         **_figures(form))
     except DomainError as exc:
-        db.session.rollback()
-        if exc.status_code >= 500 or exc.status_code in (403, 404):
-            raise
-        attach_error(form, exc)
+        attach_error(form, refusal(exc))
         return _fees_page(new_form=form, block="rules", status=422)
     db.session.commit()
     message = f"Fee rule for {rule.transaction_type.label.lower()}s in {rule.currency} created."
@@ -317,10 +312,7 @@ def admin_fee_edit(rule_id: uuid.UUID):
     try:
         rule = services.update_fee_rule(current_user, rule.id, **_figures(form))
     except DomainError as exc:
-        db.session.rollback()
-        if exc.status_code in (403, 404):
-            raise
-        attach_error(form, exc)
+        attach_error(form, refusal(exc))
         rule = _rule_or_404(rule_id)
         if fragment:
             return render("wallet/admin/_fee_row.html", status=422, **_context(rule=rule, form=form, editing=True))

@@ -26,7 +26,7 @@ from wtforms import HiddenField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 
 from blueprints.wallet import bp
-from blueprints.web import attach_error, render
+from blueprints.web import attach_error, refusal, render
 from portal.db import db
 from portal.errors import DomainError
 from portal.money.currency import CURRENCIES
@@ -127,9 +127,7 @@ def send_post():
         form.form_errors.append(exc.message)
         return _send_page(form, _preview(form), status=409)
     except DomainError as exc:
-        db.session.rollback()
-        if exc.status_code in (403, 404):
-            raise
+        refusal(exc)
         preview = _preview(form)
         if exc.field not in FORM_FIELDS or not any(p.message == exc.message for p in preview.errors):
             form.form_errors.append(exc.message)

@@ -19,7 +19,7 @@ from wtforms import HiddenField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 
 from blueprints.wallet import bp
-from blueprints.web import attach_error, redirect_to, render, wants_fragment
+from blueprints.web import attach_error, redirect_to, refusal, render, wants_fragment
 from portal.compliance.kyc.levels import WITHDRAWAL_LEVEL
 from portal.compliance.kyc.queries import effective_level
 from portal.db import db
@@ -140,11 +140,9 @@ def cancel_withdrawal(withdrawal_id: uuid.UUID):
     try:
         withdrawal = service.cancel(current_user, withdrawal_id)
     except DomainError as exc:
-        db.session.rollback()
-        if exc.status_code == 404:
-            raise
+        refusal(exc)
         if wants_fragment():
-            return render("wallet/withdrawals/_row.html", withdrawal=service.get_own(current_user, withdrawal_id),
+            return render("wallet/withdrawals/_row.html", withdrawal=service.withdrawal_for(current_user, withdrawal_id),
                           error=exc.message, status=exc.status_code, fmt=format_amount)
         flash(exc.message, "error")
         return redirect_to("wallet.withdrawals")

@@ -1,6 +1,6 @@
-"""Demo data for the learning area: the three courses of ``demo_content`` with their quizzes and
-assignments, taught by the demo faculty member, and students at varied progress (lessons done,
-submissions waiting to be graded).
+"""Demo data for the learning area: the courses of ``demo_content`` (written as Markdown and TOML
+files under ``demo_courses/``) with their quizzes and assignments, taught by the demo faculty
+member, and students at varied progress (lessons done, submissions waiting to be graded).
 
 Idempotent: a course whose slug exists is left as it is.
 """

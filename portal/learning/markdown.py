@@ -208,7 +208,7 @@ def _build_parser() -> MarkdownIt:
     parser.enable(["table", "strikethrough"])
     # Every link target is accepted by the parser so that the link's text is parsed as the
     # author meant; _portal_rules then decides which targets stay links.
-    parser.validateLink = lambda url: True  # type: ignore[method-assign]
+    parser.validateLink = lambda _url: True  # type: ignore[method-assign]
     parser.core.ruler.push("azora_portal", _portal_rules)
     return parser
 

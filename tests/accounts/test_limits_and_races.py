@@ -423,7 +423,7 @@ class TestStaffWithoutPasswordOrLinks:
         email = unique_email("staff")
         changed = []
 
-        def record(sender, **kwargs):  # noqa: ARG001
+        def record(sender, **kwargs):
             changed.append(kwargs)
 
         before_users, before_mail = user_count(), email_count()

@@ -171,7 +171,7 @@ class TestRegisterStudent:
     def test_emits_user_registered(self, links):
         seen = []
 
-        def receiver(sender, **kwargs):  # noqa: ARG001
+        def receiver(sender, **kwargs):
             seen.append(kwargs["user"])
 
         with events.user_registered.connected_to(receiver):
@@ -362,7 +362,7 @@ class TestAuthenticate:
                 == "bad_credentials"
         seen = []
 
-        def receiver(sender, **kwargs):  # noqa: ARG001
+        def receiver(sender, **kwargs):
             seen.append(kwargs["reason"])
 
         with events.login_failed.connected_to(receiver):

@@ -277,7 +277,7 @@ def test_identity_is_set_at_transaction_start_with_bound_parameters():
     user_id = uuid.uuid4()
     seen: list[tuple[str, object]] = []
 
-    def capture(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
+    def capture(conn, cursor, statement, parameters, context, executemany):
         seen.append((statement, parameters))
 
     event.listen(db.engine, "before_cursor_execute", capture)
@@ -310,7 +310,7 @@ def test_a_request_runs_as_the_logged_in_user(client, login_as):
     user = login_as("faculty")
     captured: list[dict] = []
 
-    def capture(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
+    def capture(conn, cursor, statement, parameters, context, executemany):
         if "set_config('app.user_id'" in statement:
             captured.append(dict(parameters))
 

@@ -24,7 +24,7 @@ SCREENSHOTS = HERE.parent.parent / "test-artifacts" / "e2e"
 TIMEOUT_MS = 10_000
 
 
-def pytest_collection_modifyitems(config, items):  # noqa: ARG001
+def pytest_collection_modifyitems(config, items):
     """Every test under tests/e2e is a browser journey."""
     for item in items:
         if HERE in Path(str(item.path)).resolve().parents:
@@ -32,7 +32,7 @@ def pytest_collection_modifyitems(config, items):  # noqa: ARG001
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item, call):  # noqa: ARG001
+def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"report_{report.when}", report)
     return report

@@ -415,3 +415,23 @@ def test_my_courses_statement_budget(client, login_as, statements):
     with statements() as big:
         assert client.get("/learning/manage/").status_code == 200
     assert small.count == big.count <= 12
+
+
+def test_the_editor_and_staff_pages_take_their_rights_from_the_access_rules(client, login_as, monkeypatch):
+    """The pages ask ``access.may`` what the user may do: when the rules say the owner may neither
+    edit nor manage staff, the pages show no control for it, whatever the owner's role."""
+    from portal.learning.lms import access
+
+    real_may = access.may
+
+    def may(user, course_id, allowed):
+        return False if allowed in (access.CAN_EDIT, access.CAN_MANAGE_STAFF) else real_may(user, course_id, allowed)
+
+    me = login_as("faculty")
+    course = make_course(me, modules=1, lessons=1, title="Ruled Course")
+    monkeypatch.setattr(access, "may", may)
+    body = client.get(f"/learning/manage/{course.id}").get_data(as_text=True)
+    assert "Ruled Course" in body and "Read only" in body
+    assert "Add a module" not in body and "Publish" not in body
+    staff_page = client.get(f"/learning/manage/{course.id}/staff").get_data(as_text=True)
+    assert me.full_name in staff_page and "Add someone" not in staff_page

@@ -66,7 +66,7 @@ def clock(monkeypatch):
 def passed_events():
     received = []
 
-    def receiver(sender, **kwargs):  # noqa: ARG001
+    def receiver(sender, **kwargs):
         received.append(kwargs)
 
     events.quiz_passed.connect(receiver)
@@ -242,7 +242,7 @@ class TestQuestions:
             QuestionOption.question_id == question.id, QuestionOption.is_correct)).all()
         assert correct == ["B2"] and refreshed(question).prompt == "Q2"
 
-    def test_type_cannot_change_once_answered(self, quiz_and_teacher, clock):  # noqa: ARG002
+    def test_type_cannot_change_once_answered(self, quiz_and_teacher, clock):
         quiz, teacher = quiz_and_teacher
         student = create_user("student")
         enroll(student, make_course_of(quiz))

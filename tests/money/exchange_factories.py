@@ -92,7 +92,7 @@ def rate_server() -> Iterator[tuple[str, Responder]]:
     responder = Responder()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the http.server API
+        def do_GET(self):
             responder.requests.append(self.path)
             if responder.delay:
                 time.sleep(responder.delay)

@@ -83,11 +83,11 @@ def only_the_earnings_receiver():
     from portal import events
     from portal.learning.tutoring import listeners
 
-    events.quiz_passed.disconnect(listeners._on_quiz_passed)  # noqa: SLF001
+    events.quiz_passed.disconnect(listeners._on_quiz_passed)
     try:
         yield
     finally:
-        events.quiz_passed.connect(listeners._on_quiz_passed)  # noqa: SLF001
+        events.quiz_passed.connect(listeners._on_quiz_passed)
 
 
 @pytest.mark.no_db_rollback

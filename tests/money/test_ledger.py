@@ -517,7 +517,7 @@ def test_a_failed_attempt_takes_its_key_and_its_work_back_even_if_the_caller_car
 def announced():
     received: list[list[uuid.UUID]] = []
 
-    def receiver(sender, **kwargs):  # noqa: ARG001
+    def receiver(sender, **kwargs):
         received.append(list(kwargs["transaction_ids"]))
 
     events.transaction_committed.connect(receiver)

@@ -53,7 +53,7 @@ pytestmark = pytest.mark.no_db_rollback
 class _BoundSession(FlaskSQLAlchemySession):
     """Flask-SQLAlchemy's session ignores its own ``bind`` for mapped classes; this one uses it."""
 
-    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):  # noqa: ARG002
+    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
         return bind if bind is not None else self.bind
 
 

@@ -389,10 +389,13 @@ def test_a_student_can_neither_see_nor_cancel_another_students_withdrawal():
     alice, bob = create_user("student"), create_user("student")
     fund(alice)
     withdrawal, _ = ask(alice, "40")
-    with pytest.raises(NotFound):
+    with pytest.raises(Forbidden):
         service.cancel(bob, withdrawal.id)
+    with pytest.raises(Forbidden):
+        service.withdrawal_for(bob, withdrawal.id)
+    assert service.withdrawal_for(alice, withdrawal.id) is withdrawal
     with pytest.raises(NotFound):
-        service.get_own(bob, withdrawal.id)
+        service.withdrawal_for(alice, uuid.uuid4())
     # Row-level security hides it from Bob's own database role too.
     with acting_as(Actor.for_user(bob.id, "student"), db.session):
         assert db.session.scalar(select(func.count()).select_from(Withdrawal)) == 0

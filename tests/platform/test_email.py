@@ -57,7 +57,7 @@ class _Inbox:
         self.envelopes = []
         self.received = threading.Event()
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server, session, envelope):
         self.envelopes.append(envelope)
         self.received.set()
         return "250 Message accepted"

@@ -25,6 +25,9 @@ QUEUE_PAGE = 25
 MAX_ALERTS_SHOWN = 50
 MAX_EVENTS_SHOWN = 300
 QUEUES = ("unassigned", "mine", "escalated", "all")
+#: The queue the case page opens on: the same for every officer, since unassigned cases are the
+#: ones nobody is working on yet (each officer may open this one, see ``queues_for``).
+DEFAULT_QUEUE = "unassigned"
 SUPERVISOR_QUEUES = ("escalated", "all")
 SEVERITY_ORDER = (CaseSeverity.CRITICAL, CaseSeverity.HIGH, CaseSeverity.MEDIUM, CaseSeverity.LOW)
 #: Age buckets of open cases, in days since detection: (label, lower bound, upper bound or None).
@@ -35,10 +38,6 @@ ALERT_DAYS = 14
 
 def queues_for(officer: User) -> tuple[str, ...]:
     return QUEUES if case_services.supervises(officer) else ("unassigned", "mine")
-
-
-def default_queue(officer: User) -> str:
-    return "unassigned"
 
 
 # -- Queues ----------------------------------------------------------------------------------------
@@ -226,7 +225,7 @@ def case_view(officer: User, case_id: uuid.UUID) -> CaseView:
 
 
 def case_summary(officer: User, case_id: uuid.UUID) -> SuspiciousActivity:
-    return case_services.get_case(officer, case_id)
+    return case_services.case_for(officer, case_id)
 
 
 # -- The officers' dashboard -----------------------------------------------------------------------

@@ -185,11 +185,14 @@ def supervises(user: User | None) -> bool:
     return user is not None and has_permission(user.role, Permission.SUPERVISE_CASES)
 
 
-def get_case(actor: User, case_id: uuid.UUID) -> SuspiciousActivity:
-    """The case for an officer; anyone else is told it does not exist."""
-    case = db.session.get(SuspiciousActivity, case_id) if is_officer(actor) else None
+def case_for(actor: User, case_id: uuid.UUID) -> SuspiciousActivity:
+    """The case, for a compliance officer: ``NotFound`` when there is none, ``Forbidden`` for
+    anyone else."""
+    case = db.session.get(SuspiciousActivity, case_id)
     if case is None:
         raise NotFound("That case does not exist.")
+    if not is_officer(actor):
+        raise Forbidden("Only compliance officers can open a case.")
     return case
 
 

@@ -256,14 +256,13 @@ def _hint(question: str, match: QuizMatch, hits: list[Hit]) -> Reply:
     secrets = match.secrets
     lines = [f"This looks like a question from the quiz “{match.quiz_title}”, so I won't give the answer "
              "away, but I can show you where to find it."]
-    question_stems = _stems(question) | _stems(match.prompt)
     for hit in hits:
         heading = hit.heading if hit.heading and not _gives_away(hit.heading, secrets) else ""
         where = f"“{hit.lesson_title}”, section “{heading}”" if heading else f"“{hit.lesson_title}”"
         if hit.lesson_title and _gives_away(hit.lesson_title, secrets):
             where = f"the lesson of the module “{hit.module_title}” on this topic"
         lines.append(f"Revisit {where}: it explains the idea this question is about.")
-    ideas = _key_ideas(question, match, hits, question_stems)
+    ideas = _key_ideas(question, match, hits)
     if ideas:
         lines.append("While you read, look for what it says about " + ", ".join(f"“{i}”" for i in ideas) + ".")
     if not hits:
@@ -287,7 +286,7 @@ def _hint_citation(hit: Hit, secrets: Sequence[str]) -> dict:
     return citation
 
 
-def _key_ideas(question: str, match: QuizMatch, hits: list[Hit], question_stems: set[str]) -> list[str]:
+def _key_ideas(question: str, match: QuizMatch, hits: list[Hit]) -> list[str]:
     """Up to three of the question's content words that the cited passages also use (the ideas
     to look for), none of them part of an answer."""
     passage_stems = set().union(*(_stems(hit.body + " " + hit.heading) for hit in hits)) if hits else set()

@@ -33,7 +33,7 @@ def _isolated(what: str, work: Callable[[], None]) -> None:
     try:
         with db.session.begin_nested():
             work()
-    except Exception:  # noqa: BLE001 - derived data never fails the learning action; logged
+    except Exception:  # derived data never fails the learning action; logged
         log.exception("learning insights/path update failed after %s", what)
 
 

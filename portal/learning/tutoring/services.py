@@ -261,7 +261,7 @@ def _compose(course: Course, question: str) -> answers.Reply:
     except DomainError:
         savepoint.rollback()
         raise
-    except Exception:  # noqa: BLE001 - the conversation is kept whatever the engine does
+    except Exception:  # the conversation is kept whatever the engine does; logged
         savepoint.rollback()
         log.exception("the tutor could not compose a reply in course %s", course.id)
         return answers.Reply(kind=ReplyKind.NOT_FOUND, body=COULD_NOT_ANSWER, citations=[], topic_module_id=None,
@@ -307,7 +307,7 @@ def draft_for_the_model(user: User, course: Course, question: str) -> answers.Dr
     try:
         with db.session.begin_nested():
             draft = answers.draft_reply(course, text_, searchable_course_ids=[course.id])
-    except Exception:  # noqa: BLE001 - ``ask`` composes again and keeps the question whatever happens
+    except Exception:  # ``ask`` composes again and keeps the question whatever happens; logged
         log.exception("the tutor could not draft a reply in course %s", course.id)
         return None
     return draft if draft.for_the_model else None

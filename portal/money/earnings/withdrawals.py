@@ -300,9 +300,7 @@ def reject(actor: User, withdrawal_id: uuid.UUID, reason: str | None, *, link: s
 
 def cancel(user: User, withdrawal_id: uuid.UUID) -> Withdrawal:
     """The student takes back a withdrawal no admin has decided yet: the holds are released."""
-    withdrawal = _locked(withdrawal_id)
-    if withdrawal is None or withdrawal.user_id != user.id:
-        raise NotFound("That withdrawal does not exist.")
+    withdrawal = _owned(user, _locked(withdrawal_id))
     _check_transition(withdrawal, WithdrawalStatus.CANCELLED)
     ledger.release(held_legs(withdrawal), initiated_by_id=user.id, description="Withdrawal cancelled")
     _settle(withdrawal, WithdrawalStatus.CANCELLED, user)
@@ -318,10 +316,17 @@ def withdrawals_of(user: User, cursor: str | None = None, size: int = 20) -> Pag
     return keyset_page(stmt, Withdrawal.created_at, Withdrawal.id, cursor, size)
 
 
-def get_own(user: User, withdrawal_id: uuid.UUID) -> Withdrawal:
-    withdrawal = db.session.get(Withdrawal, withdrawal_id)
-    if withdrawal is None or withdrawal.user_id != user.id:
+def withdrawal_for(user: User, withdrawal_id: uuid.UUID) -> Withdrawal:
+    """The user's own withdrawal: ``NotFound`` when there is none, ``Forbidden`` when it is
+    another user's (in a request, row-level security already hides those, so it is NotFound)."""
+    return _owned(user, db.session.get(Withdrawal, withdrawal_id))
+
+
+def _owned(user: User, withdrawal: Withdrawal | None) -> Withdrawal:
+    if withdrawal is None:
         raise NotFound("That withdrawal does not exist.")
+    if withdrawal.user_id != user.id:
+        raise Forbidden("That withdrawal is another user's.")
     return withdrawal
 
 

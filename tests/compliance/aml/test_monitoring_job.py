@@ -188,8 +188,8 @@ def test_a_side_already_alerted_is_skipped_and_the_other_still_judged():
     settings = monitoring.load_settings()
     sent = monitoring.evaluate(monitoring.Movement(tx.id, alice.id, alice.created_at, "out", tx.amount, tx.currency,
                                                    tx.created_at), settings)
-    first = monitoring._record(sent)  # noqa: SLF001 - the sender's side alone
-    assert first is not None and monitoring._record(sent) is None  # noqa: SLF001 - the index refuses a twin
+    first = monitoring._record(sent)
+    assert first is not None and monitoring._record(sent) is None
     [alert] = monitoring.monitor([tx.id])
     assert alert.user_id == bob.id
     assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 2

@@ -4,6 +4,7 @@ suspicious activity report."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from sqlalchemy import select
@@ -230,10 +231,18 @@ def test_non_officers_cannot_reach_a_case():
     student, faculty = create_user("student"), create_user("faculty")
     case = _case()
     for user in (student, faculty):
-        with pytest.raises(NotFound):
-            cases.get_case(user, case.id)
+        with pytest.raises(Forbidden):
+            cases.case_for(user, case.id)
         with pytest.raises(NotFound):
             cases.comment(user, case.id, "hello")
+
+
+def test_case_for_loads_the_case_for_an_officer_and_says_when_there_is_none():
+    officer = create_user("compliance")
+    case = _case()
+    assert cases.case_for(officer, case.id) is case
+    with pytest.raises(NotFound):
+        cases.case_for(officer, uuid.uuid4())
 
 
 # -- attachments --------------------------------------------------------------------------------------

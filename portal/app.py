@@ -395,9 +395,12 @@ def _connection_lost(exc: Exception) -> bool:
     import psycopg
 
     sqlstate = getattr(exc.orig, "sqlstate", None) or ""
-    # 08: connection exception; 57: operator intervention (admin shutdown, crash, starting up).
+    # 08: connection exception; 57: operator intervention (admin shutdown, crash, starting up),
+    # but for 57014, a statement cancelled (its timeout), which is the statement's own failure.
     # A plain psycopg OperationalError (no subclass) is a failure to connect or a lost socket.
-    return sqlstate[:2] in {"08", "57"} or type(exc.orig) in (psycopg.OperationalError, psycopg.InterfaceError)
+    if sqlstate[:2] == "08" or (sqlstate[:2] == "57" and sqlstate != "57014"):
+        return True
+    return type(exc.orig) in (psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def _forget_failed_attempt() -> None:

@@ -40,8 +40,15 @@ def student(login_as):
     return login_as("student")
 
 
-def test_a_read_that_meets_a_dropped_connection_is_run_again(client, student, monkeypatch, caplog):
-    query, calls = _failing(home_routes.notification_queries.page_for, failures=1)
+@pytest.mark.parametrize("dropped", [
+    _dropped,
+    lambda: sa_exc.OperationalError("SELECT 1", {}, psycopg.errors.AdminShutdown(
+        "terminating connection due to administrator command")),
+    lambda: sa_exc.OperationalError("connect", {}, psycopg.errors.CannotConnectNow(
+        "the database system is starting up")),
+], ids=["invalidated", "admin-shutdown", "starting-up"])
+def test_a_read_that_meets_a_dropped_connection_is_run_again(client, student, monkeypatch, caplog, dropped):
+    query, calls = _failing(home_routes.notification_queries.page_for, failures=1, error=dropped)
     monkeypatch.setattr(home_routes.notification_queries, "page_for", query)
     caplog.set_level(logging.WARNING)
     response = client.get("/notifications")
@@ -101,10 +108,12 @@ def test_a_database_that_cannot_be_reached_at_all_is_503_for_anyone(client, monk
     assert "Please try again in a few seconds." in response.get_data(as_text=True)
 
 
-def test_other_database_errors_are_still_bugs(client, student, monkeypatch):
-    def broken():
-        return sa_exc.ProgrammingError("SELECT nope", {}, psycopg.errors.UndefinedColumn("column nope"))
-
+@pytest.mark.parametrize("broken", [
+    lambda: sa_exc.ProgrammingError("SELECT nope", {}, psycopg.errors.UndefinedColumn("column nope")),
+    lambda: sa_exc.OperationalError("SELECT pg_sleep(99)", {}, psycopg.errors.QueryCanceled(
+        "canceling statement due to statement timeout")),
+], ids=["programming", "statement-timeout"])
+def test_other_database_errors_are_still_bugs(client, student, monkeypatch, broken):
     query, _ = _failing(home_routes.notification_queries.page_for, failures=99, error=broken)
     monkeypatch.setattr(home_routes.notification_queries, "page_for", query)
     assert client.get("/notifications").status_code == 500

@@ -61,8 +61,12 @@ def _restart(server) -> None:
 
 
 @pytest.fixture(scope="module")
-def restart_app(own_server):
+def restart_app(own_server, app):
+    """An app of its own on that server. Making an app points the job queue at it (a process
+    has one), so the shared test app gets the queue back at the end."""
     from flask_migrate import upgrade
+
+    from portal.platform import jobs
 
     owner_url, app_url = provision_database(own_server.get_uri("postgres"), "azora_restart", "azora_restart_owner",
                                             "azora_restart_app", fresh=True)
@@ -70,10 +74,15 @@ def restart_app(own_server):
                            SQLALCHEMY_ENGINE_OPTIONS={"pool_size": CLIENTS, "max_overflow": CLIENTS})
     # Each request with its own app context and session, as in production.
     application.test_client_class = FlaskClient
-    with application.app_context():
-        upgrade()
-        db.session.remove()
-    return application
+    try:
+        with application.app_context():
+            upgrade()
+            db.session.remove()
+        yield application
+    finally:
+        jobs.configure(app)
+        with application.app_context():
+            db.engine.dispose()
 
 
 def _students(app, count: int) -> list[str]:

@@ -110,8 +110,9 @@ def valid_email(form, field) -> None:  # noqa: ARG001 - a WTForms validator
 
 
 def client_ip() -> str | None:
-    """The client's address. Behind a proxy, ``TRUSTED_PROXIES`` in the README tells
-    Werkzeug's ProxyFix how many hops to trust; otherwise this is the socket's peer."""
+    """The client's address. Behind proxies, ``TRUSTED_PROXIES`` (README settings) says how
+    many hops of ``X-Forwarded-For`` Werkzeug's ProxyFix believes (``portal/app.py``, where the
+    app is wrapped); otherwise this is the socket's peer."""
     return request.remote_addr
 
 

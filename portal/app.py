@@ -5,11 +5,13 @@ request and the logged-in user."""
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Flask, abort, g, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, current_user
 from flask_migrate import Migrate
 from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from blueprints.web import blocked_response, is_htmx, wants_fragment
@@ -42,6 +44,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         instance_path=str(PROJECT_ROOT / "instance"),
     )
     app.config.from_mapping(load_config(overrides))
+    _trust_proxies(app)
     _configure_database(app)
     passwords.configure(app.config["ARGON2_TIME_COST"], app.config["ARGON2_MEMORY_COST"])
 
@@ -67,11 +70,26 @@ def create_app(overrides: dict | None = None) -> Flask:
     return app
 
 
+def _trust_proxies(app: Flask) -> None:
+    """Behind ``TRUSTED_PROXIES`` proxies, the client's address, scheme and host are taken from
+    their ``X-Forwarded-*`` headers (the nearest that many hops), so throttling, blocks and
+    security events see the real client. Without it those headers are ignored: a client could
+    write any address into them."""
+    hops = app.config["TRUSTED_PROXIES"]
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+
 def _configure_database(app: Flask) -> None:
     urls = resolve_urls(app.config)
     app.config["SQLALCHEMY_DATABASE_URI"] = urls.app
     app.config["MIGRATION_DATABASE_URL"] = urls.owner
     app.config["DATABASE_IS_EMBEDDED"] = urls.embedded
+    # Tests pass their own pool sizes: the liveness check on checkout stays on whatever they say,
+    # so a connection the server dropped (a restart) is replaced before a request uses it.
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True, **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True)
 
@@ -197,8 +215,50 @@ def _enforce_blocks():
     return blocked_response(block)
 
 
+def nul_in_request() -> str | None:
+    """Where the request carries a NUL character (``\\0``): the address, the query, a form field
+    (name or value), an uploaded file's name or a JSON value; None when nowhere.
+
+    PostgreSQL's text types cannot hold a NUL, so one reaching a query fails there, after the
+    view has started. No field, search, slug or token of the portal has a use for it, so such a
+    request is refused as a whole, in one place, before anything reads it. Headers are not
+    checked: the few that are stored (the user agent) are cleaned where they are kept."""
+    if "\0" in request.path:
+        return "page address"
+    if any("\0" in key or "\0" in value for key, value in request.args.items(multi=True)):
+        return "link's query"
+    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
+        if any("\0" in key or "\0" in value for key, value in request.form.items(multi=True)):
+            return "form"
+        if any("\0" in key or "\0" in (upload.filename or "") for key, upload in request.files.items(multi=True)):
+            return "uploaded file's name"
+        if request.is_json and _has_nul(request.get_json(silent=True)):
+            return "JSON body"
+    return None
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\0" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 def _register_hooks(app: Flask) -> None:
     from portal.compliance.security import events as security_events
+
+    # First of all hooks: nothing else (the session lookup, security events, views) should see
+    # a NUL the database would refuse.
+    @app.before_request
+    def refuse_nul_characters():
+        where = nul_in_request()
+        if where is None:
+            return None
+        return _error_response(400, _TITLES[400], f"The {where} contains a NUL character (\\0), which the "
+                               "portal does not accept anywhere. Remove it and try again.")
 
     @app.before_request
     def identify_and_authorise():
@@ -256,6 +316,21 @@ def _register_hooks(app: Flask) -> None:
             headers.setdefault("Cache-Control", "no-store")
         return response
 
+    # Runs before Flask-SQLAlchemy's own teardown (registered earlier; the last registered runs
+    # first). A request whose connection the server dropped after its work was done (a restart
+    # between the last query and the end) must not turn a finished answer into a 500 when the
+    # session's closing ROLLBACK fails: the pool has already thrown the connection away.
+    @app.teardown_appcontext
+    def close_session_quietly(_exc):
+        try:
+            db.session.remove()
+        except sa_exc.DBAPIError as exc:
+            if not _connection_lost(exc):
+                raise
+            log.warning("database connection lost while ending the request's session: %s",
+                        str(exc.orig or exc).strip().splitlines()[0])
+            db.session.registry.clear()
+
     @app.teardown_request
     def forget_actor(_exc):
         # The request's transaction ends with the app context (Flask-SQLAlchemy removes the
@@ -285,6 +360,66 @@ _TITLES = {
     429: "Too many requests",
     500: "Something went wrong",
 }
+
+
+#: A GET that met a dropped connection waits this long before its one retry, so a database
+#: that restarts in a fraction of a second is back for it.
+DATABASE_RETRY_PAUSE_SECONDS = 0.3
+#: What a 503 tells the client to wait before trying again.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def _connection_lost(exc: Exception) -> bool:
+    """The database could not be reached or dropped the connection: the server restarted, shut
+    down, is starting up, or the network broke. Not an error of the statement itself."""
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection freed up in time
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    import psycopg
+
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    # 08: connection exception; 57: operator intervention (admin shutdown, crash, starting up),
+    # but for 57014, a statement cancelled (its timeout), which is the statement's own failure.
+    # A plain psycopg OperationalError (no subclass) is a failure to connect or a lost socket.
+    if sqlstate[:2] == "08" or (sqlstate[:2] == "57" and sqlstate != "57014"):
+        return True
+    return type(exc.orig) in (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _forget_failed_attempt() -> None:
+    """Undo what the request had set up, so that it can run again from its first hook: the
+    session (on a connection the pool has thrown away), the identity and the security context."""
+    from portal.compliance.security import events as security_events
+
+    try:
+        db.session.remove()
+    except sa_exc.SQLAlchemyError:  # its closing ROLLBACK met the dropped connection
+        db.session.registry.clear()
+    token = g.pop("actor_token", None)
+    if token is not None:
+        db_context.reset(token)
+    context = g.pop("security_context", None)
+    if context is not None:
+        security_events.reset_request_context(context)
+    g.pop("_login_user", None)
+    g.pop("session_record", None)
+
+
+def _database_unavailable():
+    """503 with ``Retry-After`` and a calm page that needs nothing from the database (the
+    usual layout asks it for the user and the notification count)."""
+    headers = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
+    if "_login_user" not in g:
+        # Flask-Login would load the user for the template (a query): the page is for anyone.
+        g._login_user = login_manager.anonymous_user()
+    title = "The portal is busy for a moment"
+    message = "It could not reach its database just now. Please try again in a few seconds."
+    if wants_fragment():
+        return render_template("errors/_inline.html", status=503, title=title, message=message), 503, headers
+    return render_template("errors/unavailable.html", title=title, message=message), 503, headers
 
 
 def _register_error_handlers(app: Flask) -> None:
@@ -317,6 +452,31 @@ def _register_error_handlers(app: Flask) -> None:
         }
         code = exc.code or 500
         return _error_response(code, _TITLES.get(code, exc.name), messages.get(code, exc.description or exc.name))
+
+    @app.errorhandler(sa_exc.DBAPIError)
+    @app.errorhandler(sa_exc.TimeoutError)
+    def database_error(exc: Exception):
+        """A lost database connection: a read (GET, HEAD) is run once more on a fresh
+        connection; what still fails, and any write, is answered 503 with ``Retry-After``, and
+        logged without a traceback. Any other database error is a bug (500)."""
+        if not _connection_lost(exc):
+            return unexpected(exc)
+        if request.method in ("GET", "HEAD") and not g.get("database_retried"):
+            g.database_retried = True
+            _forget_failed_attempt()
+            time.sleep(DATABASE_RETRY_PAUSE_SECONDS)
+            try:
+                return app.preprocess_request() or app.dispatch_request()
+            except Exception as again:  # noqa: BLE001 - handled as any error of the request
+                return app.handle_user_exception(again)
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.warning("database unavailable on %s %s: %s", request.method, request.path,
+                    reason[0] if reason else type(exc).__name__)
+        try:
+            db.session.rollback()
+        except sa_exc.SQLAlchemyError:
+            db.session.remove()
+        return _database_unavailable()
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):  # noqa: ARG001 - log.exception records the error being handled

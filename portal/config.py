@@ -106,10 +106,21 @@ def load_config(overrides: dict | None = None) -> dict:
         "SESSION_MAX_HOURS": _int("SESSION_MAX_HOURS", 24 * 7),
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 16 * 1024 * 1024),
-        # Login throttling: failures allowed per window, per account and per IP.
+        # Proxies in front of the portal whose X-Forwarded-For/-Proto/-Host are believed; 0: none,
+        # the socket's peer is the client (a header a client sends itself is then ignored).
+        "TRUSTED_PROXIES": _int("TRUSTED_PROXIES", 0),
+        # Login throttling (portal/accounts/services.py, authenticate). Refused for the rest of
+        # the window: one address past its failures on one account, or on all accounts.
         "LOGIN_MAX_FAILURES_PER_ACCOUNT": _int("LOGIN_MAX_FAILURES_PER_ACCOUNT", 5),
         "LOGIN_MAX_FAILURES_PER_IP": _int("LOGIN_MAX_FAILURES_PER_IP", 20),
         "LOGIN_THROTTLE_WINDOW_SECONDS": _int("LOGIN_THROTTLE_WINDOW_SECONDS", 900),
+        # Paced, not locked: past this many failures on one account from untrusted clients
+        # (anywhere, within the slow-down window), each attempt waits 1, 2, 4 ... seconds, at most
+        # the maximum delay. Browsers that logged in before keep a device cookie and do not wait.
+        "LOGIN_SLOWDOWN_AFTER": _int("LOGIN_SLOWDOWN_AFTER", 10),
+        "LOGIN_SLOWDOWN_WINDOW_SECONDS": _int("LOGIN_SLOWDOWN_WINDOW_SECONDS", 24 * 3600),
+        "LOGIN_MAX_DELAY_SECONDS": _int("LOGIN_MAX_DELAY_SECONDS", 300),
+        "LOGIN_DEVICE_DAYS": _int("LOGIN_DEVICE_DAYS", 180),
         # E-mails of one kind (reset, confirmation, "already registered") per address per hour.
         "MAIL_PER_ADDRESS_PER_HOUR": _int("MAIL_PER_ADDRESS_PER_HOUR", 5),
         # Argon2 cost; tests lower it for speed.

@@ -93,7 +93,8 @@ def login():
     reason = None
     if form.validate_on_submit():
         result = accounts.authenticate(form.email.data, form.password.data, ip=client_ip(),
-                                       user_agent=request.user_agent.string, policy=session_policy(current_app))
+                                       user_agent=request.user_agent.string, policy=session_policy(current_app),
+                                       device=request.cookies.get(DEVICE_COOKIE))
         if result.user is not None and (block := blocks.block_on_user(result.user.id)) is not None:
             # The password was right, but the account is blocked: no session, and the same page
             # every other request of a blocked user gets.
@@ -108,13 +109,32 @@ def login():
             set_actor(Actor.for_user(result.user.id, result.user.role.value), db.session)
             db.session.commit()
             flash(f"Welcome back, {result.user.first_name}.", "success")
-            return redirect_to(url=safe_next(form.next.data), reload=True)
+            response = redirect_to(url=safe_next(form.next.data), reload=True)
+            _keep_device(response, result.device)
+            return response
         db.session.commit()  # the failed attempt counts toward throttling
         form.form_errors.append(result.error)
         reason = result.reason
     status = 429 if reason == "throttled" else 422 if form.is_submitted() else 200
-    return render("auth/login.html", "form", form=form, reason=reason, resend=EmailOnlyForm(email=form.email.data),
-                  status=status)
+    response = render("auth/login.html", "form", form=form, reason=reason, resend=EmailOnlyForm(email=form.email.data),
+                      status=status)
+    if reason == "throttled" and result.retry_after:
+        response.headers["Retry-After"] = str(result.retry_after)
+    return response
+
+
+#: The device cookie (OWASP's "device cookie"): proof that this browser has logged in to the
+#: account before, so attempts from it are not slowed down when others guess at the account.
+#: Sent only to the login page.
+DEVICE_COOKIE = "azora_device"
+
+
+def _keep_device(response, token: str | None) -> None:
+    if not token:
+        return
+    response.set_cookie(DEVICE_COOKIE, token, max_age=current_app.config["LOGIN_DEVICE_DAYS"] * 24 * 3600,
+                        path=url_for("auth.login"), secure=current_app.config["SESSION_COOKIE_SECURE"],
+                        httponly=True, samesite="Lax")
 
 
 @bp.post("/logout")

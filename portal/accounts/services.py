@@ -8,6 +8,7 @@ services do not know the URL map.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 import string
 import uuid
@@ -200,6 +201,8 @@ class LoginResult:
     #: ``unverified`` lets the page offer to resend the verification link.
     reason: str | None = None
     retry_after: int | None = None
+    #: After a successful login: a new device token for the client to keep (``DEVICE_PURPOSE``).
+    device: str | None = None
 
 
 def _address_key(prefix: str, email: str) -> str:
@@ -209,18 +212,109 @@ def _address_key(prefix: str, email: str) -> str:
     return key
 
 
-def _throttle_keys(email: str, ip: str | None) -> tuple[str, str]:
-    return _address_key("login:account", email), f"login:ip:{ip or 'unknown'}"
+#: The signed token of a device that has logged in to an account (a cookie the web layer keeps).
+DEVICE_PURPOSE = "login-device"
+
+
+@dataclass(frozen=True)
+class _LoginKeys:
+    """The rate-limit counters one login attempt reads and counts against."""
+
+    account: str  # failures on the account from untrusted clients, everywhere: paces attempts
+    pair: str  # failures on the account from this one address: refuses that address
+    ip: str  # failures from this address on any account: refuses the address
+    device: str | None  # failures with this device token: past the limit it is trusted no more
+
+    @classmethod
+    def of(cls, email: str, ip: str | None, device_nonce: str | None) -> _LoginKeys:
+        return cls(account=_address_key("login:account", email), pair=_pair_prefix(email) + (ip or "unknown"),
+                   ip=f"login:ip:{ip or 'unknown'}",
+                   device=f"login:device:{device_nonce}" if device_nonce else None)
+
+
+def _pair_prefix(email: str) -> str:
+    return "login:pair:" + hashlib.sha256(email.encode()).hexdigest()[:32] + ":"
+
+
+def device_token(user: User) -> str:
+    """A signed token naming ``user`` and a random nonce (the nonce keys the token's own
+    failure counter): a client showing it has logged in to this account before."""
+    return tokens.make_token(_secret(), DEVICE_PURPOSE, {"u": str(user.id), "n": secrets.token_urlsafe(12)})
+
+
+def _trusted_nonce(device: str | None, user: User | None) -> str | None:
+    """The nonce of a valid, unexpired device token issued for ``user``, or None."""
+    if not device or user is None:
+        return None
+    max_age = current_app.config["LOGIN_DEVICE_DAYS"] * 24 * 3600
+    try:
+        data = tokens.read_token(_secret(), DEVICE_PURPOSE, device[:500], max_age)
+    except tokens.TokenInvalid:
+        return None
+    nonce = data.get("n")
+    if data.get("u") != str(user.id) or not isinstance(nonce, str) or not 8 <= len(nonce) <= 40:
+        return None
+    return nonce
+
+
+def _wait_text(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = (seconds + 59) // 60
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def pace_delay(failures: int, config) -> float:
+    """Seconds an untrusted client must wait before the next attempt on an account that has
+    had ``failures`` failed logins from untrusted clients: none below ``LOGIN_SLOWDOWN_AFTER``,
+    then 1, 2, 4, ... seconds, at most ``LOGIN_MAX_DELAY_SECONDS``."""
+    over = failures - config["LOGIN_SLOWDOWN_AFTER"]
+    if over < 0:
+        return 0
+    return min(2.0 ** min(over, 30), config["LOGIN_MAX_DELAY_SECONDS"])
+
+
+def _refusal(keys: _LoginKeys, current: dict, config) -> LoginResult | None:
+    """Why an untrusted client may not try now, or None.
+
+    One address is refused outright past its limits (per account and over all accounts): that
+    is what stops a guesser working from one place, and it touches no one else. An account
+    guessed at from many addresses is not locked, which would lock its owner out too: each
+    attempt from an untrusted client must wait its turn, longer with every failure, and only
+    one of concurrent attempts gets each turn."""
+    for key, limit in ((keys.ip, config["LOGIN_MAX_FAILURES_PER_IP"]),
+                       (keys.pair, config["LOGIN_MAX_FAILURES_PER_ACCOUNT"])):
+        window = current.get(key)
+        if window is not None and window.count >= limit:
+            return LoginResult(error=f"Too many failed attempts. Try again in {_wait_text(window.retry_after)}, "
+                                     "or reset your password.", reason="throttled", retry_after=window.retry_after)
+    account = current.get(keys.account)
+    delay = pace_delay(account.count, config) if account is not None else 0
+    if delay <= 0:
+        return None
+    wait = delay - account.seconds_since_last()
+    if wait <= 0 and rate_limits.claim(keys.account, config["LOGIN_SLOWDOWN_WINDOW_SECONDS"], delay):
+        return None
+    retry_after = max(1, math.ceil(wait if wait > 0 else delay))
+    return LoginResult(error=f"This account has had many failed logins, so each attempt must wait its turn. Try "
+                             f"again in {_wait_text(retry_after)}, or reset your password. A browser you have "
+                             "logged in with before is not kept waiting.", reason="throttled", retry_after=retry_after)
 
 
 def authenticate(email: str, password: str, *, ip: str | None, user_agent: str | None,
-                 policy: sessions.SessionPolicy) -> LoginResult:
+                 policy: sessions.SessionPolicy, device: str | None = None) -> LoginResult:
     """Check credentials and start a session.
 
     Returns a result rather than raising, because a failed attempt must still be committed
-    (it counts toward throttling). Failures are counted per account and per IP over a fixed
-    window; past the limit no password is even checked. Every message a stranger can see is the
-    same whether or not the account exists.
+    (it counts toward throttling). Every message a stranger can see is the same whether or not
+    the account exists.
+
+    Throttling follows OWASP's device-cookie design (ASVS 6.3.1): a guesser cannot lock the
+    owner out. ``device`` is the token a client was given at an earlier successful login to
+    this account; such a client is trusted and only its own failures count against it (up to
+    ``LOGIN_MAX_FAILURES_PER_ACCOUNT``, then it is treated as any other). Untrusted clients are
+    refused per address (``_refusal``) and paced per account; past a limit no password is even
+    checked. A successful login clears the account's counters and hands out a new token.
     """
     config = current_app.config
     window = config["LOGIN_THROTTLE_WINDOW_SECONDS"]
@@ -228,21 +322,26 @@ def authenticate(email: str, password: str, *, ip: str | None, user_agent: str |
         email = normalise_email(email)
     except InvalidInput:
         return LoginResult(error="E-mail or password is wrong.", reason="bad_credentials")
-    account_key, ip_key = _throttle_keys(email, ip)
-    current = rate_limits.peek_many([account_key, ip_key], window)
-    for key, limit in ((account_key, config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]),
-                       (ip_key, config["LOGIN_MAX_FAILURES_PER_IP"])):
-        if key in current and current[key].count >= limit:
-            minutes = (current[key].retry_after + 59) // 60
-            events.login_failed.send(email=email, ip=ip, reason="throttled")
-            return LoginResult(error=f"Too many failed attempts. Try again in {minutes} minute"
-                                     f"{'s' if minutes != 1 else ''}, or reset your password.",
-                               reason="throttled", retry_after=current[key].retry_after)
-
     user = find_by_email(email)
+    nonce = _trusted_nonce(device, user)
+    keys = _LoginKeys.of(email, ip, nonce)
+    windows = {keys.ip: window, keys.pair: window, keys.account: config["LOGIN_SLOWDOWN_WINDOW_SECONDS"]}
+    if keys.device:
+        windows[keys.device] = window
+    current = rate_limits.peek_windows(windows)
+    trusted = keys.device is not None and (
+        keys.device not in current or current[keys.device].count < config["LOGIN_MAX_FAILURES_PER_ACCOUNT"])
+    if not trusted and (refused := _refusal(keys, current, config)) is not None:
+        events.login_failed.send(email=email, ip=ip, reason="throttled")
+        return refused
+
     if not passwords.verify_password(user.password_hash if user else None, (password or "")[:1000]):
-        rate_limits.hit(account_key, window)
-        rate_limits.hit(ip_key, window)
+        if trusted:
+            rate_limits.hit(keys.device, window)
+        else:
+            rate_limits.hit(keys.pair, window)
+            rate_limits.hit(keys.ip, window)
+            rate_limits.hit(keys.account, config["LOGIN_SLOWDOWN_WINDOW_SECONDS"])
         events.login_failed.send(email=email, ip=ip, reason="bad_credentials")
         return LoginResult(error="E-mail or password is wrong.", reason="bad_credentials")
 
@@ -257,13 +356,15 @@ def authenticate(email: str, password: str, *, ip: str | None, user_agent: str |
         return LoginResult(error="Confirm your e-mail address first: open the link we e-mailed you.",
                            reason="unverified")
 
-    rate_limits.reset(account_key)
+    for key in (keys.account, keys.pair, keys.device):
+        if key is not None:
+            rate_limits.reset(key)
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     user.last_login_at = utcnow()
     token = sessions.start_session(user, ip=ip, user_agent=user_agent, policy=policy)
     events.user_logged_in.send(user=user, ip=ip, user_agent=user_agent)
-    return LoginResult(user=user, token=token)
+    return LoginResult(user=user, token=token, device=device_token(user))
 
 
 def logout(token: str | None) -> None:
@@ -337,8 +438,9 @@ def reset_password(token: str, new_password: str) -> User:
     if user.email_verified_at is None:
         user.email_verified_at = utcnow()
     sessions.end_user_sessions(user.id, "password_reset")
-    # The owner proved who they are: failed guesses by others no longer lock them out.
-    rate_limits.reset(_throttle_keys(user.email, None)[0])
+    # The owner proved who they are: failed guesses by others no longer hold them back.
+    rate_limits.reset(_address_key("login:account", user.email))
+    rate_limits.reset_prefix(_pair_prefix(user.email))
     events.password_changed.send(user=user, via="reset")
     return user
 

@@ -1,5 +1,6 @@
 """Property tests: whatever a client posts into the auth forms, the answer is a page or a redirect,
-never a server error, and no account appears unless the registration succeeded.
+never a server error, and no account appears unless the registration succeeded. A NUL anywhere
+in the request is refused with a 400 that says so (every route is walked in tests/test_nul_input.py).
 
 Every example of one test runs in that test's single rolled-back transaction, so the assertions
 compare against counts taken before each example, and addresses are unique per example.
@@ -56,6 +57,16 @@ def assert_handled(response, also: frozenset = frozenset()) -> None:
     assert response.status_code < 500
 
 
+def carries_nul(*values: str) -> bool:
+    return any("\x00" in value for value in values)
+
+
+def assert_nul_refused(response) -> None:
+    """A NUL anywhere in the request is refused before any view reads it (portal/app.py)."""
+    assert response.status_code == 400, (response.status_code, response.get_data(as_text=True)[:500])
+    assert "contains a NUL character" in response.get_data(as_text=True)
+
+
 @FUZZ
 @given(email=values, password=values, nxt=targets, htmx=st.booleans())
 def test_login_never_fails(app, email, password, nxt, htmx):
@@ -63,6 +74,8 @@ def test_login_never_fails(app, email, password, nxt, htmx):
                                headers={"HX-Request": "true"} if htmx else {})
     assert_handled(response)
     assert response.status_code != 302  # nothing here is a real account's password
+    if carries_nul(email, password, nxt):
+        assert_nul_refused(response)
 
 
 @FUZZ
@@ -73,6 +86,9 @@ def test_login_next_never_leaves_the_site(app, nxt, htmx):
     response = fresh(app).post("/auth/login", data={"email": user.email, "password": PASSWORD, "next": nxt},
                                headers={"HX-Request": "true"} if htmx else {})
     assert_handled(response)
+    if carries_nul(nxt):
+        assert_nul_refused(response)
+        return
     target = response.headers["HX-Redirect" if htmx else "Location"]
     parts = urlsplit(target)
     assert target.startswith("/") and not target.startswith("//")
@@ -89,6 +105,10 @@ def test_register_never_fails_and_writes_only_on_success(app, name, email, passw
             "confirm": password if confirm_same else password + "?"}
     response = fresh(app).post("/auth/register", data=data, headers={"HX-Request": "true"} if htmx else {})
     assert_handled(response)
+    if carries_nul(name, email, password):
+        assert_nul_refused(response)
+        assert user_count() == before
+        return
     if response.status_code in (302, 204):
         # Accepted: exactly one new account for that address (or none if it already existed).
         created = db.session.scalar(select(User).where(User.email == accounts.normalise_email(email)))
@@ -115,7 +135,10 @@ def test_register_with_a_good_address_creates_an_account_only_for_valid_input(ap
         valid = False
     # The form's own checks come first: required (blank counts as missing) and lengths.
     valid = valid and len(name) <= 120 and name.strip() != "" and password.strip() != ""
-    if valid:
+    if carries_nul(name, password):
+        assert_nul_refused(response)
+        assert user_count() == before
+    elif valid:
         assert response.status_code == 302
         assert user_count() == before + 1
     else:
@@ -128,8 +151,11 @@ def test_register_with_a_good_address_creates_an_account_only_for_valid_input(ap
 def test_forgot_and_resend_never_fail(app, email, htmx):
     headers = {"HX-Request": "true"} if htmx else {}
     client = fresh(app)
-    assert_handled(client.post("/auth/forgot", data={"email": email}, headers=headers))
-    assert_handled(client.post("/auth/resend-verification", data={"email": email}, headers=headers))
+    for path in ("/auth/forgot", "/auth/resend-verification"):
+        response = client.post(path, data={"email": email}, headers=headers)
+        assert_handled(response)
+        if carries_nul(email):
+            assert_nul_refused(response)
 
 
 @FUZZ
@@ -145,6 +171,8 @@ def test_reset_with_any_token_never_fails(app, token, password, confirm_same):
         # merges a doubled slash.
         assert_handled(response, also=frozenset({404, 308}))
         assert response.status_code in (400, 404, 308)
+        if carries_nul(token):
+            assert_nul_refused(response)
 
 
 @FUZZ
@@ -158,7 +186,10 @@ def test_reset_with_a_valid_token_changes_only_on_success(app, password, confirm
                                headers={"HX-Request": "true"} if htmx else {})
     assert_handled(response)
     db.session.expire(user)
-    if response.status_code in (302, 204):
+    if carries_nul(password):
+        assert_nul_refused(response)
+        assert user.password_hash == before
+    elif response.status_code in (302, 204):
         assert user.password_hash != before
     else:
         assert response.status_code == 422
@@ -178,7 +209,10 @@ def test_change_password_never_fails(app, current, new, confirm_same, htmx):
                            headers={"HX-Request": "true"} if htmx else {})
     assert_handled(response)
     # None of the generated values is the real current password.
-    assert response.status_code == 422
+    if carries_nul(current, new):
+        assert_nul_refused(response)
+    else:
+        assert response.status_code == 422
     db.session.expire(user)
     assert user.password_hash == before
     assert client.get("/dashboard").status_code == 200

@@ -338,6 +338,7 @@ class TestLogin:
         [message] = form_errors(response)
         assert message == "Too many failed attempts. Try again in 15 minutes, or reset your password."
         assert is_fragment(response) == bool(headers)
+        assert 0 < int(response.headers["Retry-After"]) <= app.config["LOGIN_THROTTLE_WINDOW_SECONDS"] + 1
         assert "sid" not in cookie_session(app, client)
         # The attempts were committed by the views, not lost with an error.
         assert db.session.scalar(select(func.count()).select_from(RateLimit)
@@ -352,6 +353,42 @@ class TestLogin:
         path = link_in(emails_to(user.email, "reset_password")[0], "reset")
         client.post(path, data={"new_password": NEW_PASSWORD, "confirm": NEW_PASSWORD})
         response = log_in(client, user.email, NEW_PASSWORD)
+        assert response.status_code == 302 and location(response) == "/dashboard"
+
+
+class TestLoginUnderAttack:
+    """Guessing at an account slows the guessers, not its owner (OWASP's device cookies)."""
+
+    ATTACKER = {"REMOTE_ADDR": "198.51.100.66"}
+
+    def test_a_login_gives_the_browser_a_device_cookie_for_the_login_page_only(self, app, client, user):
+        response = log_in(client, user.email)
+        assert response.status_code == 302
+        header = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith("azora_device="))
+        assert "HttpOnly" in header and "Path=/auth/login" in header and "SameSite=Lax" in header
+        assert f"Max-Age={app.config['LOGIN_DEVICE_DAYS'] * 86400}" in header
+        assert client.get_cookie("azora_device", path="/auth/login") is not None
+
+    def test_an_attacker_cannot_lock_the_owner_out(self, app, client, user, new_client):
+        attacker = new_client()
+        for i in range(app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"] + 3):
+            log_in(attacker, user.email, f"wrong password {i}", environ_base=self.ATTACKER)
+        assert log_in(attacker, user.email, environ_base=self.ATTACKER).status_code == 429
+        # The owner, from their own address and a browser new to the account, is let in.
+        response = log_in(client, user.email, environ_base={"REMOTE_ADDR": "192.0.2.44"})
+        assert response.status_code == 302 and location(response) == "/dashboard"
+
+    def test_the_owners_browser_gets_in_while_many_addresses_are_slowed(self, app, client, user, new_client):
+        assert log_in(client, user.email).status_code == 302
+        client.post("/auth/logout")
+        for i in range(app.config["LOGIN_SLOWDOWN_AFTER"] + 2):
+            log_in(new_client(), user.email, f"wrong password {i}", environ_base={"REMOTE_ADDR": f"198.51.100.{i}"})
+        stranger = log_in(new_client(), user.email, environ_base={"REMOTE_ADDR": "192.0.2.99"})
+        assert stranger.status_code == 429
+        assert 1 <= int(stranger.headers["Retry-After"]) <= app.config["LOGIN_MAX_DELAY_SECONDS"]
+        assert "wait its turn" in text(stranger)
+        # The device cookie from the earlier login: in at once, from any address.
+        response = log_in(client, user.email, environ_base={"REMOTE_ADDR": "198.51.100.3"})
         assert response.status_code == 302 and location(response) == "/dashboard"
 
 

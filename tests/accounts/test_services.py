@@ -3,6 +3,7 @@ roles and (de)activation, with the password and token helpers they stand on."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from datetime import timedelta
@@ -62,6 +63,17 @@ def tamper(token: str) -> str:
 
 def login(email: str, password: str = PASSWORD, *, policy, ip: str = IP) -> accounts.LoginResult:
     return accounts.authenticate(email, password, ip=ip, user_agent=UA, policy=policy)
+
+
+def pair_key(email: str, ip: str) -> str:
+    """The counter of failures on one account from one address."""
+    return "login:pair:" + hashlib.sha256(email.encode()).hexdigest()[:32] + ":" + ip
+
+
+def _age_account(email: str, seconds: int) -> None:
+    """Move the account's last failure ``seconds`` into the past, instead of waiting."""
+    db.session.execute(update(RateLimit).where(RateLimit.key == f"login:account:{email}")
+                       .values(updated_at=RateLimit.updated_at - timedelta(seconds=seconds)))
 
 
 # ---------------------------------------------------------------- passwords and tokens
@@ -354,35 +366,126 @@ class TestAuthenticate:
         for user in (unverified, deactivated, invited):
             assert live_sessions(user.id) == []
 
-    def test_throttled_per_account_after_the_limit(self, app, policy):
+    def test_one_address_is_stopped_after_the_limit_on_an_account(self, app, policy):
+        """Brute force from one address: after the limit that address gets no more guesses at
+        the account for the rest of the window, not even with the right password."""
         user = create_user()
         limit = app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]
         for i in range(limit):
-            assert login(user.email, f"wrong password {i}", policy=policy, ip=f"198.51.100.{i}").reason \
-                == "bad_credentials"
+            assert login(user.email, f"wrong password {i}", policy=policy).reason == "bad_credentials"
         seen = []
 
         def receiver(sender, **kwargs):
             seen.append(kwargs["reason"])
 
         with events.login_failed.connected_to(receiver):
-            result = login(user.email, PASSWORD, policy=policy, ip="192.0.2.99")
+            result = login(user.email, PASSWORD, policy=policy)
+            for i in range(3):
+                assert login(user.email, f"another guess {i}", policy=policy).reason == "throttled"
         assert result.reason == "throttled" and result.token is None
-        assert result.error.startswith("Too many failed attempts. Try again in 15 minutes")
+        assert result.error == "Too many failed attempts. Try again in 15 minutes, or reset your password."
         assert 0 < result.retry_after <= app.config["LOGIN_THROTTLE_WINDOW_SECONDS"] + 1
-        assert seen == ["throttled"]
+        assert seen == ["throttled"] * 4
         assert live_sessions(user.id) == []
-        # Past the limit the password is not even checked, so nothing more is counted.
+        # Past the limit the password is not even checked, so nothing more is counted: the
+        # guesser got exactly ``limit`` guesses in the window.
+        assert limit_row(pair_key(user.email, IP)).count == limit
         assert limit_row(f"login:account:{user.email}").count == limit
-        # Another account from the same addresses is not affected.
+        # Another account from the same address is not affected.
         other = create_user()
-        assert login(other.email, policy=policy, ip="192.0.2.99").token
+        assert login(other.email, policy=policy).token
+
+    def test_an_attacker_at_one_address_cannot_lock_the_owner_out(self, app, policy):
+        user = create_user()
+        for i in range(app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"] + 5):
+            login(user.email, f"wrong password {i}", policy=policy, ip="198.51.100.66")
+        assert login(user.email, policy=policy, ip="198.51.100.66").reason == "throttled"
+        # One address cannot even bring the account to the point where it is slowed down.
+        assert limit_row(f"login:account:{user.email}").count < app.config["LOGIN_SLOWDOWN_AFTER"]
+        result = login(user.email, policy=policy, ip="192.0.2.99")
+        assert result.token and result.reason is None
+
+    def test_many_addresses_slow_the_account_down_instead_of_locking_it(self, app, policy):
+        user = create_user()
+        after = app.config["LOGIN_SLOWDOWN_AFTER"]
+        for i in range(after):  # each address stays under its own limit
+            assert login(user.email, f"wrong password {i}", policy=policy, ip=f"198.51.100.{i}").reason \
+                == "bad_credentials"
+        # The next attempt from anywhere untrusted must wait its turn: 1 second.
+        result = login(user.email, policy=policy, ip="192.0.2.99")
+        assert result.reason == "throttled" and result.token is None
+        assert result.retry_after == 1
+        assert "each attempt must wait its turn. Try again in 1 second" in result.error
+        assert limit_row(f"login:account:{user.email}").count == after  # no password checked
+        # Each failure doubles the wait: the guessers' rate falls, with no lock.
+        for expected in (2, 4, 8, 16):
+            _age_account(user.email, 3600)
+            assert login(user.email, "still guessing", policy=policy, ip="198.51.100.200").reason \
+                == "bad_credentials"
+            assert login(user.email, "and again", policy=policy, ip="198.51.100.201").retry_after == expected
+        # The owner's turn comes: the right password from an untrusted address works after the wait.
+        _age_account(user.email, 16)
+        assert login(user.email, policy=policy, ip="192.0.2.99").token
+        assert limit_row(f"login:account:{user.email}") is None
+
+    def test_the_wait_grows_to_its_maximum(self, app):
+        after, most = app.config["LOGIN_SLOWDOWN_AFTER"], app.config["LOGIN_MAX_DELAY_SECONDS"]
+        assert [accounts.pace_delay(after + k, app.config) for k in range(-1, 4)] == [0, 1, 2, 4, 8]
+        assert accounts.pace_delay(after + 1000, app.config) == most
+
+    def test_of_two_attempts_at_once_only_one_gets_the_turn(self, app, policy):
+        user = create_user()
+        for i in range(app.config["LOGIN_SLOWDOWN_AFTER"]):
+            login(user.email, f"wrong password {i}", policy=policy, ip=f"198.51.100.{i}")
+        _age_account(user.email, 5)
+        # The first takes the turn (and fails); the second, in the same moment, waits.
+        assert login(user.email, "a guess", policy=policy, ip="198.51.100.100").reason == "bad_credentials"
+        assert login(user.email, policy=policy, ip="192.0.2.99").reason == "throttled"
+
+    def test_the_owners_device_logs_in_while_the_account_is_under_attack(self, app, policy):
+        user = create_user()
+        device = accounts.authenticate(user.email, PASSWORD, ip="192.0.2.10", user_agent=UA, policy=policy).device
+        assert device
+        for i in range(app.config["LOGIN_SLOWDOWN_AFTER"] + 3):
+            login(user.email, f"wrong password {i}", policy=policy, ip=f"198.51.100.{i % 4}")
+        assert login(user.email, policy=policy, ip="192.0.2.99").reason == "throttled"
+        # Even from an address the attack used (a shared network), the known device gets in at once.
+        result = accounts.authenticate(user.email, PASSWORD, ip="198.51.100.1", user_agent=UA, policy=policy,
+                                       device=device)
+        assert result.token and result.reason is None
+        assert result.device and result.device != device  # a fresh token each login
+
+    def test_a_device_token_counts_only_for_its_account_and_only_within_its_own_limit(self, app, policy):
+        owner, other = create_user(), create_user()
+        device = accounts.authenticate(owner.email, PASSWORD, ip=IP, user_agent=UA, policy=policy).device
+        for i in range(app.config["LOGIN_SLOWDOWN_AFTER"]):
+            login(other.email, f"wrong password {i}", policy=policy, ip=f"198.51.100.{i}")
+            login(owner.email, f"wrong password {i}", policy=policy, ip=f"198.51.100.{i}")
+
+        def attempt(email, password=PASSWORD, token=device):
+            return accounts.authenticate(email, password, ip="192.0.2.50", user_agent=UA, policy=policy, device=token)
+
+        # Another account's device token, or a forged one, is no device at all.
+        assert attempt(other.email).reason == "throttled"
+        assert attempt(owner.email, token=device[:-2] + ("AA" if device[-2:] != "AA" else "BB")).reason \
+            == "throttled"
+        # The device's own guesses are limited: past the limit it is trusted no more.
+        for i in range(app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]):
+            assert attempt(owner.email, f"device guess {i}").reason == "bad_credentials"
+        assert attempt(owner.email).reason == "throttled"
 
     def test_throttling_does_not_reveal_whether_the_account_exists(self, app, policy):
         nobody = unique_email("nobody")
         for i in range(app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]):
-            login(nobody, f"wrong password {i}", policy=policy, ip=f"198.51.100.{i}")
+            login(nobody, f"wrong password {i}", policy=policy)
         assert login(nobody, PASSWORD, policy=policy).reason == "throttled"
+        slowed, real = unique_email("nobody"), create_user()
+        for email in (slowed, real.email):
+            for i in range(app.config["LOGIN_SLOWDOWN_AFTER"]):
+                login(email, f"wrong password {i}", policy=policy, ip=f"198.51.100.{i}")
+        answers = [login(email, "a guess", policy=policy, ip="192.0.2.7") for email in (slowed, real.email)]
+        assert [(a.reason, a.retry_after, a.error) for a in answers][0] == \
+            [(a.reason, a.retry_after, a.error) for a in answers][1]
 
     def test_throttled_per_ip_after_the_limit(self, app, policy, monkeypatch):
         monkeypatch.setitem(app.config, "LOGIN_MAX_FAILURES_PER_IP", 3)
@@ -401,6 +504,7 @@ class TestAuthenticate:
             login(user.email, f"wrong password {i}", policy=policy)
         assert login(user.email, policy=policy).token
         assert limit_row(f"login:account:{user.email}") is None
+        assert limit_row(pair_key(user.email, IP)) is None
         assert limit_row(f"login:ip:{IP}").count == limit - 1
         # A fresh allowance: limit - 1 more failures still leave the account open.
         for i in range(limit - 1):
@@ -413,7 +517,7 @@ class TestAuthenticate:
             login(user.email, f"wrong password {i}", policy=policy)
         assert login(user.email, policy=policy).reason == "throttled"
         window = app.config["LOGIN_THROTTLE_WINDOW_SECONDS"]
-        db.session.execute(update(RateLimit).where(RateLimit.key.in_([f"login:account:{user.email}", f"login:ip:{IP}"]))
+        db.session.execute(update(RateLimit).where(RateLimit.key.in_([pair_key(user.email, IP), f"login:ip:{IP}"]))
                            .values(window_start=func.now() - timedelta(seconds=window + 5)))
         assert login(user.email, policy=policy).token
 
@@ -571,10 +675,17 @@ class TestPasswordReset:
     def test_reset_lifts_the_account_throttle(self, app, policy):
         user = create_user()
         for i in range(app.config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]):
+            login(user.email, f"wrong password {i}", policy=policy)
+        for i in range(app.config["LOGIN_SLOWDOWN_AFTER"]):
             login(user.email, f"wrong password {i}", policy=policy, ip=f"198.51.100.{i}")
         assert login(user.email, policy=policy).reason == "throttled"
+        assert login(user.email, policy=policy, ip="192.0.2.99").reason == "throttled"
         accounts.reset_password(accounts.password_reset_token(user), NEW_PASSWORD)
         assert limit_row(f"login:account:{user.email}") is None
+        assert limit_row(pair_key(user.email, IP)) is None
+        assert limit_row(pair_key(user.email, "198.51.100.1")) is None
+        # Proving the address forgets the failures on the account, not those of the address.
+        assert limit_row(f"login:ip:{IP}") is not None
         assert login(user.email, NEW_PASSWORD, policy=policy).token
 
     def test_a_link_stops_working_once_the_password_changes_otherwise(self):

@@ -1,4 +1,5 @@
-"""Fixed-window rate limits: hit / peek / peek_many / reset, window expiry and concurrent hits."""
+"""Fixed-window rate limits: hit / peek / peek_many / peek_windows / reset / reset_prefix, window
+expiry, concurrent hits, and turns (``claim``) that pace attempts, one winner at a time."""
 
 from __future__ import annotations
 
@@ -106,6 +107,106 @@ def test_retry_after_is_the_rest_of_the_window():
     _age(key, WINDOW - 100 - 1)
     window = rate_limits.peek(key, WINDOW)
     assert window is not None and 1 <= window.retry_after <= 3
+
+
+def _age_last(key: str, seconds: int) -> None:
+    db.session.execute(update(RateLimit).where(RateLimit.key == key)
+                       .values(updated_at=RateLimit.updated_at - timedelta(seconds=seconds)))
+
+
+def test_a_window_knows_when_it_was_last_hit():
+    key = _key()
+    first = rate_limits.hit(key, WINDOW)
+    assert first.last_at is not None and first.seconds_since_last() < 5
+    _age_last(key, 100)
+    assert 99 <= rate_limits.peek(key, WINDOW).seconds_since_last() <= 105
+
+
+def test_peek_windows_gives_each_key_its_own_window():
+    short, long_, missing = _key(), _key(), _key()
+    rate_limits.hit(short, WINDOW)
+    rate_limits.hit(long_, WINDOW)
+    _age(short, 120)
+    _age(long_, 120)
+    found = rate_limits.peek_windows({short: 60, long_: 600, missing: 600})
+    assert set(found) == {long_}
+    assert found[long_].window_seconds == 600
+    assert rate_limits.peek_windows({}) == {}
+
+
+def test_a_turn_is_claimed_once_per_gap():
+    key = _key()
+    rate_limits.hit(key, WINDOW)
+    assert rate_limits.claim(key, WINDOW, 10) is False  # too soon after the hit
+    _age_last(key, 11)
+    assert rate_limits.claim(key, WINDOW, 10) is True
+    assert rate_limits.claim(key, WINDOW, 10) is False  # that turn is taken
+    _age_last(key, 11)
+    assert rate_limits.claim(key, WINDOW, 10) is True
+    assert rate_limits.peek(key, WINDOW).count == 1  # turns do not count
+    assert rate_limits.claim(_key(), WINDOW, 0) is False  # nothing to pace
+
+
+def test_reset_prefix_forgets_only_the_keys_it_starts():
+    base = _key("prefix")
+    kept = _key("prefix")
+    wildcard = base.replace(":", "%")
+    for key in (f"{base}:a", f"{base}:b", kept, f"{wildcard}:c"):
+        rate_limits.hit(key, WINDOW)
+    rate_limits.reset_prefix(f"{base}:")
+    assert rate_limits.peek_many([f"{base}:a", f"{base}:b"], WINDOW) == {}
+    assert rate_limits.peek(kept, WINDOW).count == 1
+    # LIKE's wildcards in a prefix are plain characters: "pre_ix%" starts neither key.
+    rate_limits.reset_prefix("pre_ix%")
+    assert rate_limits.peek(kept, WINDOW).count == 1
+    assert rate_limits.peek(f"{wildcard}:c", WINDOW).count == 1
+    rate_limits.reset_prefix("prefix%")
+    assert rate_limits.peek(f"{wildcard}:c", WINDOW) is None
+    assert rate_limits.peek(kept, WINDOW).count == 1
+    with pytest.raises(ValueError):
+        rate_limits.reset_prefix("")
+
+
+@pytest.mark.no_db_rollback
+def test_of_concurrent_claims_one_wins(app):
+    """Threads with their own connections claim the same turn at once: exactly one gets it."""
+    key = _key("claims")
+    threads_n = 6
+    with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
+        rate_limits.hit(key, WINDOW)
+        _age_last(key, 60)
+        db.session.commit()
+        db.session.remove()
+    barrier = threading.Barrier(threads_n)
+    won: list[bool] = []
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
+                try:
+                    barrier.wait(timeout=30)
+                    result = rate_limits.claim(key, WINDOW, 30)
+                    db.session.commit()
+                    won.append(result)
+                finally:
+                    db.session.remove()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(threads_n)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors, errors
+        assert sorted(won) == [False] * (threads_n - 1) + [True]
+    finally:
+        with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
+            rate_limits.reset(key)
+            db.session.commit()
+            db.session.remove()
 
 
 @pytest.mark.no_db_rollback

@@ -1,8 +1,10 @@
 """API gateway tables owned by the foundation: rate limits.
 
 ``rate_limits`` keeps one fixed-window counter per key (``login:account:<email>``,
-``login:ip:<address>``, ...). A window that has passed counts as empty, so expired rows need no
-job; a periodic clean-up may delete them.
+``login:pair:<hash of the email>:<address>``, ``login:ip:<address>``, ``login:device:<nonce>``,
+...). A window that has passed counts as empty, so expired rows need no job; a periodic clean-up
+may delete them. ``updatedAt`` is when the key was last hit or its turn claimed, which paces
+attempts.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Fixed-window rate limits kept in ``rate_limits``.
 
 One UPSERT both counts and, when the window has passed, restarts it, so concurrent requests
-never lose a count and no job is needed to expire windows.
+never lose a count and no job is needed to expire windows. Each counter also remembers when it
+was last hit, so a caller can pace attempts (``claim``) instead of only refusing past a limit.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from portal.db import db
@@ -22,6 +23,11 @@ class Window:
     count: int
     window_start: datetime
     window_seconds: int
+    #: When the key was last hit (or its turn last claimed).
+    last_at: datetime | None = None
+
+    def seconds_since_last(self) -> float:
+        return (utcnow() - (self.last_at or self.window_start)).total_seconds()
 
     @property
     def retry_after(self) -> int:
@@ -42,31 +48,67 @@ def hit(key: str, window_seconds: int) -> Window:
             RateLimit.window_start: case((expired, now), else_=RateLimit.window_start),
             RateLimit.updated_at: now,
         },
-    ).returning(RateLimit.count, RateLimit.window_start)
-    count, start = db.session.execute(stmt).one()
-    return Window(count, start, window_seconds)
+    ).returning(RateLimit.count, RateLimit.window_start, RateLimit.updated_at)
+    count, start, last = db.session.execute(stmt).one()
+    return Window(count, start, window_seconds, last)
 
 
 def peek(key: str, window_seconds: int) -> Window | None:
     """The current window for ``key``, or None when it is empty or has passed."""
     row = db.session.execute(
-        select(RateLimit.count, RateLimit.window_start).where(
+        select(RateLimit.count, RateLimit.window_start, RateLimit.updated_at).where(
             RateLimit.key == key,
             RateLimit.window_start > func.now() - timedelta(seconds=window_seconds),
         )
     ).one_or_none()
-    return Window(row.count, row.window_start, window_seconds) if row else None
+    return Window(row.count, row.window_start, window_seconds, row.updated_at) if row else None
 
 
 def peek_many(keys: list[str], window_seconds: int) -> dict[str, Window]:
+    return peek_windows(dict.fromkeys(keys, window_seconds))
+
+
+def peek_windows(windows: dict[str, int]) -> dict[str, Window]:
+    """The live windows of several keys, each with its own length, in one statement."""
+    if not windows:
+        return {}
     rows = db.session.execute(
-        select(RateLimit.key, RateLimit.count, RateLimit.window_start).where(
-            RateLimit.key.in_(keys),
-            RateLimit.window_start > func.now() - timedelta(seconds=window_seconds),
+        select(RateLimit.key, RateLimit.count, RateLimit.window_start, RateLimit.updated_at,
+               func.now().label("now")).where(
+            RateLimit.key.in_(list(windows)),
+            RateLimit.window_start > func.now() - timedelta(seconds=max(windows.values())),
         )
     )
-    return {r.key: Window(r.count, r.window_start, window_seconds) for r in rows}
+    found = {}
+    for r in rows:
+        seconds = windows[r.key]
+        if r.window_start > r.now - timedelta(seconds=seconds):
+            found[r.key] = Window(r.count, r.window_start, seconds, r.updated_at)
+    return found
+
+
+def claim(key: str, window_seconds: int, gap_seconds: float) -> bool:
+    """Take the next turn of ``key``: true, and the turn is marked taken now, when at least
+    ``gap_seconds`` have passed since its last hit or turn; false when another request took it
+    first or it is too soon. One conditional UPDATE, so of concurrent claims only one wins."""
+    claimed = db.session.execute(
+        update(RateLimit)
+        .where(RateLimit.key == key,
+               RateLimit.window_start > func.now() - timedelta(seconds=window_seconds),
+               RateLimit.updated_at <= func.now() - timedelta(seconds=gap_seconds))
+        .values(updated_at=func.now())
+        .returning(RateLimit.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return claimed is not None
 
 
 def reset(key: str) -> None:
     db.session.execute(delete(RateLimit).where(RateLimit.key == key))
+
+
+def reset_prefix(prefix: str) -> None:
+    """Forget every key that starts with ``prefix`` (taken literally: LIKE's wildcards escaped)."""
+    if not prefix:
+        raise ValueError("an empty prefix would forget every key")
+    db.session.execute(delete(RateLimit).where(RateLimit.key.startswith(prefix, autoescape=True)))

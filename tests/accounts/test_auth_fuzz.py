@@ -164,14 +164,15 @@ def test_reset_with_any_token_never_fails(app, token, password, confirm_same):
     data = {"new_password": password, "confirm": password if confirm_same else ""}
     client = fresh(app)
     # Slashes would leave the route; percent-encode everything so the token reaches the view.
-    path = "/auth/reset/" + "".join(f"%{b:02X}" for b in token.encode())[:6000]
+    raw = token.encode()[:2000]  # what is sent, so the NUL check below looks at the same bytes
+    path = "/auth/reset/" + "".join(f"%{b:02X}" for b in raw)
     for method in (client.get, client.post):
         response = method(path, data=data) if method is client.post else method(path)
         # A token with a slash in it is another address: 404, or the router's 308 that
         # merges a doubled slash.
         assert_handled(response, also=frozenset({404, 308}))
         assert response.status_code in (400, 404, 308)
-        if carries_nul(token):
+        if b"\x00" in raw:
             assert_nul_refused(response)
 
 

@@ -116,7 +116,7 @@ class TestChatPage:
                                data={"question": "How do stems carry water?", "session_id": str(session.id)})
         body = response.get_data(as_text=True)
         assert response.status_code == 200 and "HX-Retarget" not in response.headers
-        assert body.lstrip().startswith('<li id="m-') and body.count('class="tutor-bubble ') == 2
+        assert body.lstrip().startswith('<article id="m-') and body.count('class="tutor-bubble ') == 2
         assert "How do stems carry water?" in body and "Roots and Stems — How stems carry water" in body
         assert 'id="tutor-form-page" class="tutor-form"' in body and 'hx-swap-oob="true"' in body
         assert textarea(body) == "" and f'value="{session.id}"' in body

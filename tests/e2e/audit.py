@@ -79,8 +79,10 @@ OVERFLOW = """
 """
 
 #: 4xx answers are the portal refusing bad input on purpose (some journeys send it); the
-#: browser logs each as a failed resource load, which is not an error of the page.
-_CLIENT_ERROR_LOAD = re.compile(r"^Failed to load resource: the server responded with a status of 4\d\d")
+#: browser logs each as a failed resource load and htmx as a response error, which is not an
+#: error of the page. 5xx answers stay errors.
+_CLIENT_ERROR_LOAD = re.compile(r"^(Failed to load resource: the server responded with a status of 4\d\d"
+                                r"|Response Status Error Code 4\d\d from )")
 
 
 @dataclass

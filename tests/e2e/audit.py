@@ -17,6 +17,7 @@ How it works, so that no journey can forget it and no check disturbs a journey:
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -169,7 +170,13 @@ class Checker:
                                     for node in violation["nodes"][:5])
                 found.append(f"axe {violation['impact']} {violation['id']} on {where}: {violation['help']} "
                              f"[{targets}]")
+        shots = os.environ.get("E2E_CHECK_SCREENSHOTS")  # a folder: keep each checked state's look
+        if shots:
+            name = f"{self.checked:03d}-" + re.sub(r"[^A-Za-z0-9]+", "_", _path(snap.url))[:80]
+            page.screenshot(path=f"{shots}/{name}-desktop.png", full_page=True)
         page.set_viewport_size({"width": PHONE_WIDTH, "height": 844})
+        if shots:
+            page.screenshot(path=f"{shots}/{name}-phone.png", full_page=True)
         overflow = page.evaluate(OVERFLOW)
         if overflow:
             found.append(f"overflow at {PHONE_WIDTH} px on {where}: page is {overflow['scrollWidth']} px wide; "

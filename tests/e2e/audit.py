@@ -174,6 +174,8 @@ class Checker:
         if shots:
             name = f"{self.checked:03d}-" + re.sub(r"[^A-Za-z0-9]+", "_", _path(snap.url))[:80]
             page.screenshot(path=f"{shots}/{name}-desktop.png", full_page=True)
+            with open(f"{shots}/{name}.html", "w") as copy:
+                copy.write(snap.html)
         page.set_viewport_size({"width": PHONE_WIDTH, "height": 844})
         if shots:
             page.screenshot(path=f"{shots}/{name}-phone.png", full_page=True)

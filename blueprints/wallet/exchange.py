@@ -109,8 +109,8 @@ def _rate_text(value) -> str:
     return f"{value.normalize():f}" if value is not None else ""
 
 
-def _money(amount, code: str) -> str:
-    return format_amount(Decimal(amount), code)
+def _money(amount, code: str, exact: bool = False) -> str:
+    return format_amount(Decimal(amount), code, exact=exact)
 
 
 def _utc(value: datetime | None, fmt: str = "%d %b %Y %H:%M:%S UTC") -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 
 from portal.errors import DomainError
 
@@ -23,18 +23,21 @@ class Currency:
     #: Decimal places the currency is counted in.
     scale: int
     symbol: str
+    #: Decimal places lists and cards show (see ``format_amount``).
+    display_places: int = 2
 
     @property
     def quantum(self) -> Decimal:
         return Decimal(1).scaleb(-self.scale)
 
 
-#: The currencies, in one place (scales as the design sets them).
+#: The currencies, in one place (scales as the design sets them; display places as
+#: ``format_amount`` explains).
 CURRENCIES: dict[str, Currency] = {c.code: c for c in (
-    Currency("AZR", "Azora token", 8, "AZR"),
-    Currency("USD", "US dollar", 2, "$"),
-    Currency("BTC", "Bitcoin", 8, "₿"),
-    Currency("ETH", "Ether", 18, "Ξ"),
+    Currency("AZR", "Azora token", 8, "AZR", display_places=2),
+    Currency("USD", "US dollar", 2, "$", display_places=2),
+    Currency("BTC", "Bitcoin", 8, "₿", display_places=8),
+    Currency("ETH", "Ether", 18, "Ξ", display_places=6),
 )}
 
 #: Digits grouped by thousands with commas, then an optional fraction.
@@ -102,17 +105,38 @@ def parse_amount(raw: str | Decimal | None, code: str, *, allow_zero: bool = Fal
     return quantize(amount, unit.code)
 
 
-def format_amount(amount: Decimal, code: str, *, sign: bool = False) -> str:
-    """An amount for people, the one way every page and message writes it: grouped by
-    thousands, at least two decimals, and the currency's further places only where they are not
-    zero (``1,250.00 USD``, ``5.00 AZR``, ``0.0015 BTC``); exact, never rounded beyond the
-    currency's scale. ``sign`` writes ``+`` or a real minus sign for money in and out."""
+def format_amount(amount: Decimal, code: str, *, sign: bool = False, exact: bool = False) -> str:
+    """An amount for people, the one way every page and message writes it.
+
+    Two forms, as a bank's app has them:
+
+    - **Display** (the default; lists, cards, tables, balances, messages): always the currency's
+      fixed display places, so figures in a column line up and two amounts side by side never
+      differ in form (``257.67 AZR`` beside ``0.00 AZR``, not ``257.66915`` beside ``0.00``).
+      USD and AZR show 2 places, as money people spend is shown in cents; BTC shows 8 (the
+      satoshi, the smallest unit wallets show); ETH shows 6, the places wallets commonly show
+      (its 18 are wei, far below any value a person reads). Rounded half up; an amount that is
+      not zero but would round to zero is written ``<0.01 AZR`` rather than a false zero.
+    - **Exact** (``exact=True``; where the amount itself matters: the confirmation of a transfer
+      or withdrawal, the receipt, a ledger line's detail): every place the amount has, at
+      least the display places (``257.66915 AZR``), never rounded. CSV exports write the raw
+      number, not this text.
+
+    Both group thousands with commas and end with the currency's code. ``sign`` writes ``+``
+    or a real minus sign for money in and out."""
     unit = currency(code)
     with localcontext(prec=_PRECISION):
-        exact = Decimal(amount).quantize(unit.quantum)
-        exponent = exact.normalize().as_tuple().exponent
-    significant = max(-exponent, 0) if isinstance(exponent, int) else 0
-    places = min(unit.scale, max(2, significant))
-    text = f"{exact.copy_abs():,.{places}f}"
-    prefix = "\u2212" if exact < 0 else "+" if sign and exact > 0 else ""
-    return f"{prefix}{text} {unit.code}"
+        value = Decimal(amount).quantize(unit.quantum)
+        if exact:
+            exponent = value.normalize().as_tuple().exponent
+            significant = max(-exponent, 0) if isinstance(exponent, int) else 0
+            places = min(unit.scale, max(unit.display_places, significant))
+            shown = value
+        else:
+            places = unit.display_places
+            shown = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    prefix = "\u2212" if value < 0 else "+" if sign and value > 0 else ""
+    if shown == 0 and value != 0:
+        # Too small to show at the display places: say so instead of showing zero.
+        return f"{prefix}<{Decimal(1).scaleb(-places):.{places}f} {unit.code}"
+    return f"{prefix}{shown.copy_abs():,.{places}f} {unit.code}"

@@ -112,15 +112,41 @@ def _deliver_outbox(app, db_as_tests):
         )
 
 
+@pytest.fixture(scope="package")
+def checker(browser, live_server):
+    """The page the end-of-test checks load recorded documents into (tests/e2e/audit.py),
+    served with the portal's own Content-Security-Policy."""
+    from urllib.request import urlopen
+
+    from tests.e2e.audit import Checker
+
+    with urlopen(f"{live_server}/auth/login") as response:  # noqa: S310 (the local live server)
+        csp = response.headers["Content-Security-Policy"]
+    checking = Checker(browser, live_server, csp)
+    try:
+        yield checking
+    finally:
+        checking.close()
+
+
 @pytest.fixture
-def new_page(browser, live_server, request):
+def new_page(browser, live_server, checker, request):
     """``new_page()`` opens a page in a fresh browser context (its own cookies: one person).
+
+    Every page opened is checked (tests/e2e/audit.py): each document it settles in, on load and
+    after each htmx swap, gets axe-core (serious and critical violations fail) and a 390 px
+    phone-width pass (horizontal overflow fails), and a console or page error fails the test.
+    The checks run when the journey has passed, and their failure fails it.
     On failure every page opened is saved as a screenshot under test-artifacts/e2e/."""
+    from tests.e2e.audit import Recorder
+
     contexts = []
+    recorder = Recorder()
 
     def open_page():
         context = browser.new_context(base_url=live_server)
         context.set_default_timeout(TIMEOUT_MS)
+        recorder.watch(context, f"person {len(contexts) + 1}")
         contexts.append(context)
         return context.new_page()
 
@@ -135,6 +161,19 @@ def new_page(browser, live_server, request):
                 with contextlib.suppress(Exception):
                     page.screenshot(path=str(SCREENSHOTS / f"{name}-{number}-{index}.png"), full_page=True)
         context.close()
+    if failed:
+        return
+    problems = list(dict.fromkeys(recorder.errors))
+    snapshots = recorder.distinct()
+    for snap in snapshots:
+        problems.extend(found for found in checker.problems(snap) if found not in problems)
+    if os.environ.get("E2E_AUDIT_LOG"):
+        with open(os.environ["E2E_AUDIT_LOG"], "a") as log:
+            for snap in snapshots:
+                log.write(f"{request.node.name}\t{snap.why}\t{snap.url}\n")
+    if problems:
+        pytest.fail(f"{len(problems)} problem(s) on the pages this journey visited "
+                    f"({len(snapshots)} checked):\n" + "\n".join(f"- {p}" for p in problems), pytrace=False)
 
 
 @pytest.fixture

@@ -80,6 +80,11 @@ def quiz_course(db_as_tests) -> QuizCourse:
             kind="true_false", prompt="There are two high tides a day almost everywhere.", points=1,
             options=[quizzes.OptionInput("True", is_correct=True), quizzes.OptionInput("False")]))
         quizzes.set_published(faculty, quiz.id, True)
+        # A second module, locked until the first is passed: the course page shows it (and its
+        # lesson's minutes) quieter, which must still be readable (axe checks the contrast).
+        later = authoring.add_module(faculty, course.id, title="Deeper pools", requires_previous=True)
+        authoring.add_lesson(faculty, later.id, title="Night at the shore", body="# Night\n\nLater.",
+                             estimated_minutes=15)
         return QuizCourse(student.email, title, token, quiz.title, "The Moon", "False")
 
 
@@ -103,7 +108,8 @@ def test_student_enrols_studies_a_lesson_and_takes_the_timed_quiz(page, quiz_cou
     page.get_by_role("button", name="Enrol in this course").click()
     panel = page.get_by_role("complementary", name="Your enrolment")
     expect(panel).to_contain_text("You are enrolled. Welcome to the course!")
-    expect(panel.locator(".progress-label")).to_contain_text("0% · 0 of 2 lessons completed")
+    expect(panel.locator(".progress-label")).to_contain_text("0% · 0 of 3 lessons completed")
+    expect(page.locator(".outline-module.is-locked")).to_contain_text("15 min")
     assert _same_page(page)
 
     panel.get_by_role("button", name="Start the first lesson").click()
@@ -114,8 +120,8 @@ def test_student_enrols_studies_a_lesson_and_takes_the_timed_quiz(page, quiz_cou
     page.get_by_role("button", name="Mark complete").click()
     expect(page.locator("#lesson-complete")).to_contain_text("You have completed this lesson.")
     # The progress bar reloads itself on the event the answer fires.
-    expect(progress.locator(".progress-label")).to_contain_text("50% · 1 of 2 lessons completed")
-    expect(progress.get_by_role("progressbar", name="Course progress")).to_have_attribute("value", "50")
+    expect(progress.locator(".progress-label")).to_contain_text("33% · 1 of 3 lessons completed")
+    expect(progress.get_by_role("progressbar", name="Course progress")).to_have_attribute("value", re.compile(r"^33"))
     assert _same_page(page)
 
     # The quiz, from the outline beside the lesson.

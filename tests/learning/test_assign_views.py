@@ -206,6 +206,10 @@ def test_authoring_through_the_form(world, client_for):
     assert [c["title"] for c in made.rubric] == ["Method", "Writing"] and made.published is False
     edit = client.get(f"/learning/assignments/{made.id}/edit").get_data(as_text=True)
     assert 'value="Method"' in edit
+    # Each level's boxes are named by their level, not all "Points".
+    assert not re.search(r'for="c\d+_l\d+_points">Points</label>', edit)
+    assert '<label class="visually-hidden" for="c0_l1_points">Points for level 2 of criterion 1</label>' in edit
+    assert '<label class="visually-hidden" for="c1_l0_description">Description of level 1 of criterion 2</label>' in edit
     client.post(f"/learning/assignments/{made.id}/publish", data={"published": "1"})
     db.session.refresh(made)
     assert made.published

@@ -85,14 +85,35 @@ def test_quantize_refuses_to_lose_digits():
         quantize(Decimal("2.555"), "USD")
 
 
-def test_format():
+def test_format_shows_each_currency_at_its_fixed_display_places():
     assert format_amount(Decimal("1234.5"), "USD") == "1,234.50 USD"
-    assert format_amount(Decimal("0.1"), "BTC") == "0.10 BTC"  # at least two places, then only what is not zero
-    assert format_amount(Decimal("0.00012345"), "BTC") == "0.00012345 BTC"
     assert format_amount(Decimal("5"), "AZR") == "5.00 AZR"
+    # The card: a balance and a zero beside it have the same form.
+    assert format_amount(Decimal("257.66915"), "AZR") == "257.67 AZR"
+    assert format_amount(Decimal("0"), "AZR") == "0.00 AZR"
+    assert format_amount(Decimal("0.01845"), "AZR") == "0.02 AZR"  # rounded half up
+    assert format_amount(Decimal("0.0174"), "AZR") == "0.02 AZR"
+    assert format_amount(Decimal("0.125"), "AZR") == "0.13 AZR"
+    assert format_amount(Decimal("0.1"), "BTC") == "0.10000000 BTC"  # the satoshi
+    assert format_amount(Decimal("0.00012345"), "BTC") == "0.00012345 BTC"
+    assert format_amount(Decimal("1.123456789012345678"), "ETH") == "1.123457 ETH"
     assert format_amount(Decimal("-3.5"), "USD") == "\u22123.50 USD"
     assert format_amount(Decimal("2"), "USD", sign=True) == "+2.00 USD"
     assert format_amount(Decimal("12345678901234567890.123456789012345678"), "ETH") == (
+        "12,345,678,901,234,567,890.123457 ETH")
+
+
+def test_format_never_shows_a_small_amount_as_zero():
+    assert format_amount(Decimal("0.004"), "AZR") == "<0.01 AZR"
+    assert format_amount(Decimal("-0.004"), "AZR") == "\u2212<0.01 AZR"
+
+
+def test_exact_format_keeps_every_place_the_amount_has():
+    assert format_amount(Decimal("257.66915"), "AZR", exact=True) == "257.66915 AZR"
+    assert format_amount(Decimal("0.004"), "AZR", exact=True) == "0.004 AZR"
+    assert format_amount(Decimal("5"), "AZR", exact=True) == "5.00 AZR"  # never fewer than the display places
+    assert format_amount(Decimal("0.1"), "BTC", exact=True) == "0.10000000 BTC"
+    assert format_amount(Decimal("12345678901234567890.123456789012345678"), "ETH", exact=True) == (
         "12,345,678,901,234,567,890.123456789012345678 ETH")
 
 

@@ -202,7 +202,7 @@ def test_insufficient_funds_counts_the_fee(ada, grace, transfer_fee):
 
 
 def test_no_wallet_in_the_currency_is_no_money_and_opens_nothing(ada, grace):
-    refused(lambda: send(ada, grace.email, "0.1", "BTC"), "you have 0.00 BTC available and this transfer needs 0.10 BTC", "amount")
+    refused(lambda: send(ada, grace.email, "0.1", "BTC"), "you have 0.00000000 BTC available and this transfer needs 0.10000000 BTC", "amount")
     assert wallet_of(grace, "BTC") is None and wallet_of(ada, "BTC") is None
 
 

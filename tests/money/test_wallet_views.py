@@ -69,10 +69,23 @@ def test_overview_shows_every_currency_with_available_and_locked(client, student
     assert "<dt>Available</dt><dd>100.50 USD</dd>" in html
     assert "<dt>Locked</dt><dd>20.00 USD</dd>" in html
     assert "<dt>Balance</dt><dd>120.50 USD</dd>" in html
-    assert "<dt>Available</dt><dd>0.00 BTC</dd>" in html
+    assert "<dt>Available</dt><dd>0.00000000 BTC</dd>" in html  # BTC shows its 8 places
     assert "Recent activity" in html and "Test deposit" in html
     assert 'class="status status-held">Held' in html
     assert 'href="/wallet/send"' in html
+
+
+def test_balances_show_fixed_places_and_history_keeps_the_exact_amount(client, student):
+    """A balance with more places than AZR's display shows rounded to 2, like the zero beside it;
+    the history line shows the exact amount as its detail."""
+    fund(student, "257.66915", "AZR")
+    html = body(client.get("/wallet/"))
+    assert '<p class="balance-available"><span class="visually-hidden">Available: </span>257.67 AZR</p>' in html
+    assert "<dt>Locked</dt><dd>0.00 AZR</dd>" in html
+    assert "257.66915" not in html.split('id="balances"')[-1].split("Recent activity")[0]
+    history = body(client.get("/wallet/history"))
+    assert '<span title="Exactly +257.66915 AZR">+257.67 AZR</span>' in history
+    assert '<small class="tx-exact">exactly +257.66915 AZR</small>' in history
 
 
 def test_overview_never_creates_a_wallet(client, student):
@@ -80,7 +93,7 @@ def test_overview_never_creates_a_wallet(client, student):
     html = body(client.get("/wallet/"))
     assert wallets_count() == before
     assert "No money has moved in your wallet yet" in html
-    assert html.count("0.00 ETH") >= 1
+    assert html.count("0.000000 ETH") >= 1  # ETH shows 6 places
 
 
 def test_overview_fragment_for_the_balance_refresh(client, student):
@@ -259,6 +272,13 @@ def test_send_form(client, student):
     assert len(key_in(html)) >= 16
     assert 'hx-post="/wallet/send/preview"' in html and 'hx-trigger="input changed delay:300ms"' in html
     assert '<label for="recipient">' in html and '<label for="amount">' in html and '<label for="currency">' in html
+    # A label holds only the field's name; its hint is the description, not part of the name.
+    assert re.search(r'<label for="recipient">\s*Recipient(&#39;|&#x27;|\')s e-mail\s*</label>', html)
+    assert re.search(r'<input[^>]*aria-describedby="recipient-hint"[^>]*id="recipient"', html) or \
+        re.search(r'<input[^>]*id="recipient"[^>]*aria-describedby="recipient-hint"', html)
+    assert '<small id="recipient-hint" class="field-hint">The e-mail address' in html
+    # The form's double-submit guard is the form's own: the live preview inside does not inherit it.
+    assert 'hx-disabled-elt="find button[type=submit]" hx-disinherit="hx-disabled-elt"' in html
     assert '<option selected value="BTC">' in html or 'value="BTC" selected' in html or \
         re.search(r'<option[^>]*selected[^>]*value="BTC"', html)
     assert "Enter the recipient and the amount" in html

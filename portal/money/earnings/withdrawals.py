@@ -154,10 +154,10 @@ def quote(user: User, code: str, method: str | None, destination_raw: str | None
         raise ledger.WalletUnavailable(f"Your {unit.code} wallet is {state}; no money can move out of it.")
     available = wallet.balance - wallet.locked_balance
     if available < amount + fee:
-        fee_text = f" plus the {format_amount(fee, unit.code)} fee" if fee else ""
+        fee_text = f" plus the {format_amount(fee, unit.code, exact=True)} fee" if fee else ""
         raise ledger.InsufficientFunds(
-            f"Not enough money: {format_amount(available, unit.code)} available, "
-            f"{format_amount(amount, unit.code)}{fee_text} needed.")
+            f"Not enough money: {format_amount(available, unit.code, exact=True)} available, "
+            f"{format_amount(amount, unit.code, exact=True)}{fee_text} needed.")
     return Quote(unit.code, chosen, destination, amount, fee, available)
 
 
@@ -188,8 +188,8 @@ def request_withdrawal(user: User, key: str | None, code: str, method: str | Non
         except DomainError:
             raise DomainError("This form is out of date: reload the page and try again.") from None
         if shown != offer.fee:
-            raise FeeChanged(f"The fee is now {format_amount(offer.fee, offer.currency)} (you were shown "
-                             f"{format_amount(shown, offer.currency)}). Nothing was held: check and confirm again.")
+            raise FeeChanged(f"The fee is now {format_amount(offer.fee, offer.currency, exact=True)} (you were shown "
+                             f"{format_amount(shown, offer.currency, exact=True)}). Nothing was held: check and confirm again.")
     request = {"currency": offer.currency, "method": offer.method.value, "amount": str(offer.amount),
                "destination": _destination_digest(offer.destination.value)}
 

@@ -50,9 +50,10 @@ SYSTEM_SIDE = {
 }
 
 
-def show_amount(amount: Decimal, code: str, *, sign: bool = False) -> str:
-    """An amount for people (``portal.money.currency.format_amount``), signed on request."""
-    return format_amount(amount, code, sign=sign)
+def show_amount(amount: Decimal, code: str, *, sign: bool = False, exact: bool = False) -> str:
+    """An amount for people (``portal.money.currency.format_amount``): at the currency's display
+    places, or ``exact``; signed on request."""
+    return format_amount(amount, code, sign=sign, exact=exact)
 
 
 # -- Balances ----------------------------------------------------------------------------------------
@@ -181,6 +182,11 @@ class ActivityRow:
     @property
     def amount_text(self) -> str:
         return show_amount(self.signed, self.currency, sign=True)
+
+    @property
+    def amount_exact(self) -> str:
+        """Every place of the amount, for the line's detail (the list shows it rounded)."""
+        return show_amount(self.signed, self.currency, sign=True, exact=True)
 
     @property
     def cursor(self) -> str:

@@ -211,9 +211,9 @@ def _available(wallet: Wallet | None) -> Decimal:
 def _check_funds(available: Decimal, amount: Decimal, fee: Decimal, unit: Currency) -> None:
     total = amount + fee
     if total > available:
-        needed = show_amount(total, unit.code)
-        with_fee = f" ({show_amount(amount, unit.code)} plus a {show_amount(fee, unit.code)} fee)" if fee else ""
-        raise ledger.InsufficientFunds(f"Not enough money: you have {show_amount(available, unit.code)} available "
+        needed = show_amount(total, unit.code, exact=True)
+        with_fee = f" ({show_amount(amount, unit.code, exact=True)} plus a {show_amount(fee, unit.code, exact=True)} fee)" if fee else ""
+        raise ledger.InsufficientFunds(f"Not enough money: you have {show_amount(available, unit.code, exact=True)} available "
                                        f"and this transfer needs {needed}{with_fee}.")
 
 
@@ -371,7 +371,7 @@ def _transfer(sender: User, email: str, amount: Decimal, unit: Currency, note: s
         except ArithmeticError:
             shown = None
         if shown != fee:
-            raise FeeChanged(f"The fee for this transfer is now {show_amount(fee, unit.code)}. Nothing was sent: "
+            raise FeeChanged(f"The fee for this transfer is now {show_amount(fee, unit.code, exact=True)}. Nothing was sent: "
                              "check the new total and confirm again.")
     own = ledger.user_wallet(sender.id, unit.code)
     if own is None:

@@ -105,6 +105,9 @@ class TestChatPage:
         assert response.headers["HX-Reswap"] == "outerHTML"
         assert response.headers["HX-Push-Url"] == f"{base(plants)}/sessions/{session.id}"
         assert body.count('class="tutor-bubble ') == 2 and 'id="tutor-conversation"' in body
+        # The log is a live region of messages (articles), not a list with a role that breaks it.
+        assert '<div id="tutor-messages" class="tutor-messages" role="log"' in body
+        assert '<article id="m-' in body and "<li id=\"m-" not in body
         assert 'id="tutor-sessions" class="tutor-sessions" aria-labelledby="tutor-sessions-head" hx-swap-oob="true"' \
             in body
         assert f'name="session_id" value="{session.id}"' in body and textarea(body) == ""
@@ -116,7 +119,7 @@ class TestChatPage:
                                data={"question": "How do stems carry water?", "session_id": str(session.id)})
         body = response.get_data(as_text=True)
         assert response.status_code == 200 and "HX-Retarget" not in response.headers
-        assert body.lstrip().startswith('<li id="m-') and body.count('class="tutor-bubble ') == 2
+        assert body.lstrip().startswith('<article id="m-') and body.count('class="tutor-bubble ') == 2
         assert "How do stems carry water?" in body and "Roots and Stems — How stems carry water" in body
         assert 'id="tutor-form-page" class="tutor-form"' in body and 'hx-swap-oob="true"' in body
         assert textarea(body) == "" and f'value="{session.id}"' in body

@@ -120,7 +120,7 @@ def checker(browser, live_server):
 
     from tests.e2e.audit import Checker
 
-    with urlopen(f"{live_server}/auth/login") as response:  # noqa: S310 (the local live server)
+    with urlopen(f"{live_server}/auth/login") as response:
         csp = response.headers["Content-Security-Policy"]
     checking = Checker(browser, live_server, csp)
     try:

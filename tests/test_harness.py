@@ -111,8 +111,7 @@ def test_a_token_from_another_session_is_refused(app, client, login_as):
 
 def test_statement_counts_leave_savepoints_out(statements):
     db.session.execute(text("SELECT 1"))  # the test's transaction is open
-    with statements() as counter:
-        with db.session.begin_nested():
-            db.session.execute(text("SELECT 2"))
+    with statements() as counter, db.session.begin_nested():
+        db.session.execute(text("SELECT 2"))
     sent = [statement for statement in counter.statements if "set_config" not in statement]
     assert sent == ["SELECT 2"], counter.statements

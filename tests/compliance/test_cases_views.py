@@ -8,7 +8,7 @@ import pytest
 
 from portal.compliance.kyc.models import CaseEvent, CaseStatus, SuspiciousActivity
 from portal.db import db
-from tests.compliance.cases_helpers import structured_case
+from tests.compliance.factories import structured_case
 
 HX = {"HX-Request": "true"}
 
@@ -227,7 +227,8 @@ def test_report_downloads_need_a_report(client, login_as):
 
 def test_pages_stay_within_the_statement_budget(client, login_as, statements):
     from portal.compliance.kyc import cases, monitoring
-    from tests.compliance.monitoring_helpers import old_student, transfer
+    from tests.compliance.factories import old_student
+    from tests.compliance.helpers import transfer
 
     admin = login_as("admin")
     first = structured_case()

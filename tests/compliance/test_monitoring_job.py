@@ -20,9 +20,10 @@ from portal.compliance.kyc.models import (
 from portal.db import db
 from portal.db.context import Actor, acting_as
 from portal.platform import jobs
-from tests.compliance.cases_helpers import structured_case
-from tests.compliance.monitoring_helpers import fund, old_student, transfer
+from tests.compliance.factories import old_student, structured_case
+from tests.compliance.helpers import transfer
 from tests.factories import create_user
+from tests.money.factories import fund
 
 TASK = "portal.compliance.kyc.tasks.monitor_transactions"
 

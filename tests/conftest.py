@@ -65,6 +65,8 @@ def destroy_database(name: str, urls: tuple[str, str]) -> None:
 
 #: Set by ``_rollback`` while a test runs inside its rolled-back transaction.
 _isolated = False
+#: Set while the client commits the test's set-up before a request (not counted as statements).
+_committing_set_up = False
 
 #: The methods Flask-WTF checks for a CSRF token.
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -114,20 +116,28 @@ class _Client(FlaskClient):
             raw = session[field]
         return URLSafeTimedSerializer(secret, salt="wtf-csrf-token").dumps(raw)
 
-    def run_wsgi_app(self, environ, buffered=False):  # noqa: ARG002 - always buffered, see below
+    def run_wsgi_app(self, environ, buffered=False):
         from portal.db import db
 
+        global _committing_set_up
         isolated = _isolated and has_app_context()
         if isolated:
-            db.session.commit()  # the test's set-up, as earlier requests would have committed it
+            # The test's set-up, as earlier requests would have committed it; its statements
+            # (a flush of what the test left pending) are not the request's to count.
+            _committing_set_up = True
+            try:
+                db.session.commit()
+            finally:
+                _committing_set_up = False
         try:
-            # The body is read inside the request's own app context (a streamed CSV runs its
-            # queries there, as it would in production).
             with self.application.app_context():
-                return super().run_wsgi_app(environ, buffered=True)
+                app_iter, status, headers = super().run_wsgi_app(environ, buffered=buffered)
         finally:
             if isolated:
                 db.session.rollback()  # the test reads afresh what the request committed
+        # A streamed body (a CSV export) is read later: ``stream_with_context`` pushes the
+        # request's own app context again for it, as in production.
+        return app_iter, status, headers
 
 
 def make_app(owner_url: str, app_url: str, **extra):
@@ -258,7 +268,7 @@ def count_statements(engine):
     counter = Counter()
 
     def before(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
-        if not statement.lstrip().upper().startswith(_SAVEPOINT_STATEMENTS):
+        if not _committing_set_up and not statement.lstrip().upper().startswith(_SAVEPOINT_STATEMENTS):
             counter.statements.append(statement)
 
     event.listen(engine, "before_cursor_execute", before)

@@ -1,5 +1,6 @@
 """Test harness: one fresh PostgreSQL database per session, built by the real migrations and
-used through the real app role; every test runs inside a transaction that is rolled back.
+used through the real app role; every test runs inside a transaction that is rolled back, and
+each test request behaves like a real one (see ``_Client`` and tests/README.md).
 
 ``TEST_DATABASE_URL`` (a superuser URL) points the suite at another server; without it the
 embedded server under instance/ is used.
@@ -190,8 +191,9 @@ class _ConnectionBoundSession(FlaskSQLAlchemySession):
 
 @pytest.fixture(autouse=True)
 def _rollback(request, app):
-    """Each test in a transaction that is rolled back (SAVEPOINT mode: commits in views release
-    savepoints). Code in the test itself acts as ``system:tests``."""
+    """Each test in a transaction that is rolled back (SAVEPOINT mode: a commit releases a
+    savepoint). Code in the test itself acts as ``system:tests``; each request of the test client
+    gets a session of its own on the same connection (``_Client``)."""
     if request.node.get_closest_marker("e2e") or "no_db_rollback" in request.keywords:
         yield
         return

@@ -188,19 +188,23 @@ class _Race:
 
 @pytest.fixture
 def two_admins(app):
-    """Two active administrators committed for real; removed again afterwards."""
+    """Two active administrators committed for real; removed again afterwards. Administrators
+    other tests committed (the browser journeys') are set aside meanwhile and put back after."""
+    active_admin = (User.role == Role.ADMIN) & (User.status == UserStatus.ACTIVE)
     with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
+        others = list(db.session.scalars(select(User.id).where(active_admin)))
+        db.session.execute(update(User).where(User.id.in_(others)).values(status=UserStatus.DEACTIVATED))
         ids = {"a": create_user("admin").id, "b": create_user("admin").id}
         db.session.commit()
-        # No other committed administrator: the one left afterwards can only be A or B.
-        assert db.session.scalar(select(func.count()).select_from(User).where(
-            User.role == Role.ADMIN, User.status == UserStatus.ACTIVE)) == 2
+        # No other active administrator: the one left afterwards can only be A or B.
+        assert db.session.scalar(select(func.count()).select_from(User).where(active_admin)) == 2
         db.session.remove()
     try:
         yield ids
     finally:
         with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
             db.session.execute(delete(User).where(User.id.in_(ids.values())))
+            db.session.execute(update(User).where(User.id.in_(others)).values(status=UserStatus.ACTIVE))
             db.session.commit()
             assert db.session.scalar(select(func.count()).select_from(User)
                                      .where(User.id.in_(ids.values()))) == 0

@@ -171,7 +171,7 @@ def _load_user_from_session(_request):
 def _note_new_address(record, user) -> None:
     """A session used from an address other than the one it was opened from: one medium
     security event per session and new address (a counter keyed by both remembers which were
-    told, for the session's whole life)."""
+    told, for the session's whole life). Commits its own write."""
     from flask import current_app
 
     from portal.compliance.security import events as security_events
@@ -184,6 +184,9 @@ def _note_new_address(record, user) -> None:
     seen = rate_limits.hit(f"security:session-ip:{record.id}:{ip}", current_app.config["SESSION_MAX_HOURS"] * 3600)
     if seen.count == 1:
         security_events.session_new_ip(record, user, ip)
+    # The event and its counter outlive the request, whatever the view does next (a GET
+    # commits nothing, a refused request rolls back), as blocks and permission denials do.
+    db.session.commit()
 
 
 #: Reachable even from a blocked address: files and the load balancer's health check.

@@ -1,5 +1,6 @@
 """Test harness: one fresh PostgreSQL database per session, built by the real migrations and
-used through the real app role; every test runs inside a transaction that is rolled back.
+used through the real app role; every test runs inside a transaction that is rolled back, and
+each test request behaves like a real one (see ``_Client`` and tests/README.md).
 
 ``TEST_DATABASE_URL`` (a superuser URL) points the suite at another server; without it the
 embedded server under instance/ is used.
@@ -7,15 +8,20 @@ embedded server under instance/ is used.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import uuid
 from contextlib import contextmanager
 
 import pytest
+from flask import has_app_context
 from flask.testing import FlaskClient
 from flask_sqlalchemy.session import Session as FlaskSQLAlchemySession
+from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import event
+from werkzeug.datastructures import Headers
+from werkzeug.test import EnvironBuilder
 
 from portal.db.provision import provision_database
 
@@ -58,19 +64,81 @@ def destroy_database(name: str, urls: tuple[str, str]) -> None:
                 conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(make_url(url).username)))
 
 
+#: Set by ``_rollback`` while a test runs inside its rolled-back transaction.
+_isolated = False
+#: Set while the client commits the test's set-up before a request (not counted as statements).
+_committing_set_up = False
+
+#: The methods Flask-WTF checks for a CSRF token.
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 class _Client(FlaskClient):
-    """In the app a request's transaction and session end with the request; here they go on in
-    the test, so the test's own identity is applied again and the request cache dropped."""
+    """A test client whose requests behave like real ones.
 
-    def open(self, *args, **kwargs):
-        from portal.db import REQUEST_CACHE, db
-        from portal.db import context as db_context
+    - **Its own app context, session and ``g`` per request.** Flask 3.1 reuses an app context
+      already pushed (``_rollback`` pushes one around each test), so a view would share the
+      test's database session and the test would see writes the view never committed. Here each
+      request pushes a fresh app context, as in production: its session joins the test's
+      transaction with a savepoint, a commit releases it, and whatever the view left uncommitted
+      is rolled back when the request ends.
+    - **The test's set-up is committed first**, as earlier requests would have committed it, and
+      the test's session is rolled back after, so the test reads what the request committed.
+    - **CSRF as a browser sends it.** Every POST/PUT/PATCH/DELETE carries the token Flask-WTF
+      would have put in the page for this client's session, in the ``X-CSRFToken`` header (as
+      ``hx-headers`` sends it). ``csrf=False`` sends none, to test the refusal.
+    """
 
+    def open(self, *args, csrf: bool = True, **kwargs):
+        if csrf and self._method(args, kwargs) in _UNSAFE_METHODS:
+            headers = Headers(kwargs.pop("headers", None) or {})
+            if "X-CSRFToken" not in headers:
+                headers["X-CSRFToken"] = self.csrf_token()
+            kwargs["headers"] = headers
+        return super().open(*args, **kwargs)
+
+    @staticmethod
+    def _method(args, kwargs) -> str:
+        if args and isinstance(args[0], EnvironBuilder):
+            return args[0].method.upper()
+        if args and isinstance(args[0], dict):  # a WSGI environ
+            return args[0].get("REQUEST_METHOD", "GET").upper()
+        return (kwargs.get("method") or "GET").upper()
+
+    def csrf_token(self) -> str:
+        """The signed CSRF token for this client's session, made as ``flask_wtf.csrf.generate_csrf``
+        makes it (the raw token kept in the session, the signed one sent with the form)."""
+        app = self.application
+        field = app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")
+        secret = app.config.get("WTF_CSRF_SECRET_KEY") or app.secret_key
+        with self.session_transaction() as session:
+            if not isinstance(session.get(field), str):
+                session[field] = hashlib.sha1(os.urandom(64)).hexdigest()  # noqa: S324 - as Flask-WTF does
+            raw = session[field]
+        return URLSafeTimedSerializer(secret, salt="wtf-csrf-token").dumps(raw)
+
+    def run_wsgi_app(self, environ, buffered=False):
+        from portal.db import db
+
+        global _committing_set_up
+        isolated = _isolated and has_app_context()
+        if isolated:
+            # The test's set-up, as earlier requests would have committed it; its statements
+            # (a flush of what the test left pending) are not the request's to count.
+            _committing_set_up = True
+            try:
+                db.session.commit()
+            finally:
+                _committing_set_up = False
         try:
-            return super().open(*args, **kwargs)
+            with self.application.app_context():
+                app_iter, status, headers = super().run_wsgi_app(environ, buffered=buffered)
         finally:
-            db_context.reapply(db.session)
-            db.session.info.pop(REQUEST_CACHE, None)  # the app's request ends its session
+            if isolated:
+                db.session.rollback()  # the test reads afresh what the request committed
+        # A streamed body (a CSV export) is read later: ``stream_with_context`` pushes the
+        # request's own app context again for it, as in production.
+        return app_iter, status, headers
 
 
 def make_app(owner_url: str, app_url: str, **extra):
@@ -83,7 +151,6 @@ def make_app(owner_url: str, app_url: str, **extra):
         "DATABASE_URL": app_url,
         "MIGRATION_DATABASE_URL": owner_url,
         "JOB_QUEUE": "memory",
-        "WTF_CSRF_ENABLED": False,
         "ARGON2_TIME_COST": 1,
         "ARGON2_MEMORY_COST": 64,
         "MAIL_BACKEND": "console",
@@ -118,14 +185,15 @@ class _ConnectionBoundSession(FlaskSQLAlchemySession):
     """Flask-SQLAlchemy's ``get_bind`` returns the app's engine and ignores ``bind=``: the test
     session would then commit on pooled connections, outside the transaction rolled back."""
 
-    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):  # noqa: ARG002
+    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
         return bind if bind is not None else self.bind
 
 
 @pytest.fixture(autouse=True)
 def _rollback(request, app):
-    """Each test in a transaction that is rolled back (SAVEPOINT mode: commits in views release
-    savepoints). Code in the test itself acts as ``system:tests``."""
+    """Each test in a transaction that is rolled back (SAVEPOINT mode: a commit releases a
+    savepoint). Code in the test itself acts as ``system:tests``; each request of the test client
+    gets a session of its own on the same connection (``_Client``)."""
     if request.node.get_closest_marker("e2e") or "no_db_rollback" in request.keywords:
         yield
         return
@@ -141,9 +209,12 @@ def _rollback(request, app):
              "class_": _ConnectionBoundSession}
         )
         token = db_context.push(db_context.Actor.system("tests"))
+        global _isolated
+        _isolated = True
         try:
             yield
         finally:
+            _isolated = False
             db_context.reset(token)
             db.session.remove()
             db.session = original
@@ -178,10 +249,15 @@ def login_as(client, make_user):
     return login
 
 
+#: Statements of the test's savepoints: a real request runs in a transaction of its own, whose
+#: BEGIN and COMMIT are not statements sent through a cursor.
+_SAVEPOINT_STATEMENTS = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
+
+
 @contextmanager
 def count_statements(engine):
     """Count SQL statements sent through ``engine`` inside the block: ``with ... as counter``
-    then ``counter.count`` / ``counter.statements``."""
+    then ``counter.count`` / ``counter.statements``. The test's savepoints are left out."""
 
     class Counter:
         def __init__(self):
@@ -193,8 +269,9 @@ def count_statements(engine):
 
     counter = Counter()
 
-    def before(conn, cursor, statement, parameters, context, executemany):  # noqa: ARG001
-        counter.statements.append(statement)
+    def before(conn, cursor, statement, parameters, context, executemany):
+        if not _committing_set_up and not statement.lstrip().upper().startswith(_SAVEPOINT_STATEMENTS):
+            counter.statements.append(statement)
 
     event.listen(engine, "before_cursor_execute", before)
     try:

@@ -246,12 +246,14 @@ class TestLogin:
     def test_login_starts_a_new_server_side_session(self, app, client, user):
         client.get("/auth/login")
         with client.session_transaction() as sess:
-            sess["sid"] = "planted-by-someone-else"
+            # (A planted "sid" naming no live session would be dropped before the login, with
+            # the whole cookie session and its CSRF secret: the form would expire.)
             sess["pending_email"] = "someone@tests.example"
+        before = cookie_session(app, client)
         response = log_in(client, user.email)
         assert response.status_code == 302 and location(response) == "/dashboard"
         data = cookie_session(app, client)
-        assert data["sid"] != "planted-by-someone-else"
+        assert data["sid"] and data.get("csrf_token") != before["csrf_token"]  # a new CSRF secret too
         assert "pending_email" not in data  # the old session's contents are gone
         row = session_row(data["sid"])
         assert row.user_id == user.id and row.revoked_at is None and row.ip_address == "127.0.0.1"

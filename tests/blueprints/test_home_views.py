@@ -7,7 +7,6 @@ import re
 from urllib.parse import urlsplit
 
 import pytest
-from flask import g
 from sqlalchemy import text
 
 from portal.accounts.models import Role
@@ -142,12 +141,6 @@ def test_wrong_method_is_the_styled_405_page(client, login_as):
     assert "<html" in body and "error-page" in body and "does not accept that kind of request" in body
 
 
-@pytest.fixture
-def csrf_on(app, monkeypatch):
-    """CSRF protection as in production (the test config turns it off)."""
-    monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
-
-
 def _csrf_token(body: str) -> str:
     found = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', body) or re.search(
         r'name="csrf_token" value="([^"]+)"', body)
@@ -155,31 +148,30 @@ def _csrf_token(body: str) -> str:
     return found.group(1)
 
 
-def test_csrf_failure_is_a_clear_400_page(client, make_user, csrf_on):
+def test_csrf_failure_is_a_clear_400_page(client, make_user):
     user = make_user("student")
-    response = client.post("/auth/login", data={"email": user.email, "password": PASSWORD})
+    response = client.post("/auth/login", data={"email": user.email, "password": PASSWORD}, csrf=False)
     body = response.get_data(as_text=True)
     assert response.status_code == 400
     assert "<html" in body and "error-page" in body
     assert "The form expired" in body and "Reload it and try again" in body
 
-    fragment = client.post("/auth/login", data={"email": user.email, "password": PASSWORD}, headers=HTMX)
+    fragment = client.post("/auth/login", data={"email": user.email, "password": PASSWORD}, headers=HTMX,
+                           csrf=False)
     assert fragment.status_code == 400
     assert "<html" not in fragment.get_data(as_text=True)
     assert "The form expired" in fragment.get_data(as_text=True)
 
     forged = client.post("/auth/login", data={"email": user.email, "password": PASSWORD,
-                                              "csrf_token": "forged"})
+                                              "csrf_token": "forged"}, csrf=False)
     assert forged.status_code == 400
 
 
-def test_csrf_failure_of_a_logged_in_user_leaves_no_identity_behind(app, client, login_as, monkeypatch):
+def test_csrf_failure_of_a_logged_in_user_leaves_no_identity_behind(client, login_as):
     user = login_as("student")
     create_notification(user)
-    monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)
     before = db_context.current_actor()
-    g.pop("_login_user", None)  # a real request starts with an empty ``g``
-    response = client.post("/notifications/read-all")
+    response = client.post("/notifications/read-all", csrf=False)
     body = response.get_data(as_text=True)
     assert response.status_code == 400 and "The form expired" in body
     assert 'class="bell-count">1<' in body  # the page is still theirs...
@@ -190,7 +182,6 @@ def test_csrf_failure_of_a_logged_in_user_leaves_no_identity_behind(app, client,
 def test_missing_static_file_of_a_logged_in_user_leaves_no_identity_behind(client, login_as):
     login_as("faculty")
     before = db_context.current_actor()
-    g.pop("_login_user", None)  # a real request starts with an empty ``g``
     response = client.get("/static/no-such-file.css")
     body = response.get_data(as_text=True)
     assert response.status_code == 404 and "error-page" in body
@@ -198,19 +189,21 @@ def test_missing_static_file_of_a_logged_in_user_leaves_no_identity_behind(clien
     assert db_context.current_actor() == before
 
 
-def test_csrf_token_from_the_page_is_accepted(client, make_user, csrf_on):
+def test_csrf_token_from_the_page_is_accepted(client, make_user):
+    """The tokens the pages carry are the ones that work (the client sends none of its own here)."""
     user = make_user("student")
     token = _csrf_token(client.get("/auth/login").get_data(as_text=True))
-    response = client.post("/auth/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token})
+    response = client.post("/auth/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token},
+                           csrf=False)
     assert response.status_code == 302
-    # Login starts a new session (and a new CSRF secret). Each real request has its own ``g``;
-    # the test's requests share one app context, so drop the token cached there for the old one.
-    g.pop("csrf_token", None)
+    # Login starts a new session (and a new CSRF secret): the login page's token no longer works.
+    assert client.post("/notifications/read-all", data={"csrf_token": token}, csrf=False).status_code == 400
     # htmx sends the token in a header (hx-headers on <body>)
     page = client.get("/notifications").get_data(as_text=True)
     header_token = re.search(r'hx-headers=\'\{"X-CSRFToken": "([^"]+)"\}\'', page).group(1)
-    assert client.post("/notifications/read-all", headers={**HTMX}).status_code == 400
-    assert client.post("/notifications/read-all", headers={**HTMX, "X-CSRFToken": header_token}).status_code == 200
+    assert client.post("/notifications/read-all", headers={**HTMX}, csrf=False).status_code == 400
+    assert client.post("/notifications/read-all", headers={**HTMX, "X-CSRFToken": header_token},
+                       csrf=False).status_code == 200
 
 
 def _dashboard_statements(client, statements) -> int:

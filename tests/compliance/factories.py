@@ -1,5 +1,5 @@
-"""KYC factories for tests: approved verifications made directly, and real small files of each
-accepted type."""
+"""Rows for the compliance tests: approved verifications made directly, real small files of each
+accepted type, students whose accounts are old, and cases opened the way monitoring opens them."""
 
 from __future__ import annotations
 
@@ -10,11 +10,15 @@ import zlib
 from datetime import date, timedelta
 
 from portal.accounts.models import User
+from portal.compliance.aml import monitoring
+from portal.compliance.cases.models import SuspiciousActivity
 from portal.compliance.kyc import personal_data
 from portal.compliance.kyc.models import KycStatus, KycVerification
 from portal.db import db
 from portal.db.base import utcnow
+from tests.compliance.helpers import transfer
 from tests.factories import create_user
+from tests.money.factories import fund
 
 
 def verify(user: User, level: int, *, expires_on: date | None = None, country: str = "ZA",
@@ -99,3 +103,25 @@ def pdf_bytes(text: str = "Utility bill") -> bytes:
     page.showPage()
     page.save()
     return out.getvalue()
+
+
+def old_student(**fields) -> User:
+    """A student whose account is a year old (the new-account rule leaves it alone)."""
+    return create_user("student", created_at=utcnow() - timedelta(days=365), **fields)
+
+
+def structured_case(subject: User | None = None, *, recipient: User | None = None) -> SuspiciousActivity:
+    """Three transfers just under the USD large amount by ``subject``; the monitoring rules open a
+    case on the third (structuring and the window's large sum) and return it.
+
+    Without ``recipient`` each transfer goes to a different student, whose one movement trips
+    nothing, so the subject's is the only case. With ``recipient`` all three go to them: their
+    side trips the rules too (incoming structuring) and they get a case of their own."""
+    subject = subject or old_student()
+    recipients = [recipient] * 3 if recipient is not None else [old_student() for _ in range(3)]
+    fund(subject, "40000")
+    txs = [transfer(subject, to, amount) for to, amount in zip(recipients, ("9500", "9700", "9900"), strict=True)]
+    db.session.flush()
+    alerts = [alert for alert in monitoring.monitor([tx.id for tx in txs]) if alert.user_id == subject.id]
+    assert alerts, "the structured series raised no alert"
+    return db.session.get(SuspiciousActivity, alerts[-1].case_id)

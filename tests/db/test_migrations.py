@@ -60,8 +60,9 @@ def _state(engine) -> tuple[set[str], set[str], set[str]]:
     return current, tables, functions
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def empty_app():
+    """A database with no schema, for one test (each test migrates it its own way)."""
     with separate_app(MIGRATION_DB, migrate=False) as (application, _owner, _app):
         yield application
 

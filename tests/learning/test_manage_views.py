@@ -342,9 +342,10 @@ def test_staff_page_add_change_remove(client, login_as, make_user):
     assert changed.status_code == 200 and 'id="staff"' in changed.get_data(as_text=True)
     db.session.refresh(row)
     assert row.role == ManagementRole.ASSISTANT
-    removed = client.post(f"/learning/manage/{course.id}/staff/{row.id}/remove")
+    row_id = row.id
+    removed = client.post(f"/learning/manage/{course.id}/staff/{row_id}/remove")
     assert removed.status_code == 302
-    assert db.session.get(CourseManagement, row.id) is None
+    assert db.session.get(CourseManagement, row_id) is None
 
 
 def test_staff_errors(client, login_as, make_user):

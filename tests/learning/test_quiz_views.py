@@ -367,9 +367,10 @@ def test_faculty_edits_moves_and_deletes_questions(client, teacher_setup):
     body = moved.get_data(as_text=True)
     assert moved.status_code == 200 and 'id="question-list"' in body and "<html" not in body
     assert body.index(f"question-{questions['essay'].id}") < body.index(f"question-{questions['numeric'].id}")
-    deleted = client.post(f"/learning/questions/{questions['short'].id}/delete")
+    short_id = questions["short"].id
+    deleted = client.post(f"/learning/questions/{short_id}/delete")
     assert deleted.status_code == 302
-    assert db.session.get(QuizQuestion, questions["short"].id) is None
+    assert db.session.get(QuizQuestion, short_id) is None
 
 
 def test_settings_save_with_and_without_htmx(client, teacher_setup):

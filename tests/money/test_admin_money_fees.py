@@ -152,8 +152,8 @@ def test_edit_without_javascript(client, admin):
 
 @pytest.mark.parametrize("htmx", [False, True], ids=["page", "htmx"])
 def test_delete(client, admin, htmx):
-    rule = fees.save_rule(admin.id, "withdrawal", "USD", fixed="1", percent="0", minimum="0", maximum="")
-    response = client.post(f"/wallet/admin/fees/{rule.id}/delete", headers=HX if htmx else {})
+    rule_id = fees.save_rule(admin.id, "withdrawal", "USD", fixed="1", percent="0", minimum="0", maximum="").id
+    response = client.post(f"/wallet/admin/fees/{rule_id}/delete", headers=HX if htmx else {})
     assert _rule(TransactionType.WITHDRAWAL, "USD") is None
     assert fees.fee_for(TransactionType.WITHDRAWAL, Decimal("50"), "USD") == 0
     if htmx:
@@ -162,7 +162,7 @@ def test_delete(client, admin, htmx):
     else:
         assert response.status_code == 302
     # again: it is gone
-    assert client.post(f"/wallet/admin/fees/{rule.id}/delete").status_code == 404
+    assert client.post(f"/wallet/admin/fees/{rule_id}/delete").status_code == 404
 
 
 def test_unknown_rules_are_404(client, admin):

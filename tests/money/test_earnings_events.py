@@ -27,6 +27,7 @@ from portal.money.wallets import ledger
 from portal.money.wallets.models import SystemWallet, Transaction, TransactionType, WalletStatus
 from portal.platform.notifications.models import Notification
 from tests.factories import create_user
+from tests.helpers import as_user
 from tests.learning import factories_catalog as catalog
 from tests.learning.factories_assign import graded_attempt
 from tests.learning.factories_quiz import (
@@ -37,7 +38,7 @@ from tests.learning.factories_quiz import (
     options_of,
 )
 from tests.learning.factories_quiz import setup as quiz_setup
-from tests.money.factories_earnings import as_user, make_milestone
+from tests.money.factories import make_milestone
 
 D = Decimal
 

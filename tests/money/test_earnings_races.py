@@ -28,7 +28,7 @@ from portal.money.wallets.models import Transaction
 from tests.factories import create_user
 from tests.learning.factories_assign import graded_attempt
 from tests.learning.factories_quiz import make_course, make_quiz
-from tests.money.factories_earnings import make_milestone
+from tests.money.factories import make_milestone
 from tests.races import TIMEOUT, race
 
 

@@ -19,10 +19,11 @@ from portal.money.earnings.models import Earning, EarningStatus, Milestone, Mile
 from portal.money.wallets import ledger
 from portal.money.wallets.models import TransactionType, WalletStatus
 from tests.factories import create_user
+from tests.helpers import as_user
 from tests.learning import factories_catalog as catalog
 from tests.learning.factories_assign import graded_attempt
 from tests.learning.factories_quiz import enroll, make_course, make_quiz
-from tests.money.factories_earnings import as_user, make_milestone
+from tests.money.factories import make_milestone
 
 BUDGET = 12
 HX = {"HX-Request": "true"}

@@ -12,18 +12,14 @@ import pytest
 from sqlalchemy import select
 
 from portal.db import db
-from portal.db.context import Actor, acting_as
 from portal.errors import NotFound
 from portal.money.exchange import services
 from portal.money.exchange.models import Conversion, ConversionStatus, RateSource
 from portal.money.exchange.services import ExchangeError, QuoteExpired, StaleRate
 from portal.money.wallets import fees, ledger
 from portal.money.wallets.models import IdempotencyKey, Phase, SystemWallet, Transaction, TransactionType
+from tests.helpers import as_user
 from tests.money.exchange_factories import balance, freeze, fund, make_pair, make_rate, system_balance
-
-
-def as_user(user):
-    return acting_as(Actor.for_user(user.id, user.role.value), db.session)
 
 
 @pytest.fixture

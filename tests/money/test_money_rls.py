@@ -29,7 +29,8 @@ from portal.money.wallets.models import (
     WalletStatus,
 )
 from tests.factories import create_user
-from tests.rls import as_user, visible
+from tests.helpers import as_user
+from tests.rls import visible
 
 T = TransactionType
 TABLES = {"wallets": Wallet, "transactions": Transaction, "conversions": Conversion, "earnings": Earning,

@@ -7,7 +7,6 @@ test's own set-up (deposits, fee rules, freezing) runs as the test's system acto
 
 from __future__ import annotations
 
-import contextlib
 from datetime import timedelta
 from decimal import Decimal
 
@@ -17,7 +16,6 @@ from sqlalchemy import func, select
 from portal.accounts.models import UserStatus
 from portal.db import db
 from portal.db.base import utcnow
-from portal.db.context import Actor, acting_as
 from portal.errors import DomainError, Forbidden
 from portal.money.wallets import fees, ledger, services
 from portal.money.wallets.models import (
@@ -32,15 +30,10 @@ from portal.money.wallets.models import (
 from portal.platform.notifications.models import Notification
 from tests.compliance.factories import verify
 from tests.factories import create_user
+from tests.helpers import as_user
 from tests.money.factories import fund, wallet_of
 
 KEY = "transfer-key-0000000001"
-
-
-@contextlib.contextmanager
-def as_user(user):
-    with acting_as(Actor.for_user(user.id, user.role.value), db.session):
-        yield
 
 
 @pytest.fixture

@@ -28,9 +28,10 @@ def test_downgrade_keeps_the_higher_side_and_upgrade_restores_the_index():
     from portal.db import db
     from portal.db.base import utcnow
     from portal.db.context import Actor, acting_as
-    from tests.compliance.monitoring_helpers import fund, transfer
+    from tests.compliance.helpers import transfer
     from tests.db import separate_app
     from tests.factories import create_user
+    from tests.money.factories import fund
 
     with separate_app(f"{TEST_DB}_alerts_mig") as (application, owner_url, _app_url):
         application.config["MONITORING_LARGE_AMOUNTS"] = {"USD": "10000"}

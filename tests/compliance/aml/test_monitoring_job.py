@@ -14,9 +14,10 @@ from portal.compliance.cases.models import CaseEvent, CaseEventKind, CaseStatus,
 from portal.db import db
 from portal.db.context import Actor, acting_as
 from portal.platform import jobs
-from tests.compliance.cases_helpers import structured_case
-from tests.compliance.monitoring_helpers import fund, old_student, transfer
+from tests.compliance.factories import old_student, structured_case
+from tests.compliance.helpers import transfer
 from tests.factories import create_user
+from tests.money.factories import fund
 
 TASK = "portal.compliance.aml.tasks.monitor_transactions"
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from portal.compliance.aml import monitoring
-from tests.compliance.monitoring_helpers import fund, old_student, transfer, withdraw
+from tests.compliance.factories import old_student
+from tests.compliance.helpers import transfer, withdraw
 from tests.factories import create_user
+from tests.money.factories import fund
 
 
 @pytest.fixture(autouse=True)

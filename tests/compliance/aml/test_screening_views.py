@@ -64,14 +64,19 @@ def test_every_route_for_every_role(client, login_as, pending, role, htmx):
         allowed = role == "admin" or (role == "compliance" and lowest == "compliance")
         label = f"{role} {method} {url} htmx={htmx}"
         if role == "anonymous":
-            assert response.status_code in (302, 401), label
+            assert response.status_code == (401 if htmx else 302), label
             continue
         if not allowed:
             assert response.status_code == 403, label
             assert "Sergey" not in response.get_data(as_text=True), label
             continue
-        assert response.status_code in (200, 204, 302, 422), (label, response.status_code)
-        assert response.status_code < 500
+        if method == "GET":
+            expected = 200
+        elif url.endswith("/watchlist/sample"):  # loaded: back to the page, or an empty htmx answer
+            expected = 204 if htmx else 302
+        else:  # the form as sent is incomplete: refused with its messages
+            expected = 422
+        assert response.status_code == expected, (label, response.status_code)
 
 
 @pytest.mark.parametrize("role", ["compliance", "admin"])

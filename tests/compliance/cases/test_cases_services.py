@@ -23,7 +23,7 @@ from portal.compliance.cases.models import (
 from portal.db import db
 from portal.errors import DomainError, Forbidden, NotFound
 from portal.platform.notifications.models import Notification
-from tests.compliance.cases_helpers import structured_case
+from tests.compliance.factories import structured_case
 from tests.factories import create_user
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64

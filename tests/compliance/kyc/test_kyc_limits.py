@@ -9,19 +9,14 @@ from decimal import Decimal
 import pytest
 
 from portal.compliance.kyc import levels
-from portal.db import db
-from portal.db.context import Actor, acting_as
 from portal.money.earnings import withdrawals
 from portal.money.wallets import ledger, services
 from tests.compliance.factories import verify
 from tests.factories import create_user
+from tests.helpers import as_user
 from tests.money.factories import fund
 
 IBAN = "DE89 3704 0044 0532 0130 00"
-
-
-def as_user(user):
-    return acting_as(Actor.for_user(user.id, user.role.value), db.session)
 
 
 @pytest.mark.parametrize("level", [0, 1])

@@ -18,7 +18,7 @@ from portal.db import db
 from portal.db.base import utcnow
 from tests.compliance.factories import jpeg_bytes, png_bytes, verify
 from tests.factories import create_user
-from tests.rls import as_user
+from tests.helpers import as_user
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,9 @@ from portal.db.context import Actor, acting_as
 from portal.learning.tutoring import services
 from portal.learning.tutoring.models import Message, MessageRole, TutoringSession, TutorQuestion
 from tests.factories import create_user
+from tests.helpers import as_user
 from tests.learning.tutoring.chat_support import record_question, student_in, tutor_course
-from tests.rls import as_user, visible
+from tests.rls import visible
 
 TABLES = {"tutoring_sessions": TutoringSession, "messages": Message, "tutor_questions": TutorQuestion}
 

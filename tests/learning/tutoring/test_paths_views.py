@@ -221,28 +221,20 @@ def test_a_double_submit_of_regenerate_leaves_one_active_path(client, student, s
     assert sorted(s.value for s in statuses) == ["active", "replaced", "replaced"]
 
 
-def test_regenerate_needs_a_csrf_token(app, client, student, studying):
-    app.config["WTF_CSRF_ENABLED"] = True
-    try:
-        response = client.post(f"{path_url(studying)}/regenerate")
-        assert response.status_code == 400
-        assert client.post(f"{path_url(studying)}/regenerate", headers=HX).status_code == 400
-    finally:
-        app.config["WTF_CSRF_ENABLED"] = False
+def test_regenerate_needs_a_csrf_token(client, student, studying):
+    response = client.post(f"{path_url(studying)}/regenerate", csrf=False)
+    assert response.status_code == 400
+    assert client.post(f"{path_url(studying)}/regenerate", headers=HX, csrf=False).status_code == 400
     assert active_paths(student) == 0
 
 
-def test_regenerate_with_the_pages_csrf_token(app, client, student, studying):
-    app.config["WTF_CSRF_ENABLED"] = True
-    try:
-        page = text(client.get(path_url(studying)))
-        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-        response = client.post(f"{path_url(studying)}/regenerate", data={"csrf_token": token})
-        assert response.status_code == 302
-        hx = client.post(f"{path_url(studying)}/regenerate", headers={**HX, "X-CSRFToken": token})
-        assert hx.status_code == 200
-    finally:
-        app.config["WTF_CSRF_ENABLED"] = False
+def test_regenerate_with_the_pages_csrf_token(client, student, studying):
+    page = text(client.get(path_url(studying)))
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = client.post(f"{path_url(studying)}/regenerate", data={"csrf_token": token}, csrf=False)
+    assert response.status_code == 302
+    hx = client.post(f"{path_url(studying)}/regenerate", headers={**HX, "X-CSRFToken": token}, csrf=False)
+    assert hx.status_code == 200
 
 
 # ------------------------------------------------------------------ "I have reviewed it"

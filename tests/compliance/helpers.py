@@ -1,21 +1,12 @@
-"""Ledger activity for the monitoring and case tests: real movements through the real ledger."""
+"""Actions for the compliance tests: ledger activity through the real ledger, as monitoring sees it."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
 from portal.accounts.models import User
-from portal.db.base import utcnow
 from portal.money.wallets import ledger
 from portal.money.wallets.models import SystemWallet, Transaction, TransactionType
-from tests.factories import create_user
-from tests.money.factories import fund
-
-
-def old_student(**fields) -> User:
-    """A student whose account is a year old (the new-account rule leaves it alone)."""
-    return create_user("student", created_at=utcnow() - timedelta(days=365), **fields)
 
 
 def transfer(sender: User, recipient: User, amount: str, code: str = "USD") -> Transaction:
@@ -32,6 +23,3 @@ def withdraw(user: User, amount: str, code: str = "USD") -> Transaction:
                                     ledger.system_wallet(SystemWallet.WITHDRAWALS, code), Decimal(amount),
                                     TransactionType.WITHDRAWAL, "Withdrawal")])
     return tx
-
-
-__all__ = ["fund", "old_student", "transfer", "withdraw"]

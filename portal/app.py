@@ -267,8 +267,8 @@ def _register_hooks(app: Flask) -> None:
     def identify_and_authorise():
         if request.endpoint in BUILTIN_PUBLIC_ENDPOINTS:
             return None
-        # Identify afresh on every request, even where one app context serves several
-        # requests (the test suite keeps one pushed around each test).
+        # Identify afresh on every request: Flask 3.1 lets a request reuse an app context
+        # that is already pushed, so nothing of an earlier request's identity may linger.
         g.pop("_login_user", None)
         g.actor_token = db_context.push(db_context.ANONYMOUS_WEB, db.session)
         g.security_context = security_events.set_request_context(

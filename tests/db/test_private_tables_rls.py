@@ -18,7 +18,8 @@ from portal.db.urls import libpq_url
 from portal.platform.email.models import Email
 from portal.platform.email.services import queue_email
 from tests.factories import create_notification, create_user
-from tests.rls import as_user, visible
+from tests.helpers import as_user
+from tests.rls import visible
 
 #: No identity at all: what code that forgot the context, or a bare connection, gets.
 NOBODY = Actor(label="")

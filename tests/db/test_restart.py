@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from flask.testing import FlaskClient
 
 from portal.config import INSTANCE_DIR
 from portal.db import db
@@ -72,8 +71,8 @@ def restart_app(own_server, app):
                                             "azora_restart_app", fresh=True)
     application = make_app(owner_url, app_url,
                            SQLALCHEMY_ENGINE_OPTIONS={"pool_size": CLIENTS, "max_overflow": CLIENTS})
-    # Each request with its own app context and session, as in production.
-    application.test_client_class = FlaskClient
+    # The suite's client: each request with its own app context and session, as in
+    # production, and the CSRF token a browser would send.
     try:
         with application.app_context():
             upgrade()

@@ -273,7 +273,7 @@ def test_learning_path_routes_on_a_real_course(client, login_as, method, rule, r
     course exists: only its enrolled students reach their path."""
     from portal.db import db
     from portal.learning.education import services as education
-    from tests.learning.factories_assign import make_course
+    from tests.learning.factories.assign import make_course
 
     course = make_course()
     user = login_as(role) if role != ANONYMOUS else None
@@ -314,8 +314,8 @@ def test_tutor_routes_on_a_real_course(client, login_as, route, case):
     here the course, the conversation and the question exist and are one student's."""
     from portal.db import db
     from portal.learning.lms.models import CourseManagement, ManagementRole
-    from tests.learning.factories_assign import enroll
-    from tests.learning.tutoring.chat_support import record_question, student_in, tutor_course
+    from tests.learning.factories.assign import enroll
+    from tests.learning.tutoring.factories.chat import record_question, student_in, tutor_course
 
     course = tutor_course().course
     owner = student_in(course)

@@ -32,3 +32,17 @@ def log_in(page: Page, email: str, first_name: str | None = None) -> None:
         expect(page.get_by_role("heading", name=f"Hello, {first_name}")).to_be_visible()
     else:
         expect(page).not_to_have_url(re.compile("/auth/login"))
+
+
+
+def wait_for_htmx(page: Page) -> None:
+    """Wait until htmx has wired the content it last swapped in. New content carries the
+    ``htmx-added`` class until htmx settles it, and only then does htmx read its attributes
+    (``hx-trigger`` and the rest): typing into a field before that sends nothing."""
+    page.wait_for_function("() => !document.querySelector('.htmx-added')")
+
+
+def search(page: Page, text: str) -> None:
+    """Type ``text`` into the page's search box once htmx listens to it (the live search)."""
+    wait_for_htmx(page)
+    page.get_by_role("searchbox", name="Search").fill(text)

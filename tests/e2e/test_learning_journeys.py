@@ -22,7 +22,7 @@ from portal.learning.assessment import services as quizzes
 from portal.learning.education import authoring
 from portal.learning.education import services as education
 from portal.learning.lms import assignments, certificates
-from tests.e2e.helpers import address, log_in, unique_word
+from tests.e2e.helpers import address, log_in, search, unique_word
 from tests.factories import create_user
 
 pytestmark = pytest.mark.e2e
@@ -96,7 +96,7 @@ def test_student_enrols_studies_a_lesson_and_takes_the_timed_quiz(page, quiz_cou
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Learning").click()
     expect(page.get_by_role("heading", name="Course catalog")).to_be_visible()
     with page.expect_response(lambda r: "/learning/courses?" in r.url and data.token in r.url) as answer:
-        page.get_by_role("searchbox", name="Search").fill(f"tidepool {data.token}")
+        search(page, f"tidepool {data.token}")
     assert answer.value.request.headers.get("hx-request") == "true"
     results = page.get_by_role("region", name="Courses found")
     expect(results.get_by_role("article")).to_have_count(1)
@@ -374,7 +374,7 @@ def test_faculty_writes_a_course_with_the_live_preview_and_publishes_it(page, db
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Learning").click()
     expect(page.get_by_role("heading", name="Course catalog")).to_be_visible()
     with page.expect_response(lambda r: "/learning/courses?" in r.url and token in r.url):
-        page.get_by_role("searchbox", name="Search").fill(token)
+        search(page, token)
     results = page.get_by_role("region", name="Courses found")
     expect(results.get_by_role("article")).to_have_count(1)
     results.get_by_role("link", name=title).click()

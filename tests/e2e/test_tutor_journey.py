@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 from portal.learning.education import authoring
 from portal.learning.education import services as education
 from portal.learning.tutoring import passages
-from tests.e2e.helpers import address, log_in, unique_word
+from tests.e2e.helpers import address, log_in, search, unique_word
 from tests.factories import create_user
 
 pytestmark = pytest.mark.e2e
@@ -127,7 +127,7 @@ def test_student_asks_beside_a_lesson_follows_the_source_marks_it_and_finds_it_a
     results = page.get_by_role("region", name="Questions found")
     expect(results.get_by_role("link", name="Why are there two high tides every day?")).to_be_visible()
     with page.expect_response(lambda r: "/tutor/history?" in r.url and "q=tides" in r.url):
-        page.get_by_role("searchbox", name="Search").fill("tides")
+        search(page, "tides")
     item = results.locator(".tutor-history-item")
     expect(item).to_have_count(1)
     expect(item.get_by_role("button", name="Helpful", exact=True)).to_have_attribute("aria-pressed", "true")

@@ -11,7 +11,7 @@ from portal.db import db
 from portal.learning.lms import assignments as service
 from portal.learning.lms.models import Submission
 from tests.factories import create_user
-from tests.learning.factories_assign import enroll, make_assignment, make_course
+from tests.learning.factories.assign import enroll, make_assignment, make_course
 from tests.learning.test_catalog_races import run_twice
 from tests.races import remove_committed
 

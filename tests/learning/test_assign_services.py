@@ -19,7 +19,7 @@ from portal.learning.lms import assignments as service
 from portal.learning.lms import grading
 from portal.learning.lms.models import Grade, ManagementRole, Submission, SubmissionStatus
 from portal.platform.notifications.models import Notification
-from tests.learning.factories_assign import (
+from tests.learning.factories.assign import (
     RUBRIC,
     add_staff,
     enroll,

@@ -13,7 +13,7 @@ from portal.db import db
 from portal.learning.lms import assignments as service
 from portal.learning.lms.models import Assignment, Grade, ManagementRole, Submission, SubmissionStatus
 from tests.factories import PASSWORD
-from tests.learning.factories_assign import (
+from tests.learning.factories.assign import (
     RUBRIC,
     add_staff,
     enroll,
@@ -275,7 +275,7 @@ def test_course_assignment_list_for_student_and_staff(world, client_for):
 
 def test_to_grade_lists_quiz_essays_for_the_courses_one_grades(client_for, make_user):
     from portal.learning.assessment import services as quizzes
-    from tests.learning import factories_quiz
+    from tests.learning.factories import quiz as factories_quiz
 
     teacher, student, course, quiz, questions = factories_quiz.setup(title="Essay check")
     attempt = quizzes.start_attempt(student, quiz.id)

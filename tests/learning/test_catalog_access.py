@@ -14,7 +14,7 @@ from portal.db import db
 from portal.db.context import Actor, acting_as
 from portal.learning.education import services
 from portal.learning.education.models import Achievement, CourseStatus, Enrollment, EnrollmentStatus, Progress
-from tests.learning.factories_catalog import enrollment_of, lessons_of, make_course, make_lesson, make_module
+from tests.learning.factories.catalog import enrollment_of, lessons_of, make_course, make_lesson, make_module
 
 SCRIPT = "<script>alert('x')</script>"
 

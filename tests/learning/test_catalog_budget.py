@@ -12,7 +12,7 @@ from portal.db import db
 from portal.db.base import utcnow
 from portal.learning.education import services
 from portal.learning.education.models import Course, CourseLevel, CourseStatus, Lesson, Module
-from tests.learning.factories_catalog import lessons_of, make_attempt, make_course, make_quiz
+from tests.learning.factories.catalog import lessons_of, make_attempt, make_course, make_quiz
 
 BUDGET = 12
 LEVELS = list(CourseLevel)

@@ -16,7 +16,7 @@ from portal.db import db
 from portal.learning.education import services
 from portal.learning.education.models import Achievement, AchievementKind, Enrollment
 from tests.factories import create_user
-from tests.learning.factories_catalog import lessons_of, make_course
+from tests.learning.factories.catalog import lessons_of, make_course
 from tests.races import race, remove_committed
 
 

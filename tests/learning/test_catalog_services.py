@@ -23,7 +23,7 @@ from portal.learning.education.models import (
     Progress,
 )
 from portal.platform.notifications.models import Notification
-from tests.learning.factories_catalog import (
+from tests.learning.factories.catalog import (
     enrollment_of,
     lessons_of,
     make_assignment,

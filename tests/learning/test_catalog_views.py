@@ -10,7 +10,7 @@ import pytest
 from portal.db import db
 from portal.learning.education import services
 from portal.learning.education.models import CourseLevel, CourseStatus, EnrollmentStatus
-from tests.learning.factories_catalog import (
+from tests.learning.factories.catalog import (
     enrollment_of,
     lessons_of,
     make_course,

@@ -18,7 +18,7 @@ from portal.learning.lms import certificates as service
 from portal.learning.lms.models import Certificate
 from portal.platform.notifications.models import Notification
 from tests.factories import create_user
-from tests.learning.factories_certificates import create_course
+from tests.learning.factories.certificates import create_course
 
 ACTOR = Actor.system("tests")
 WAIT = 20  # seconds: a bound on waiting for the other thread, never an expectation of speed

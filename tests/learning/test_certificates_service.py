@@ -20,7 +20,7 @@ from portal.learning.lms import certificates as service
 from portal.learning.lms.models import Certificate, ManagementRole
 from portal.platform.notifications.models import Notification
 from portal.security import signing
-from tests.learning.factories_certificates import add_staff, complete, create_course
+from tests.learning.factories.certificates import add_staff, complete, create_course
 
 
 def _register_report():

@@ -15,7 +15,7 @@ from portal.learning.lms import certificate_pdf
 from portal.learning.lms import certificates as service
 from portal.learning.lms.models import ManagementRole
 from portal.security import signing
-from tests.learning.factories_certificates import add_staff, complete, create_course
+from tests.learning.factories.certificates import add_staff, complete, create_course
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.factories import PASSWORD
-from tests.learning.factories_assign import bulk_course
+from tests.learning.factories.assign import bulk_course
 
 BUDGET = 12
 

@@ -16,7 +16,7 @@ from portal.learning.assessment import gradebook
 from portal.learning.assessment.gradebook import ASSIGNMENTS, QUIZZES, Item, Scheme, compute
 from portal.learning.assessment.models import AttemptScoring, Gradebook, GradebookStatus
 from portal.learning.education.models import EnrollmentStatus
-from tests.learning.factories_assign import (
+from tests.learning.factories.assign import (
     enroll,
     graded_attempt,
     make_assignment,
@@ -161,7 +161,7 @@ def test_override_needs_a_reason_and_changes_the_letter(course_setup, make_user)
 
 def test_unreleased_grades_are_not_in_the_gradebook(course_setup):
     from portal.learning.lms.models import Grade
-    from tests.learning.factories_assign import make_submission
+    from tests.learning.factories.assign import make_submission
 
     owner, student, course = course_setup
     assignment = make_assignment(course)

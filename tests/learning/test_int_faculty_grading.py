@@ -14,8 +14,8 @@ from portal.learning.assessment import gradebook
 from portal.learning.assessment.models import Gradebook
 from portal.learning.education.models import Course
 from portal.learning.lms.models import ManagementRole
-from tests.learning import factories_assign as fa
-from tests.learning.factories_manage import form_data
+from tests.learning.factories import assign as fa
+from tests.learning.factories.manage import form_data
 
 
 def _settings(course: Course, **grading) -> dict:

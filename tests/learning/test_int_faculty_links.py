@@ -11,9 +11,9 @@ from portal.accounts.models import Role
 from portal.learning.assessment.models import QuestionKind
 from portal.learning.education.models import CourseStatus
 from portal.learning.lms.models import ManagementRole
-from tests.learning import factories_assign as fa
-from tests.learning import factories_catalog as fc
-from tests.learning import factories_quiz as fq
+from tests.learning.factories import assign as fa
+from tests.learning.factories import catalog as fc
+from tests.learning.factories import quiz as fq
 
 
 class _MainLinks(HTMLParser):

@@ -10,7 +10,7 @@ from portal.accounts.models import Role
 from portal.db import db
 from portal.learning.assessment.models import QuestionKind
 from portal.learning.assessment.services import MAX_OPTIONS
-from tests.learning import factories_quiz as fq
+from tests.learning.factories import quiz as fq
 
 HTMX = {"HX-Request": "true"}
 

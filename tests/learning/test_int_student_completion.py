@@ -7,8 +7,8 @@ from portal.learning.education import services
 from portal.learning.education.models import Achievement, AchievementKind, EnrollmentStatus
 from portal.learning.lms import assignments as assignment_service
 from portal.learning.lms.models import Certificate
-from tests.learning.factories_assign import enroll, make_assignment
-from tests.learning.factories_catalog import enrollment_of, lessons_of, make_course
+from tests.learning.factories.assign import enroll, make_assignment
+from tests.learning.factories.catalog import enrollment_of, lessons_of, make_course
 
 
 def _course_waiting_for_the_assignment(student):

@@ -12,9 +12,9 @@ import pytest
 from portal.learning.education import services
 from portal.learning.education.models import AchievementKind, EnrollmentStatus
 from portal.learning.lms.models import ManagementRole
-from tests.learning.factories_assign import enroll, make_assignment, make_submission, release_grade
-from tests.learning.factories_catalog import lessons_of, make_course, make_lesson, make_module, make_quiz
-from tests.learning.factories_certificates import add_staff, complete
+from tests.learning.factories.assign import enroll, make_assignment, make_submission, release_grade
+from tests.learning.factories.catalog import lessons_of, make_course, make_lesson, make_module, make_quiz
+from tests.learning.factories.certificates import add_staff, complete
 
 HX = {"HX-Request": "true"}
 
@@ -218,7 +218,8 @@ def test_dashboard_shows_what_is_due_next_and_recent_grades(client, login_as, ma
     from portal.db.base import utcnow
     from portal.learning.lms import assignments as assignment_service
     from portal.learning.lms import grading
-    from tests.learning import factories_assign, factories_quiz
+    from tests.learning.factories import assign as factories_assign
+    from tests.learning.factories import factories_quiz
 
     student = login_as("student")
     owner = make_user(role="faculty")

@@ -18,7 +18,7 @@ from portal.learning.education.models import Course, CourseStatus, Lesson, Modul
 from portal.learning.lms import queries, staff
 from portal.learning.lms.models import CourseManagement, ManagementRole
 from portal.platform.notifications.models import Notification
-from tests.learning.factories_manage import add_member, course_fields, make_course
+from tests.learning.factories.manage import add_member, course_fields, make_course
 
 
 def _check_deferred_constraints():

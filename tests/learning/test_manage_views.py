@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from portal.db import db
 from portal.learning.education.models import Course, CourseStatus, Lesson, Module
 from portal.learning.lms.models import CourseManagement, ManagementRole
-from tests.learning.factories_manage import add_member, form_data, make_course
-from tests.learning.factories_manage import course_fields as _course_fields
+from tests.learning.factories.manage import add_member, form_data, make_course
+from tests.learning.factories.manage import course_fields as _course_fields
 
 
 def course_fields(**overrides) -> dict:

@@ -12,7 +12,7 @@ from portal.db.context import Actor, acting_as
 from portal.learning.assessment import services as quizzes
 from portal.learning.assessment.models import QuizAttempt
 from tests.factories import create_user
-from tests.learning.factories_quiz import enroll, full_quiz, make_course
+from tests.learning.factories.quiz import enroll, full_quiz, make_course
 from tests.races import TIMEOUT, race, remove_committed
 
 

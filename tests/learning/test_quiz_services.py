@@ -29,7 +29,7 @@ from portal.learning.assessment.services import AnswerInput, OptionInput, Questi
 from portal.learning.education.models import EnrollmentStatus
 from portal.learning.lms.models import ManagementRole
 from tests.factories import create_user
-from tests.learning.factories_quiz import (
+from tests.learning.factories.quiz import (
     add_question,
     add_staff,
     enroll,

@@ -16,7 +16,7 @@ from portal.learning.assessment import services as quizzes
 from portal.learning.assessment.models import Answer, AttemptStatus, QuestionKind, QuizAttempt, QuizQuestion
 from portal.learning.lms.models import ManagementRole
 from tests.factories import create_user
-from tests.learning.factories_quiz import (
+from tests.learning.factories.quiz import (
     add_question,
     add_staff,
     enroll,

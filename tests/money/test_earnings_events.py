@@ -28,16 +28,16 @@ from portal.money.wallets.models import SystemWallet, Transaction, TransactionTy
 from portal.platform.notifications.models import Notification
 from tests.factories import create_user
 from tests.helpers import as_user
-from tests.learning import factories_catalog as catalog
-from tests.learning.factories_assign import graded_attempt
-from tests.learning.factories_quiz import (
+from tests.learning.factories import catalog as catalog
+from tests.learning.factories.assign import graded_attempt
+from tests.learning.factories.quiz import (
     add_question,
     enroll,
     make_course,
     make_quiz,
     options_of,
 )
-from tests.learning.factories_quiz import setup as quiz_setup
+from tests.learning.factories.quiz import setup as quiz_setup
 from tests.money.factories import make_milestone
 
 D = Decimal

@@ -12,7 +12,7 @@ from portal.money.earnings import services
 from portal.money.earnings.models import MilestoneKind
 from portal.money.earnings.services import MilestoneInput, MilestoneInvalid
 from tests.factories import create_user
-from tests.learning.factories_quiz import add_staff, make_course, make_quiz
+from tests.learning.factories.quiz import add_staff, make_course, make_quiz
 from tests.money.factories import make_milestone
 
 

@@ -26,8 +26,8 @@ from portal.money.earnings.models import Earning, EarningStatus, MilestoneKind
 from portal.money.wallets import ledger
 from portal.money.wallets.models import Transaction
 from tests.factories import create_user
-from tests.learning.factories_assign import graded_attempt
-from tests.learning.factories_quiz import make_course, make_quiz
+from tests.learning.factories.assign import graded_attempt
+from tests.learning.factories.quiz import make_course, make_quiz
 from tests.money.factories import make_milestone
 from tests.races import TIMEOUT, race
 

@@ -20,9 +20,9 @@ from portal.money.wallets import ledger
 from portal.money.wallets.models import TransactionType, WalletStatus
 from tests.factories import create_user
 from tests.helpers import as_user
-from tests.learning import factories_catalog as catalog
-from tests.learning.factories_assign import graded_attempt
-from tests.learning.factories_quiz import enroll, make_course, make_quiz
+from tests.learning.factories import catalog as catalog
+from tests.learning.factories.assign import graded_attempt
+from tests.learning.factories.quiz import enroll, make_course, make_quiz
 from tests.money.factories import make_milestone
 
 BUDGET = 12

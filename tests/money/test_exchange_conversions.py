@@ -19,7 +19,7 @@ from portal.money.exchange.services import ExchangeError, QuoteExpired, StaleRat
 from portal.money.wallets import fees, ledger
 from portal.money.wallets.models import IdempotencyKey, Phase, SystemWallet, Transaction, TransactionType
 from tests.helpers import as_user
-from tests.money.exchange_factories import balance, freeze, fund, make_pair, make_rate, system_balance
+from tests.money.factories.exchange import balance, freeze, fund, make_pair, make_rate, system_balance
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from portal.db.base import utcnow
 from portal.money.exchange import services
 from portal.money.exchange.models import ExchangeRate, RateSource
 from portal.money.exchange.services import CsvRejected
-from tests.money.exchange_factories import make_pair
+from tests.money.factories.exchange import make_pair
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from portal.money.exchange import services, sources, tasks
 from portal.money.exchange.models import ExchangeRate, RateSource
 from portal.money.exchange.services import ExchangeError
 from portal.money.exchange.sources import SourceError, fetch_rates
-from tests.money.exchange_factories import make_pair, rate_server
+from tests.money.factories.exchange import make_pair, rate_server
 
 
 def feed(*entries: dict) -> bytes:

@@ -25,7 +25,7 @@ from portal.money.exchange.models import Conversion, ConversionStatus, RateSourc
 from portal.money.wallets import ledger
 from portal.money.wallets.models import Transaction
 from tests.factories import create_user
-from tests.money.exchange_factories import balance, fund, make_pair, make_rate
+from tests.money.factories.exchange import balance, fund, make_pair, make_rate
 from tests.races import race
 
 

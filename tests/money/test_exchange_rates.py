@@ -15,7 +15,7 @@ from portal.money.exchange import queries, services
 from portal.money.exchange.models import RateSource
 from portal.money.exchange.services import SOURCE_PREFERENCE, ExchangeError, StaleRate
 from portal.money.exchange.sources import InvalidRate, parse_rate
-from tests.money.exchange_factories import make_pair, make_rate
+from tests.money.factories.exchange import make_pair, make_rate
 
 MAX_AGE = 3600  # the configured EXCHANGE_RATE_MAX_AGE_SECONDS default
 

@@ -19,7 +19,7 @@ from portal.money.exchange.models import Conversion, ConversionStatus, CurrencyP
 from portal.money.wallets import fees, ledger
 from portal.money.wallets.models import Transaction
 from tests.factories import PASSWORD
-from tests.money.exchange_factories import balance, freeze, fund, make_pair, make_rate, rate_server
+from tests.money.factories.exchange import balance, freeze, fund, make_pair, make_rate, rate_server
 
 HTMX = {"HX-Request": "true"}
 BUDGET = 12

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.learning.tutoring.chat_support import Clock
+from tests.learning.tutoring.factories.chat import Clock
 
 
 @pytest.fixture

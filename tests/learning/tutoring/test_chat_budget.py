@@ -12,8 +12,8 @@ import pytest
 from portal.db import db
 from portal.learning.lms.models import ManagementRole
 from portal.learning.tutoring.models import TutoringSession
-from tests.learning.factories_assign import add_staff, enroll
-from tests.learning.tutoring.chat_support import record_question, tutor_course
+from tests.learning.factories.assign import add_staff, enroll
+from tests.learning.tutoring.factories.chat import record_question, tutor_course
 
 BUDGET = 12
 HX = {"HX-Request": "true"}

@@ -16,9 +16,9 @@ from portal.learning.lms.models import ManagementRole
 from portal.learning.tutoring import queries, services
 from portal.learning.tutoring.queries import HistoryFilters
 from tests.factories import create_user
-from tests.learning.factories_assign import add_staff, enroll
-from tests.learning.factories_catalog import make_module
-from tests.learning.tutoring.chat_support import (
+from tests.learning.factories.assign import add_staff, enroll
+from tests.learning.factories.catalog import make_module
+from tests.learning.tutoring.factories.chat import (
     VOLCANOES,
     record_question,
     student_in,

@@ -16,7 +16,7 @@ from portal.learning.tutoring import services
 from portal.learning.tutoring.models import Message, MessageRole, TutoringSession, TutorQuestion
 from tests.factories import create_user
 from tests.helpers import as_user
-from tests.learning.tutoring.chat_support import record_question, student_in, tutor_course
+from tests.learning.tutoring.factories.chat import record_question, student_in, tutor_course
 from tests.rls import visible
 
 TABLES = {"tutoring_sessions": TutoringSession, "messages": Message, "tutor_questions": TutorQuestion}

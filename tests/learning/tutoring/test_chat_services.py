@@ -24,7 +24,7 @@ from portal.learning.tutoring.models import (
     TutorQuestion,
 )
 from tests.factories import create_user
-from tests.learning.tutoring.chat_support import (
+from tests.learning.tutoring.factories.chat import (
     VOLCANOES,
     open_attempt,
     student_in,
@@ -131,7 +131,7 @@ class TestAsking:
         """Words found only in another course's lesson (one the student is enrolled in too) give
         NOT_FOUND here, and no citation to that course."""
         volcanoes = tutor_course(VOLCANOES, module_title="Volcanoes")
-        from tests.learning.factories_assign import enroll
+        from tests.learning.factories.assign import enroll
 
         enroll(volcanoes.course, student)
         exchange = services.ask(student, plants.course, "What is inside the magma chamber of a volcano?")
@@ -236,7 +236,7 @@ class TestClosedDuringAQuizAttempt:
 
     def test_only_the_attempts_own_course_and_student_are_closed(self, plants, student):
         volcanoes = tutor_course(VOLCANOES, module_title="Volcanoes")
-        from tests.learning.factories_assign import enroll
+        from tests.learning.factories.assign import enroll
 
         enroll(volcanoes.course, student)
         classmate = student_in(plants.course)
@@ -269,7 +269,7 @@ class TestConversations:
         classmate = student_in(plants.course)
         theirs = services.ask(classmate, plants.course, "What is chlorophyll?").session
         volcanoes = tutor_course(VOLCANOES, module_title="Volcanoes")
-        from tests.learning.factories_assign import enroll
+        from tests.learning.factories.assign import enroll
 
         enroll(volcanoes.course, student)
         elsewhere = services.ask(student, volcanoes.course, "What is basalt?").session

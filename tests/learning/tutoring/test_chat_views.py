@@ -17,8 +17,8 @@ from portal.learning.lms.models import ManagementRole
 from portal.learning.tutoring import services
 from portal.learning.tutoring.models import TutoringSession, TutorQuestion
 from tests.factories import PASSWORD, create_user
-from tests.learning.factories_assign import add_staff, enroll
-from tests.learning.tutoring.chat_support import (
+from tests.learning.factories.assign import add_staff, enroll
+from tests.learning.tutoring.factories.chat import (
     VOLCANOES,
     open_attempt,
     record_question,

@@ -12,8 +12,8 @@ import pytest
 
 from portal.learning.tutoring.answers import Reply, compose_reply
 from portal.learning.tutoring.models import ReplyKind, ReplySource
-from tests.learning import factories_catalog
-from tests.learning.tutoring.engine_support import course_with_lessons
+from tests.learning.factories import catalog as factories_catalog
+from tests.learning.tutoring.factories.engine import course_with_lessons
 
 GARDEN = {
     "Watering": "# Watering plants\n\nWater tomatoes **deeply** twice a week. Morning watering keeps leaves dry. "

@@ -20,9 +20,9 @@ from portal.learning.assessment.models import (
 from portal.learning.tutoring import hints
 from portal.learning.tutoring.answers import compose_reply
 from portal.learning.tutoring.models import ReplyKind, ReplySource
-from tests.learning import factories_catalog
-from tests.learning.factories_quiz import add_question
-from tests.learning.tutoring.engine_support import course_with_lessons, seed_demo_courses
+from tests.learning.factories import catalog as factories_catalog
+from tests.learning.factories.quiz import add_question
+from tests.learning.tutoring.factories.engine import course_with_lessons, seed_demo_courses
 
 GARDEN = {
     "Watering": "# Watering plants\n\nWater tomatoes deeply twice a week. Morning watering keeps leaves dry.\n\n"

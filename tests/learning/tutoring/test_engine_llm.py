@@ -17,9 +17,9 @@ from portal.learning.assessment.models import QuestionKind
 from portal.learning.tutoring import llm
 from portal.learning.tutoring.answers import compose_reply
 from portal.learning.tutoring.models import ReplyKind, ReplySource
-from tests.learning import factories_catalog
-from tests.learning.factories_quiz import add_question
-from tests.learning.tutoring.engine_support import course_with_lessons
+from tests.learning.factories import catalog as factories_catalog
+from tests.learning.factories.quiz import add_question
+from tests.learning.tutoring.factories.engine import course_with_lessons
 
 KEY = "sk-test-secret-0123456789"
 TIMEOUT = 1

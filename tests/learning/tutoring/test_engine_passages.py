@@ -14,8 +14,8 @@ from portal.learning.tutoring import passages
 from portal.learning.tutoring.models import LessonPassage
 from portal.learning.tutoring.passages import CODE_INDENT, MAX_PASSAGE_CHARS, split_lesson
 from tests.factories import create_user
-from tests.learning.factories_manage import course_fields
-from tests.learning.tutoring.engine_support import course_with_lessons, passages_of
+from tests.learning.factories.manage import course_fields
+from tests.learning.tutoring.factories.engine import course_with_lessons, passages_of
 
 LESSON = """Loops repeat work.
 
@@ -201,7 +201,7 @@ def test_flask_tutor_reindex_rebuilds_every_course_or_one(app):
 
 
 def test_seeding_the_demo_indexes_its_courses_and_stays_idempotent(app):
-    from tests.learning.tutoring.engine_support import seed_demo_courses
+    from tests.learning.tutoring.factories.engine import seed_demo_courses
 
     courses = seed_demo_courses()
     ids = [course.id for course in courses.values()]

@@ -5,7 +5,7 @@ lessons for at least 80% of them. Run with ``-s`` to see the figures."""
 from __future__ import annotations
 
 from portal.learning.tutoring import retrieval
-from tests.learning.tutoring.engine_support import seed_demo_courses
+from tests.learning.tutoring.factories.engine import seed_demo_courses
 
 FINANCE = "personal-finance-foundations"
 PYTHON = "intro-to-python-programming"

@@ -10,7 +10,7 @@ import pytest
 from portal.learning.education.models import CourseStatus
 from portal.learning.tutoring import retrieval
 from portal.learning.tutoring.retrieval import or_query_text, search
-from tests.learning.tutoring.engine_support import course_with_lessons
+from tests.learning.tutoring.factories.engine import course_with_lessons
 
 GARDEN = {
     "Watering": "# Watering plants\n\nWater tomatoes deeply twice a week. Morning watering keeps leaves dry.\n\n"

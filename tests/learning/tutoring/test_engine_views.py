@@ -7,8 +7,8 @@ from __future__ import annotations
 from portal.db import db
 from portal.learning.education import services as education
 from portal.learning.education.models import Course
-from tests.learning.factories_manage import course_fields, form_data, make_course
-from tests.learning.tutoring.engine_support import course_with_lessons, passages_of
+from tests.learning.factories.manage import course_fields, form_data, make_course
+from tests.learning.tutoring.factories.engine import course_with_lessons, passages_of
 
 HX = {"HX-Request": "true"}
 

@@ -23,8 +23,8 @@ from portal.learning.tutoring.insights import (
     topic_stats,
 )
 from portal.learning.tutoring.models import LearningInsight
-from tests.learning.factories_assign import graded_attempt, make_quiz
-from tests.learning.tutoring.paths_support import (
+from tests.learning.factories.assign import graded_attempt, make_quiz
+from tests.learning.tutoring.factories.paths import (
     build_course,
     complete_lessons,
     create_user,
@@ -304,7 +304,7 @@ def test_an_attempt_graded_by_hand_refreshes_the_insights_when_its_last_essay_is
     evidence (the ``quiz_graded`` event), so the topic turns weak without any other event."""
     from portal.learning.assessment import services as quizzes
     from portal.learning.assessment.models import Answer, QuestionKind
-    from tests.learning.factories_quiz import add_question
+    from tests.learning.factories.quiz import add_question
 
     built = build_course(titles=("Essays",), questions=0, lessons=1)
     quiz = built.topic("Essays").quiz

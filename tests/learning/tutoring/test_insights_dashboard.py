@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from portal.learning.education import services as education
 from portal.learning.tutoring.insights import refresh_insights
-from tests.learning.tutoring.paths_support import build_course, complete_lessons, enrol, take_quiz
+from tests.learning.tutoring.factories.paths import build_course, complete_lessons, enrol, take_quiz
 
 BUDGET = 12
 

@@ -13,7 +13,7 @@ from portal.db.context import Actor, acting_as
 from portal.learning.tutoring import paths
 from portal.learning.tutoring.insights import refresh_insights
 from portal.learning.tutoring.models import LearningInsight, LearningPath, PathStep
-from tests.learning.tutoring.paths_support import build_course, create_user, enrol, take_quiz
+from tests.learning.tutoring.factories.paths import build_course, create_user, enrol, take_quiz
 
 TABLES = (LearningInsight, LearningPath, PathStep)
 

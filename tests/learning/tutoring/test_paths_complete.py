@@ -29,7 +29,7 @@ from portal.learning.tutoring.models import (
     StepKind,
     StepStatus,
 )
-from tests.learning.tutoring.paths_support import (
+from tests.learning.tutoring.factories.paths import (
     build_course,
     complete_lessons,
     create_user,
@@ -85,7 +85,7 @@ def test_submitting_an_attempt_sends_quiz_submitted(student, received):
 
 
 def test_an_attempt_waiting_for_essays_sends_quiz_submitted_while_submitted(student, received):
-    from tests.learning.factories_quiz import full_quiz
+    from tests.learning.factories.quiz import full_quiz
 
     built = build_course(titles=("Loops",), questions=1)
     enrol(student, built)
@@ -260,7 +260,7 @@ def test_a_replaced_path_is_not_completed_by_later_work(student):
 
 
 def test_an_essay_graded_to_a_pass_completes_the_retry(student):
-    from tests.learning.factories_quiz import full_quiz
+    from tests.learning.factories.quiz import full_quiz
 
     built = build_course(titles=("Loops",), questions=1, lessons=1, assignments=False)
     teacher = built.teacher

@@ -14,7 +14,7 @@ from portal.errors import NotFound
 from portal.learning.education import services as education
 from portal.learning.tutoring import paths
 from portal.learning.tutoring.models import Difficulty, LearningPath, PathStatus, StepKind
-from tests.learning.tutoring.paths_support import (
+from tests.learning.tutoring.factories.paths import (
     build_course,
     complete_lessons,
     create_user,
@@ -139,7 +139,7 @@ def test_a_locked_module_is_skipped(student):
 
 
 def test_course_wide_work_comes_once_the_modules_are_done(student):
-    from tests.learning.factories_assign import make_assignment
+    from tests.learning.factories.assign import make_assignment
 
     built = build_course(titles=("Only",), questions=1, lessons=1, assignments=False)
     final = make_assignment(built.course, title="Final essay")

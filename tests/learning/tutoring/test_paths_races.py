@@ -13,7 +13,7 @@ from portal.db import db
 from portal.db.context import Actor, acting_as
 from portal.learning.tutoring import paths
 from portal.learning.tutoring.models import LearningPath, PathStatus, PathStep, StepKind, StepStatus
-from tests.learning.tutoring.paths_support import build_course, create_user, enrol
+from tests.learning.tutoring.factories.paths import build_course, create_user, enrol
 from tests.races import TIMEOUT, race, remove_committed
 
 

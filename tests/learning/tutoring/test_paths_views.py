@@ -13,7 +13,7 @@ from portal.learning.education import services as education
 from portal.learning.tutoring import paths
 from portal.learning.tutoring.insights import refresh_insights
 from portal.learning.tutoring.models import LearningPath, PathStatus, PathStep, StepKind, StepStatus
-from tests.learning.tutoring.paths_support import build_course, complete_lessons, enrol, take_quiz
+from tests.learning.tutoring.factories.paths import build_course, complete_lessons, enrol, take_quiz
 
 HX = {"HX-Request": "true"}
 BUDGET = 12

@@ -17,8 +17,8 @@ from portal.learning.education import services as education
 from portal.learning.education.models import Course, Lesson, Module
 from portal.learning.lms.models import Assignment
 from tests.factories import create_user
-from tests.learning.factories_assign import add_staff, make_assignment, make_course, make_quiz, release_grade
-from tests.learning.factories_catalog import make_lesson, make_module
+from tests.learning.factories.assign import add_staff, make_assignment, make_course, make_quiz, release_grade
+from tests.learning.factories.catalog import make_lesson, make_module
 
 __all__ = ["Topic", "TopicCourse", "add_staff", "build_course", "create_user", "release_grade", "take_quiz"]
 

@@ -11,7 +11,7 @@ from portal.learning.education.models import Course, CourseStatus, Lesson, Modul
 from portal.learning.tutoring import passages
 from portal.learning.tutoring.models import LessonPassage
 from tests.factories import create_user
-from tests.learning import factories_catalog
+from tests.learning.factories import catalog as factories_catalog
 
 
 def seed_demo_courses() -> dict[str, Course]:

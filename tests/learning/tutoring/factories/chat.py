@@ -13,8 +13,8 @@ from portal.learning.assessment.models import AttemptStatus, Quiz, QuizAttempt
 from portal.learning.education.models import Course, CourseStatus, EnrollmentStatus, Lesson, Module
 from portal.learning.tutoring import passages
 from tests.factories import create_user
-from tests.learning.factories_assign import enroll
-from tests.learning.factories_catalog import make_course, make_lesson, make_module
+from tests.learning.factories.assign import enroll
+from tests.learning.factories.catalog import make_course, make_lesson, make_module
 
 PLANTS = {
     "How Plants Make Food": [

@@ -16,8 +16,8 @@ from portal.learning.assessment.models import (
 )
 from portal.learning.education.models import Course, Enrollment, EnrollmentStatus
 from tests.factories import create_user
-from tests.learning import factories_assign as assign_factories
-from tests.learning.factories_assign import add_staff, make_course, make_quiz  # noqa: F401 - shared
+from tests.learning.factories import assign as assign_factories
+from tests.learning.factories.assign import add_staff, make_course, make_quiz  # noqa: F401 - shared
 
 
 def enroll(user: User, course: Course, status: EnrollmentStatus = EnrollmentStatus.ACTIVE) -> Enrollment:

@@ -337,13 +337,8 @@ def _register_hooks(app: Flask) -> None:
     @app.teardown_request
     def forget_actor(_exc):
         # The request's transaction ends with the app context (Flask-SQLAlchemy removes the
-        # session), so only the context variable needs restoring, not the database settings.
-        token = g.pop("actor_token", None)
-        if token is not None:
-            db_context.reset(token)
-        context = g.pop("security_context", None)
-        if context is not None:
-            security_events.reset_request_context(context)
+        # session), so only the context variables need restoring, not the database settings.
+        _forget_identity()
 
 
 def _error_response(status: int, title: str, message: str, headers: dict | None = None):
@@ -392,21 +387,26 @@ def _connection_lost(exc: Exception) -> bool:
     return type(exc.orig) in (psycopg.OperationalError, psycopg.InterfaceError)
 
 
-def _forget_failed_attempt() -> None:
-    """Undo what the request had set up, so that it can run again from its first hook: the
-    session (on a connection the pool has thrown away), the identity and the security context."""
+def _forget_identity() -> None:
+    """Restore the identity and the security context the request's first hook set."""
     from portal.compliance.security import events as security_events
 
-    try:
-        db.session.remove()
-    except sa_exc.SQLAlchemyError:  # its closing ROLLBACK met the dropped connection
-        db.session.registry.clear()
     token = g.pop("actor_token", None)
     if token is not None:
         db_context.reset(token)
     context = g.pop("security_context", None)
     if context is not None:
         security_events.reset_request_context(context)
+
+
+def _forget_failed_attempt() -> None:
+    """Undo what the request had set up, so that it can run again from its first hook: the
+    session (on a connection the pool has thrown away), the identity and the security context."""
+    try:
+        db.session.remove()
+    except sa_exc.SQLAlchemyError:  # its closing ROLLBACK met the dropped connection
+        db.session.registry.clear()
+    _forget_identity()
     g.pop("_login_user", None)
     g.pop("session_record", None)
 

@@ -219,7 +219,7 @@ def test_dashboard_shows_what_is_due_next_and_recent_grades(client, login_as, ma
     from portal.learning.lms import assignments as assignment_service
     from portal.learning.lms import grading
     from tests.learning.factories import assign as factories_assign
-    from tests.learning.factories import factories_quiz
+    from tests.learning.factories import quiz as factories_quiz
 
     student = login_as("student")
     owner = make_user(role="faculty")

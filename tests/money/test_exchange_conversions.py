@@ -122,6 +122,9 @@ def test_accept_posts_three_legs_in_one_group_and_the_ledger_verifies(market):
     ])
     assert {t.phase for t in legs} == {Phase.SINGLE} and {t.initiated_by_id for t in legs} == {student.id}
     assert all(t.details["conversion"] == str(done.id) and t.details["rate"] == str(done.rate) for t in legs)
+    # The line people read names the amounts as the pages write them, not at the column's scale.
+    assert {t.description for t in legs if t.type.value == "conversion"} == {
+        "Conversion of 100.00 USD into 1,250.00 AZR at 12.5"}
     assert ledger.verify().ok
 
 

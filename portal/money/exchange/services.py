@@ -40,7 +40,14 @@ from portal.accounts.models import User
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import Conflict, DomainError, Forbidden, NotFound
-from portal.money.currency import CURRENCIES, MAX_INTEGER_DIGITS, UnknownCurrency, currency, parse_amount
+from portal.money.currency import (
+    CURRENCIES,
+    MAX_INTEGER_DIGITS,
+    UnknownCurrency,
+    currency,
+    format_amount,
+    parse_amount,
+)
 from portal.money.exchange import sources
 from portal.money.exchange.models import Conversion, ConversionStatus, CurrencyPair, ExchangeRate, RateSource
 from portal.money.exchange.sources import RATE_QUANTUM, InvalidRate
@@ -611,8 +618,9 @@ def _post(user: User, conversion: Conversion) -> uuid.UUID:
         raise ledger.WalletUnavailable(f"Your {target} wallet is {receiving.status.value}; no money can move into it.")
     details = {"conversion": str(conversion.id), "rate": str(conversion.rate), "from": source, "to": target,
                "rate_source": conversion.rate_source}
-    description = (f"Conversion of {conversion.from_amount} {source} into {conversion.to_amount} {target} "
-                   f"at {conversion.rate.normalize():f}")
+    # The ledger keeps the text as written: exact amounts, but not the column's 18 places.
+    description = (f"Conversion of {format_amount(conversion.from_amount, source, exact=True)} into "
+                   f"{format_amount(conversion.to_amount, target, exact=True)} at {conversion.rate.normalize():f}")
     legs = [
         ledger.Leg(paying, ledger.system_wallet(SystemWallet.EXCHANGE, source, spread_by=user.id), conversion.from_amount,
                    TransactionType.CONVERSION, description, details),

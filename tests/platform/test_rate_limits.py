@@ -167,6 +167,42 @@ def test_reset_prefix_forgets_only_the_keys_it_starts():
         rate_limits.reset_prefix("")
 
 
+def _together(app, threads_n: int, work) -> None:
+    """Run ``work()`` in ``threads_n`` threads at once, each in its own app context (so its own
+    session and pooled connection, as the app role) acting as a system actor, and fail on any
+    thread's error."""
+    barrier = threading.Barrier(threads_n)
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
+                try:
+                    barrier.wait(timeout=30)
+                    work()
+                finally:
+                    db.session.remove()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=worker) for _ in range(threads_n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors
+
+
+def _forget(app, key: str) -> None:
+    with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
+        rate_limits.reset(key)
+        db.session.commit()
+        assert db.session.scalar(select(RateLimit.id).where(RateLimit.key == key)) is None
+        db.session.remove()
+
+
 @pytest.mark.no_db_rollback
 def test_of_concurrent_claims_one_wins(app):
     """Threads with their own connections claim the same turn at once: exactly one gets it."""
@@ -177,36 +213,18 @@ def test_of_concurrent_claims_one_wins(app):
         _age_last(key, 60)
         db.session.commit()
         db.session.remove()
-    barrier = threading.Barrier(threads_n)
     won: list[bool] = []
-    errors: list[BaseException] = []
 
-    def worker():
-        try:
-            with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
-                try:
-                    barrier.wait(timeout=30)
-                    result = rate_limits.claim(key, WINDOW, 30)
-                    db.session.commit()
-                    won.append(result)
-                finally:
-                    db.session.remove()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
+    def claim():
+        result = rate_limits.claim(key, WINDOW, 30)
+        db.session.commit()
+        won.append(result)
 
-    threads = [threading.Thread(target=worker) for _ in range(threads_n)]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert not errors, errors
+        _together(app, threads_n, claim)
         assert sorted(won) == [False] * (threads_n - 1) + [True]
     finally:
-        with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
-            rate_limits.reset(key)
-            db.session.commit()
-            db.session.remove()
+        _forget(app, key)
 
 
 @pytest.mark.no_db_rollback
@@ -218,34 +236,18 @@ def test_concurrent_hits_on_one_key_are_all_counted(app, database_urls):
     with app.app_context():
         assert db.engine.url.username == make_url(database_urls[1]).username
         assert db.engine.pool.size() + db.engine.pool._max_overflow >= threads_n
-    barrier = threading.Barrier(threads_n)
-    errors: list[BaseException] = []
     counts: list[int] = []
     lock = threading.Lock()
 
-    def worker():
-        try:
-            with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
-                try:
-                    barrier.wait(timeout=30)
-                    for _ in range(hits_each):
-                        window = rate_limits.hit(key, WINDOW)
-                        db.session.commit()
-                        with lock:
-                            counts.append(window.count)
-                finally:
-                    db.session.remove()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
+    def hit():
+        for _ in range(hits_each):
+            window = rate_limits.hit(key, WINDOW)
+            db.session.commit()
+            with lock:
+                counts.append(window.count)
 
-    threads = [threading.Thread(target=worker) for _ in range(threads_n)]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert not any(t.is_alive() for t in threads)
-        assert not errors, errors
+        _together(app, threads_n, hit)
         total = threads_n * hits_each
         # every hit saw a distinct count: 1..total, none lost, none doubled
         assert sorted(counts) == list(range(1, total + 1))
@@ -253,8 +255,4 @@ def test_concurrent_hits_on_one_key_are_all_counted(app, database_urls):
             assert db.session.scalar(select(RateLimit.count).where(RateLimit.key == key)) == total
             db.session.remove()
     finally:
-        with app.app_context(), db_context.acting_as(db_context.Actor.system("tests")):
-            rate_limits.reset(key)
-            db.session.commit()
-            assert db.session.scalar(select(RateLimit.id).where(RateLimit.key == key)) is None
-            db.session.remove()
+        _forget(app, key)

@@ -264,7 +264,9 @@ def test_the_chat_asks_the_model_holding_no_lock_and_keeps_its_reply(app, client
 
     def count_advisory_locks():
         with psycopg.connect(libpq_url(app.config["MIGRATION_DATABASE_URL"])) as conn:
-            locks_while_asked.append(conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+            locks_while_asked.append(conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")
                                      .fetchone()[0])
 
     model.on_request = count_advisory_locks

@@ -28,6 +28,10 @@ APPEND_ONLY_TABLES = {"audit_log": "INSERT, UPDATE, DELETE, TRUNCATE", "transact
 HIDDEN_COLUMNS = {"users": ("passwordHash",)}
 
 
+#: The advisory lock key that serialises ``provision_database`` on a server.
+PROVISION_LOCK = 0x617A6F7261  # "azora"
+
+
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -141,7 +145,12 @@ def provision_database(
     Returns ``(owner_url, app_url)``. ``fresh`` drops the database first (the test suite
     builds its database anew each run).
     """
+    admin_in_db = with_database(admin_url, database)
     with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn, conn.cursor() as cur:
+        # One provisioning at a time on this server: the workers of ``gunicorn -w 4`` each build
+        # the app at once, and concurrent GRANTs on the same objects fail with "tuple
+        # concurrently updated". The lock ends with this connection, after the grants below.
+        cur.execute("SELECT pg_advisory_lock(%s)", (PROVISION_LOCK,))
         ensure_login_role(cur, owner, owner_password, createrole=True)
         ensure_login_role(cur, app_role, app_password)
         if fresh:
@@ -150,9 +159,8 @@ def provision_database(
         if cur.fetchone() is None:
             cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                 sql.Identifier(database), sql.Identifier(owner)))
-    admin_in_db = with_database(admin_url, database)
-    with psycopg.connect(libpq_url(admin_in_db), autocommit=True) as conn, conn.cursor() as cur:
-        # Grants are made as the owner, so default privileges apply to the owner's tables.
-        cur.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
-        grant_app_privileges(cur, app_role, owner)
+        with psycopg.connect(libpq_url(admin_in_db), autocommit=True) as db_conn, db_conn.cursor() as db_cur:
+            # Grants are made as the owner, so default privileges apply to the owner's tables.
+            db_cur.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(owner)))
+            grant_app_privileges(db_cur, app_role, owner)
     return (with_user(admin_in_db, owner, owner_password), with_user(admin_in_db, app_role, app_password))

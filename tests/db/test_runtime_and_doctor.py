@@ -236,3 +236,44 @@ def test_production_refuses_to_start_without_its_secrets(monkeypatch, missing):
     monkeypatch.delenv(missing)
     with pytest.raises(ConfigError, match=missing):
         load_config()
+
+
+# ---------------------------------------------------------------- provisioning
+
+def test_workers_provisioning_one_database_at_once_all_succeed():
+    """Every gunicorn worker builds the app, and so provisions the embedded database, at the
+    same moment: the grants must not collide ("tuple concurrently updated")."""
+    import threading
+
+    from portal.db.provision import provision_database
+    from tests.conftest import build_database, destroy_database
+
+    name = f"{TEST_DB}_provision"
+    urls = build_database(name)
+    admin_url, _ = _admin_url()
+    owner, app_role = (make_url(url).username for url in urls)
+    passwords = [make_url(url).password for url in urls]
+    errors_seen: list[BaseException] = []
+    gate = threading.Barrier(6)
+
+    def provision() -> None:
+        gate.wait()
+        try:
+            provision_database(admin_url, name, owner, app_role, owner_password=passwords[0],
+                               app_password=passwords[1])
+        except BaseException as exc:  # noqa: BLE001 - collected and reported below
+            errors_seen.append(exc)
+
+    try:
+        for _round in range(3):
+            threads = [threading.Thread(target=provision) for _ in range(6)]
+            gate.reset()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert errors_seen == []
+        with psycopg.connect(libpq_url(urls[1])) as conn:  # the app role still connects and reads
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        destroy_database(name, urls)

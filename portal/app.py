@@ -142,28 +142,44 @@ def _register_blueprints(app: Flask) -> None:
 
 
 def _load_user_from_session(_request):
-    """Flask-Login's loader: the user of the live server-side session named by the cookie."""
+    """Flask-Login's loader: the user of the live server-side session named by the cookie.
+
+    The lookup is the request's first statement and sets who acts in the same statement
+    (``lookup_for_request``), so a logged-in page spends no statement on its identity; only when
+    the portal decides otherwise than the database did (an idle session) is it set again."""
     from flask import current_app
 
-    from portal.compliance.security.services import resolve_checked
+    from portal.compliance.security.services import lookup_for_request
+    from portal.platform.notifications.services import remember_unread_count
 
     # The request's address goes along: the block check rides in the same query.
-    found = resolve_checked(session.get("sid"), session_policy(current_app), ip=request.remote_addr)
+    with db_context.set_by_first_statement(db.session):
+        lookup = lookup_for_request(session.get("sid"), session_policy(current_app), ip=request.remote_addr)
+    found = lookup.found
     if found is None:
         if "sid" in session:
             session.clear()  # ended elsewhere (logout, password change, admin): forget it here
+        if lookup.context_user_id is not None and (
+                lookup.context_user_id or db_context.current_actor() != db_context.ANONYMOUS_WEB):
+            # The statement left the transaction acting as someone other than the request:
+            # the session's user (the database took an idle session for live) or anonymous.
+            # Before anything is flushed: the idle session is ended by the anonymous request.
+            with db.session.no_autoflush:
+                db_context.reapply(db.session)
         return None
     record, user = found.record, found.user
     g.session_record = record
     g.session_blocks = (found.ip_block_id, found.user_block_id)
+    remember_unread_count(user.id, found.unread_notifications)
     actor = db_context.Actor.for_user(user.id, user.role.value)
+    in_transaction = db.session if lookup.context_user_id != actor.user_id else None
     if "actor_token" in g:
-        db_context.set_actor(actor, db.session)
+        db_context.set_actor(actor, in_transaction)
     else:
         # Loaded before ``identify_and_authorise`` ran (an error page, e.g. a CSRF failure):
         # keep a token so teardown restores the previous identity instead of leaving this
         # user as the thread's actor for whatever runs next.
-        g.actor_token = db_context.push(actor, db.session)
+        g.actor_token = db_context.push(actor, in_transaction)
     _note_new_address(record, user)
     return user
 

@@ -143,7 +143,29 @@ def acting_as(actor: Actor, session: Session | None = None) -> Iterator[Actor]:
     _apply_if_active(session, _current.get())
 
 
+#: ``Session.info`` flag: the transaction's first statement sets the identity itself.
+_SET_BY_FIRST_STATEMENT = "context_set_by_first_statement"
+
+
+@contextlib.contextmanager
+def set_by_first_statement(session) -> Iterator[None]:
+    """Within the block, a transaction that begins does not get the separate ``set_config``
+    statement: its first statement sets the identity itself (the request's session lookup,
+    ``session_for_request``, sets the anonymous identity, then the user's). The caller must make
+    the current identity and the transaction's agree afterwards (``set_actor`` with the session
+    when they differ). A transaction already open is left as it is."""
+    info = session().info if hasattr(session, "registry") else session.info
+    info[_SET_BY_FIRST_STATEMENT] = True
+    try:
+        yield
+    finally:
+        info.pop(_SET_BY_FIRST_STATEMENT, None)
+
+
 @event.listens_for(Session, "after_begin")
 def _after_begin(session, transaction, connection):  # noqa: ARG001
-    """Apply the current identity at the start of every transaction of every session."""
+    """Apply the current identity at the start of every transaction of every session (but for
+    one whose first statement sets it, ``set_by_first_statement``)."""
+    if session.info.pop(_SET_BY_FIRST_STATEMENT, False):
+        return
     _apply(connection, _current.get())

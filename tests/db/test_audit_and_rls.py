@@ -307,18 +307,72 @@ def test_identity_is_set_at_transaction_start_with_bound_parameters():
 
 
 def test_a_request_runs_as_the_logged_in_user(client, login_as):
+    """The session lookup, the request's first statement, sets the user's identity
+    (``session_for_request``); every statement of the page after it runs as that user."""
     user = login_as("faculty")
-    captured: list[dict] = []
+    statements: list[str] = []
+    seen_as: list[tuple] = []
+    probing = []
 
     def capture(conn, cursor, statement, parameters, context, executemany):
-        if "set_config('app.user_id'" in statement:
-            captured.append(dict(parameters))
+        if probing or statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")):
+            return  # the test harness's own savepoints
+        statements.append(statement)
+        if "session_for_request" in statement:
+            return
+        probing.append(True)
+        try:
+            seen_as.append(tuple(conn.exec_driver_sql(
+                "SELECT current_setting('app.user_id', true), current_setting('app.role', true), "
+                "current_setting('app.actor', true)").one()))
+        finally:
+            probing.clear()
 
-    event.listen(db.engine, "before_cursor_execute", capture)
+    event.listen(db.engine, "after_cursor_execute", capture)
     try:
         assert client.get("/dashboard").status_code == 200
     finally:
-        event.remove(db.engine, "before_cursor_execute", capture)
-    assert {"uid": str(user.id), "role": "faculty", "actor": f"user:{user.id}"} in captured
+        event.remove(db.engine, "after_cursor_execute", capture)
+    assert "session_for_request" in statements[0]
+    assert not any("set_config('app.user_id'" in s for s in statements)  # no separate statement
+    assert len(seen_as) == len(statements) - 1 >= 2
+    assert set(seen_as) == {(str(user.id), "faculty", f"user:{user.id}")}
     # after the request the test code's own identity is back
     assert db.session.execute(text("SELECT current_setting('app.actor', true)")).scalar() == "system:tests"
+
+
+def test_an_idle_session_leaves_the_request_anonymous(client, login_as, app):
+    """The lookup's function takes a session that is neither revoked nor expired for live and
+    sets its user's identity; the portal then finds it idle and sets the anonymous identity
+    again before anything else runs."""
+    from datetime import timedelta
+
+    from portal.compliance.security.models import SessionValidation
+    from portal.db.base import utcnow
+
+    user = login_as("student")
+    record = db.session.scalars(select(SessionValidation).where(SessionValidation.user_id == user.id)).one()
+    record.last_seen_at = utcnow() - timedelta(minutes=app.config["SESSION_IDLE_MINUTES"], seconds=5)
+    db.session.commit()
+    seen_as: list[tuple] = []
+    probing = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if probing or statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK")):
+            return
+        probing.append(True)
+        try:
+            seen_as.append((statement.split("(")[0][:40], *conn.exec_driver_sql(
+                "SELECT current_setting('app.user_id', true), current_setting('app.role', true)").one()))
+        finally:
+            probing.clear()
+
+    event.listen(db.engine, "after_cursor_execute", capture)
+    try:
+        response = client.get("/dashboard")
+    finally:
+        event.remove(db.engine, "after_cursor_execute", capture)
+    assert response.status_code == 302 and "/auth/login" in response.headers["Location"]
+    first, *rest = seen_as
+    assert first[1:] == (str(user.id), "student")  # what the function set ...
+    assert rest and {tuple(who) for _, *who in rest} == {("", "anonymous")}  # ... undone at once

@@ -124,6 +124,38 @@ def test_bell_caps_at_99(client, login_as):
     assert ">99+<" in client.get("/notifications/count").get_data(as_text=True)
 
 
+def test_the_page_counts_unread_in_the_session_lookup_flat_at_the_cap(client, login_as):
+    """The layout's bell costs no statement of its own: the session lookup counts the unread
+    notifications, up to the cap the bell shows ("99+"), however many there are."""
+    from tests.conftest import count_statements
+
+    user = login_as("student")
+    for n in range(3):
+        create_notification(user, title=f"n{n}")
+    with count_statements(db.engine) as counter:
+        body = client.get("/notifications/count").get_data(as_text=True)
+    assert body.startswith('<span class="bell-count">3<')
+    assert counter.count == 1 and "session_for_request" in counter.statements[0]
+    for n in range(150):
+        create_notification(user, title=f"more {n}")
+    assert services.unread_count(user.id) == 100  # counted up to the cap, not all 153
+
+
+def test_a_count_remembered_for_the_request_is_forgotten_when_notifications_change(make_user):
+    user = make_user(role="student")
+    create_notification(user, title="one")
+    services.remember_unread_count(user.id, 1)
+    assert services.unread_count(user.id) == 1
+    services.notify(user.id, "test", "two")
+    assert services.unread_count(user.id) == 2  # the new one is counted, not the remembered 1
+    services.remember_unread_count(user.id, 2)
+    services.mark_all_read(user)
+    assert services.unread_count(user.id) == 0
+    services.remember_unread_count(user.id, 5)
+    db.session.commit()
+    assert services.unread_count(user.id) == 0  # a commit forgets it too
+
+
 def test_bell_needs_a_login(client):
     response = client.get("/notifications/count", headers=HTMX)
     assert response.status_code == 401

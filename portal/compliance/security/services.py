@@ -10,9 +10,10 @@ before the user is known, so the request puts the hash of its own token in the
 transaction-local setting ``app.session_token_hash``: the policy then lets that request reach
 the one row whose ``tokenHash`` matches, and no other. Binding a hash proves nothing by itself:
 only the holder of the token knows a hash that matches a row. The lookup goes through the SQL
-function ``session_by_token`` (migration 0004), which binds and reads in one statement, in that
-order; the binding then lasts for the transaction, so a later logout or idle expiry of that row
-passes the policy too. Login binds the new row's hash before inserting it.
+function ``session_for_request`` (migration 0009), which binds and reads in one statement, in
+that order, and sets the identity of the session's user when the session is live; the binding
+then lasts for the transaction, so a later logout or idle expiry of that row passes the policy
+too. Login binds the new row's hash before inserting it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import String, and_, bindparam, column, func, select, update
+from sqlalchemy import String, and_, bindparam, column, func, select, true, update
 from sqlalchemy.orm import aliased
 
 from portal.accounts.models import User
@@ -83,6 +84,8 @@ class Resolved:
     user_block_id: uuid.UUID | None
     #: The id of a block in force on the request's address (when one was given), or None.
     ip_block_id: uuid.UUID | None = None
+    #: The user's unread notifications, counted up to ``notifications.queries.UNREAD_COUNT_CAP``.
+    unread_notifications: int = 0
 
 
 def _user_block_id(user_id_column):
@@ -101,53 +104,85 @@ def _user_block_id(user_id_column):
 
 @functools.cache
 def _lookup(with_ip: bool):
-    """The per-request session lookup, built once (building it anew, with its alias of the
-    ``session_by_token`` rows, cost several milliseconds of Python on every request): the
-    session read through ``session_by_token`` (which binds the hash, then reads), its user, a
-    block on the user and, ``with_ip``, a block on the address. Executed with the parameters
-    ``token_hash`` and ``ip``."""
+    """The per-request session lookup, built once (building it anew cost several milliseconds
+    of Python on every request). One statement, executed with the parameters ``token_hash`` and
+    ``ip``, that reads
+
+    - the session through ``session_for_request`` (migration 0009), which sets the anonymous
+      identity, binds the hash, reads the row and, for a session neither revoked nor expired of
+      an active user, sets that user's identity for the transaction;
+    - its user, in a LATERAL subquery of the function's row, so the user is read after the
+      function has run whatever plan the planner picks (``OFFSET 0`` keeps it from being
+      flattened into a plain join);
+    - a block on the user and, ``with_ip``, a block on the address;
+    - the user's unread notifications, for the layout's bell;
+    - the identity the transaction now carries (``app.user_id``), so the caller knows whether
+      it must set another.
+    """
     from portal.compliance.security.blocks import ip_block_id
+    from portal.platform.notifications.queries import unread_count_subquery
 
     table = SessionValidation.__table__
-    rows = func.session_by_token(bindparam("token_hash", type_=String)).table_valued(
+    rows = func.session_for_request(bindparam("token_hash", type_=String)).table_valued(
         *(column(c.name, c.type) for c in table.columns), name="sv")
     record = aliased(SessionValidation, rows, adapt_on_names=True)
-    columns = [record, User, _user_block_id(User.id)]
+    # Every column of the user the app role may read (``passwordHash`` it may not; the model
+    # defers it and reads it through a function when asked).
+    readable = [c for c in User.__table__.columns if c.name != "passwordHash"]
+    owner = select(*readable).where(User.id == rows.c.userId).offset(0).lateral("u")
+    user = aliased(User, owner)
+    columns = [record, user, _user_block_id(user.id), unread_count_subquery(user.id),
+               func.current_setting("app.user_id", True)]
     if with_ip:
         columns.append(ip_block_id(bindparam("ip", type_=String)))
-    return select(*columns).join(User, User.id == record.user_id)
+    return select(*columns).select_from(rows).join(owner, true())
 
 
-def resolve(token: str | None, policy: SessionPolicy) -> tuple[SessionValidation, User] | None:
-    """The live session and its user for a cookie token, or None."""
-    found = resolve_checked(token, policy)
-    return (found.record, found.user) if found else None
+@dataclass(frozen=True)
+class Lookup:
+    """What the request's session lookup found (``found`` None: no live session) and which
+    user's identity the transaction carries after it (``context_user_id``: "" for the anonymous
+    one, None when the lookup sent no statement and changed nothing)."""
+
+    found: Resolved | None
+    context_user_id: str | None
 
 
-def resolve_checked(token: str | None, policy: SessionPolicy, *, ip: str | None = None) -> Resolved | None:
-    """The live session, its user and any block in force on that user or on ``ip``, for a
-    cookie token, or None. One query (the blocks are subqueries of it, so the per-request block
-    check costs a logged-in request nothing extra); a touch of ``lastSeenAt`` at most once a
-    minute."""
+def lookup_for_request(token: str | None, policy: SessionPolicy, *, ip: str | None = None) -> Lookup:
+    """The request's first statement: the live session for a cookie token with its user, the
+    blocks in force on the user and on ``ip`` and the unread count, in one query that also sets
+    who acts (see ``_lookup``). A touch of ``lastSeenAt`` at most once a minute."""
     from portal.compliance.security.events import clean_ip
 
     if not token or len(token) > 100:
-        return None
+        return Lookup(None, None)
     ip = clean_ip(ip)
     row = db.session.execute(_lookup(bool(ip)), {"token_hash": hash_session_token(token), "ip": ip}).one_or_none()
     if row is None:
-        return None
-    record, user, block_id = row[0], row[1], row[2]
-    ip_block = row[3] if ip else None
+        # No row, no user: the function set the anonymous identity and no other.
+        return Lookup(None, "")
+    record, user, block_id, unread, context_user_id = row[:5]
+    context_user_id = context_user_id or ""
+    ip_block = row[5] if ip else None
     now = utcnow()
     if record.revoked_at is not None or record.expires_at <= now or not user.is_active:
-        return None
+        return Lookup(None, context_user_id)
     if record.last_seen_at + policy.idle <= now:
         record.revoked_at, record.revoked_reason = now, "idle"
-        return None
+        return Lookup(None, context_user_id)
     if now - record.last_seen_at >= TOUCH_EVERY:
         record.last_seen_at = now
-    return Resolved(record, user, block_id, ip_block)
+    return Lookup(Resolved(record, user, block_id, ip_block, unread), context_user_id)
+
+
+def resolve(token: str | None, policy: SessionPolicy) -> tuple[SessionValidation, User] | None:
+    """The live session and its user for a cookie token, or None. Unlike a request's first
+    statement, it leaves the transaction acting as whoever acted before."""
+    from portal.db import context as db_context
+
+    found = lookup_for_request(token, policy).found
+    db_context.reapply(db.session)
+    return (found.record, found.user) if found else None
 
 
 def _live(now=None):

@@ -505,12 +505,56 @@ def _register_error_handlers(app: Flask) -> None:
                                "The portal hit an error it did not expect. It has been logged; please try again.")
 
 
+#: The layout's main navigation: label, endpoint, the endpoints it stands for (a prefix, or the
+#: one endpoint), and the permissions of which any one shows it. "Wallet" and "Money" share a
+#: place: a role with a wallet sees its own, one that manages money sees the admin side.
+MAIN_NAV = (
+    ("Dashboard", "home.dashboard", "home.dashboard", ()),
+    ("Learning", "learning.catalog", "learning.", (Permission.LEARN, Permission.TEACH)),
+    ("Wallet", "wallet.overview", "wallet.", (Permission.USE_WALLET,)),
+    ("Money", "wallet.admin_dashboard", "wallet.", (Permission.MANAGE_MONEY,)),
+    ("Compliance", "compliance.dashboard", "compliance.", (Permission.REVIEW_COMPLIANCE,)),
+    ("Admin", "admin.users", "admin.", (Permission.MANAGE_USERS,)),
+)
+
+
+def _nav_entries(role) -> list[tuple[str, str, str]]:
+    """The main navigation a role sees: (label, endpoint, section), "Money" only without "Wallet"."""
+    entries = [(label, endpoint, section) for label, endpoint, section, needs in MAIN_NAV
+               if not needs or any(has_permission(role, p) for p in needs)]
+    if any(label == "Wallet" for label, _, _ in entries):
+        entries = [entry for entry in entries if entry[0] != "Money"]
+    return entries
+
+
 def _register_template_helpers(app: Flask) -> None:
     from portal.accounts.models import Role
     from portal.learning.markdown import markdown_to_text, render_markdown
 
     # Markdown anywhere a template shows course text: sanitised HTML, or plain text for previews.
     app.jinja_env.globals.update(render_markdown=render_markdown, markdown_to_text=markdown_to_text)
+
+    # The layout asks on every page for the same few addresses (stylesheets, scripts, the
+    # navigation): built once per application root and kept, as url_for builds them anew each time.
+    fixed_urls: dict[tuple, str] = {}
+    nav_by_role = {role: _nav_entries(role) for role in Role}
+
+    def fixed_url(endpoint: str, **values) -> str:
+        """``url_for`` of an address that depends on nothing but its arguments (a static file,
+        a page without parameters), remembered."""
+        key = (request.script_root, endpoint, *sorted(values.items()))
+        url = fixed_urls.get(key)
+        if url is None:
+            url = fixed_urls[key] = url_for(endpoint, **values)
+        return url
+
+    def main_nav() -> list[tuple[str, str, bool]]:
+        """(label, address, whether the page is in that section) for the logged-in user."""
+        here = request.endpoint or ""
+        return [(label, fixed_url(endpoint), here.startswith(section) if section.endswith(".") else here == section)
+                for label, endpoint, section in nav_by_role[current_user.role]]
+
+    app.jinja_env.globals.update(fixed_url=fixed_url, main_nav=main_nav)
 
     @app.context_processor
     def shell():

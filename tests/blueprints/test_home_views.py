@@ -222,3 +222,28 @@ def test_dashboard_statement_budget_does_not_grow_with_notifications(client, log
         create_notification(user, title=f"Note {n}", read_at=None)
     after = _dashboard_statements(client, statements)
     assert after == before <= 12
+
+
+#: The main navigation each role sees, in order.
+MAIN_NAV = {
+    "student": ["Dashboard", "Learning", "Wallet"],
+    "faculty": ["Dashboard", "Learning"],
+    "compliance": ["Dashboard", "Compliance"],
+    "admin": ["Dashboard", "Learning", "Money", "Compliance", "Admin"],
+}
+
+
+@pytest.mark.parametrize("role", sorted(MAIN_NAV))
+def test_the_main_navigation_shows_each_role_its_sections_and_marks_where_it_is(client, login_as, role):
+    from portal.security.permissions import Permission, has_permission
+
+    login_as(role)
+    page = client.get("/notifications").get_data(as_text=True)
+    nav = page.split('<ul class="main-nav">', 1)[1].split("</ul>", 1)[0]
+    assert re.findall(r">([A-Za-z]+)</a>", nav) == MAIN_NAV[role]
+    assert 'aria-current="page"' not in nav  # the notifications page belongs to no section
+    dashboard = client.get("/dashboard").get_data(as_text=True).split('<ul class="main-nav">', 1)[1]
+    assert re.search(r'<a href="/dashboard" aria-current="page">Dashboard</a>', dashboard)
+    if has_permission(Role(role), Permission.LEARN) or has_permission(Role(role), Permission.TEACH):
+        catalog = client.get("/learning/courses").get_data(as_text=True).split('<ul class="main-nav">', 1)[1]
+        assert re.search(r'<a href="/learning/courses" aria-current="page">Learning</a>', catalog)

@@ -119,8 +119,6 @@ def print_table(rows: list[Row]) -> list[str]:
 
 def print_transfers(results: list[transfers.Transfers], pgbench_tps: float | None, pgbench_label: str) -> list[str]:
     """The transfers beside pgbench; returns the budgets missed."""
-    budgets = {"ledger.post (service layer)": settings.MIN_LEDGER_RATIO,
-               "POST /wallet/send (HTTP)": settings.MIN_HTTP_TRANSFER_RATIO}
     print(f"\nMoney transfers, {settings.TRANSFER_SECONDS} s each, beside pgbench on the same server")
     header = (f"{'measure':<29}  {'done':>6}  {'per s':>7}  {'p50 ms':>7}  {'p99 ms':>7}  {'refused':>7}  "
               f"{'failed':>6}  {'x pgbench':>9}  {'budget':>6}")
@@ -131,10 +129,9 @@ def print_transfers(results: list[transfers.Transfers], pgbench_tps: float | Non
     missed = []
     for t in results:
         ratio = t.rate / pgbench_tps if pgbench_tps else float("nan")
-        budget = budgets.get(t.label)
         print(f"{t.label:<29}  {t.done:>6}  {t.rate:>7.1f}  {t.p50_ms:>7.1f}  {t.p99_ms:>7.1f}  {t.refused:>7}  "
-              f"{t.failed:>6}  {ratio:>9.2f}  {budget if budget else '':>6}")
-        if budget and pgbench_tps and ratio < budget:
+              f"{t.failed:>6}  {ratio:>9.2f}  {t.budget:>6}")
+        if pgbench_tps and ratio < t.budget:
             missed.append(f"{t.label}: {ratio:.2f} x pgbench")
     print(f"  pgbench: {pgbench_label}")
     for t in results:

@@ -1,4 +1,5 @@
-"""The wrk output parser, on output captured from wrk 4.1.0 (Debian's package)."""
+"""The wrk output parser, on output captured from wrk 4.1.0 (Debian's package), and the wrk
+script of the HTTP transfers."""
 
 import pytest
 
@@ -123,3 +124,16 @@ def test_a_slow_server():
 def test_output_without_figures_is_refused():
     with pytest.raises(ValueError, match="unexpected wrk output"):
         parse_wrk("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+def test_the_transfer_script_carries_each_sender_quoted():
+    from tests.perf.transfers import _send_script
+
+    script = _send_script([("scale000001@azora.example", {"azora_session": 'a"b\\c'},
+                            {"csrf_token": "t=1&x", "currency": "AZR", "note": "", "confirmed": "1"})],
+                          ["scale000002@azora.example"])
+    assert '{email = "scale000001%40azora.example", cookie = "azora_session=a\\"b\\\\c", ' \
+           'form = "csrf_token=t%3D1%26x&currency=AZR&note=&confirmed=1"}' in script
+    assert '"scale000002%40azora.example"' in script
+    assert "%(" not in script and "%%" not in script  # every placeholder filled, every % unescaped
+    assert 'string.format("&amount=%d.%02d", math.floor(cents / 100), cents % 100)' in script

@@ -54,6 +54,8 @@ class Transfers:
     rate: float
     p50_ms: float
     p99_ms: float
+    #: The least rate, as a multiple of pgbench's, the budget asks for.
+    budget: float
     note: str = ""
     statuses: dict[int, int] = field(default_factory=dict)
 
@@ -181,7 +183,7 @@ def service_transfers(urls: tuple[str, str], wallet_ids: list[uuid.UUID]) -> Tra
     done, refused, failed = (sum(part[i] for part in parts) for i in range(3))
     rate = sum(part[0] / part[3] for part in parts)
     return Transfers("ledger.post (service layer)", done, refused, failed, rate,
-                     _percentile(latencies, 50), _percentile(latencies, 99),
+                     _percentile(latencies, 50), _percentile(latencies, 99), settings.MIN_LEDGER_RATIO,
                      f"{processes} processes, {'+'.join(map(str, shares))} threads")
 
 
@@ -312,7 +314,7 @@ def http_transfers(port: int, password: str, senders: list[str], recipients: lis
     statuses = {status: count for status, count in statuses.items() if count}
     done, refused = statuses.get(200, 0), statuses.get(422, 0)
     return Transfers("POST /wallet/send (HTTP)", done, refused, sum(statuses.values()) - done - refused,
-                     done / result.seconds, result.p50_ms, result.p99_ms,
+                     done / result.seconds, result.p50_ms, result.p99_ms, settings.MIN_HTTP_TRANSFER_RATIO,
                      f"{len(senders)} senders, {connections} connections", statuses)
 
 

@@ -30,7 +30,8 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest -m "not e2e"
 
-## Benchmarks: gunicorn under concurrent load; prints throughput, latency and statements per page.
+## Benchmarks (README): every main page beside hello world and Fortunes under wrk, and transfers beside
+## pgbench, at 10,000 students; prints req/s, p50/p99, the ratio to Fortunes and statements per page.
 bench: install
 	$(BIN)/python -m tests.perf.bench
 

@@ -88,26 +88,34 @@ def _apply(session_or_conn, actor: Actor | None) -> None:
 def push(actor: Actor | None, session: Session | None = None) -> contextvars.Token:
     """Make ``actor`` current; ``reset`` with the returned token restores the previous one.
 
-    With ``session`` inside a transaction, the settings change at once as well.
+    With ``session`` inside a transaction, the settings change at once as well (unless the
+    actor is the one already current: the transaction holds it already).
     """
+    previous = _current.get()
     token = _current.set(actor)
-    _apply_if_active(session, actor)
+    if actor != previous:
+        _apply_if_active(session, actor)
     return token
 
 
 def reset(token: contextvars.Token, session: Session | None = None) -> None:
+    previous = _current.get()
     _current.reset(token)
-    _apply_if_active(session, _current.get())
+    if _current.get() != previous:
+        _apply_if_active(session, _current.get())
 
 
 def set_actor(actor: Actor | None, session: Session | None = None) -> None:
     """Make ``actor`` the current identity.
 
     If ``session`` is inside a transaction, the settings are applied to it at once (the
-    transaction began before the identity was known, e.g. while looking up the login session).
+    transaction began before the identity was known, e.g. while looking up the login session),
+    unless the actor is the one already current.
     """
+    previous = _current.get()
     _current.set(actor)
-    _apply_if_active(session, actor)
+    if actor != previous:
+        _apply_if_active(session, actor)
 
 
 def reapply(session: Session) -> None:
@@ -127,20 +135,17 @@ def _apply_if_active(session, actor: Actor | None) -> None:
 @contextlib.contextmanager
 def acting_as(actor: Actor, session: Session | None = None) -> Iterator[Actor]:
     """Run a block as ``actor`` and restore the previous identity afterwards."""
-    token = _current.set(actor)
+    token = push(actor, session)
     try:
-        _apply_if_active(session, actor)
         yield actor
     except BaseException:
-        _current.reset(token)
         # After a failed statement the transaction is aborted and cannot take the settings: they
         # go with the rollback the caller now owes, and the statement's own error is the one to
         # report, not "transaction is aborted".
         with contextlib.suppress(SQLAlchemyError):
-            _apply_if_active(session, _current.get())
+            reset(token, session)  # the identity itself is restored before the settings are sent
         raise
-    _current.reset(token)
-    _apply_if_active(session, _current.get())
+    reset(token, session)
 
 
 #: ``Session.info`` flag: the transaction's first statement sets the identity itself.
@@ -163,9 +168,11 @@ def set_by_first_statement(session) -> Iterator[None]:
 
 
 @event.listens_for(Session, "after_begin")
-def _after_begin(session, transaction, connection):  # noqa: ARG001
+def _after_begin(session, transaction, connection):
     """Apply the current identity at the start of every transaction of every session (but for
     one whose first statement sets it, ``set_by_first_statement``)."""
     if session.info.pop(_SET_BY_FIRST_STATEMENT, False):
         return
+    if transaction.nested:
+        return  # a savepoint: the enclosing transaction holds the current identity already
     _apply(connection, _current.get())

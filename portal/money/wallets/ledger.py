@@ -126,11 +126,11 @@ def open_user_wallet(user_id: uuid.UUID, code: str) -> Wallet:
     """The user's wallet in ``code``, made if missing (safe against a concurrent opening)."""
     code = currency(code).code
     with as_ledger():
-        db.session.execute(insert(Wallet).values(id=uuid.uuid4(), user_id=user_id, currency=code,
-                                                 kind=WalletKind.USER, created_at=utcnow(), updated_at=utcnow())
-                           .on_conflict_do_nothing(index_elements=[Wallet.user_id, Wallet.currency]))
-        return db.session.scalars(select(Wallet).where(Wallet.user_id == user_id, Wallet.currency == code)
-                                  .execution_options(populate_existing=True)).one()
+        return _existing_or_made(
+            select(Wallet).where(Wallet.user_id == user_id, Wallet.currency == code),
+            insert(Wallet).values(id=uuid.uuid4(), user_id=user_id, currency=code, kind=WalletKind.USER,
+                                  created_at=utcnow(), updated_at=utcnow())
+            .on_conflict_do_nothing(index_elements=[Wallet.user_id, Wallet.currency]))
 
 
 def system_wallet(name: SystemWallet, code: str, *, spread_by: uuid.UUID | None = None) -> Wallet:
@@ -142,12 +142,22 @@ def system_wallet(name: SystemWallet, code: str, *, spread_by: uuid.UUID | None 
     code = currency(code).code
     shard = spread_by.int % SYSTEM_SHARDS[name] if spread_by is not None and name in SYSTEM_SHARDS else 0
     with as_ledger():
-        db.session.execute(insert(Wallet).values(id=uuid.uuid4(), system_name=name, currency=code, shard=shard,
-                                                 kind=WalletKind.SYSTEM, created_at=utcnow(), updated_at=utcnow())
-                           .on_conflict_do_nothing(index_elements=[Wallet.system_name, Wallet.currency, Wallet.shard]))
-        return db.session.scalars(select(Wallet).where(Wallet.system_name == name, Wallet.currency == code,
-                                                       Wallet.shard == shard)
-                                  .execution_options(populate_existing=True)).one()
+        return _existing_or_made(
+            select(Wallet).where(Wallet.system_name == name, Wallet.currency == code, Wallet.shard == shard),
+            insert(Wallet).values(id=uuid.uuid4(), system_name=name, currency=code, shard=shard,
+                                  kind=WalletKind.SYSTEM, created_at=utcnow(), updated_at=utcnow())
+            .on_conflict_do_nothing(index_elements=[Wallet.system_name, Wallet.currency, Wallet.shard]))
+
+
+def _existing_or_made(find, make) -> Wallet:
+    """The wallet ``find`` selects; when there is none yet, ``make`` (an insert that does nothing
+    on a conflict: a concurrent opening may win) first. One statement for a wallet that exists."""
+    find = find.execution_options(populate_existing=True)
+    wallet = db.session.scalars(find).one_or_none()
+    if wallet is None:
+        db.session.execute(make)
+        wallet = db.session.scalars(find).one()
+    return wallet
 
 
 def system_balance(name: SystemWallet, code: str) -> Decimal:

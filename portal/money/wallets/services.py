@@ -376,11 +376,12 @@ def _transfer(sender: User, email: str, amount: Decimal, unit: Currency, note: s
     own = ledger.user_wallet(sender.id, unit.code)
     if own is None:
         _check_funds(Decimal(0), amount, fee, unit)
-    theirs = ledger.open_user_wallet(recipient.id, unit.code)
-    fee_wallet = ledger.system_wallet(SystemWallet.FEES, unit.code, spread_by=sender.id) if fee > 0 else None
-    # Lock every wallet the post will touch, in the ledger's order (ascending id), before the
-    # limit is read: a second transfer by the same sender waits here and then sees this one.
-    ledger.lock([w.id for w in (own, theirs, fee_wallet) if w is not None])
+    with ledger.as_ledger():  # one switch of role for the three ledger steps
+        theirs = ledger.open_user_wallet(recipient.id, unit.code)
+        fee_wallet = ledger.system_wallet(SystemWallet.FEES, unit.code, spread_by=sender.id) if fee > 0 else None
+        # Lock every wallet the post will touch, in the ledger's order (ascending id), before the
+        # limit is read: a second transfer by the same sender waits here and then sees this one.
+        ledger.lock([w.id for w in (own, theirs, fee_wallet) if w is not None])
     _check_sender_wallet(own, unit)
     _check_recipient_wallet(theirs, recipient, unit)
     _check_limit(_limit_left(sender.id, unit), amount, unit, sender.id)

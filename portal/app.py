@@ -110,6 +110,7 @@ def _import_models() -> None:
     import portal.money.exchange.models
     import portal.money.wallets.models
     import portal.platform.analytics.models
+    import portal.platform.cache.models
     import portal.platform.email.models
     import portal.platform.gateway.models
     import portal.platform.notifications.models  # noqa: F401

@@ -28,7 +28,7 @@ def _expected_tables() -> tuple[set[str], set[str]]:
 
 #: Private tables whose rows RLS guards (each migration that adds one lists it here too).
 RLS_TABLES = ("notifications", "audit_log", "users", "students", "emails", "procrastinate_jobs",
-              "procrastinate_periodic_defers", "procrastinate_events", "procrastinate_workers")
+              "procrastinate_periodic_defers", "procrastinate_events", "procrastinate_workers", "cache_entries")
 
 
 def run_checks() -> list[tuple[str, bool, str]]:

@@ -122,6 +122,7 @@ def _connect_listeners() -> None:
     here, so any process that builds the app (web, worker, command) reacts to the same events,
     whichever blueprints it loads; ``tests/test_events.py`` checks the table in ``portal/events.py``
     against what is connected."""
+    import portal.accounts.listeners
     import portal.compliance.aml.listeners
     import portal.compliance.security.listeners
     import portal.learning.education.listeners

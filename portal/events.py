@@ -18,12 +18,12 @@ keeps the last column and the connected receivers in step.
 
 | event | emitted by | arguments | received by |
 |---|---|---|---|
-| ``user_registered`` | accounts | user | (none) |
+| ``user_registered`` | accounts | user | ``accounts`` |
 | ``email_verified`` | accounts | user | (none) |
 | ``user_logged_in`` | accounts | user, ip, user_agent | (none) |
 | ``login_failed`` | accounts | email, ip, reason (``bad_credentials``, ``throttled``, ``inactive``) | ``compliance.security`` |
 | ``password_changed`` | accounts | user, via (``change``, ``reset``, ``invite``) | (none) |
-| ``account_changed`` | accounts (admin actions) | user, actor, change (``created``, ``role``, ``deactivated``, ``reactivated``) | ``compliance.security`` |
+| ``account_changed`` | accounts (admin actions) | user, actor, change (``created``, ``role``, ``deactivated``, ``reactivated``) | ``accounts``, ``compliance.security`` |
 | ``permission_denied`` | web layer | user (or None), endpoint, needed | ``compliance.security`` |
 | ``lesson_changed`` | learning (authoring) | lesson, change (``saved``, ``deleted``) | ``learning.tutoring`` |
 | ``lesson_completed`` | learning | student user, lesson | ``learning.tutoring``, ``money.earnings`` |

@@ -114,7 +114,7 @@ def _plain(value: Decimal, code: str | None) -> str:
 def _dashboard(*, search: str = "", matches: list | None = None, search_error: str | None = None,
                block: str | None = None, status: int = 200):
     return render("wallet/admin/dashboard.html", block, status=status, **_context(
-        positions=queries.positions(), verification=queries.last_verification(),
+        positions=queries.positions(), positions_seconds=queries.POSITIONS_SECONDS, verification=queries.last_verification(),
         pending_withdrawals=queries.pending_withdrawals(), system_wallets=list(SystemWallet),
         withdrawals_url=WITHDRAWALS_PATH, exchange_url=EXCHANGE_PATH,
         search=search, matches=matches, search_error=search_error))

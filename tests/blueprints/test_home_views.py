@@ -73,6 +73,28 @@ def test_admin_dashboard_counts_accounts_by_role(client, login_as, make_user):
     assert counts == {role: str(before.get(role, 0) + extra) for role, extra in made.items()}
 
 
+def test_admin_dashboard_counts_are_kept_and_renewed_by_new_accounts(client, login_as, make_user):
+    """The counts per role are kept in the shared cache (counting every user on each view grew
+    with the users): an account made behind the services' back is not counted at once, one made
+    through them (its event drops the counts) is, together with the other. (The test client rolls
+    back what each request stored, so the kept counts are read here, the page at the end.)"""
+    from portal.accounts import services as accounts
+    from portal.accounts.queries import counts_by_role
+
+    admin = login_as("admin")
+    first = counts_by_role()
+    make_user("faculty")  # straight into the table, as the demo data's bulk load does
+    assert counts_by_role() == first
+    accounts.create_staff(admin, "new.officer@example.org", "New Officer", "compliance", None,
+                          password="a long enough passphrase 42")
+    db.session.commit()
+    renewed = {**first, "faculty": first.get("faculty", 0) + 1, "compliance": first.get("compliance", 0) + 1}
+    assert counts_by_role() == renewed
+    body = client.get("/dashboard").get_data(as_text=True)
+    shown = dict(re.findall(r'href="/admin/users\?role=(\w+)">\s*<span class="stat-value">(\d+)</span>', body))
+    assert {role: int(n) for role, n in shown.items() if int(n)} == {r: n for r, n in renewed.items() if n}
+
+
 def test_dashboard_lists_the_latest_notifications(client, login_as, make_user):
     user = login_as("student")
     someone_else = make_user("student")

@@ -62,7 +62,7 @@ def test_the_dashboard_shows_system_wallets_users_totals_and_links(client, login
     for label in ("Deposits", "Withdrawals", "Rewards", "Fees", "Exchange", "Card float", "Loan book"):
         assert f">{label}<" in body, label
     # what this test added shows in the totals (other committed data may add to them)
-    position = {p.code: p for p in admin_queries.positions()}
+    position = {p.code: p for p in admin_queries.positions().currencies}
     assert position["USD"].users_balance >= Decimal("1230") and position["USD"].net == 0
     assert position["BTC"].net == 0 and position["USD"].system[SystemWallet.FEES] >= Decimal("4.5")
     assert "balanced" in body
@@ -158,3 +158,28 @@ def test_the_dashboard_keeps_its_statement_budget(client, login_as, statements):
     with statements() as many:
         assert client.get("/wallet/admin").status_code == 200
     assert many.count == few.count <= 12, many.statements
+
+
+def test_the_positions_are_summed_once_per_period_and_anew_after_a_wallet_changes_status(client, login_as,
+                                                                                          statements):
+    """Summing every wallet on each view grew with the users: the sum is kept in the shared
+    cache for ``POSITIONS_SECONDS`` and the page says when it was made. Freezing a wallet makes
+    it stale at once (the overview counts wallets that are not active)."""
+    admin = login_as("admin")
+    wallet = _fund(create_user("student"), "7")
+    first = admin_queries.positions()
+    _fund(create_user("student"), "5")  # money moves: the sum stays as it was, for a while
+    with statements() as again:
+        second = admin_queries.positions()
+    assert second.as_of == first.as_of
+    assert [p.users_balance for p in second.currencies] == [p.users_balance for p in first.currencies]
+    assert not any("sum(wallets.balance)" in s for s in again.statements)
+    body = client.get("/wallet/admin").get_data(as_text=True)
+    assert f'datetime="{first.as_of.isoformat()}"' in body and "at most every 30 seconds" in body
+
+    admin_services.set_wallet_frozen(admin, wallet.id, True, "Checking a reported payment")
+    db.session.commit()
+    third = admin_queries.positions()
+    usd = {p.code: p for p in third.currencies}["USD"]
+    assert usd.frozen_wallets >= 1 and third.as_of >= first.as_of
+    assert usd.users_balance >= {p.code: p for p in first.currencies}["USD"].users_balance + 5

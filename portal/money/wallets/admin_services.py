@@ -23,11 +23,14 @@ from portal.money.currency import currency, parse_amount
 from portal.money.wallets import fees, ledger
 from portal.money.wallets.models import TransactionFee, TransactionType, Wallet, WalletKind, WalletStatus
 from portal.platform.analytics.models import Metric
+from portal.platform.cache import services as cache
 from portal.platform.notifications.services import notify
 from portal.security.permissions import Permission, has_permission
 
 #: The name of the ``metrics`` rows a verification writes.
 VERIFICATION_METRIC = "ledger.verification"
+#: The shared cache's entry of the summed wallets the money overview shows (``admin_queries``).
+POSITIONS_KEY = cache.shared_key("wallet-positions")
 #: At most this many problems are kept in a metric's labels (the count is always exact): a
 #: broken ledger can have a difference per wallet, and a page shows the first few anyway.
 MAX_RECORDED_PROBLEMS = 50
@@ -116,6 +119,7 @@ def set_wallet_frozen(actor: User, wallet_id: uuid.UUID, frozen: bool, reason: s
         wallet.status = wanted
         wallet.status_reason = reason
         db.session.flush()
+    cache.invalidate_on_commit(POSITIONS_KEY)  # the overview counts wallets that are not active
     if frozen:
         notify(wallet.user_id, "wallet", f"Your {wallet.currency} wallet is frozen",
                f"No money can move into or out of it for now. Reason: {reason}", "/wallet/")

@@ -113,8 +113,9 @@ FLUSH_SECONDS = 60.0
 #: The metric the counts are written under, and who writes them.
 METRIC = "cache.lookups"
 FLUSHER = Actor.system("cache")
-#: The cache's own pool, per process: connections for hits (one statement) and computations.
-POOL_SIZE, POOL_OVERFLOW, POOL_TIMEOUT_SECONDS = 4, 8, 1.0
+#: The cache's own pool, per process: connections for hits (one statement) and computations; a
+#: process serves a few threads at once (README, "Serving"), so a few connections are enough.
+POOL_SIZE, POOL_OVERFLOW, POOL_TIMEOUT_SECONDS = 2, 2, 1.0
 #: Bounds on any one cache statement, and on a connection left in a transaction (a computation).
 STATEMENT_TIMEOUT_MS, IDLE_IN_TRANSACTION_TIMEOUT_MS = 5_000, 60_000
 

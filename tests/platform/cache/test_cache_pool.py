@@ -90,10 +90,11 @@ def test_concurrent_callers_compute_once_and_the_others_get_its_value(app, name)
         return {"total": "1234.50", "by": len(computed)}
 
     with app.app_context():
-        assert cache.POOL_SIZE + cache.POOL_OVERFLOW >= 6
-    results = _at_once(app, 6, lambda: cache.get_or_compute(key, slow_report, 60))
+        callers = cache.POOL_SIZE + cache.POOL_OVERFLOW  # each holds a pool connection while it waits
+    assert callers >= 4
+    results = _at_once(app, callers, lambda: cache.get_or_compute(key, slow_report, 60))
     assert len(computed) == 1
-    assert results == [{"total": "1234.50", "by": 1}] * 6
+    assert results == [{"total": "1234.50", "by": 1}] * callers
 
 
 @contextmanager

@@ -89,7 +89,13 @@ def _configure_database(app: Flask) -> None:
     app.config["DATABASE_IS_EMBEDDED"] = urls.embedded
     # Tests pass their own pool sizes: the liveness check on checkout stays on whatever they say,
     # so a connection the server dropped (a restart) is replaced before a request uses it.
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True, **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
+    options = {"pool_pre_ping": True, **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
+    # No just-in-time compilation of statements: it pays off for long analytical queries, while
+    # the portal's are short, and a plan over its cost threshold (a large export) would spend tens
+    # of milliseconds compiling before running.
+    connect_args = options.setdefault("connect_args", {})
+    connect_args["options"] = " ".join(filter(None, ["-c jit=off", connect_args.get("options")]))
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), compare_type=True)
 

@@ -277,3 +277,10 @@ def test_workers_provisioning_one_database_at_once_all_succeed():
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         destroy_database(name, urls)
+
+
+def test_the_apps_connections_do_not_compile_statements_just_in_time(app):
+    """The portal's statements are short: just-in-time compilation would only cost (the
+    connection option ``-c jit=off``, set with whatever other options a deployment gives)."""
+    assert db.session.execute(text("SHOW jit")).scalar() == "off"
+    assert "-c jit=off" in app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]["options"]

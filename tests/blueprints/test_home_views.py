@@ -269,3 +269,22 @@ def test_the_main_navigation_shows_each_role_its_sections_and_marks_where_it_is(
     if has_permission(Role(role), Permission.LEARN) or has_permission(Role(role), Permission.TEACH):
         catalog = client.get("/learning/courses").get_data(as_text=True).split('<ul class="main-nav">', 1)[1]
         assert re.search(r'<a href="/learning/courses" aria-current="page">Learning</a>', catalog)
+
+
+def test_id_url_builds_the_same_addresses_as_url_for(app):
+    """The rows' addresses come from a pattern built once per endpoint: they must be exactly
+    url_for's, for any ids, under any application root; anything but UUIDs goes to url_for."""
+    import uuid
+
+    from flask import render_template_string, url_for
+
+    ids = [uuid.uuid4() for _ in range(3)]
+    for root in ("", "/portal"):
+        with app.test_request_context("/", base_url=f"http://localhost{root}"):
+            for user_id in ids:
+                for endpoint in ("admin.change_role", "admin.deactivate", "admin.end_sessions"):
+                    built = render_template_string("{{ id_url(e, user_id=u) }}", e=endpoint, u=user_id)
+                    assert built == url_for(endpoint, user_id=user_id)
+                    assert built.startswith(f"{root}/admin/users/{user_id}")
+            assert render_template_string("{{ id_url('admin.change_role', user_id='not-an-id') }}") == \
+                url_for("admin.change_role", user_id="not-an-id")

@@ -571,7 +571,7 @@ def _register_template_helpers(app: Flask) -> None:
             stand_ins = {name: uuid.UUID(int=n + 1) for n, name in enumerate(names)}
             pattern = url_for(endpoint, **stand_ins)
             for name, stand_in in stand_ins.items():
-                pattern = pattern.replace(str(stand_in), "{%s}" % name)
+                pattern = pattern.replace(str(stand_in), "{" + name + "}")
             id_patterns[key] = pattern
         return pattern.format(**ids)
 

@@ -420,8 +420,19 @@ def _many(student, grace, n):
         services.send_money(grace, student.email, "1", "USD", "hi", ledger.new_key())
 
 
-@pytest.mark.parametrize("path", ["/wallet/", "/wallet/history", "/wallet/history?type=deposit&currency=USD",
-                                  "/dashboard"])
+#: What each wallet page sends, the request's own statements (its session lookup) included: the
+#: balances and the recent activity are one statement, a history page one, the send form's
+#: balances one, the balance refresh one.
+PAGE_STATEMENTS = {
+    "/wallet/": 2,
+    "/wallet/history": 2,
+    "/wallet/history?type=deposit&currency=USD": 2,
+    "/wallet/history?from=2000-01-01&to=2999-12-31": 2,
+    "/wallet/send": 2,
+}
+
+
+@pytest.mark.parametrize("path", [*PAGE_STATEMENTS, "/dashboard"])
 def test_pages_stay_within_the_statement_budget(client, student, grace, statements, path):
     _many(student, grace, 4)
     client.get(path)
@@ -431,5 +442,34 @@ def test_pages_stay_within_the_statement_budget(client, student, grace, statemen
     with statements() as many:
         response = client.get(path)
     assert response.status_code == 200
-    assert many.count <= BUDGET, many.statements
+    assert many.count <= PAGE_STATEMENTS.get(path, BUDGET), many.statements
     assert many.count == few.count, (few.statements, many.statements)
+
+
+def _older(html: str) -> str:
+    return re.search(r'href="(/wallet/history\?after=[^"]+)"', html).group(1).replace("&amp;", "&")
+
+
+@pytest.mark.parametrize("htmx", [False, True])
+def test_an_older_history_page_costs_what_the_first_does(client, student, grace, statements, htmx):
+    headers = HX if htmx else {}
+    _many(student, grace, 40)
+    older = _older(body(client.get("/wallet/history")))
+    client.get(older, headers=headers)
+    with statements() as few:
+        assert client.get(older, headers=headers).status_code == 200
+    _many(student, grace, 120)
+    older = _older(body(client.get(_older(body(client.get("/wallet/history"))))))
+    with statements() as many:
+        assert client.get(older, headers=headers).status_code == 200
+    assert many.count == few.count <= PAGE_STATEMENTS["/wallet/history"], many.statements
+
+
+def test_the_balance_refresh_reads_only_the_balances(client, student, grace, statements):
+    _many(student, grace, 8)
+    client.get("/wallet/", headers={**HX, "HX-Target": "balances"})
+    with statements() as refresh:
+        response = client.get("/wallet/", headers={**HX, "HX-Target": "balances"})
+    assert response.status_code == 200 and "<section id=\"balances\"" in body(response)
+    assert refresh.count <= PAGE_STATEMENTS["/wallet/"], refresh.statements
+    assert not any("transactions" in statement for statement in refresh.statements), refresh.statements

@@ -44,6 +44,7 @@ from portal.learning.lms.models import CourseManagement
 from portal.money.currency import CURRENCIES
 from portal.money.earnings.models import Earning, EarningStatus, Milestone, MilestoneKind
 from portal.money.wallets.models import Transaction
+from portal.money.wallets.queries import beside_first_row
 from portal.pagination import decode_cursor, encode_cursor
 
 PAGE_SIZE = 25
@@ -204,16 +205,6 @@ def _reversal_join():
     return _REVERSAL, and_(_REVERSAL.reverses_id == Earning.transaction_id, Earning.status == EarningStatus.REVERSED)
 
 
-def _first_row_only(rows: Select, extra: Select) -> Select:
-    """``rows`` (whose ``position`` numbers them from 1) with the one row of ``extra`` beside
-    the first of them: a full join on ``position = 1``, so the extra columns are read once
-    (not repeated on every row), and come alone when ``rows`` is empty."""
-    rows_sq, extra_sq = rows.subquery("page"), extra.add_columns(literal_column("1").label("first")).subquery("extra")
-    return (select(rows_sq, extra_sq).select_from(rows_sq.join(extra_sq, rows_sq.c.position == extra_sq.c.first,
-                                                               full=True))
-            .order_by(rows_sq.c.position))
-
-
 @functools.cache
 def _earnings_page_statement(after: bool) -> Select:
     """A page of the student's earnings, newest first, with the sums per currency and status
@@ -238,7 +229,7 @@ def _earnings_page_statement(after: bool) -> Select:
     totals = select(func.array_agg(sums.c.currency).label("total_currencies"),
                     func.array_agg(sums.c.status).label("total_statuses"),
                     func.array_agg(sums.c.total).label("total_amounts"))
-    return _first_row_only(page, totals)
+    return beside_first_row(page, totals)
 
 
 def _earnings_rows(user: User, cursor: str | None, size: int) -> tuple[Page, list]:
@@ -318,7 +309,7 @@ def _progress_statement() -> Select:
     days = select(func.array_agg(active_days.c.course_id).label("day_courses"),
                   func.array_agg(active_days.c.day).label("days")).subquery("days")
     facts = select(enrolments, best, days).select_from(enrolments.join(best, true()).join(days, true()))
-    return _first_row_only(select(shown), facts)
+    return beside_first_row(select(shown), facts)
 
 
 def student_earnings(user: User, today: date, cursor: str | None = None) -> StudentEarnings:

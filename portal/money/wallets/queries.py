@@ -67,6 +67,17 @@ def show_amount(amount: Decimal, code: str, *, sign: bool = False, exact: bool =
     return format_amount(amount, code, sign=sign, exact=exact)
 
 
+def beside_first_row(rows: Select, extra: Select) -> Select:
+    """``rows`` (a column ``position`` numbers them from 1) with the one row of ``extra``
+    beside the first of them: a full join on ``position = 1``, so a page and its facts (totals,
+    balances) are one statement, the facts are read once rather than on every row, and come
+    alone when ``rows`` is empty. Ordered by ``position``."""
+    rows_sq, extra_sq = rows.subquery("page"), extra.add_columns(literal_column("1").label("first")).subquery("extra")
+    return (select(rows_sq, extra_sq)
+            .select_from(rows_sq.join(extra_sq, rows_sq.c.position == extra_sq.c.first, full=True))
+            .order_by(rows_sq.c.position))
+
+
 # -- Balances ----------------------------------------------------------------------------------------
 
 

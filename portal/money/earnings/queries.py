@@ -21,6 +21,7 @@ from sqlalchemy import (
     DateTime,
     Row,
     Select,
+    String,
     and_,
     bindparam,
     case,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     true,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import aliased
 
 from portal.accounts.models import Role, User
@@ -384,7 +386,10 @@ def _measure(item: MilestoneProgress, enrolments, best, days, every_day, today: 
 
 @dataclass
 class MilestoneRow:
-    milestone: Milestone
+    #: The milestone, or its columns (``id``, ``created_at``, ``title``, ``description``, ``kind``,
+    #: ``course_id``, ``quiz_id``, ``min_score``, ``streak_days``, ``reward_amount``,
+    #: ``reward_currency``, ``active``) as the list reads them.
+    milestone: Milestone | Row
     course_title: str | None
     quiz_title: str | None
     #: Students who earned it (any status).
@@ -398,30 +403,77 @@ class MilestoneRow:
                         streak_days=m.streak_days)
 
 
-def _manageable(actor: User, stmt: Select) -> tuple[Select, object]:
-    """Limit ``stmt`` to the milestones ``actor`` looks after; the second value says per row
-    whether they may edit it."""
-    if actor.role == Role.ADMIN:
-        return stmt, True
-    role = select(CourseManagement.role).where(CourseManagement.course_id == Milestone.course_id,
-                                               CourseManagement.user_id == actor.id).scalar_subquery()
-    stmt = stmt.where(exists().where(CourseManagement.course_id == Milestone.course_id,
-                                     CourseManagement.user_id == actor.id))
-    return stmt, role.in_(list(access.CAN_EDIT))
+@dataclass
+class ManagePage:
+    """The milestones page: a page of milestones and the courses a new one may name."""
+
+    rows: Page
+    #: (id as text, title), by title.
+    courses: list[tuple[str, str]]
 
 
-def milestone_page(actor: User, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
-    """Milestones newest first: all of them for admins, those of faculty's courses for faculty
-    (two statements: the page, and how many students earned each)."""
-    stmt, editable = _manageable(actor, select(Milestone, Course.title, Quiz.title))
-    stmt = stmt.add_columns(true() if editable is True else editable)
-    stmt = (stmt.outerjoin(Course, Course.id == Milestone.course_id)
-            .outerjoin(Quiz, Quiz.id == Milestone.quiz_id))
-    page = _keyset(stmt, Milestone.created_at, Milestone.id, cursor, size, lambda r: (r[0].created_at, r[0].id))
-    counts = earned_counts([row[0].id for row in page.items])
-    page.items = [MilestoneRow(m, course_title, quiz_title, counts.get(m.id, 0), bool(can_edit))
-                  for m, course_title, quiz_title, can_edit in page.items]
-    return page
+@functools.cache
+def _manage_page_statement(admin: bool, after: bool) -> Select:
+    """Milestones newest first, with the courses a milestone may name beside the first row, as
+    arrays; built once per kind of manager (parameters ``actor_id``, ``limit``, and
+    ``after_at`` and ``after_id`` with ``after``).
+
+    Admins see every milestone, may edit each, and see every course; they may read every
+    student's earnings, so how many earned each milestone is counted here. Faculty see the
+    milestones of the courses they help manage, may edit those of the courses they may edit,
+    and name only those; the counts are read apart (``earned_counts``)."""
+    m, c, q, e, cm = _MILESTONES, _COURSES, _QUIZZES, _EARNINGS, CourseManagement.__table__
+    actor = bindparam("actor_id", type_=cm.c.user_id.type)
+    order = (m.c.createdAt.desc(), m.c.id.desc())
+    editors = [literal_column(f"'{role}'") for role in sorted(access.CAN_EDIT)]
+    columns = [m.c.id, m.c.createdAt.label("created_at"), m.c.title, m.c.description, m.c.kind,
+               *(m.c[name].label(name) for name in ("course_id", "quiz_id", "min_score", "streak_days", "reward_amount",
+                                                     "reward_currency")),
+               m.c.active, c.c.title.label("course_title"), q.c.title.label("quiz_title"),
+               func.row_number().over(order_by=order).label("position")]
+    if admin:
+        columns += [true().label("can_edit"),
+                    select(func.count()).where(e.c.milestone_id == m.c.id).scalar_subquery().label("earned")]
+    else:
+        role = select(cm.c.role).where(cm.c.course_id == m.c.course_id, cm.c.user_id == actor).scalar_subquery()
+        columns += [role.in_(editors).label("can_edit"), literal_column("NULL").label("earned")]
+    page = (select(*columns).select_from(m.outerjoin(c, c.c.id == m.c.course_id).outerjoin(q, q.c.id == m.c.quiz_id)))
+    if not admin:
+        page = page.where(exists().where(cm.c.course_id == m.c.course_id, cm.c.user_id == actor))
+    if after:
+        page = page.where(tuple_(m.c.createdAt, m.c.id) < tuple_(bindparam("after_at", type_=m.c.createdAt.type),
+                                                                bindparam("after_id", type_=m.c.id.type)))
+    page = page.order_by(*order).limit(bindparam("limit"))
+    by_title = (c.c.title, c.c.id)
+    courses = select(func.array_agg(aggregate_order_by(cast(c.c.id, String), *by_title)).label("course_ids"),
+                     func.array_agg(aggregate_order_by(c.c.title, *by_title)).label("course_titles"))
+    if not admin:
+        courses = courses.join_from(c, cm, cm.c.course_id == c.c.id).where(cm.c.user_id == actor,
+                                                                            cm.c.role.in_(editors))
+    return beside_first_row(page, courses)
+
+
+def manage_page(actor: User, cursor: str | None = None, size: int = PAGE_SIZE) -> ManagePage:
+    """Milestones newest first (all of them for admins, those of faculty's courses for faculty)
+    and the courses a milestone may name (every course for admins, those faculty may edit): one
+    statement, and for faculty a second with how many students earned each milestone."""
+    admin = actor.role == Role.ADMIN
+    position = decode_cursor(cursor)
+    params = {"actor_id": actor.id, "limit": size + 1}
+    if position is not None:
+        params["after_at"], params["after_id"] = position
+    rows = db.session.execute(_manage_page_statement(admin, position is not None), params).all()
+    first = rows[0]
+    items = [row for row in rows if row.id is not None]
+    next_cursor = None
+    if len(items) > size:
+        items = items[:size]
+        next_cursor = encode_cursor(items[-1].created_at, items[-1].id)
+    counts = {} if admin else earned_counts([row.id for row in items])
+    page = Page([MilestoneRow(row, row.course_title, row.quiz_title,
+                              row.earned if admin else counts.get(row.id, 0), bool(row.can_edit))
+                 for row in items], next_cursor)
+    return ManagePage(page, list(zip(first.course_ids or (), first.course_titles or (), strict=True)))
 
 
 def may_manage(actor: User, milestone: Milestone) -> bool:
@@ -454,15 +506,6 @@ def earned_counts(milestone_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
         return dict(db.session.execute(select(Earning.milestone_id, func.count())
                                        .where(Earning.milestone_id.in_(milestone_ids))
                                        .group_by(Earning.milestone_id)).all())
-
-
-def course_choices(actor: User) -> list[tuple[uuid.UUID, str]]:
-    """Courses a milestone may name: every course for admins, those faculty may edit."""
-    stmt = select(Course.id, Course.title).order_by(Course.title, Course.id)
-    if actor.role != Role.ADMIN:
-        stmt = stmt.join(CourseManagement, CourseManagement.course_id == Course.id).where(
-            CourseManagement.user_id == actor.id, CourseManagement.role.in_(list(access.CAN_EDIT)))
-    return [(row[0], row[1]) for row in db.session.execute(stmt)]
 
 
 def quiz_choices(course_id: uuid.UUID | None) -> list[tuple[uuid.UUID, str]]:

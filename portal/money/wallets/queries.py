@@ -32,7 +32,6 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
-    true,
     tuple_,
     union_all,
 )
@@ -362,27 +361,24 @@ def history(user: User, filters: HistoryFilters | None = None, after: str | None
     return HistoryPage(rows, next_cursor, filters)
 
 
-def recent_activity(user: User, limit: int = RECENT) -> list[ActivityRow]:
-    return history(user, None, None, limit).items
-
-
 @functools.cache
 def _wallet_page_statement() -> Select:
-    """The wallet page's balances and recent activity in one statement (built once; parameters
-    ``user_id`` and ``limit``): the user's wallets aggregated into one row of arrays, joined to
-    the first page of the history, so the arrays ride on every row (a page has a few) and a user
-    with no history still gets their row."""
+    """The wallet page's recent activity (the first ``limit`` rows of the history) with the
+    user's wallets beside the first row, as arrays (``beside_first_row``): one statement, built
+    once; parameters ``user_id`` and ``limit``."""
     w = _WALLETS
-    wallets = (select(func.array_agg(w.c.currency).label("codes"), func.array_agg(w.c.balance).label("balances"),
-                      func.array_agg(w.c.locked_balance).label("locked"), func.array_agg(w.c.status).label("statuses"))
-               .where(w.c.user_id == bindparam("user_id")).subquery("wallets"))
     recent = _history_statement(False, False, False, False, False).subquery("recent")
-    return (select(wallets, recent).select_from(wallets).outerjoin(recent, true())
-            .order_by(recent.c.created_at.desc(), recent.c.id.desc()))
+    rows = select(recent, func.row_number().over(order_by=(recent.c.created_at.desc(), recent.c.id.desc()))
+                  .label("position"))
+    wallets = select(func.array_agg(w.c.currency).label("codes"), func.array_agg(w.c.balance).label("balances"),
+                     func.array_agg(w.c.locked_balance).label("locked"),
+                     func.array_agg(w.c.status).label("statuses")).where(w.c.user_id == bindparam("user_id"))
+    return beside_first_row(rows, wallets)
 
 
 def wallet_page(user: User, limit: int = RECENT) -> tuple[list[Balance], list[ActivityRow]]:
-    """``overview`` and ``recent_activity`` together, in one statement."""
+    """The balances (as ``overview``) and the first ``limit`` rows of the history, in one
+    statement."""
     rows = db.session.execute(_wallet_page_statement(), {"user_id": user.id, "limit": limit}).all()
     first = rows[0]
     balances = _balances(zip(first.codes, first.balances, first.locked, map(WalletStatus, first.statuses), strict=True)

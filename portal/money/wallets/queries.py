@@ -327,7 +327,7 @@ def _history_query(user_id: uuid.UUID, filters: HistoryFilters, position, limit:
 
 
 def _row(raw) -> ActivityRow:
-    kind = TransactionType(raw.type)
+    kind = raw.type  # a TransactionType already (the column's type reads it)
     details = raw.details or {}
     direction = raw.direction
     name = details.get("to_name" if direction == "out" else "from_name") or details.get("counterparty")

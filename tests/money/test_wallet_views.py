@@ -257,6 +257,20 @@ def test_csv_export_streams_every_row_in_batches(client, student, monkeypatch):
     assert sizes == [3, 3, 1]
 
 
+def test_csv_export_writes_a_piece_per_batch_not_per_line(student):
+    """Each piece of a streamed body is a write to the socket: a batch of lines is one piece."""
+    from portal.money.wallets import queries
+    from tests.helpers import as_user
+
+    for i in range(7):
+        fund(student, str(i + 1), "AZR")
+    with as_user(student):
+        pieces = list(queries.export_csv(student, batch=3))
+    assert [piece.count("\n") for piece in pieces] == [4, 3, 1]  # the header rides with the first batch
+    lines = list(csv.reader(io.StringIO("".join(pieces))))
+    assert lines[0][0] == "Date (UTC)" and [line[3] for line in lines[1:]] == [f"{n}.00000000" for n in range(7, 0, -1)]
+
+
 # ------------------------------------------------------------------ sending
 
 

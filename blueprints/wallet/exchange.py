@@ -129,10 +129,11 @@ def _common() -> dict:
 
 
 def _convert_page(form: ConvertForm, *, status: int = 200, block: str | None = None):
-    page = queries.conversion_page(current_user.id, request.args.get("after") if request.method == "GET" else None)
+    wallets, page = queries.convert_page(current_user.id,
+                                         request.args.get("after") if request.method == "GET" else None)
     return render("wallet/exchange/convert.html", block, status=status, form=form, page=page,
-                  pairs=queries.pair_statuses(active_only=True), wallets=queries.balances(current_user.id),
-                  currencies=CURRENCIES, **_common())
+                  pairs=queries.pair_statuses(active_only=True), wallets=wallets, currencies=CURRENCIES,
+                  **_common())
 
 
 @bp.get("/convert")

@@ -10,7 +10,7 @@ from flask import Response, request, stream_with_context
 from flask_login import current_user
 
 from blueprints.wallet import bp
-from blueprints.web import is_htmx, render
+from blueprints.web import is_htmx, render, wants_fragment
 from portal.db import context as db_context
 from portal.db import db
 from portal.money.currency import CURRENCIES
@@ -26,10 +26,12 @@ FILTER_TYPES = list(TransactionType)
 @bp.get("/")
 @requires(Permission.USE_WALLET)
 def overview():
-    """Balances and recent activity. An htmx request (the ``balance-changed`` refresh) gets the
-    balances block only."""
-    return render("wallet/overview/index.html", "balances", balances=queries.overview(current_user),
-                  recent=queries.recent_activity(current_user))
+    """Balances and recent activity, read together. An htmx request (the ``balance-changed``
+    refresh) gets the balances block only, and reads only the balances."""
+    if wants_fragment():
+        return render("wallet/overview/index.html", "balances", balances=queries.overview(current_user), recent=[])
+    balances, recent = queries.wallet_page(current_user)
+    return render("wallet/overview/index.html", "balances", balances=balances, recent=recent)
 
 
 def _history_context():

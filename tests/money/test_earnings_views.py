@@ -361,6 +361,11 @@ class TestReview:
 # ------------------------------------------------------------------------------ budgets
 
 
+#: The student's page: the request's session lookup, the page of earnings with the totals, and
+#: the milestones with what their progress is measured from.
+STUDENT_PAGE_STATEMENTS = 3
+
+
 def test_student_page_within_budget_and_flat(client, login_as, statements):
     student = login_as("student")
     courses = [make_course(title=f"Course {i}") for i in range(3)]
@@ -382,7 +387,7 @@ def test_student_page_within_budget_and_flat(client, login_as, statements):
         with statements() as counted:
             response = client.get("/wallet/earnings")
         assert response.status_code == 200
-        assert counted.count <= BUDGET, counted.statements
+        assert counted.count <= STUDENT_PAGE_STATEMENTS, counted.statements
         return counted.count
 
     add_data(1)
@@ -395,6 +400,11 @@ def test_student_page_within_budget_and_flat(client, login_as, statements):
     for n in range(2, 6):
         add_data(n)
     assert measure() == small
+
+
+#: The milestones page: the request's session lookup and the milestones with the courses; for
+#: faculty, also how many earned each, read as the ledger role (its switch there and back).
+MILESTONES_PAGE_STATEMENTS = {"admin": 2, "faculty": 5}
 
 
 def test_milestones_and_review_pages_within_budget_and_flat(client, login_as, statements):
@@ -411,18 +421,51 @@ def test_milestones_and_review_pages_within_budget_and_flat(client, login_as, st
 
     bulk_earnings(student, 5)
     small = {url: measure(url) for url in ("/wallet/milestones", "/wallet/earnings/review")}
+    for _ in range(5):
+        make_course()
     bulk_earnings(student, 60)
     for url, count in small.items():
         assert measure(url) == count
+    assert small["/wallet/milestones"] <= MILESTONES_PAGE_STATEMENTS["admin"]
 
 
-def test_faculty_milestones_page_within_budget(client, login_as, statements):
+def test_faculty_milestones_page_within_budget_and_flat(client, login_as, statements):
     teacher = login_as("faculty")
-    for _ in range(30):
-        course = make_course(teacher)
-        make_quiz(course)
-        make_milestone(course_id=course.id)
-    client.get("/wallet/milestones")
-    with statements() as counted:
-        assert client.get("/wallet/milestones").status_code == 200
-    assert counted.count <= BUDGET, counted.statements
+
+    def add(n: int) -> None:
+        for _ in range(n):
+            course = make_course(teacher)
+            make_quiz(course)
+            make_milestone(course_id=course.id)
+
+    def measure() -> int:
+        client.get("/wallet/milestones")
+        with statements() as counted:
+            assert client.get("/wallet/milestones").status_code == 200
+        assert counted.count <= MILESTONES_PAGE_STATEMENTS["faculty"], counted.statements
+        return counted.count
+
+    add(2)
+    small = measure()
+    add(30)
+    assert measure() == small
+
+
+def test_the_course_field_is_the_shared_field_macros_select(app):
+    """The milestone form writes its course options itself (an admin's list holds every course);
+    the markup stays the one ``macros/forms.html`` gives every select."""
+    from wtforms.fields.choices import SelectChoice
+
+    from blueprints.wallet.earnings import MilestoneForm
+
+    choices = [("", "Any course"), ("a", "Alpha & <b>"), ("b", "Beta")]
+    with app.test_request_context("/"):
+        for data, errors, hint in [("", [], None), ("b", ["Not one of yours."], "A hint"), ("a", [], "Any")]:
+            form = MilestoneForm(formdata=None)
+            form.course_id.data, form.course_id.errors = data, errors
+            form.course_id.choices = [SelectChoice(value, label) for value, label in choices]
+            shared = app.jinja_env.from_string('{% from "macros/forms.html" import field %}{{ field(f, hint=hint) }}')
+            ours = app.jinja_env.from_string(
+                '{% from "wallet/earnings/_macros.html" import course_field %}{{ course_field(f, choices, hint=hint) }}')
+            assert " ".join(ours.render(f=form.course_id, choices=choices, hint=hint).split()) == " ".join(
+                shared.render(f=form.course_id, hint=hint).split())

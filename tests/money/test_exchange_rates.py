@@ -228,15 +228,21 @@ def test_the_other_direction_uses_the_inverse():
     assert backward.row.id == forward.row.id
 
 
-def test_pair_statuses_show_current_and_stale_pairs_in_two_statements(statements):
+def test_pair_statuses_show_current_and_stale_pairs_in_one_statement(statements):
     fresh = make_pair("USD", "AZR")
     stale = make_pair("BTC", "USD")
     empty = make_pair("ETH", "USD", active=False)
+    make_rate(fresh, "12.0", source=RateSource.CSV, age_seconds=60)
     make_rate(fresh, "12.5", source=RateSource.CSV, age_seconds=30)
+    make_rate(fresh, "12.4", source=RateSource.MANUAL, age_seconds=10)
     make_rate(stale, "60000", source=RateSource.HTTP, age_seconds=MAX_AGE * 2)
     with statements() as counted:
         rows = {row.pair.symbol: row for row in queries.pair_statuses()}
-    assert counted.count == 2, counted.statements
+    assert counted.count == 1, counted.statements
+    # The newest rate of each source; the preferred fresh source is used, not the newest rate.
+    assert {source: row.rate for source, row in rows["USD/AZR"].by_source.items()} == {
+        RateSource.CSV: Decimal("12.5"), RateSource.MANUAL: Decimal("12.4")}
+    assert rows["USD/AZR"].newest.rate == Decimal("12.4")
     assert rows["USD/AZR"].current.rate == Decimal("12.5") and rows["USD/AZR"].inverse == Decimal("0.08")
     assert rows["BTC/USD"].stale and rows["BTC/USD"].newest.rate == Decimal("60000")
     assert rows["ETH/USD"].newest is None and empty.id == rows["ETH/USD"].pair.id

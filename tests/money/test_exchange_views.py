@@ -455,6 +455,11 @@ def test_admin_exchange_page_budget_does_not_grow(client, admin, statements):
     assert _count(client, statements, f"/wallet/admin/exchange/pairs/{pairs[0].id}") <= BUDGET
 
 
+#: The convert page: the request's session lookup, the active pairs with the newest rate of
+#: each source, and the student's wallets with a page of their conversions.
+CONVERT_PAGE_STATEMENTS = 3
+
+
 def test_convert_page_budget_does_not_grow(client, student, statements, market):
     for i in range(3):
         quote_via_page(client, amount=f"{i + 1}")
@@ -469,7 +474,9 @@ def test_convert_page_budget_does_not_grow(client, student, statements, market):
     make_rate(other, "60000", source=RateSource.CSV)
     commit_setup()
     large = _count(client, statements, "/wallet/convert")
-    assert large == small and large <= BUDGET
+    assert large == small <= CONVERT_PAGE_STATEMENTS
+    older = re.search(r'/wallet/convert\?after=[^"]+', client.get("/wallet/convert").get_data(as_text=True)).group(0)
+    assert _count(client, statements, older, HTMX) <= CONVERT_PAGE_STATEMENTS
     conversion = conversions()[-1]
     assert _count(client, statements, f"/wallet/convert/{conversion.id}") <= BUDGET
     assert _count(client, statements, f"/wallet/rates/{market.id}") <= BUDGET

@@ -1,38 +1,71 @@
 """Reads for the exchange pages: pairs with their current rate, a pair's rate history and its
 chart, a user's conversions and balances. Each function is one or two statements, whatever
-the size of the history."""
+the size of the history; the convert page reads its pairs in one statement and the student's
+balances with their conversions in another, both built once."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import Select, bindparam, func, select, true, tuple_
+from sqlalchemy.dialects import postgresql
 
 from portal.db import db
 from portal.db.base import utcnow
+from portal.money.currency import CURRENCIES
 from portal.money.exchange import services
 from portal.money.exchange.models import Conversion, CurrencyPair, ExchangeRate, RateSource
-from portal.money.wallets.models import Wallet
-from portal.pagination import Page, decode_cursor, encode_cursor, keyset_page
+from portal.money.wallets.models import Wallet, WalletStatus
+from portal.money.wallets.queries import Balance, beside_first_row
+from portal.pagination import Page, decode_cursor, encode_cursor
 
 RATES_PER_PAGE = 25
 CONVERSIONS_PER_PAGE = 10
 #: The newest observations a chart draws.
 CHART_POINTS = 200
 
+_PAIRS, _RATES, _CONVERSIONS, _WALLETS = (CurrencyPair.__table__, ExchangeRate.__table__, Conversion.__table__,
+                                          Wallet.__table__)
+
+
+@dataclass(frozen=True)
+class PairView:
+    """A currency pair's columns, as the pages show it."""
+
+    id: uuid.UUID
+    base_currency: str
+    quote_currency: str
+    active: bool
+
+    @property
+    def symbol(self) -> str:
+        return f"{self.base_currency}/{self.quote_currency}"
+
+
+@dataclass(frozen=True)
+class RateView:
+    """A rate's columns, as the pages show it."""
+
+    id: uuid.UUID
+    rate: Decimal
+    source: RateSource
+    observed_at: datetime
+
 
 @dataclass
 class PairStatus:
     """A pair as the pages show it: the rate a conversion would use now (None when every
-    source is stale or empty) and the newest rate of any source."""
+    source is stale or empty) and the newest rate of any source. ``pair`` and the rates are
+    the entities (``pair_status``) or their columns (``pair_statuses``)."""
 
-    pair: CurrencyPair
-    current: ExchangeRate | None
-    newest: ExchangeRate | None
-    by_source: dict[RateSource, ExchangeRate] = field(default_factory=dict)
+    pair: CurrencyPair | PairView
+    current: ExchangeRate | RateView | None
+    newest: ExchangeRate | RateView | None
+    by_source: dict[RateSource, ExchangeRate | RateView] = field(default_factory=dict)
     now: datetime | None = None
 
     @property
@@ -43,23 +76,45 @@ class PairStatus:
     def inverse(self) -> Decimal | None:
         return services.inverse(self.current.rate) if self.current is not None else None
 
-    def age(self, row: ExchangeRate | None = None) -> str:
+    def age(self, row: ExchangeRate | RateView | None = None) -> str:
         row = row or self.current or self.newest
         return services.describe_age(((self.now or utcnow()) - row.observed_at).total_seconds()) if row else ""
 
 
+@functools.cache
+def _pairs_statement(active_only: bool) -> Select:
+    """Every pair (or the active ones) with the newest rate of each source: a row per pair and
+    source, the rate found by a LATERAL lookup on the ``(pairId, source, observedAt DESC)``
+    index however long the history (no rate: NULLs). Built once."""
+    p, r = _PAIRS, _RATES
+    sources = (func.unnest(postgresql.array([source.value for source in RateSource]))
+               .table_valued("source").render_derived(name="sources"))
+    newest = (select(r.c.id, r.c.rate, r.c.source, r.c.observed_at.label("observed_at"))
+              .where(r.c.pair_id == p.c.id, r.c.source == sources.c.source)
+              .order_by(r.c.observed_at.desc()).limit(1).lateral("newest"))
+    stmt = (select(p.c.id, p.c.base_currency.label("base_currency"), p.c.quote_currency.label("quote_currency"),
+                   p.c.active, newest.c.id.label("rate_id"), newest.c.rate, newest.c.source, newest.c.observed_at)
+            .select_from(p).join(sources, true()).outerjoin(newest, true())
+            .order_by(p.c.base_currency, p.c.quote_currency))
+    return stmt.where(p.c.active.is_(True)) if active_only else stmt
+
+
 def pair_statuses(*, active_only: bool = False, now: datetime | None = None) -> list[PairStatus]:
-    """Every pair (or the active ones) with its rates: two statements."""
+    """Every pair (or the active ones) with its rates: one statement."""
     now = now or utcnow()
-    query = select(CurrencyPair).order_by(CurrencyPair.base_currency, CurrencyPair.quote_currency)
-    if active_only:
-        query = query.where(CurrencyPair.active.is_(True))
-    pairs = list(db.session.scalars(query))
-    latest = services.latest_by_source([p.id for p in pairs])
     max_age = services.max_rate_age()
-    return [PairStatus(pair=p, current=services.choose(latest.get(p.id, {}), now, max_age),
-                       newest=services.newest(latest.get(p.id, {})), by_source=latest.get(p.id, {}), now=now)
-            for p in pairs]
+    statuses: dict[uuid.UUID, PairStatus] = {}
+    for row in db.session.execute(_pairs_statement(active_only)).all():
+        status = statuses.get(row.id)
+        if status is None:
+            pair = PairView(row.id, row.base_currency, row.quote_currency, row.active)
+            status = statuses[row.id] = PairStatus(pair=pair, current=None, newest=None, now=now)
+        if row.rate_id is not None:
+            status.by_source[row.source] = RateView(row.rate_id, row.rate, row.source, row.observed_at)
+    for status in statuses.values():
+        status.current = services.choose(status.by_source, now, max_age)
+        status.newest = services.newest(status.by_source)
+    return list(statuses.values())
 
 
 def pair_status(pair: CurrencyPair, *, now: datetime | None = None) -> PairStatus:
@@ -84,14 +139,49 @@ def rate_page(pair_id: uuid.UUID, cursor: str | None, size: int = RATES_PER_PAGE
     return Page(rows, next_cursor)
 
 
-def conversion_page(user_id: uuid.UUID, cursor: str | None, size: int = CONVERSIONS_PER_PAGE) -> Page:
-    return keyset_page(select(Conversion).where(Conversion.user_id == user_id), Conversion.created_at,
-                       Conversion.id, cursor, size)
+@functools.cache
+def _convert_page_statement(after: bool) -> Select:
+    """A page of the user's conversions, newest first, with their wallets (as arrays) beside the
+    first row; built once (parameters ``user_id``, ``limit``, and ``after_at`` and ``after_id``
+    with ``after``)."""
+    c, w = _CONVERSIONS, _WALLETS
+    order = (c.c.createdAt.desc(), c.c.id.desc())
+    page = (select(c.c.id, c.c.createdAt.label("created_at"),
+                   *(c.c[name].label(name) for name in ("quoted_at", "expires_at", "from_currency", "to_currency",
+                                                        "from_amount", "to_amount", "fee_amount")),
+                   c.c.rate, c.c.status, func.row_number().over(order_by=order).label("position"))
+            .where(c.c.user_id == bindparam("user_id")))
+    if after:
+        page = page.where(tuple_(c.c.createdAt, c.c.id) < tuple_(bindparam("after_at", type_=c.c.createdAt.type),
+                                                                bindparam("after_id", type_=c.c.id.type)))
+    page = page.order_by(*order).limit(bindparam("limit"))
+    wallets = select(func.array_agg(w.c.currency).label("wallet_currencies"),
+                     func.array_agg(w.c.balance).label("wallet_balances"),
+                     func.array_agg(w.c.locked_balance).label("wallet_locked"),
+                     func.array_agg(w.c.status).label("wallet_statuses")).where(w.c.user_id == bindparam("user_id"))
+    return beside_first_row(page, wallets)
 
 
-def balances(user_id: uuid.UUID) -> dict[str, Wallet]:
-    """The user's wallets by currency (one statement; wallets never opened are absent)."""
-    return {w.currency: w for w in db.session.scalars(select(Wallet).where(Wallet.user_id == user_id))}
+def convert_page(user_id: uuid.UUID, cursor: str | None,
+                 size: int = CONVERSIONS_PER_PAGE) -> tuple[dict[str, Balance], Page]:
+    """The user's wallets by currency (wallets never opened are absent) and a page of their
+    conversions, newest first: one statement."""
+    position = decode_cursor(cursor)
+    params = {"user_id": user_id, "limit": size + 1}
+    if position is not None:
+        params["after_at"], params["after_id"] = position
+    rows = db.session.execute(_convert_page_statement(position is not None), params).all()
+    first = rows[0]
+    wallets = {code: Balance(code, CURRENCIES[code].name, balance, locked, WalletStatus(status))
+               for code, balance, locked, status in zip(first.wallet_currencies or (), first.wallet_balances or (),
+                                                        first.wallet_locked or (), first.wallet_statuses or (),
+                                                        strict=True)}
+    items = [row for row in rows if row.id is not None]
+    next_cursor = None
+    if len(items) > size:
+        items = items[:size]
+        next_cursor = encode_cursor(items[-1].created_at, items[-1].id)
+    return wallets, Page(items, next_cursor)
 
 
 # -- The chart -------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ Conversions
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import uuid
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal, localcontext
 
 from flask import current_app
-from sqlalchemy import String, and_, column, insert, or_, select, true, tuple_, values
+from sqlalchemy import and_, bindparam, func, insert, or_, select, true, tuple_
+from sqlalchemy.dialects import postgresql
 
 from portal.accounts.models import User
 from portal.db import db
@@ -433,21 +435,29 @@ def refresh_from_http(actor: User | None = None, *, now: datetime | None = None)
 # -- Choosing the rate ------------------------------------------------------------------------------
 
 
+@functools.cache
+def _latest_by_source_statement():
+    """Built once (a ``VALUES`` list cannot be cached, so the statement was compiled anew on
+    every call); parameter ``pair_ids``, a list."""
+    source_list = (func.unnest(postgresql.array([s.value for s in RateSource])).table_valued("source")
+                   .render_derived(name="rate_sources"))
+    combos = (select(CurrencyPair.id.label("pair_id"), source_list.c.source)
+              .select_from(CurrencyPair).join(source_list, true())  # every pair with every source
+              .where(CurrencyPair.id.in_(bindparam("pair_ids", expanding=True))).subquery())
+    newest = (select(ExchangeRate.id).where(ExchangeRate.pair_id == combos.c.pair_id,
+                                            ExchangeRate.source == combos.c.source)
+              .order_by(ExchangeRate.observed_at.desc()).limit(1).lateral())
+    ids = select(newest.c.id).select_from(combos).join(newest, true())
+    return select(ExchangeRate).where(ExchangeRate.id.in_(ids))
+
+
 def latest_by_source(pair_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[RateSource, ExchangeRate]]:
     """The newest rate of each source for each pair, in one statement (a LATERAL lookup per pair
     and source on the ``(pairId, source, observedAt DESC)`` index, however long the history)."""
     if not pair_ids:
         return {}
-    source_list = values(column("source", String), name="rate_sources").data([(s.value,) for s in RateSource])
-    combos = (select(CurrencyPair.id.label("pair_id"), source_list.c.source)
-              .select_from(CurrencyPair).join(source_list, true())  # every pair with every source
-              .where(CurrencyPair.id.in_(pair_ids)).subquery())
-    newest = (select(ExchangeRate.id).where(ExchangeRate.pair_id == combos.c.pair_id,
-                                            ExchangeRate.source == combos.c.source)
-              .order_by(ExchangeRate.observed_at.desc()).limit(1).lateral())
-    ids = select(newest.c.id).select_from(combos).join(newest, true())
     found: dict[uuid.UUID, dict[RateSource, ExchangeRate]] = {pid: {} for pid in pair_ids}
-    for row in db.session.scalars(select(ExchangeRate).where(ExchangeRate.id.in_(ids))):
+    for row in db.session.scalars(_latest_by_source_statement(), {"pair_ids": list(pair_ids)}):
         found.setdefault(row.pair_id, {})[row.source] = row
     return found
 

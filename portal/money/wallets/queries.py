@@ -16,6 +16,7 @@ shown by its ``post`` row, and ``void`` rows (releases) by the hold they ended.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import uuid
 from collections.abc import Iterator, Mapping
@@ -23,13 +24,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, localcontext
 
-from sqlalchemy import and_, or_, select, tuple_, union_all
-from sqlalchemy.orm import aliased
+from sqlalchemy import (
+    Select,
+    bindparam,
+    case,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    union_all,
+)
 
 from portal.accounts.models import User
 from portal.db import db
 from portal.exports import csv_safe
-from portal.money.currency import CURRENCIES, currency, format_amount
+from portal.money.currency import CURRENCIES, format_amount
 from portal.money.wallets.models import Phase, Transaction, TransactionType, Wallet, WalletStatus
 from portal.pagination import decode_cursor, encode_cursor
 
@@ -56,6 +66,17 @@ def show_amount(amount: Decimal, code: str, *, sign: bool = False, exact: bool =
     return format_amount(amount, code, sign=sign, exact=exact)
 
 
+def beside_first_row(rows: Select, extra: Select) -> Select:
+    """``rows`` (a column ``position`` numbers them from 1) with the one row of ``extra``
+    beside the first of them: a full join on ``position = 1``, so a page and its facts (totals,
+    balances) are one statement, the facts are read once rather than on every row, and come
+    alone when ``rows`` is empty. Ordered by ``position``."""
+    rows_sq, extra_sq = rows.subquery("page"), extra.add_columns(literal_column("1").label("first")).subquery("extra")
+    return (select(rows_sq, extra_sq)
+            .select_from(rows_sq.join(extra_sq, rows_sq.c.position == extra_sq.c.first, full=True))
+            .order_by(rows_sq.c.position))
+
+
 # -- Balances ----------------------------------------------------------------------------------------
 
 
@@ -67,7 +88,7 @@ class Balance:
     locked: Decimal
     status: WalletStatus | None  #: None: no wallet yet
 
-    @property
+    @functools.cached_property
     def available(self) -> Decimal:
         with localcontext(prec=PRECISION):
             return self.balance - self.locked
@@ -76,28 +97,41 @@ class Balance:
     def frozen(self) -> bool:
         return self.status is not None and self.status != WalletStatus.ACTIVE
 
-    @property
+    # The texts are worked out once per balance: a page shows the available amount twice.
+    @functools.cached_property
     def balance_text(self) -> str:
         return show_amount(self.balance, self.code)
 
-    @property
+    @functools.cached_property
     def locked_text(self) -> str:
         return show_amount(self.locked, self.code)
 
-    @property
+    @functools.cached_property
     def available_text(self) -> str:
         return show_amount(self.available, self.code)
 
 
+_TRANSACTIONS = Transaction.__table__
+_WALLETS = Wallet.__table__
+
+
+@functools.cache
+def _balances_statement() -> Select:
+    """The user's wallets, the four columns a balance shows (built once; parameter ``user_id``)."""
+    w = _WALLETS
+    return select(w.c.currency, w.c.balance, w.c.locked_balance, w.c.status).where(w.c.user_id == bindparam("user_id"))
+
+
+def _balances(rows) -> list[Balance]:
+    wallets = {code: (balance, locked, status) for code, balance, locked, status in rows}
+    zero = (Decimal(0), Decimal(0), None)
+    return [Balance(code, unit.name, *wallets.get(code, zero)) for code, unit in CURRENCIES.items()]
+
+
 def overview(user: User) -> list[Balance]:
-    """One row per currency, in ``CURRENCIES`` order; a currency without a wallet shows zero."""
-    wallets = {w.currency: w for w in db.session.scalars(select(Wallet).where(Wallet.user_id == user.id))}
-    rows = []
-    for code, unit in CURRENCIES.items():
-        wallet = wallets.get(code)
-        rows.append(Balance(code, unit.name, wallet.balance if wallet else Decimal(0),
-                            wallet.locked_balance if wallet else Decimal(0), wallet.status if wallet else None))
-    return rows
+    """One row per currency, in ``CURRENCIES`` order; a currency without a wallet shows zero
+    (one statement)."""
+    return _balances(db.session.execute(_balances_statement(), {"user_id": user.id}).all())
 
 
 # -- History -----------------------------------------------------------------------------------------
@@ -175,15 +209,16 @@ class ActivityRow:
     #: ``completed``, ``held`` (an open hold) or ``released`` (a hold that ended unused)
     status: str
 
-    @property
+    @functools.cached_property
     def signed(self) -> Decimal:
         return self.amount if self.direction == "in" else self.amount.copy_negate()
 
-    @property
+    # Each text is worked out once per row: the row's template compares and shows both.
+    @functools.cached_property
     def amount_text(self) -> str:
         return show_amount(self.signed, self.currency, sign=True)
 
-    @property
+    @functools.cached_property
     def amount_exact(self) -> str:
         """Every place of the amount, for the line's detail (the list shows it rounded)."""
         return show_amount(self.signed, self.currency, sign=True, exact=True)
@@ -191,6 +226,20 @@ class ActivityRow:
     @property
     def cursor(self) -> str:
         return encode_cursor(self.created_at, self.id)
+
+    # The row's time as the list shows it (UTC), read by the template as plain attributes: a
+    # method called from Jinja costs several times the call itself.
+    @property
+    def stamp(self) -> str:
+        return self.created_at.isoformat()
+
+    @property
+    def day(self) -> str:
+        return self.created_at.strftime("%d %b %Y")
+
+    @property
+    def clock(self) -> str:
+        return self.created_at.strftime("%H:%M")
 
 
 @dataclass
@@ -204,43 +253,83 @@ class HistoryPage:
         return self.next_cursor is not None
 
 
-#: Made once: an alias adapts each column the first time it is used and keeps the result, so
-#: building the history statement on every request stays cheap (new aliases per call cost about
-#: 15 ms of Python per page).
-_T = aliased(Transaction, name="t")
-_RESOLVED = aliased(Transaction, name="resolved")
+def _constant(value: str):
+    """A fixed value written into the statement (an enum's value, never user input), so the
+    planner sees it as it is, on a generic plan too."""
+    return literal_column(f"'{value}'")
 
 
-def _side(user_id: uuid.UUID, out: bool, filters: HistoryFilters, position, limit: int):
-    t, resolved = _T, _RESOLVED
-    stmt = (select(t.id.label("id"), t.created_at.label("created_at"), t.type.label("type"),
-                   t.phase.label("phase"), t.amount.label("amount"), t.currency.label("currency"),
-                   t.debit_user_id.label("debit_user_id"), t.description.label("description"),
-                   t.details.label("details"), resolved.phase.label("resolution"))
-            .outerjoin(resolved, resolved.pending_id == t.id))
-    if out:
-        stmt = stmt.where(t.debit_user_id == user_id)
-    else:
-        stmt = stmt.where(t.credit_user_id == user_id, t.debit_user_id.is_distinct_from(user_id))
-    stmt = stmt.where(or_(t.phase.in_((Phase.SINGLE, Phase.POST)),
-                          and_(t.phase == Phase.PENDING, or_(resolved.id.is_(None), resolved.phase == Phase.VOID))))
+def _side(out: bool, kind: bool, code: bool, since: bool, until: bool, after: bool) -> Select:
+    """The next rows of one side (``out``: the user's debit rows; else their credit rows that are
+    not also debits), newest first. Every condition besides the user and the cursor is a filter
+    on the rows of one index range: no join in the scan, so the planner walks
+    ``ix_transactions_<side>_history`` from the cursor and stops at the limit, whatever the
+    length of the user's history (a join on the resolving row made it read the user's whole
+    history and sort it)."""
+    t = _TRANSACTIONS.alias("t_out" if out else "t_in")
+    resolving = _TRANSACTIONS.alias("resolving_out" if out else "resolving_in")
+    user = bindparam("user_id")
+    where = [t.c.debit_user_id == user] if out else [t.c.credit_user_id == user, t.c.debit_user_id.is_distinct_from(user)]
+    # Every movement and every hold except one that was captured (its ``post`` row stands for it);
+    # ``void`` rows are shown by the hold they released. The resolution is a scalar subquery,
+    # looked up by ``pendingId`` for holds only (never hashed over the whole table, as an
+    # EXISTS may be).
+    resolution = select(resolving.c.phase).where(resolving.c.pending_id == t.c.id).scalar_subquery()
+    where += [t.c.phase != _constant(Phase.VOID),
+              or_(t.c.phase != _constant(Phase.PENDING), resolution.is_distinct_from(_constant(Phase.POST)))]
+    if kind:
+        where.append(t.c.type == bindparam("type"))
+    if code:
+        where.append(t.c.currency == bindparam("currency"))
+    if since:
+        where.append(t.c.createdAt >= bindparam("since"))
+    if until:
+        where.append(t.c.createdAt < bindparam("until"))
+    if after:
+        where.append(tuple_(t.c.createdAt, t.c.id) < tuple_(bindparam("after_at", type_=t.c.createdAt.type),
+                                                            bindparam("after_id", type_=t.c.id.type)))
+    return (select(t.c.id, t.c.createdAt.label("created_at"), t.c.type, t.c.phase, t.c.amount, t.c.currency,
+                   _constant("out" if out else "in").label("direction"), t.c.description, t.c.details)
+            .where(*where).order_by(t.c.createdAt.desc(), t.c.id.desc()).limit(bindparam("limit")))
+
+
+@functools.cache
+def _history_statement(kind: bool, code: bool, since: bool, until: bool, after: bool) -> Select:
+    """One page of a user's history for one combination of filters, built once (building it
+    anew cost several milliseconds of Python per page): the next ``limit`` rows of each side
+    merged, newest first; a hold's resolution (``void`` or ``post``) is looked up for the page's
+    holds only. Parameters: ``user_id``, ``limit``, and ``type``, ``currency``, ``since``,
+    ``until``, ``after_at`` and ``after_id`` as the shape asks."""
+    both = union_all(*(_side(out, kind, code, since, until, after) for out in (True, False))).subquery("history")
+    resolved = _TRANSACTIONS.alias("resolved")
+    resolution = case((both.c.phase == _constant(Phase.PENDING),
+                       select(resolved.c.phase).where(resolved.c.pending_id == both.c.id).scalar_subquery()))
+    return (select(both, resolution.label("resolution"))
+            .order_by(both.c.created_at.desc(), both.c.id.desc()).limit(bindparam("limit")))
+
+
+def _history_query(user_id: uuid.UUID, filters: HistoryFilters, position, limit: int) -> tuple[Select, dict]:
+    """The statement for ``filters`` and its parameters."""
+    params: dict = {"user_id": user_id, "limit": limit}
     if filters.type is not None:
-        stmt = stmt.where(t.type == filters.type)
+        params["type"] = filters.type
     if filters.currency:
-        stmt = stmt.where(t.currency == filters.currency)
+        params["currency"] = filters.currency
     if filters.date_from:
-        stmt = stmt.where(t.created_at >= datetime.combine(filters.date_from, time.min, UTC))
+        params["since"] = datetime.combine(filters.date_from, time.min, UTC)
     if filters.date_to:
-        stmt = stmt.where(t.created_at < datetime.combine(filters.date_to + timedelta(days=1), time.min, UTC))
+        params["until"] = datetime.combine(filters.date_to + timedelta(days=1), time.min, UTC)
     if position is not None:
-        stmt = stmt.where(tuple_(t.created_at, t.id) < tuple_(*position))
-    return stmt.order_by(t.created_at.desc(), t.id.desc()).limit(limit)
+        params["after_at"], params["after_id"] = position
+    stmt = _history_statement(filters.type is not None, bool(filters.currency), filters.date_from is not None,
+                              filters.date_to is not None, position is not None)
+    return stmt, params
 
 
-def _row(user_id: uuid.UUID, raw) -> ActivityRow:
-    kind = TransactionType(raw.type)
+def _row(raw) -> ActivityRow:
+    kind = raw.type  # a TransactionType already (the column's type reads it)
     details = raw.details or {}
-    direction = "out" if raw.debit_user_id == user_id else "in"
+    direction = raw.direction
     name = details.get("to_name" if direction == "out" else "from_name") or details.get("counterparty")
     counterparty = name or SYSTEM_SIDE.get(kind, kind.label)
     if kind == TransactionType.TRANSFER and name:
@@ -263,11 +352,8 @@ def history(user: User, filters: HistoryFilters | None = None, after: str | None
             limit: int = PAGE_SIZE) -> HistoryPage:
     """One page of the user's history, newest first, after the cursor ``after``; one statement."""
     filters = filters or HistoryFilters()
-    position = decode_cursor(after)
-    both = union_all(_side(user.id, True, filters, position, limit + 1),
-                     _side(user.id, False, filters, position, limit + 1)).subquery("history")
-    stmt = select(both).order_by(both.c.created_at.desc(), both.c.id.desc()).limit(limit + 1)
-    rows = [_row(user.id, raw) for raw in db.session.execute(stmt)]
+    stmt, params = _history_query(user.id, filters, decode_cursor(after), limit + 1)
+    rows = [_row(raw) for raw in db.session.execute(stmt, params).all()]
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -275,49 +361,72 @@ def history(user: User, filters: HistoryFilters | None = None, after: str | None
     return HistoryPage(rows, next_cursor, filters)
 
 
-def recent_activity(user: User, limit: int = RECENT) -> list[ActivityRow]:
-    return history(user, None, None, limit).items
+@functools.cache
+def _wallet_page_statement() -> Select:
+    """The wallet page's recent activity (the first ``limit`` rows of the history) with the
+    user's wallets beside the first row, as arrays (``beside_first_row``): one statement, built
+    once; parameters ``user_id`` and ``limit``."""
+    w = _WALLETS
+    recent = _history_statement(False, False, False, False, False).subquery("recent")
+    rows = select(recent, func.row_number().over(order_by=(recent.c.created_at.desc(), recent.c.id.desc()))
+                  .label("position"))
+    wallets = select(func.array_agg(w.c.currency).label("codes"), func.array_agg(w.c.balance).label("balances"),
+                     func.array_agg(w.c.locked_balance).label("locked"),
+                     func.array_agg(w.c.status).label("statuses")).where(w.c.user_id == bindparam("user_id"))
+    return beside_first_row(rows, wallets)
+
+
+def wallet_page(user: User, limit: int = RECENT) -> tuple[list[Balance], list[ActivityRow]]:
+    """The balances (as ``overview``) and the first ``limit`` rows of the history, in one
+    statement."""
+    rows = db.session.execute(_wallet_page_statement(), {"user_id": user.id, "limit": limit}).all()
+    first = rows[0]
+    balances = _balances(zip(first.codes, first.balances, first.locked, map(WalletStatus, first.statuses), strict=True)
+                         if first.codes else ())
+    return balances, [_row(raw) for raw in rows if raw.id is not None]
 
 
 # -- CSV -----------------------------------------------------------------------------------------------
 
 CSV_HEADER = ("Date (UTC)", "Type", "Direction", "Amount", "Currency", "Counterparty", "Description", "Note",
               "Status", "Transaction id")
-AMOUNT_COLUMN = CSV_HEADER.index("Amount")
 
 
 def export_csv(user: User, filters: HistoryFilters | None = None, batch: int | None = None) -> Iterator[str]:
-    """The user's whole history (with ``filters``) as CSV lines, newest first, streamed in keyset
-    batches of ``batch`` rows: memory stays the same however long the history. Text cells that a
+    """The user's whole history (with ``filters``) as CSV text, newest first, streamed in keyset
+    batches of ``batch`` rows, one piece of text per batch (a piece per line cost a write to the
+    socket per line): memory stays the same however long the history. Text cells that a
     spreadsheet would run as a formula are neutralised. Amounts are exact, signed from the user's
     side, at the currency's scale."""
     filters = filters or HistoryFilters()
     batch = batch or EXPORT_BATCH
     buffer = io.StringIO()
     writer = csv.writer(buffer)
+    quanta = {code: unit.quantum for code, unit in CURRENCIES.items()}
 
-    def emit(cells, exact_amount: str | None = None) -> str:
-        # The amount is a number the export made itself, so its minus sign stays; every other
-        # cell may hold text a person typed (a note, a name) and is neutralised.
-        safe = [csv_safe(cell) for cell in cells]
-        if exact_amount is not None:
-            safe[AMOUNT_COLUMN] = exact_amount
-        writer.writerow(safe)
-        line = buffer.getvalue()
+    def taken() -> str:
+        text = buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
-        return line
+        return text
 
-    yield emit(CSV_HEADER)
+    writer.writerow(CSV_HEADER)
     cursor = None
     while True:
         page = history(user, filters, cursor, batch)
-        for row in page.items:
-            with localcontext(prec=PRECISION):
-                exact = row.signed.quantize(currency(row.currency).quantum)
-            yield emit([row.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), row.type.label,
-                        row.direction, "", row.currency, row.counterparty, row.description, row.note,
-                        row.status, str(row.id)], f"{exact:f}")
+        lines = []
+        with localcontext(prec=PRECISION):
+            for row in page.items:
+                # The amount is a number the export made itself, so its minus sign stays. The
+                # cells a person may have typed (a name, a description, a note) are neutralised;
+                # the others are the export's own words, digits and ids, which never start
+                # like a formula.
+                exact = row.signed.quantize(quanta[row.currency])
+                lines.append((row.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), row.type.label,
+                              row.direction, f"{exact:f}", row.currency, csv_safe(row.counterparty),
+                              csv_safe(row.description), csv_safe(row.note), row.status, str(row.id)))
+        writer.writerows(lines)
+        yield taken()
         if not page.has_next:
             return
         cursor = page.next_cursor

@@ -279,8 +279,10 @@ def test_workers_provisioning_one_database_at_once_all_succeed():
         destroy_database(name, urls)
 
 
-def test_the_apps_connections_do_not_compile_statements_just_in_time(app):
-    """The portal's statements are short: just-in-time compilation would only cost (the
-    connection option ``-c jit=off``, set with whatever other options a deployment gives)."""
+def test_the_apps_connections_are_set_for_short_statements_on_data_in_memory(app):
+    """The portal's statements are short: just-in-time compilation would only cost, and a random
+    read costs about a sequential one (connection options, set with whatever other options a
+    deployment gives)."""
     assert db.session.execute(text("SHOW jit")).scalar() == "off"
+    assert db.session.execute(text("SHOW random_page_cost")).scalar() == "1.1"
     assert "-c jit=off" in app.config["SQLALCHEMY_ENGINE_OPTIONS"]["connect_args"]["options"]

@@ -16,6 +16,7 @@ from urllib.parse import quote
 from flask import Response, abort, flash, request, stream_with_context, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from sqlalchemy import and_, func, or_, select
 from wtforms import BooleanField, DateTimeLocalField, DecimalField, StringField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
@@ -479,6 +480,30 @@ def to_grade():
 
 
 # ---------------------------------------------------------------------------------- gradebook
+
+
+@bp.app_template_global()
+def gradebook_score_cells(items: list[gradebook.Item], row: gradebook.StudentRow) -> Markup:
+    """One gradebook row's score cells, one ``<td>`` per item, as HTML.
+
+    A page has 50 students by some 30 items: 1,500 cells. Written as a Jinja loop, each cell
+    costs an iteration, a few attribute lookups, filters and escapes (about 10 µs), which made
+    the cells most of the page's time; joined here they cost well under a microsecond each.
+    The text is a number we formatted (as ``value|float|round(2)`` does) or a dash: nothing
+    to escape."""
+    assignment_scores, quiz_percents, dropped = row.assignment_scores, row.quiz_percents, row.result.dropped
+    cells = []
+    for item in items:
+        if item.category == gradebook.ASSIGNMENTS:
+            value, unit = assignment_scores.get(item.key), ""
+        else:
+            value, unit = quiz_percents.get(item.key), "%"
+        text = f"{round(float(value), 2)}{unit}" if value is not None else '<span class="muted">–</span>'
+        if dropped and (item.category, item.id) in dropped:
+            cells.append(f'<td class="num dropped" title="Dropped (lowest)">{text}</td>')
+        else:
+            cells.append(f'<td class="num">{text}</td>')
+    return Markup("".join(cells))  # noqa: S704 - numbers we formatted and fixed tags, no user text
 
 
 @bp.get("/courses/<uuid:course_id>/gradebook")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from portal.learning.assessment.gradebook import CSV_ROWS_PER_CHUNK
 from tests.factories import PASSWORD
 from tests.learning.factories.assign import bulk_course
 
@@ -37,6 +38,10 @@ def test_gradebook_statement_budget(app, statements, make_user):
     url = f"/learning/courses/{large.id}/gradebook.csv"
     with statements() as counter:
         response = client.get(url)
-        lines = response.get_data(as_text=True).splitlines()
+        chunks = [chunk.decode() for chunk in response.response]
+    lines = "".join(chunks).splitlines()
     assert len(lines) == 501 and lines[0].count(",") == 2 + 30 + 4
     assert counter.count <= BUDGET
+    # Streamed in chunks of a bounded number of students, never the whole course at once (nor a
+    # write per line): the header, then 100 students per chunk.
+    assert [chunk.count("\n") for chunk in chunks] == [1] + [CSV_ROWS_PER_CHUNK] * 5

@@ -28,12 +28,14 @@ Choices:
   sections this way). The prefix keeps them clear of the page's own ids; the slug is ASCII letters,
   digits and hyphens only, and the sanitizer lets through no other ``id``.
 
-Nothing here holds mutable state shared between requests: the MarkdownIt instance and the nh3
+Nothing here holds mutable state shared between requests but a bounded cache of recent
+renderings keyed by their source (``render_markdown``): the MarkdownIt instance and the nh3
 Cleaner are configured once and only read afterwards, and each render builds its own parse state.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -266,14 +268,31 @@ def _checked(source: str | None) -> str:
     return source
 
 
+#: Sources up to this many characters keep their rendered HTML in ``_rendered`` (a lesson is a
+#: few thousand): at most ``RENDERED_KEPT`` of them, so the memory this takes is bounded.
+RENDERED_SOURCE_LIMIT = 32_000
+RENDERED_KEPT = 256
+
+
 def render_markdown(source: str | None) -> Markup:
     """Safe HTML for the Markdown ``source`` (``None`` gives empty markup).
 
     Raises ``ValueError`` when ``source`` is longer than ``MAX_SOURCE`` characters.
+
+    The HTML is a function of the source alone, and making it (parse, then sanitise) costs
+    about a millisecond per thousand characters, on every view of a lesson or a course page:
+    the recent ones are kept, keyed by the source itself, so an edit is a new key.
     """
     source = _checked(source)
     if not source.strip():
         return Markup("")
+    if len(source) <= RENDERED_SOURCE_LIMIT:
+        return _rendered(source)
+    return sanitize_html(_PARSER.render(source))
+
+
+@functools.lru_cache(maxsize=RENDERED_KEPT)
+def _rendered(source: str) -> Markup:
     return sanitize_html(_PARSER.render(source))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, case, exists, literal, null, select, text
+from sqlalchemy import and_, bindparam, exists, literal, select, text
 from sqlalchemy.orm import joinedload
 
 from portal.accounts.models import Role, User
@@ -26,9 +26,6 @@ from portal.learning.education.models import (
     CourseStatus,
     Enrollment,
     EnrollmentStatus,
-    Lesson,
-    Module,
-    Progress,
 )
 from portal.learning.lms.models import Assignment, Certificate, CourseManagement, Grade, ManagementRole
 
@@ -398,29 +395,63 @@ class Outline:
         return lessons[0] if lessons else None
 
 
-def _course_row(user: User, *where):
-    """The course, its instructor's name, the reader's enrolment and staff role: one statement."""
-    return db.session.execute(
+def _course_statement(by_slug: bool):
+    """The course, its instructor's name, the reader's enrolment and staff role: one statement,
+    built once per key (slug or id) with the values as bound parameters."""
+    key = Course.slug == bindparam("slug") if by_slug else Course.id == bindparam("course_id")
+    return (
         select(Course, User.full_name, Enrollment, CourseManagement.role)
         .outerjoin(User, User.id == Course.instructor_id)
-        .outerjoin(Enrollment, and_(Enrollment.course_id == Course.id, Enrollment.user_id == user.id))
+        .outerjoin(Enrollment, and_(Enrollment.course_id == Course.id, Enrollment.user_id == bindparam("user")))
         .outerjoin(CourseManagement, and_(CourseManagement.course_id == Course.id,
-                                          CourseManagement.user_id == user.id))
-        .where(*where)
-    ).first()
+                                          CourseManagement.user_id == bindparam("user")))
+        .where(key)
+    )
+
+
+_COURSE_BY_SLUG = _course_statement(by_slug=True)
+_COURSE_BY_ID = _course_statement(by_slug=False)
+
+#: Everything of the outline below the course in one statement, one row per lesson (with the
+#: reader's progress on it, when enrolled) and per published quiz (with whether the reader
+#: passed it): ``kind`` tells them apart, and the sort keys order the lessons by module and
+#: position, the quizzes by creation. With ``:body_of``, that lesson's text comes along.
+_OUTLINE_SQL = text("""
+SELECT 'lesson' AS kind, m.id AS module_id, m.position AS module_position, m.title AS module_title,
+       m.summary AS module_summary, m."requiresPrevious" AS requires_previous,
+       l.id AS item_id, l.title AS item_title, l.position AS item_position,
+       l."estimatedMinutes" AS estimated_minutes,
+       CASE WHEN l.id = :body_of THEN l.body END AS body,
+       p."lessonId" IS NOT NULL AS viewed, p."completedAt" IS NOT NULL AS done,
+       NULL::timestamptz AS created_at
+  FROM modules m
+  LEFT JOIN lessons l ON l."moduleId" = m.id
+  LEFT JOIN progress p ON :enrolled AND p."userId" = :user AND p."lessonId" = l.id
+ WHERE m."courseId" = :course
+UNION ALL
+SELECT 'quiz', q."moduleId", NULL, NULL, NULL, NULL, q.id, q.title, NULL, NULL, NULL, NULL,
+       EXISTS (SELECT 1 FROM quiz_attempts a
+                WHERE a."quizId" = q.id AND a."userId" = :user AND a.passed IS TRUE),
+       q."createdAt"
+  FROM quizzes q
+ WHERE q."courseId" = :course AND q.published IS TRUE
+ ORDER BY kind, module_position, item_position, created_at, item_id
+""")
 
 
 def load_outline(user: User, *, slug: str | None = None, course_id: uuid.UUID | None = None,
                  body_of: uuid.UUID | None = None) -> Outline:
     """The outline of a course by slug or id, as ``user`` sees it; with ``body_of``, the text
-    of that one lesson comes along in the same statement (``Outline.body``).
+    of that one lesson comes along in the same statement (``Outline.body``). Two statements:
+    the course with the reader's enrolment and role, then its modules, lessons, the reader's
+    progress and the published quizzes (``_OUTLINE_SQL``).
 
     Raises NotFound when there is no such course or it is not published and the reader is not
     on its staff (nor an admin): a draft is invisible, not forbidden."""
     if slug is not None:
-        row = _course_row(user, Course.slug == slug[:80])
+        row = db.session.execute(_COURSE_BY_SLUG, {"slug": slug[:80], "user": user.id}).first()
     else:
-        row = _course_row(user, Course.id == course_id)
+        row = db.session.execute(_COURSE_BY_ID, {"course_id": course_id, "user": user.id}).first()
     if row is None:
         raise NotFound("There is no such course in the catalog.")
     course, instructor_name, enrollment, staff_role = row
@@ -432,49 +463,24 @@ def load_outline(user: User, *, slug: str | None = None, course_id: uuid.UUID | 
 
     modules: list[ModuleItem] = []
     by_id: dict[uuid.UUID, ModuleItem] = {}
-    lessons: dict[uuid.UUID, LessonItem] = {}
-    rows = db.session.execute(
-        select(Module.id, Module.position, Module.title, Module.summary, Module.requires_previous,
-               Lesson.id.label("lesson_id"), Lesson.title.label("lesson_title"),
-               Lesson.position.label("lesson_position"), Lesson.estimated_minutes,
-               (case((Lesson.id == body_of, Lesson.body)) if body_of else null()).label("body"))
-        .outerjoin(Lesson, Lesson.module_id == Module.id)
-        .where(Module.course_id == course.id)
-        .order_by(Module.position, Lesson.position)
-    ).all()
+    course_quizzes: list[QuizItem] = []
     body = None
-    for row in rows:
-        if row.body is not None:
-            body = row.body
-        module = by_id.get(row.id)
+    params = {"course": course.id, "user": user.id, "enrolled": enrollment is not None, "body_of": body_of}
+    for row in db.session.execute(_OUTLINE_SQL, params):
+        if row.kind == "quiz":
+            item = QuizItem(row.item_id, row.item_title, row.done)
+            (by_id[row.module_id].quizzes if row.module_id in by_id else course_quizzes).append(item)
+            continue
+        module = by_id.get(row.module_id)
         if module is None:
-            module = by_id[row.id] = ModuleItem(row.id, row.position, row.title, row.summary, row.requires_previous)
+            module = by_id[row.module_id] = ModuleItem(row.module_id, row.module_position, row.module_title,
+                                                       row.module_summary, row.requires_previous)
             modules.append(module)
-        if row.lesson_id is not None:
-            lesson = LessonItem(row.lesson_id, row.lesson_title, row.lesson_position, row.estimated_minutes, row.id)
-            module.lessons.append(lesson)
-            lessons[lesson.id] = lesson
-
-    if enrollment is not None and lessons:
-        for lesson_id, completed_at in db.session.execute(
-            select(Progress.lesson_id, Progress.completed_at)
-            .where(Progress.user_id == user.id, Progress.course_id == course.id)
-        ):
-            lesson = lessons.get(lesson_id)
-            if lesson is not None:
-                lesson.viewed = True
-                lesson.completed = completed_at is not None
-
-    passed = exists().where(QuizAttempt.quiz_id == Quiz.id, QuizAttempt.user_id == user.id,
-                            QuizAttempt.passed.is_(True))
-    course_quizzes = []
-    for quiz_id, module_id, title, is_passed in db.session.execute(
-        select(Quiz.id, Quiz.module_id, Quiz.title, passed)
-        .where(Quiz.course_id == course.id, Quiz.published.is_(True))
-        .order_by(Quiz.created_at, Quiz.id)
-    ):
-        item = QuizItem(quiz_id, title, bool(is_passed))
-        (by_id[module_id].quizzes if module_id in by_id else course_quizzes).append(item)
+        if row.item_id is not None:
+            module.lessons.append(LessonItem(row.item_id, row.item_title, row.item_position, row.estimated_minutes,
+                                             row.module_id, viewed=row.viewed, completed=row.done))
+            if row.body is not None:
+                body = row.body
 
     return Outline(course, instructor_name, enrollment, staff_role, is_admin, modules, course_quizzes, body)
 

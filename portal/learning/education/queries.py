@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import and_, bindparam, exists, literal, select, text
-from sqlalchemy.orm import joinedload
+from sqlalchemy import and_, bindparam, select, text
 
 from portal.accounts.models import Role, User
 from portal.db import db
 from portal.errors import NotFound
-from portal.learning.assessment.models import Gradebook, Quiz, QuizAttempt
+from portal.learning.assessment.models import Gradebook
 from portal.learning.education.models import (
     Achievement,
+    AchievementKind,
     Course,
     CourseLevel,
     CourseStatus,
@@ -488,23 +490,109 @@ def load_outline(user: User, *, slug: str | None = None, course_id: uuid.UUID | 
 # --------------------------------------------------------------------------- dashboard
 
 
+#: Everything the student dashboard shows of learning, in one statement: each section is a
+#: limited, ordered subquery with its rank (``rn``) and the same generic columns, told apart by
+#: ``section``. ``enrollment``: the courses the student is in, latest activity first (6);
+#: ``achievement``: the latest achievements (5); ``due``: published assignments not yet
+#: submitted and published quizzes not yet passed, of the active courses, that close after
+#: ``:now``, soonest first (5); ``grade``: the latest released grades (3).
+_DASHBOARD_SQL = text("""
+(SELECT 'enrollment' AS section, e.id, e."courseId" AS ref_id, c.slug AS name, c.title, e.status AS state,
+        e."progressPercent"::numeric AS n1, NULL::numeric AS n2, e."lastLessonId" AS link_id,
+        NULL::timestamptz AS at, NULL::text AS body,
+        row_number() OVER (ORDER BY e."lastActivityAt" DESC NULLS LAST, e."createdAt" DESC) AS rn
+   FROM enrollments e JOIN courses c ON c.id = e."courseId"
+  WHERE e."userId" = :user AND e.status <> 'left'
+  ORDER BY rn LIMIT 6)
+UNION ALL
+(SELECT 'achievement', a.id, NULL, NULL, a.title, a.kind, NULL, NULL, NULL, a."earnedAt", NULL,
+        row_number() OVER (ORDER BY a."earnedAt" DESC, a.id)
+   FROM achievements a
+  WHERE a."userId" = :user
+  ORDER BY 12 LIMIT 5)
+UNION ALL
+(SELECT 'due', due.id, NULL, due.kind, due.title, NULL, NULL, NULL, NULL, due.at, due.course_title,
+        row_number() OVER (ORDER BY due.at, due.id)
+   FROM (SELECT 'assignment' AS kind, a.id, a.title, a."dueAt" AS at, c.title AS course_title
+           FROM enrollments e
+           JOIN assignments a ON a."courseId" = e."courseId"
+           JOIN courses c ON c.id = e."courseId"
+          WHERE e."userId" = :user AND e.status = 'active' AND a.published AND a."dueAt" > :now
+            AND NOT EXISTS (SELECT 1 FROM submissions s WHERE s."assignmentId" = a.id AND s."userId" = :user)
+         UNION ALL
+         SELECT 'quiz', q.id, q.title, q."closesAt", c.title
+           FROM enrollments e
+           JOIN quizzes q ON q."courseId" = e."courseId"
+           JOIN courses c ON c.id = e."courseId"
+          WHERE e."userId" = :user AND e.status = 'active' AND q.published AND q."closesAt" > :now
+            AND NOT EXISTS (SELECT 1 FROM quiz_attempts t
+                             WHERE t."quizId" = q.id AND t."userId" = :user AND t.passed IS TRUE)) due
+  ORDER BY 12 LIMIT 5)
+UNION ALL
+(SELECT 'grade', g.id, a.id, NULL, a.title, NULL, g.score, a.points, NULL, g."releasedAt", g.feedback,
+        row_number() OVER (ORDER BY g."releasedAt" DESC, g.id)
+   FROM grades g JOIN assignments a ON a.id = g."assignmentId"
+  WHERE g."userId" = :user AND g."releasedAt" IS NOT NULL
+  ORDER BY 12 LIMIT 3)
+ORDER BY section, rn
+""")
+
+
+@dataclass(frozen=True, slots=True)
+class CourseRef:
+    slug: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardEnrollment:
+    """A course the student is in, as the dashboard shows it."""
+
+    id: uuid.UUID
+    course_id: uuid.UUID
+    course: CourseRef
+    status: EnrollmentStatus
+    progress_percent: int
+    last_lesson_id: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardAchievement:
+    kind: AchievementKind
+    title: str
+    earned_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecentGrade:
+    score: Decimal
+    feedback: str
+    released_at: datetime
+    assignment_id: uuid.UUID
+    title: str
+    points: Decimal
+
+
 def student_dashboard(user: User) -> dict:
     """What the student dashboard shows of learning: the courses a student is in (latest
-    activity first) with their progress and where to continue, and their latest achievements.
-    Two statements."""
-    enrollments = db.session.scalars(
-        select(Enrollment)
-        .options(joinedload(Enrollment.course).load_only(Course.slug, Course.title, Course.status))
-        .where(Enrollment.user_id == user.id, Enrollment.status != EnrollmentStatus.LEFT)
-        .order_by(Enrollment.last_activity_at.desc().nulls_last(), Enrollment.created_at.desc())
-        .limit(6)
-    ).all()
-    achievements = db.session.scalars(
-        select(Achievement).where(Achievement.user_id == user.id)
-        .order_by(Achievement.earned_at.desc(), Achievement.id).limit(5)
-    ).all()
-    return {"enrollments": enrollments, "achievements": achievements, "due_next": due_next(user),
-            "recent_grades": recent_grades(user)}
+    activity first) with their progress and where to continue, their latest achievements, what
+    is due next and their latest released grades. One statement (``_DASHBOARD_SQL``)."""
+    from portal.db.base import utcnow
+
+    sections: dict[str, list] = {"enrollment": [], "achievement": [], "due": [], "grade": []}
+    for row in db.session.execute(_DASHBOARD_SQL, {"user": user.id, "now": utcnow()}):
+        if row.section == "enrollment":
+            item = DashboardEnrollment(row.id, row.ref_id, CourseRef(row.name, row.title), EnrollmentStatus(row.state),
+                                       int(row.n1), row.link_id)
+        elif row.section == "achievement":
+            item = DashboardAchievement(AchievementKind(row.state), row.title, row.at)
+        elif row.section == "due":
+            item = DueItem(row.name, row.id, row.title, row.at, row.body)
+        else:
+            item = RecentGrade(row.n1, row.body, row.at, row.ref_id, row.title, row.n2)
+        sections[row.section].append(item)
+    return {"enrollments": sections["enrollment"], "achievements": sections["achievement"],
+            "due_next": sections["due"], "recent_grades": sections["grade"]}
 
 
 @dataclass(frozen=True)
@@ -514,48 +602,6 @@ class DueItem:
     title: str
     due_at: object
     course_title: str
-
-
-def due_next(user: User, limit: int = 5) -> list[DueItem]:
-    """What is due soonest in the student's active courses: published assignments not yet
-    submitted and published quizzes that close in the future and are not yet passed. One
-    statement."""
-    from portal.db.base import utcnow
-    from portal.learning.lms.models import Submission
-
-    now = utcnow()
-    active = select(Enrollment.course_id).where(Enrollment.user_id == user.id,
-                                                Enrollment.status == EnrollmentStatus.ACTIVE)
-    assignments = (
-        select(literal("assignment").label("kind"), Assignment.id, Assignment.title, Assignment.due_at.label("due"),
-               Course.title.label("course_title"))
-        .join(Course, Course.id == Assignment.course_id)
-        .where(Assignment.course_id.in_(active), Assignment.published, Assignment.due_at > now,
-               ~exists().where(Submission.assignment_id == Assignment.id, Submission.user_id == user.id))
-    )
-    quizzes = (
-        select(literal("quiz").label("kind"), Quiz.id, Quiz.title, Quiz.closes_at.label("due"),
-               Course.title.label("course_title"))
-        .join(Course, Course.id == Quiz.course_id)
-        .where(Quiz.course_id.in_(active), Quiz.published, Quiz.closes_at > now,
-               ~exists().where(QuizAttempt.quiz_id == Quiz.id, QuizAttempt.user_id == user.id,
-                               QuizAttempt.passed.is_(True)))
-    )
-    both = assignments.union_all(quizzes).subquery()
-    rows = db.session.execute(select(both).order_by(both.c.due, both.c.id).limit(limit)).all()
-    return [DueItem(row.kind, row.id, row.title, row.due, row.course_title) for row in rows]
-
-
-def recent_grades(user: User, limit: int = 3) -> list:
-    """The student's latest released assignment grades with their feedback. One statement."""
-    return db.session.execute(
-        select(Grade.score, Grade.feedback, Grade.released_at, Assignment.id.label("assignment_id"),
-               Assignment.title, Assignment.points)
-        .join(Assignment, Assignment.id == Grade.assignment_id)
-        .where(Grade.user_id == user.id, Grade.released_at.is_not(None))
-        .order_by(Grade.released_at.desc(), Grade.id)
-        .limit(limit)
-    ).all()
 
 
 # --------------------------------------------------------------------------- a student's record

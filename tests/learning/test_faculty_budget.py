@@ -62,3 +62,23 @@ def test_faculty_dashboard_does_not_grow_with_courses_and_students(app, statemen
     large, body = _count(app, statements, many, "/dashboard")
     assert body.count("3 students") == 6  # the card lists six courses
     assert large == small <= BUDGET
+
+
+def test_grading_screen_does_not_grow_with_submissions(app, statements, make_user):
+    counts = []
+    for students in (1, 12):
+        teacher = make_user(role="faculty")
+        course = make_course(teacher)
+        assignment = make_assignment(course)
+        submissions = []
+        for _ in range(students):
+            student = make_user(role="student")
+            enroll(course, student)
+            submissions.append(make_submission(assignment, student))
+        url = f"/learning/assignments/{assignment.id}/grade"
+        first, _ = _count(app, statements, teacher, url)
+        middle, body = _count(app, statements, teacher, f"{url}?s={submissions[len(submissions) // 2].id}")
+        assert f"{students} to grade · 0 graded" in body and "No submission" not in body
+        counts.append((first, middle))
+    assert counts[0] == counts[1]
+    assert max(counts[1]) <= BUDGET

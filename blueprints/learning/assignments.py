@@ -492,18 +492,17 @@ def gradebook_view(course_id: uuid.UUID):
 @bp.get("/courses/<uuid:course_id>/gradebook.csv")
 @requires(Permission.TEACH)
 def gradebook_csv(course_id: uuid.UUID):
-    lines = gradebook.export_csv(current_user, course_id)  # checks access before streaming
-    course = db.session.get(Course, course_id)
+    export = gradebook.csv_export(current_user, course_id)  # checks access before streaming
     actor = db_context.current_actor()
 
     def as_this_user():
         # The body is read after the request's transaction and identity are gone: the export's
         # query runs in a new transaction, which must carry the same identity (row security).
         with db_context.acting_as(actor, db.session):
-            yield from lines
+            yield from export.lines
 
     response = Response(stream_with_context(as_this_user()), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="gradebook-{course.slug}.csv"'
+    response.headers["Content-Disposition"] = f'attachment; filename="gradebook-{export.course.slug}.csv"'
     return response
 
 

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from sqlalchemy import select, text
+from sqlalchemy import and_, bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from portal.accounts.models import User
@@ -44,6 +44,7 @@ from portal.exports import csv_safe
 from portal.learning.assessment.models import Gradebook, GradebookStatus
 from portal.learning.education.models import Course, Enrollment, EnrollmentStatus
 from portal.learning.lms import access
+from portal.learning.lms.models import CourseManagement
 from portal.pagination import Page
 
 CENT = Decimal("0.01")
@@ -370,10 +371,21 @@ class GradebookPage:
     can_override: bool
 
 
+#: The course with the actor's role on its staff (for ``access``), in one statement.
+_COURSE_AND_ROLE = (
+    select(Course, CourseManagement.role)
+    .outerjoin(CourseManagement, and_(CourseManagement.course_id == Course.id,
+                                      CourseManagement.user_id == bindparam("user")))
+    .where(Course.id == bindparam("course"))
+)
+
+
 def _staff_course(actor: User, course_id: uuid.UUID) -> Course:
-    course = db.session.get(Course, course_id)
-    if course is None:
+    row = db.session.execute(_COURSE_AND_ROLE, {"course": course_id, "user": actor.id}).first()
+    if row is None:
         raise NotFound("That course does not exist.")
+    course, role = row
+    access.remember_management_role(actor, course_id, role)
     access.require(actor, course_id, access.CAN_GRADE, "see this course's gradebook")
     return course
 
@@ -430,7 +442,20 @@ def _csv_number(value: Decimal | None) -> str:
     return "" if value is None else str(value.quantize(CENT, rounding=ROUND_HALF_UP))
 
 
-def export_csv(actor: User, course_id: uuid.UUID, batch: int = 100) -> Iterator[str]:
+@dataclass
+class GradebookExport:
+    course: Course
+    #: The CSV, streamed (``export_csv``).
+    lines: Iterator[str]
+
+
+def csv_export(actor: User, course_id: uuid.UUID, batch: int = 100) -> GradebookExport:
+    """``export_csv`` with the course it exports (the view names the file after it)."""
+    course = _staff_course(actor, course_id)
+    return GradebookExport(course, export_csv(actor, course_id, batch, course=course))
+
+
+def export_csv(actor: User, course_id: uuid.UUID, batch: int = 100, *, course: Course | None = None) -> Iterator[str]:
     """The whole gradebook as CSV, streamed: the student query runs on a server-side cursor
     (``batch`` rows fetched at a time) and rows are written as they arrive, in chunks of
     ``CSV_ROWS_PER_CHUNK`` lines, so memory does not grow with the course.
@@ -438,7 +463,8 @@ def export_csv(actor: User, course_id: uuid.UUID, batch: int = 100) -> Iterator[
 
     Names, e-mails, titles and reasons go through ``csv_safe``; the numbers are ones we format
     (non-negative, CHECKed in the database), which no spreadsheet reads as a formula."""
-    course = _staff_course(actor, course_id)
+    if course is None:
+        course = _staff_course(actor, course_id)
     scheme = Scheme.from_course(course.grading)
     items = course_items(course_id)
 

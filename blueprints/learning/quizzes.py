@@ -469,14 +469,13 @@ def _closed_by_deadline(exc: quizzes.DeadlinePassed):
 @bp.get("/attempts/<uuid:attempt_id>")
 @requires(Permission.LEARN)
 def attempt_page(attempt_id: uuid.UUID):
-    attempt = quizzes.get_attempt(current_user, attempt_id)
+    attempt, quiz = quizzes.get_attempt_with_quiz(current_user, attempt_id)
     if attempt.status != AttemptStatus.IN_PROGRESS:
         return redirect_to("learning.attempt_result", attempt_id=attempt.id)
     try:
         quizzes.enforce_deadline(attempt)
     except quizzes.DeadlinePassed as exc:
         return _closed_by_deadline(exc)
-    quiz = db.session.get(quizzes.Quiz, attempt.quiz_id)
     return render("learning/quizzes/attempt.html", quiz=quiz, attempt=attempt,
                   questions=queries.attempt_questions(attempt))
 
@@ -557,7 +556,7 @@ def attempt_submit(attempt_id: uuid.UUID):
 @bp.get("/attempts/<uuid:attempt_id>/result")
 @requires(Permission.LEARN)
 def attempt_result(attempt_id: uuid.UUID):
-    attempt = quizzes.get_attempt(current_user, attempt_id)
+    attempt, quiz = quizzes.get_attempt_with_quiz(current_user, attempt_id)
     if attempt.status == AttemptStatus.IN_PROGRESS:
         try:
             quizzes.enforce_deadline(attempt)
@@ -565,7 +564,6 @@ def attempt_result(attempt_id: uuid.UUID):
             db.session.commit()
         else:
             return redirect_to("learning.attempt_page", attempt_id=attempt.id)
-    quiz = db.session.get(quizzes.Quiz, attempt.quiz_id)
     reveal = quizzes.answers_visible(quiz, attempt)
     course = queries.course_of(quiz.course_id)  # for the way back: the course and its quizzes
     return render("learning/quizzes/result.html", quiz=quiz, attempt=attempt, reveal=reveal, course=course,

@@ -53,13 +53,19 @@ def _form(place: str = "page", *, session_id=None, lesson_id=None, typed: str = 
             "typed": typed, "error": error, "closed": closed}
 
 
+#: ``_chat``'s ``closed`` when the caller has not read it.
+_UNREAD = object()
+
+
 def _chat(course, session=None, *, form: dict | None = None, status: int = 200, block: str | None = None,
           conversation: Conversation | None = None, notice: str | None = None, headers: dict | None = None,
-          sessions_oob: bool = False):
+          sessions_oob: bool = False, closed=_UNREAD):
     """The chat page (or its conversation block, with the conversations list out of band when
     ``sessions_oob``): the conversations at the side, the open one (or a new one) in the
-    middle, the ask form under it."""
-    closed = services.open_attempt(current_user.id, course.id)
+    middle, the ask form under it. ``closed`` is the open attempt that closes the tutor when
+    the caller read it with the course (``queries.chat_course``)."""
+    if closed is _UNREAD:
+        closed = services.open_attempt(current_user.id, course.id)
     if conversation is None and session is not None:
         conversation = queries.conversation(current_user, session.id)
     form = form or _form(session_id=session.id if session else None)
@@ -76,16 +82,16 @@ def _chat(course, session=None, *, form: dict | None = None, status: int = 200, 
 @bp.get("/courses/<slug>/tutor")
 @requires(Permission.LEARN)
 def tutor_chat(slug: str):
-    course = queries.student_course(current_user, slug)
-    return _chat(course)
+    course, closed = queries.chat_course(current_user, slug)
+    return _chat(course, closed=closed)
 
 
 @bp.get("/courses/<slug>/tutor/sessions/<uuid:session_id>")
 @requires(Permission.LEARN)
 def tutor_session(slug: str, session_id: uuid.UUID):
-    course = queries.student_course(current_user, slug)
+    course, closed = queries.chat_course(current_user, slug)
     session = queries.own_session(current_user, course.id, session_id)
-    return _chat(course, session)
+    return _chat(course, session, closed=closed)
 
 
 @bp.get("/courses/<slug>/tutor/panel")
@@ -93,11 +99,10 @@ def tutor_session(slug: str, session_id: uuid.UUID):
 def tutor_panel(slug: str):
     """The lesson's "Ask Elara" panel with the conversation still going, or the closed notice.
     Asked for by htmx from the lesson page; a plain visit goes to the chat page."""
-    course = queries.student_course(current_user, slug)
+    course, closed = queries.chat_course(current_user, slug)
     lesson_id = _uuid(request.args.get("lesson_id"), "lesson")
     if not wants_fragment():
         return redirect_to("learning.tutor_chat", slug=course.slug)
-    closed = services.open_attempt(current_user.id, course.id)
     panel = queries.current_conversation(current_user, course.id)
     return render("learning/tutor/_panel.html", course=course, panel=panel, closed=closed,
                   form=_form("panel", session_id=panel.session_id, lesson_id=lesson_id, closed=closed),

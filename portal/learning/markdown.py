@@ -28,12 +28,14 @@ Choices:
   sections this way). The prefix keeps them clear of the page's own ids; the slug is ASCII letters,
   digits and hyphens only, and the sanitizer lets through no other ``id``.
 
-Nothing here holds mutable state shared between requests: the MarkdownIt instance and the nh3
+Nothing here holds mutable state shared between requests but a bounded cache of recent
+renderings keyed by their source (``render_markdown``): the MarkdownIt instance and the nh3
 Cleaner are configured once and only read afterwards, and each render builds its own parse state.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -266,15 +268,47 @@ def _checked(source: str | None) -> str:
     return source
 
 
+#: Sources up to this many characters keep their rendered HTML in ``_rendered`` and their plain
+#: text in ``_plain_text`` (a lesson is a few thousand): at most ``RENDERED_KEPT`` of each, so
+#: the memory this takes is bounded.
+RENDERED_SOURCE_LIMIT = 32_000
+RENDERED_KEPT = 256
+
+
 def render_markdown(source: str | None) -> Markup:
     """Safe HTML for the Markdown ``source`` (``None`` gives empty markup).
 
     Raises ``ValueError`` when ``source`` is longer than ``MAX_SOURCE`` characters.
+
+    The HTML is a function of the source alone, and making it (parse, then sanitise) costs
+    about a millisecond per thousand characters, on every view of a lesson or a course page:
+    the recent ones are kept, keyed by the source itself, so an edit is a new key.
     """
     source = _checked(source)
     if not source.strip():
         return Markup("")
+    if len(source) <= RENDERED_SOURCE_LIMIT:
+        return _rendered(source)
     return sanitize_html(_PARSER.render(source))
+
+
+@functools.lru_cache(maxsize=RENDERED_KEPT)
+def _rendered(source: str) -> Markup:
+    return sanitize_html(_PARSER.render(source))
+
+
+@functools.lru_cache(maxsize=RENDERED_KEPT)
+def _plain_text(source: str) -> str:
+    """The whole plain text of ``source`` (``markdown_to_text`` cuts it), kept like ``_rendered``."""
+    parts: list[str] = []
+    for token in _PARSER.parse(source):
+        if token.type == "inline":
+            _inline_text(token.children or [], parts)
+        elif token.type in ("fence", "code_block"):
+            parts.append(token.content)
+        # Blocks are separate words even where the source had no blank between them.
+        parts.append(" ")
+    return _WHITESPACE.sub(" ", "".join(parts)).strip()
 
 
 def sanitize_html(html: str) -> Markup:
@@ -362,15 +396,7 @@ def markdown_to_text(source: str | None, limit: int | None = 280) -> str:
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}.")
     source = _checked(source)
-    parts: list[str] = []
-    for token in _PARSER.parse(source):
-        if token.type == "inline":
-            _inline_text(token.children or [], parts)
-        elif token.type in ("fence", "code_block"):
-            parts.append(token.content)
-        # Blocks are separate words even where the source had no blank between them.
-        parts.append(" ")
-    text = _WHITESPACE.sub(" ", "".join(parts)).strip()
+    text = _plain_text(source) if len(source) <= RENDERED_SOURCE_LIMIT else _plain_text.__wrapped__(source)
     if limit is None or len(text) <= limit:
         return text
     room = text[: limit - 1]

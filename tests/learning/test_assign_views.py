@@ -17,8 +17,10 @@ from tests.learning.factories.assign import (
     RUBRIC,
     add_staff,
     enroll,
+    graded_attempt,
     make_assignment,
     make_course,
+    make_quiz,
     make_submission,
     release_grade,
 )
@@ -251,6 +253,25 @@ def test_gradebook_page_csv_and_override(world, client_for):
     no_reason = client.post(f"/learning/courses/{course.id}/gradebook/{student.id}/override",
                             data={"percent": "60", "reason": ""}, follow_redirects=True)
     assert "reason" in no_reason.get_data(as_text=True)
+
+
+def test_gradebook_cells_show_scores_drops_and_gaps(world, client_for):
+    owner, student, course, assignment = world
+    course.grading = {"drop_lowest": {"assignments": 1}}
+    second = make_assignment(course, points=Decimal(10))
+    make_assignment(course, points=Decimal(10))  # no grade yet: a dash
+    quiz = make_quiz(course)
+    release_grade(assignment, student, 9)
+    release_grade(second, student, Decimal("4.5"))
+    graded_attempt(quiz, student, Decimal("66.67"))
+    course_id, student_id = course.id, student.id
+    body = client_for(owner).get(f"/learning/courses/{course_id}/gradebook").get_data(as_text=True)
+    assert '<td class="num">9.0</td>' in body
+    assert '<td class="num dropped" title="Dropped (lowest)">4.5</td>' in body
+    assert '<td class="num"><span class="muted">–</span></td>' in body
+    assert '<td class="num">66.67%</td>' in body
+    assert f'action="/learning/courses/{course_id}/gradebook/{student_id}/override"' in body
+    assert f'id="pct-{student_id}"' in body
 
 
 def test_to_grade_card(world, client_for):

@@ -155,6 +155,24 @@ def test_viewing_a_lesson_records_progress_and_where_to_continue(student, course
     assert progress_row(student, lesson).first_viewed_at == first_view
 
 
+def test_viewing_the_same_lesson_again_soon_writes_nothing(student, course, monkeypatch, statements):
+    services.enrol(student, course.id)
+    first, second = lessons_of(course)[:2]
+    services.view_lesson(student, first.id)
+    seen_at = enrollment_of(student, course).last_activity_at
+    with statements() as counted:
+        services.view_lesson(student, first.id)  # a reload: the enrolment already says so
+    assert not any(sql.lstrip().upper().startswith(("UPDATE", "INSERT")) for sql in counted.statements)
+    assert enrollment_of(student, course).last_activity_at == seen_at
+
+    later = utcnow() + services.ACTIVITY_RESOLUTION
+    monkeypatch.setattr(services, "utcnow", lambda: later)
+    services.view_lesson(student, first.id)  # the same lesson, a while later
+    assert enrollment_of(student, course).last_activity_at == later
+    services.view_lesson(student, second.id)  # another lesson: at once
+    assert enrollment_of(student, course).last_lesson_id == second.id
+
+
 def test_lessons_need_an_enrolment(student, course):
     lesson = lessons_of(course)[0]
     with pytest.raises(Forbidden, match="Enrol"):

@@ -4,6 +4,7 @@ let through, and the plain text used for previews."""
 from __future__ import annotations
 
 import re
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 
@@ -471,3 +472,17 @@ def test_text_default_limit_and_bad_limits():
     assert markdown_to_text(None) == ""
     with pytest.raises(ValueError):
         markdown_to_text("x", 0)
+
+
+def test_renderings_are_kept_by_source_and_bounded():
+    from portal.learning import markdown
+
+    source = "# Kept\n\nA paragraph about *caching*. " + uuid.uuid4().hex
+    first = render_markdown(source)
+    assert render_markdown(source) is first  # the same source: the same rendering, not made again
+    assert render_markdown(source + " edited") != first  # an edit is a new source
+    long = "word " * (markdown.RENDERED_SOURCE_LIMIT // 5 + 1)
+    before = markdown._rendered.cache_info().currsize
+    assert render_markdown(long).startswith("<p>word")
+    assert markdown._rendered.cache_info().currsize == before  # too long to keep
+    assert markdown._rendered.cache_info().maxsize == markdown.RENDERED_KEPT

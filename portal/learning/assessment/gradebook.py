@@ -15,9 +15,13 @@ How the overall grade is made (``course.grading``, defaults in ``DEFAULT_GRADING
 - The letter is the first of the scale (best first) whose threshold the percentage reaches; a
   grader's override replaces the computed percentage for the letter and status.
 
-Pages and the CSV export read one query for all students and their scores (scores aggregated per
-student in correlated subqueries), so the statement count does not grow with the course; the
-export streams that query through a server-side cursor.
+Pages and the CSV export read one query for the students and their scores, so the statement
+count does not grow with the course. The query picks the page's students first (by name, after
+the keyset cursor, limited), and only then reads their gradebook rows and aggregates their scores
+(correlated subqueries on the page's rows, through the ``(userId, assignmentId)`` and ``userId``
+indexes, on the item ids already read): the cost of a page is that of its 50 students, not of the
+course, whatever the planner guesses about row-security filters. The export streams the same
+query, unlimited, through a server-side cursor, in batches of lines.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from sqlalchemy import select, text
+from sqlalchemy import and_, bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from portal.accounts.models import User
@@ -40,6 +44,7 @@ from portal.exports import csv_safe
 from portal.learning.assessment.models import Gradebook, GradebookStatus
 from portal.learning.education.models import Course, Enrollment, EnrollmentStatus
 from portal.learning.lms import access
+from portal.learning.lms.models import CourseManagement
 from portal.pagination import Page
 
 CENT = Decimal("0.01")
@@ -120,6 +125,11 @@ class Item:
     id: uuid.UUID
     title: str
     points: Decimal | None  #: assignments only; quizzes count by percentage
+    #: ``str(id)``, the key of the item in a student's scores (made once, not once per student).
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", str(self.id))
 
 
 @dataclass
@@ -137,10 +147,11 @@ def compute(scheme: Scheme, items: list[Item], assignment_scores: dict[str, Deci
     """The overall grade from one student's scores (``{item id as str: score or percent}``)."""
     by_category: dict[str, list[tuple[Decimal, uuid.UUID]]] = {c: [] for c in CATEGORIES}
     for item in items:
-        key = str(item.id)
-        if item.category == ASSIGNMENTS and key in assignment_scores and item.points:
-            by_category[ASSIGNMENTS].append((Decimal(assignment_scores[key]) * HUNDRED / item.points, item.id))
-        elif item.category == QUIZZES and key in quiz_percents:
+        key = item.key
+        if item.category == ASSIGNMENTS:
+            if key in assignment_scores and item.points:
+                by_category[ASSIGNMENTS].append((Decimal(assignment_scores[key]) * HUNDRED / item.points, item.id))
+        elif key in quiz_percents:
             by_category[QUIZZES].append((Decimal(quiz_percents[key]), item.id))
     result = Result(percent=None, letter=None)
     weighted = Decimal(0)
@@ -151,10 +162,13 @@ def compute(scheme: Scheme, items: list[Item], assignment_scores: dict[str, Deci
             result.categories[category] = None
             continue
         drop = min(scheme.drop_lowest.get(category, 0), len(values) - 1)
-        ordered = sorted(values, key=lambda pair: (pair[0], str(pair[1])))
-        for _, item_id in ordered[:drop]:
-            result.dropped.add((category, item_id))
-        kept = ordered[drop:]
+        if drop:
+            ordered = sorted(values, key=lambda pair: (pair[0], str(pair[1])))
+            for _, item_id in ordered[:drop]:
+                result.dropped.add((category, item_id))
+            kept = ordered[drop:]
+        else:
+            kept = values
         mean = sum((value for value, _ in kept), Decimal(0)) / len(kept)
         result.categories[category] = mean.quantize(CENT, rounding=ROUND_HALF_UP)
         weight = scheme.weights.get(category, Decimal(0))
@@ -185,17 +199,29 @@ def course_items(course_id: uuid.UUID) -> list[Item]:
     return [Item(category=row.category, id=row.id, title=row.title, points=row.points) for row in rows]
 
 
-#: Each enrolled student with their gradebook row and, as JSON objects keyed by item id, their
-#: visible assignment scores and counting quiz percentages. The quiz rule mirrors
+#: The enrolled students (``page``: by name, after the cursor, limited) with their gradebook row
+#: and, as JSON objects keyed by item id, their visible assignment scores and counting quiz
+#: percentages, over the published items' ids (``:assignments``, ``:quizzes``, read first by
+#: ``course_items``). The page's students are chosen before anything else is read, so the
+#: subqueries and the gradebook lookups run for them only; the gradebook row is a LATERAL lookup
+#: on ``(courseId, userId)`` (unique) so that no row-security estimate can turn it into a join
+#: against every gradebook row of the course. The quiz rule mirrors
 #: ``portal.learning.assessment.services.quiz_score``.
 _STUDENTS_SQL = """
-SELECT u.id AS user_id, u."fullName" AS full_name, u.email, e.status AS enrollment_status,
-       g.percent, g.letter, g."overridePercent" AS override_percent, g."overrideReason" AS override_reason,
+WITH page AS MATERIALIZED (
+    SELECT u.id AS user_id, u."fullName" AS full_name, u.email, e.status AS enrollment_status
+      FROM enrollments e
+      JOIN users u ON u.id = e."userId"
+     WHERE e."courseId" = :course AND e.status <> 'left' {where}
+     ORDER BY u."fullName", u.id
+     {limit}
+)
+SELECT p.user_id, p.full_name, p.email, p.enrollment_status,
+       g.percent, g.letter, g.override_percent, g.override_reason,
        (SELECT jsonb_object_agg(gr."assignmentId"::text, gr.score::text)
           FROM grades gr
-         WHERE gr."userId" = u.id AND gr."releasedAt" IS NOT NULL
-           AND gr."assignmentId" IN (SELECT a.id FROM assignments a
-                                      WHERE a."courseId" = :course AND a.published)) AS assignment_scores,
+         WHERE gr."userId" = p.user_id AND gr."assignmentId" = ANY(CAST(:assignments AS uuid[]))
+           AND gr."releasedAt" IS NOT NULL) AS assignment_scores,
        (SELECT jsonb_object_agg(s.quiz_id::text, s.pct::text) FROM (
            SELECT qa."quizId" AS quiz_id,
                   CASE q.scoring
@@ -204,15 +230,17 @@ SELECT u.id AS user_id, u."fullName" AS full_name, u.email, e.status AS enrollme
                     WHEN 'average' THEN round(avg(qa.percent), 2)
                     ELSE max(qa.percent) END AS pct
              FROM quiz_attempts qa JOIN quizzes q ON q.id = qa."quizId"
-            WHERE qa."userId" = u.id AND q."courseId" = :course AND q.published
+            WHERE qa."userId" = p.user_id AND qa."quizId" = ANY(CAST(:quizzes AS uuid[]))
               AND qa.status = 'graded' AND qa.percent IS NOT NULL
             GROUP BY qa."quizId", q.scoring) s) AS quiz_scores
-  FROM enrollments e
-  JOIN users u ON u.id = e."userId"
-  LEFT JOIN gradebooks g ON g."courseId" = e."courseId" AND g."userId" = e."userId"
- WHERE e."courseId" = :course AND e.status <> 'left' {where}
- ORDER BY u."fullName", u.id
- {limit}
+  FROM page p
+  LEFT JOIN LATERAL (
+        SELECT g.percent, g.letter, g."overridePercent" AS override_percent,
+               g."overrideReason" AS override_reason
+          FROM gradebooks g
+         WHERE g."courseId" = :course AND g."userId" = p.user_id
+         LIMIT 1) g ON true
+ ORDER BY p.full_name, p.user_id
 """
 
 
@@ -244,6 +272,12 @@ def _students_stmt(where: str = "", limit: str = ""):
     return text(_STUDENTS_SQL.format(where=where, limit=limit))
 
 
+def _students_params(course_id: uuid.UUID, items: list[Item], **more) -> dict:
+    return {"course": course_id, **more,
+            "assignments": [item.id for item in items if item.category == ASSIGNMENTS],
+            "quizzes": [item.id for item in items if item.category == QUIZZES]}
+
+
 # ---------------------------------------------------------------------------------- keeping current
 
 
@@ -256,7 +290,8 @@ def recompute(course_id: uuid.UUID, user_id: uuid.UUID) -> Gradebook | None:
         return None
     scheme = Scheme.from_course(course.grading)
     items = course_items(course_id)
-    row = db.session.execute(_students_stmt('AND e."userId" = :user'), {"course": course_id, "user": user_id}).first()
+    row = db.session.execute(_students_stmt('AND e."userId" = :user'),
+                             _students_params(course_id, items, user=user_id)).first()
     if row is None:
         return None
     student = _student_row(scheme, items, row)
@@ -281,7 +316,7 @@ def recompute_course(course_id: uuid.UUID, batch: int = 500) -> int:
     scheme = Scheme.from_course(course.grading)
     items = course_items(course_id)
     values = []
-    for row in db.session.execute(_students_stmt(), {"course": course_id}):
+    for row in db.session.execute(_students_stmt(), _students_params(course_id, items)):
         student = _student_row(scheme, items, row)
         effective = student.effective_percent
         values.append({"course_id": course_id, "user_id": student.user_id, "percent": student.result.percent,
@@ -336,10 +371,21 @@ class GradebookPage:
     can_override: bool
 
 
+#: The course with the actor's role on its staff (for ``access``), in one statement.
+_COURSE_AND_ROLE = (
+    select(Course, CourseManagement.role)
+    .outerjoin(CourseManagement, and_(CourseManagement.course_id == Course.id,
+                                      CourseManagement.user_id == bindparam("user")))
+    .where(Course.id == bindparam("course"))
+)
+
+
 def _staff_course(actor: User, course_id: uuid.UUID) -> Course:
-    course = db.session.get(Course, course_id)
-    if course is None:
+    row = db.session.execute(_COURSE_AND_ROLE, {"course": course_id, "user": actor.id}).first()
+    if row is None:
         raise NotFound("That course does not exist.")
+    course, role = row
+    access.remember_management_role(actor, course_id, role)
     access.require(actor, course_id, access.CAN_GRADE, "see this course's gradebook")
     return course
 
@@ -365,7 +411,7 @@ def gradebook_page(actor: User, course_id: uuid.UUID, cursor: str | None = None,
     course = _staff_course(actor, course_id)
     scheme = Scheme.from_course(course.grading)
     items = course_items(course_id)
-    params = {"course": course_id, "size": size + 1}
+    params = _students_params(course_id, items, size=size + 1)
     where = ""
     position = decode_cursor_name(cursor)
     if position is not None:
@@ -384,20 +430,41 @@ def gradebook_page(actor: User, course_id: uuid.UUID, cursor: str | None = None,
 # ---------------------------------------------------------------------------------- CSV
 
 
-def _csv_number(value) -> str:
+#: Students written per chunk of the CSV: one chunk is a few dozen KB, and the server-side
+#: cursor fetches a batch (``batch``) at a time, so neither grows with the course.
+CSV_ROWS_PER_CHUNK = 100
+
+
+def _csv_number(value: Decimal | None) -> str:
     """A score or percentage in the CSV: always two places (``100.00``, ``0.00``), whichever
     source it came from (a computed value, an override, a quiz percentage read from JSON as
-    ``100``); empty when there is none."""
-    if value is None or value == "":
-        return ""
-    return str(Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP))
+    ``100``, made a Decimal by ``_student_row``); empty when there is none."""
+    return "" if value is None else str(value.quantize(CENT, rounding=ROUND_HALF_UP))
 
 
-def export_csv(actor: User, course_id: uuid.UUID, batch: int = 500) -> Iterator[str]:
-    """The whole gradebook as CSV lines, streamed: the student query runs on a server-side
-    cursor and rows are written as they arrive, so memory does not grow with the course.
-    The access check runs before the first line is produced (call ``next`` or check first)."""
+@dataclass
+class GradebookExport:
+    course: Course
+    #: The CSV, streamed (``export_csv``).
+    lines: Iterator[str]
+
+
+def csv_export(actor: User, course_id: uuid.UUID, batch: int = 100) -> GradebookExport:
+    """``export_csv`` with the course it exports (the view names the file after it)."""
     course = _staff_course(actor, course_id)
+    return GradebookExport(course, export_csv(actor, course_id, batch, course=course))
+
+
+def export_csv(actor: User, course_id: uuid.UUID, batch: int = 100, *, course: Course | None = None) -> Iterator[str]:
+    """The whole gradebook as CSV, streamed: the student query runs on a server-side cursor
+    (``batch`` rows fetched at a time) and rows are written as they arrive, in chunks of
+    ``CSV_ROWS_PER_CHUNK`` lines, so memory does not grow with the course.
+    The access check runs before the first line is produced (call ``next`` or check first).
+
+    Names, e-mails, titles and reasons go through ``csv_safe``; the numbers are ones we format
+    (non-negative, CHECKed in the database), which no spreadsheet reads as a formula."""
+    if course is None:
+        course = _staff_course(actor, course_id)
     scheme = Scheme.from_course(course.grading)
     items = course_items(course_id)
 
@@ -405,27 +472,36 @@ def export_csv(actor: User, course_id: uuid.UUID, batch: int = 500) -> Iterator[
         buffer = io.StringIO()
         writer = csv.writer(buffer)
 
-        def emit(cells) -> str:
-            writer.writerow([csv_safe(cell) for cell in cells])
-            line = buffer.getvalue()
+        def flush() -> str:
+            chunk = buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
-            return line
+            return chunk
 
-        yield emit(["Student", "E-mail", *[f"{item.title} ({'assignment' if item.category == ASSIGNMENTS else 'quiz'})" for item in items],
-                    "Computed %", "Override %", "Override reason", "Final %", "Letter"])
-        result = db.session.execute(_students_stmt(), {"course": course_id},
+        writer.writerow(["Student", "E-mail",
+                         *[csv_safe(f"{item.title} ({'assignment' if item.category == ASSIGNMENTS else 'quiz'})")
+                           for item in items],
+                         "Computed %", "Override %", "Override reason", "Final %", "Letter"])
+        yield flush()
+        sources = [(item.category == ASSIGNMENTS, item.key) for item in items]
+        result = db.session.execute(_students_stmt(), _students_params(course_id, items),
                                     execution_options={"stream_results": True, "yield_per": batch})
+        written = 0
         for row in result:
             student = _student_row(scheme, items, row)
-            cells = []
-            for item in items:
-                source = student.assignment_scores if item.category == ASSIGNMENTS else student.quiz_percents
-                cells.append(_csv_number(source.get(str(item.id))))
+            scores, percents = student.assignment_scores, student.quiz_percents
             effective = student.effective_percent
-            yield emit([student.full_name, student.email, *cells, _csv_number(student.result.percent),
-                        _csv_number(student.override_percent), student.override_reason or "",
-                        _csv_number(effective), scheme.letter(effective) or ""])
+            writer.writerow([csv_safe(student.full_name), csv_safe(student.email),
+                             *[_csv_number((scores if is_assignment else percents).get(key))
+                               for is_assignment, key in sources],
+                             _csv_number(student.result.percent), _csv_number(student.override_percent),
+                             csv_safe(student.override_reason or ""), _csv_number(effective),
+                             csv_safe(scheme.letter(effective) or "")])
+            written += 1
+            if written % CSV_ROWS_PER_CHUNK == 0:
+                yield flush()
+        if written % CSV_ROWS_PER_CHUNK:
+            yield flush()
 
     return lines()
 

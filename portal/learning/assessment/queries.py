@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, bindparam, func, select
 
 from portal.accounts.models import User
 from portal.db import db
@@ -69,13 +69,31 @@ def quiz_questions(quiz_id: uuid.UUID) -> list[QuestionView]:
     return [QuestionView(q, options.get(q.id, []), number=i) for i, q in enumerate(questions, 1)]
 
 
+#: An attempt's questions with their options and the attempt's saved answers, in one statement:
+#: a row per option (a question without options has one row, with no option), the answer
+#: joined on the question.
+_ATTEMPT_QUESTIONS = (
+    select(QuizQuestion, QuestionOption, Answer)
+    .outerjoin(QuestionOption, QuestionOption.question_id == QuizQuestion.id)
+    .outerjoin(Answer, and_(Answer.question_id == QuizQuestion.id, Answer.attempt_id == bindparam("attempt")))
+    .where(QuizQuestion.quiz_id == bindparam("quiz"))
+    .order_by(QuizQuestion.position, QuestionOption.position)
+)
+
+
 def attempt_questions(attempt: QuizAttempt) -> list[QuestionView]:
     """The attempt's questions in its own (possibly shuffled) order, each with its options in
-    that order and the saved answer: three statements."""
-    questions = {q.id: q for q in db.session.scalars(select(QuizQuestion)
-                                                     .where(QuizQuestion.quiz_id == attempt.quiz_id))}
-    options = {o.id: o for group in _options_by_question(attempt.quiz_id).values() for o in group}
-    answers = {a.question_id: a for a in db.session.scalars(select(Answer).where(Answer.attempt_id == attempt.id))}
+    that order and the saved answer: one statement (``_ATTEMPT_QUESTIONS``)."""
+    questions: dict[uuid.UUID, QuizQuestion] = {}
+    options: dict[uuid.UUID, QuestionOption] = {}
+    answers: dict[uuid.UUID, Answer] = {}
+    for question, option, answer in db.session.execute(_ATTEMPT_QUESTIONS,
+                                                       {"quiz": attempt.quiz_id, "attempt": attempt.id}):
+        questions[question.id] = question
+        if option is not None:
+            options[option.id] = option
+        if answer is not None:
+            answers[question.id] = answer
     layout_options = attempt.layout.get("options", {})
     views = []
     order = attempt.layout.get("questions") or [str(q) for q in questions]

@@ -450,6 +450,15 @@ def get_attempt(user: User, attempt_id: uuid.UUID) -> QuizAttempt:
     return attempt
 
 
+def get_attempt_with_quiz(user: User, attempt_id: uuid.UUID) -> tuple[QuizAttempt, Quiz]:
+    """``get_attempt`` and the attempt's quiz, in one statement."""
+    row = db.session.execute(select(QuizAttempt, Quiz).join(Quiz, Quiz.id == QuizAttempt.quiz_id)
+                             .where(QuizAttempt.id == attempt_id)).first()
+    if row is None or row[0].user_id != user.id:
+        raise NotFound("That attempt does not exist.")
+    return row[0], row[1]
+
+
 def enforce_deadline(attempt: QuizAttempt) -> None:
     """Close and grade the attempt if its time is over, then raise ``DeadlinePassed``."""
     if attempt.status == AttemptStatus.IN_PROGRESS and _past_deadline(attempt, now()):

@@ -11,24 +11,23 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import Integer, and_, case, cast, exists, func, literal, null, or_, select
-from sqlalchemy.orm import joinedload, load_only
+from sqlalchemy import and_, bindparam, select, text
 
 from portal.accounts.models import Role, User
 from portal.db import db
 from portal.errors import NotFound
-from portal.learning.assessment.models import Gradebook, Quiz, QuizAttempt
+from portal.learning.assessment.models import Gradebook
 from portal.learning.education.models import (
     Achievement,
+    AchievementKind,
     Course,
     CourseLevel,
     CourseStatus,
     Enrollment,
     EnrollmentStatus,
-    Lesson,
-    Module,
-    Progress,
 )
 from portal.learning.lms.models import Assignment, Certificate, CourseManagement, Grade, ManagementRole
 
@@ -83,12 +82,22 @@ class CatalogFilters:
         return bool(self.as_args())
 
 
+@dataclass(frozen=True, slots=True)
+class CatalogEnrollment:
+    """The reader's enrolment in a course of the catalog: what its card shows."""
+
+    status: EnrollmentStatus
+    progress_percent: int
+
+
 @dataclass
 class CatalogEntry:
-    course: Course
+    #: The course's columns the card shows (id, slug, title, summary, category, level,
+    #: estimated_hours): a row, not a loaded ``Course``.
+    course: object
     instructor_name: str | None
     #: The reader's enrolment in the course (students), or None.
-    enrollment: Enrollment | None = None
+    enrollment: CatalogEnrollment | None = None
 
 
 @dataclass
@@ -123,66 +132,143 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+#: The catalog's statement, by shape: which filters are set, the kind of search (none, a short
+#: title match, full text) and whether the reader's enrolments are joined. ``{where}`` and the
+#: sort keys are filled in by ``_catalog_statement``; the values are bound parameters.
+_CATALOG_SQL = """
+SELECT c.id, c.slug, c.title, c.summary, c.category, c.level, c."estimatedHours" AS estimated_hours,
+       u."fullName" AS instructor_name, ranked.total{enrolment_columns}
+  FROM (SELECT id, count(*) OVER () AS total, {keys}
+          FROM courses
+         WHERE {where}
+         ORDER BY {order}
+         LIMIT :size OFFSET :offset) ranked
+  JOIN courses c ON c.id = ranked.id
+  LEFT JOIN users u ON u.id = c."instructorId"{enrolment_join}
+ ORDER BY {outer_order}
+"""
+_CATALOG_COUNT_SQL = "SELECT count(*) FROM courses WHERE {where}"
+#: ``(filters set, search kind, student)`` -> (page statement, count statement): built once each.
+_catalog_statements: dict[tuple, tuple] = {}
+#: A title that contains the words as typed also matches a full-text search, so that live
+#: search finds "Python" while the reader is still typing "pyth".
+_TITLE_MATCH = "title ILIKE :pattern ESCAPE '\\'"
+_TEXT_QUERY = "websearch_to_tsquery('english', :q)"
+
+
+def _catalog_statement(category: bool, level: bool, instructor: bool, search: str, student: bool) -> tuple:
+    shape = (category, level, instructor, search, student)
+    if shape not in _catalog_statements:
+        where = ["status = 'published'"]
+        where += ["category = :category"] if category else []
+        where += ["level = :level"] if level else []
+        where += ['"instructorId" = :instructor'] if instructor else []
+        if search == "title":
+            where.append(_TITLE_MATCH)
+            keys = [("title", False), ("id", False)]
+        elif search == "text":
+            where.append(f"(search @@ {_TEXT_QUERY} OR {_TITLE_MATCH})")
+            keys = [(f"ts_rank(search, {_TEXT_QUERY}) + ({_TITLE_MATCH})::int * 0.1", True),
+                    ("title", False), ("id", False)]
+        else:
+            keys = [('"publishedAt"', True), ("title", False), ("id", False)]
+
+        def order(names) -> str:
+            return ", ".join(f"{name} DESC NULLS LAST" if descending else name
+                             for name, (_, descending) in zip(names, keys, strict=True))
+
+        conditions = " AND ".join(where)
+        page_sql = _CATALOG_SQL.format(
+            keys=", ".join(f"{key} AS k{i}" for i, (key, _) in enumerate(keys)), where=conditions,
+            order=order([key for key, _ in keys]), outer_order=order([f"ranked.k{i}" for i in range(len(keys))]),
+            enrolment_columns=(', e.status AS enrollment_status, e."progressPercent" AS progress_percent'
+                               if student else ""),
+            enrolment_join=('\n  LEFT JOIN enrollments e ON e."courseId" = c.id AND e."userId" = :user'
+                            if student else ""))
+        typed = {"level": Course.__table__.c.level.type}
+        if student:
+            typed["enrollment_status"] = Enrollment.__table__.c.status.type
+        _catalog_statements[shape] = (text(page_sql).columns(**typed),
+                                      text(_CATALOG_COUNT_SQL.format(where=conditions)))
+    return _catalog_statements[shape]
+
+
 def catalog_page(user: User, filters: CatalogFilters, page: int = 1,
                  size: int = CATALOG_PAGE_SIZE) -> CatalogPage:
     """One page of published courses matching ``filters``, best match first when searching,
-    newest first otherwise. Two statements: the page (with the total as a window count) and
-    the reader's enrolments among its courses."""
+    newest first otherwise. One statement: the matching courses are ranked and counted (a
+    window count) on their ids and sort keys only, then the page's courses are joined to their
+    columns, their instructor's name and, for a student, their enrolment. Only past the end
+    of the results does a second statement count them. The SQL is written out (one statement
+    per shape of the filters, made once) rather than built with the ORM on every request: the
+    catalog is the most visited page, and building the statement cost more than running it."""
     page = min(max(page, 1), MAX_PAGE)
-    total = func.count().over().label("total")
-    stmt = (
-        select(Course, User.full_name, total)
-        .options(load_only(Course.slug, Course.title, Course.summary, Course.category, Course.level,
-                           Course.estimated_hours, Course.published_at, Course.instructor_id, Course.status))
-        .outerjoin(User, User.id == Course.instructor_id)
-        .where(Course.status == CourseStatus.PUBLISHED)
-    )
-    if filters.category:
-        stmt = stmt.where(Course.category == filters.category)
-    if filters.level:
-        stmt = stmt.where(Course.level == CourseLevel(filters.level))
-    if filters.instructor:
-        stmt = stmt.where(Course.instructor_id == uuid.UUID(filters.instructor))
-    if filters.q:
-        title_match = Course.title.ilike(f"%{_escape_like(filters.q)}%", escape="\\")
-        if len(filters.q) < SHORT_QUERY:
-            stmt = stmt.where(title_match).order_by(Course.title, Course.id)
-        else:
-            query = func.websearch_to_tsquery("english", filters.q)
-            # A title that contains the words as typed also matches, so that live search finds
-            # "Python" while the reader is still typing "pyth".
-            stmt = stmt.where(or_(Course.search.op("@@")(query), title_match)).order_by(
-                (func.ts_rank(Course.search, query) + cast(title_match, Integer) * literal(0.1)).desc(),
-                Course.title, Course.id,
-            )
-    else:
-        stmt = stmt.order_by(Course.published_at.desc().nulls_last(), Course.title, Course.id)
-    rows = db.session.execute(stmt.limit(size).offset((page - 1) * size)).all()
-    entries = [CatalogEntry(course, name) for course, name, _ in rows]
+    search = "" if not filters.q else "title" if len(filters.q) < SHORT_QUERY else "text"
+    student = user.role == Role.STUDENT
+    page_stmt, count_stmt = _catalog_statement(bool(filters.category), bool(filters.level),
+                                               bool(filters.instructor), search, student)
+    params = {"size": size, "offset": (page - 1) * size, "category": filters.category, "level": filters.level,
+              "instructor": uuid.UUID(filters.instructor) if filters.instructor else None, "q": filters.q,
+              "pattern": f"%{_escape_like(filters.q)}%", "user": user.id}
+    rows = db.session.execute(page_stmt, params).all()
+    entries = [CatalogEntry(row, row.instructor_name,
+                            CatalogEnrollment(row.enrollment_status, row.progress_percent)
+                            if student and row.enrollment_status is not None else None)
+               for row in rows]
     count = rows[0].total if rows else 0
     if not rows and page > 1:
         # Past the end: say how many there are so the page can link back.
-        count = db.session.scalar(stmt.with_only_columns(func.count()).order_by(None))
-    if entries and user.role == Role.STUDENT:
-        by_course = {entry.course.id: entry for entry in entries}
-        for enrollment in db.session.scalars(
-            select(Enrollment).where(Enrollment.user_id == user.id, Enrollment.course_id.in_(by_course))
-        ):
-            by_course[enrollment.course_id].enrollment = enrollment
+        count = db.session.scalar(count_stmt, params)
     return CatalogPage(entries, count, page, size)
 
 
+#: The choices of the catalog's filters in one statement, in time that follows the number of
+#: choices, not of courses: each distinct category and instructor of the published courses is
+#: found by one step down ``ix_courses_category`` / ``ix_courses_instructorId`` from the last
+#: (a "loose index scan" written as a recursive query), and each instructor's name by key.
+_FACETS_SQL = text("""
+WITH RECURSIVE categories(category) AS (
+    (SELECT category FROM courses WHERE status = 'published' ORDER BY category LIMIT 1)
+  UNION ALL
+    SELECT (SELECT c.category FROM courses c
+             WHERE c.status = 'published' AND c.category > categories.category
+             ORDER BY c.category LIMIT 1)
+      FROM categories WHERE categories.category IS NOT NULL
+), instructors(id) AS (
+    (SELECT "instructorId" FROM courses WHERE status = 'published' AND "instructorId" IS NOT NULL
+      ORDER BY "instructorId" LIMIT 1)
+  UNION ALL
+    SELECT (SELECT c."instructorId" FROM courses c
+             WHERE c.status = 'published' AND c."instructorId" > instructors.id
+             ORDER BY c."instructorId" LIMIT 1)
+      FROM instructors WHERE instructors.id IS NOT NULL
+)
+SELECT id, name FROM (
+    SELECT NULL::uuid AS id, category AS name FROM categories WHERE category IS NOT NULL
+    UNION ALL
+    SELECT i.id, (SELECT u."fullName" FROM users u WHERE u.id = i.id)
+      FROM instructors i WHERE i.id IS NOT NULL) choices
+ WHERE name IS NOT NULL
+ ORDER BY id IS NOT NULL, name, id
+""")
+
+
+@dataclass(frozen=True, slots=True)
+class Instructor:
+    id: uuid.UUID
+    full_name: str
+
+
 def catalog_facets() -> dict:
-    """The choices of the catalog's filters: categories and instructors of published courses."""
-    published = Course.status == CourseStatus.PUBLISHED
-    categories = list(db.session.scalars(
-        select(Course.category).where(published).group_by(Course.category).order_by(Course.category)
-    ))
-    instructors = db.session.execute(
-        select(User.id, User.full_name)
-        .where(exists().where(Course.instructor_id == User.id, published))
-        .order_by(User.full_name)
-    ).all()
+    """The choices of the catalog's filters: categories and instructors of published courses
+    (each sorted by name), in one statement (``_FACETS_SQL``)."""
+    categories: list[str] = []
+    instructors: list[Instructor] = []
+    for row in db.session.execute(_FACETS_SQL):
+        if row.id is None:
+            categories.append(row.name)
+        else:
+            instructors.append(Instructor(row.id, row.name))
     return {"categories": categories, "levels": list(CourseLevel), "instructors": instructors}
 
 
@@ -311,29 +397,63 @@ class Outline:
         return lessons[0] if lessons else None
 
 
-def _course_row(user: User, *where):
-    """The course, its instructor's name, the reader's enrolment and staff role: one statement."""
-    return db.session.execute(
+def _course_statement(by_slug: bool):
+    """The course, its instructor's name, the reader's enrolment and staff role: one statement,
+    built once per key (slug or id) with the values as bound parameters."""
+    key = Course.slug == bindparam("slug") if by_slug else Course.id == bindparam("course_id")
+    return (
         select(Course, User.full_name, Enrollment, CourseManagement.role)
         .outerjoin(User, User.id == Course.instructor_id)
-        .outerjoin(Enrollment, and_(Enrollment.course_id == Course.id, Enrollment.user_id == user.id))
+        .outerjoin(Enrollment, and_(Enrollment.course_id == Course.id, Enrollment.user_id == bindparam("user")))
         .outerjoin(CourseManagement, and_(CourseManagement.course_id == Course.id,
-                                          CourseManagement.user_id == user.id))
-        .where(*where)
-    ).first()
+                                          CourseManagement.user_id == bindparam("user")))
+        .where(key)
+    )
+
+
+_COURSE_BY_SLUG = _course_statement(by_slug=True)
+_COURSE_BY_ID = _course_statement(by_slug=False)
+
+#: Everything of the outline below the course in one statement, one row per lesson (with the
+#: reader's progress on it, when enrolled) and per published quiz (with whether the reader
+#: passed it): ``kind`` tells them apart, and the sort keys order the lessons by module and
+#: position, the quizzes by creation. With ``:body_of``, that lesson's text comes along.
+_OUTLINE_SQL = text("""
+SELECT 'lesson' AS kind, m.id AS module_id, m.position AS module_position, m.title AS module_title,
+       m.summary AS module_summary, m."requiresPrevious" AS requires_previous,
+       l.id AS item_id, l.title AS item_title, l.position AS item_position,
+       l."estimatedMinutes" AS estimated_minutes,
+       CASE WHEN l.id = :body_of THEN l.body END AS body,
+       p."lessonId" IS NOT NULL AS viewed, p."completedAt" IS NOT NULL AS done,
+       NULL::timestamptz AS created_at
+  FROM modules m
+  LEFT JOIN lessons l ON l."moduleId" = m.id
+  LEFT JOIN progress p ON :enrolled AND p."userId" = :user AND p."lessonId" = l.id
+ WHERE m."courseId" = :course
+UNION ALL
+SELECT 'quiz', q."moduleId", NULL, NULL, NULL, NULL, q.id, q.title, NULL, NULL, NULL, NULL,
+       EXISTS (SELECT 1 FROM quiz_attempts a
+                WHERE a."quizId" = q.id AND a."userId" = :user AND a.passed IS TRUE),
+       q."createdAt"
+  FROM quizzes q
+ WHERE q."courseId" = :course AND q.published IS TRUE
+ ORDER BY kind, module_position, item_position, created_at, item_id
+""")
 
 
 def load_outline(user: User, *, slug: str | None = None, course_id: uuid.UUID | None = None,
                  body_of: uuid.UUID | None = None) -> Outline:
     """The outline of a course by slug or id, as ``user`` sees it; with ``body_of``, the text
-    of that one lesson comes along in the same statement (``Outline.body``).
+    of that one lesson comes along in the same statement (``Outline.body``). Two statements:
+    the course with the reader's enrolment and role, then its modules, lessons, the reader's
+    progress and the published quizzes (``_OUTLINE_SQL``).
 
     Raises NotFound when there is no such course or it is not published and the reader is not
     on its staff (nor an admin): a draft is invisible, not forbidden."""
     if slug is not None:
-        row = _course_row(user, Course.slug == slug[:80])
+        row = db.session.execute(_COURSE_BY_SLUG, {"slug": slug[:80], "user": user.id}).first()
     else:
-        row = _course_row(user, Course.id == course_id)
+        row = db.session.execute(_COURSE_BY_ID, {"course_id": course_id, "user": user.id}).first()
     if row is None:
         raise NotFound("There is no such course in the catalog.")
     course, instructor_name, enrollment, staff_role = row
@@ -345,49 +465,24 @@ def load_outline(user: User, *, slug: str | None = None, course_id: uuid.UUID | 
 
     modules: list[ModuleItem] = []
     by_id: dict[uuid.UUID, ModuleItem] = {}
-    lessons: dict[uuid.UUID, LessonItem] = {}
-    rows = db.session.execute(
-        select(Module.id, Module.position, Module.title, Module.summary, Module.requires_previous,
-               Lesson.id.label("lesson_id"), Lesson.title.label("lesson_title"),
-               Lesson.position.label("lesson_position"), Lesson.estimated_minutes,
-               (case((Lesson.id == body_of, Lesson.body)) if body_of else null()).label("body"))
-        .outerjoin(Lesson, Lesson.module_id == Module.id)
-        .where(Module.course_id == course.id)
-        .order_by(Module.position, Lesson.position)
-    ).all()
+    course_quizzes: list[QuizItem] = []
     body = None
-    for row in rows:
-        if row.body is not None:
-            body = row.body
-        module = by_id.get(row.id)
+    params = {"course": course.id, "user": user.id, "enrolled": enrollment is not None, "body_of": body_of}
+    for row in db.session.execute(_OUTLINE_SQL, params):
+        if row.kind == "quiz":
+            item = QuizItem(row.item_id, row.item_title, row.done)
+            (by_id[row.module_id].quizzes if row.module_id in by_id else course_quizzes).append(item)
+            continue
+        module = by_id.get(row.module_id)
         if module is None:
-            module = by_id[row.id] = ModuleItem(row.id, row.position, row.title, row.summary, row.requires_previous)
+            module = by_id[row.module_id] = ModuleItem(row.module_id, row.module_position, row.module_title,
+                                                       row.module_summary, row.requires_previous)
             modules.append(module)
-        if row.lesson_id is not None:
-            lesson = LessonItem(row.lesson_id, row.lesson_title, row.lesson_position, row.estimated_minutes, row.id)
-            module.lessons.append(lesson)
-            lessons[lesson.id] = lesson
-
-    if enrollment is not None and lessons:
-        for lesson_id, completed_at in db.session.execute(
-            select(Progress.lesson_id, Progress.completed_at)
-            .where(Progress.user_id == user.id, Progress.course_id == course.id)
-        ):
-            lesson = lessons.get(lesson_id)
-            if lesson is not None:
-                lesson.viewed = True
-                lesson.completed = completed_at is not None
-
-    passed = exists().where(QuizAttempt.quiz_id == Quiz.id, QuizAttempt.user_id == user.id,
-                            QuizAttempt.passed.is_(True))
-    course_quizzes = []
-    for quiz_id, module_id, title, is_passed in db.session.execute(
-        select(Quiz.id, Quiz.module_id, Quiz.title, passed)
-        .where(Quiz.course_id == course.id, Quiz.published.is_(True))
-        .order_by(Quiz.created_at, Quiz.id)
-    ):
-        item = QuizItem(quiz_id, title, bool(is_passed))
-        (by_id[module_id].quizzes if module_id in by_id else course_quizzes).append(item)
+        if row.item_id is not None:
+            module.lessons.append(LessonItem(row.item_id, row.item_title, row.item_position, row.estimated_minutes,
+                                             row.module_id, viewed=row.viewed, completed=row.done))
+            if row.body is not None:
+                body = row.body
 
     return Outline(course, instructor_name, enrollment, staff_role, is_admin, modules, course_quizzes, body)
 
@@ -395,23 +490,109 @@ def load_outline(user: User, *, slug: str | None = None, course_id: uuid.UUID | 
 # --------------------------------------------------------------------------- dashboard
 
 
+#: Everything the student dashboard shows of learning, in one statement: each section is a
+#: limited, ordered subquery with its rank (``rn``) and the same generic columns, told apart by
+#: ``section``. ``enrollment``: the courses the student is in, latest activity first (6);
+#: ``achievement``: the latest achievements (5); ``due``: published assignments not yet
+#: submitted and published quizzes not yet passed, of the active courses, that close after
+#: ``:now``, soonest first (5); ``grade``: the latest released grades (3).
+_DASHBOARD_SQL = text("""
+(SELECT 'enrollment' AS section, e.id, e."courseId" AS ref_id, c.slug AS name, c.title, e.status AS state,
+        e."progressPercent"::numeric AS n1, NULL::numeric AS n2, e."lastLessonId" AS link_id,
+        NULL::timestamptz AS at, NULL::text AS body,
+        row_number() OVER (ORDER BY e."lastActivityAt" DESC NULLS LAST, e."createdAt" DESC) AS rn
+   FROM enrollments e JOIN courses c ON c.id = e."courseId"
+  WHERE e."userId" = :user AND e.status <> 'left'
+  ORDER BY rn LIMIT 6)
+UNION ALL
+(SELECT 'achievement', a.id, NULL, NULL, a.title, a.kind, NULL, NULL, NULL, a."earnedAt", NULL,
+        row_number() OVER (ORDER BY a."earnedAt" DESC, a.id)
+   FROM achievements a
+  WHERE a."userId" = :user
+  ORDER BY 12 LIMIT 5)
+UNION ALL
+(SELECT 'due', due.id, NULL, due.kind, due.title, NULL, NULL, NULL, NULL, due.at, due.course_title,
+        row_number() OVER (ORDER BY due.at, due.id)
+   FROM (SELECT 'assignment' AS kind, a.id, a.title, a."dueAt" AS at, c.title AS course_title
+           FROM enrollments e
+           JOIN assignments a ON a."courseId" = e."courseId"
+           JOIN courses c ON c.id = e."courseId"
+          WHERE e."userId" = :user AND e.status = 'active' AND a.published AND a."dueAt" > :now
+            AND NOT EXISTS (SELECT 1 FROM submissions s WHERE s."assignmentId" = a.id AND s."userId" = :user)
+         UNION ALL
+         SELECT 'quiz', q.id, q.title, q."closesAt", c.title
+           FROM enrollments e
+           JOIN quizzes q ON q."courseId" = e."courseId"
+           JOIN courses c ON c.id = e."courseId"
+          WHERE e."userId" = :user AND e.status = 'active' AND q.published AND q."closesAt" > :now
+            AND NOT EXISTS (SELECT 1 FROM quiz_attempts t
+                             WHERE t."quizId" = q.id AND t."userId" = :user AND t.passed IS TRUE)) due
+  ORDER BY 12 LIMIT 5)
+UNION ALL
+(SELECT 'grade', g.id, a.id, NULL, a.title, NULL, g.score, a.points, NULL, g."releasedAt", g.feedback,
+        row_number() OVER (ORDER BY g."releasedAt" DESC, g.id)
+   FROM grades g JOIN assignments a ON a.id = g."assignmentId"
+  WHERE g."userId" = :user AND g."releasedAt" IS NOT NULL
+  ORDER BY 12 LIMIT 3)
+ORDER BY section, rn
+""")
+
+
+@dataclass(frozen=True, slots=True)
+class CourseRef:
+    slug: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardEnrollment:
+    """A course the student is in, as the dashboard shows it."""
+
+    id: uuid.UUID
+    course_id: uuid.UUID
+    course: CourseRef
+    status: EnrollmentStatus
+    progress_percent: int
+    last_lesson_id: uuid.UUID | None
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardAchievement:
+    kind: AchievementKind
+    title: str
+    earned_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecentGrade:
+    score: Decimal
+    feedback: str
+    released_at: datetime
+    assignment_id: uuid.UUID
+    title: str
+    points: Decimal
+
+
 def student_dashboard(user: User) -> dict:
     """What the student dashboard shows of learning: the courses a student is in (latest
-    activity first) with their progress and where to continue, and their latest achievements.
-    Two statements."""
-    enrollments = db.session.scalars(
-        select(Enrollment)
-        .options(joinedload(Enrollment.course).load_only(Course.slug, Course.title, Course.status))
-        .where(Enrollment.user_id == user.id, Enrollment.status != EnrollmentStatus.LEFT)
-        .order_by(Enrollment.last_activity_at.desc().nulls_last(), Enrollment.created_at.desc())
-        .limit(6)
-    ).all()
-    achievements = db.session.scalars(
-        select(Achievement).where(Achievement.user_id == user.id)
-        .order_by(Achievement.earned_at.desc(), Achievement.id).limit(5)
-    ).all()
-    return {"enrollments": enrollments, "achievements": achievements, "due_next": due_next(user),
-            "recent_grades": recent_grades(user)}
+    activity first) with their progress and where to continue, their latest achievements, what
+    is due next and their latest released grades. One statement (``_DASHBOARD_SQL``)."""
+    from portal.db.base import utcnow
+
+    sections: dict[str, list] = {"enrollment": [], "achievement": [], "due": [], "grade": []}
+    for row in db.session.execute(_DASHBOARD_SQL, {"user": user.id, "now": utcnow()}):
+        if row.section == "enrollment":
+            item = DashboardEnrollment(row.id, row.ref_id, CourseRef(row.name, row.title), EnrollmentStatus(row.state),
+                                       int(row.n1), row.link_id)
+        elif row.section == "achievement":
+            item = DashboardAchievement(AchievementKind(row.state), row.title, row.at)
+        elif row.section == "due":
+            item = DueItem(row.name, row.id, row.title, row.at, row.body)
+        else:
+            item = RecentGrade(row.n1, row.body, row.at, row.ref_id, row.title, row.n2)
+        sections[row.section].append(item)
+    return {"enrollments": sections["enrollment"], "achievements": sections["achievement"],
+            "due_next": sections["due"], "recent_grades": sections["grade"]}
 
 
 @dataclass(frozen=True)
@@ -421,48 +602,6 @@ class DueItem:
     title: str
     due_at: object
     course_title: str
-
-
-def due_next(user: User, limit: int = 5) -> list[DueItem]:
-    """What is due soonest in the student's active courses: published assignments not yet
-    submitted and published quizzes that close in the future and are not yet passed. One
-    statement."""
-    from portal.db.base import utcnow
-    from portal.learning.lms.models import Submission
-
-    now = utcnow()
-    active = select(Enrollment.course_id).where(Enrollment.user_id == user.id,
-                                                Enrollment.status == EnrollmentStatus.ACTIVE)
-    assignments = (
-        select(literal("assignment").label("kind"), Assignment.id, Assignment.title, Assignment.due_at.label("due"),
-               Course.title.label("course_title"))
-        .join(Course, Course.id == Assignment.course_id)
-        .where(Assignment.course_id.in_(active), Assignment.published, Assignment.due_at > now,
-               ~exists().where(Submission.assignment_id == Assignment.id, Submission.user_id == user.id))
-    )
-    quizzes = (
-        select(literal("quiz").label("kind"), Quiz.id, Quiz.title, Quiz.closes_at.label("due"),
-               Course.title.label("course_title"))
-        .join(Course, Course.id == Quiz.course_id)
-        .where(Quiz.course_id.in_(active), Quiz.published, Quiz.closes_at > now,
-               ~exists().where(QuizAttempt.quiz_id == Quiz.id, QuizAttempt.user_id == user.id,
-                               QuizAttempt.passed.is_(True)))
-    )
-    both = assignments.union_all(quizzes).subquery()
-    rows = db.session.execute(select(both).order_by(both.c.due, both.c.id).limit(limit)).all()
-    return [DueItem(row.kind, row.id, row.title, row.due, row.course_title) for row in rows]
-
-
-def recent_grades(user: User, limit: int = 3) -> list:
-    """The student's latest released assignment grades with their feedback. One statement."""
-    return db.session.execute(
-        select(Grade.score, Grade.feedback, Grade.released_at, Assignment.id.label("assignment_id"),
-               Assignment.title, Assignment.points)
-        .join(Assignment, Assignment.id == Grade.assignment_id)
-        .where(Grade.user_id == user.id, Grade.released_at.is_not(None))
-        .order_by(Grade.released_at.desc(), Grade.id)
-        .limit(limit)
-    ).all()
 
 
 # --------------------------------------------------------------------------- a student's record

@@ -52,6 +52,10 @@ from portal.platform.notifications.services import notify
 
 #: Days in a row with a completed lesson that earn ``streak_7``.
 STREAK_DAYS = 7
+#: Viewing the lesson the enrolment already points at again within this long writes nothing:
+#: a reload or a back-and-forth would otherwise update the enrolment (and its audit row) on
+#: every view, for a "last activity" that only orders the dashboard's courses.
+ACTIVITY_RESOLUTION = timedelta(minutes=1)
 
 
 def _move(enrollment: Enrollment, to: EnrollmentStatus) -> None:
@@ -179,9 +183,11 @@ def view_lesson(user: User, lesson_id: uuid.UUID, outline: queries.Outline | Non
         )
         access.lesson.viewed = True
     enrollment = access.outline.enrollment
-    enrollment.last_lesson_id = lesson_id
-    enrollment.last_activity_at = now
-    db.session.flush()
+    if (enrollment.last_lesson_id != lesson_id or enrollment.last_activity_at is None
+            or now - enrollment.last_activity_at >= ACTIVITY_RESOLUTION):
+        enrollment.last_lesson_id = lesson_id
+        enrollment.last_activity_at = now
+        db.session.flush()
     return access
 
 

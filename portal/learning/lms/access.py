@@ -38,6 +38,13 @@ def management_role(user: User, course_id: uuid.UUID) -> ManagementRole | None:
     return cache[key]
 
 
+def remember_management_role(user: User, course_id: uuid.UUID, role: ManagementRole | None) -> None:
+    """Record the user's role on the course's staff, read by a page along with its other rows
+    (``CourseManagement.role`` outer-joined on the user), so that ``may`` and ``require`` ask
+    the database nothing more in this request."""
+    request_cache()[("course_management_role", user.id, course_id)] = role
+
+
 @event.listens_for(Session, "after_flush")
 def _forget_roles(session: Session, _context) -> None:
     if any(isinstance(row, CourseManagement) for row in (*session.new, *session.dirty, *session.deleted)):

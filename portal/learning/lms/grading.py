@@ -15,7 +15,8 @@ import uuid
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, bindparam, func, literal, or_, select
+from sqlalchemy.orm import aliased
 
 from portal import events
 from portal.accounts.models import User
@@ -23,8 +24,9 @@ from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import DomainError, NotFound
 from portal.learning.assessment import gradebook
+from portal.learning.education.models import Course
 from portal.learning.lms import access
-from portal.learning.lms.models import Assignment, Grade, Submission, SubmissionStatus
+from portal.learning.lms.models import Assignment, CourseManagement, Grade, Submission, SubmissionStatus
 from portal.platform.notifications.services import notify
 
 CENT = Decimal("0.01")
@@ -180,6 +182,92 @@ def release_grades(actor: User, assignment_id: uuid.UUID, link_for=None) -> int:
 
 
 # ---------------------------------------------------------------------------------- queue
+
+
+def assignment_to_grade(grader: User, assignment_id: uuid.UUID) -> tuple[Assignment, Course]:
+    """The assignment and its course for the grading screen, with the grader's role on the
+    course's staff, in one statement; NotFound, or Forbidden unless the grader may grade it."""
+    row = db.session.execute(_ASSIGNMENT_TO_GRADE, {"assignment": assignment_id, "user": grader.id}).first()
+    if row is None:
+        raise NotFound("That assignment does not exist.")
+    assignment, course, role = row
+    access.remember_management_role(grader, course.id, role)
+    access.require(grader, course.id, access.CAN_GRADE, "grade this course's work")
+    return assignment, course
+
+
+_ASSIGNMENT_TO_GRADE = (
+    select(Assignment, Course, CourseManagement.role)
+    .join(Course, Course.id == Assignment.course_id)
+    .outerjoin(CourseManagement, and_(CourseManagement.course_id == Course.id,
+                                      CourseManagement.user_id == bindparam("user")))
+    .where(Assignment.id == bindparam("assignment"))
+)
+
+
+@dataclass
+class GradingPanel:
+    """What the grading panel shows around one submission (or none): the submission, its grade
+    and its student's name, the submissions waiting before and after it (by time handed in),
+    the first one waiting, and the assignment's submissions by status."""
+
+    submission: Submission | None
+    grade: Grade | None
+    student_name: str | None
+    prev_id: uuid.UUID | None
+    next_id: uuid.UUID | None
+    first_waiting_id: uuid.UUID | None
+    counts: dict
+
+
+def _grading_panel_statement(first_waiting: bool):
+    waiting = and_(_Waiting.assignment_id == bindparam("assignment"), _Waiting.status == SubmissionStatus.SUBMITTED)
+    first = (select(_Waiting.id).where(waiting).order_by(_Waiting.submitted_at, _Waiting.id).limit(1)
+             .scalar_subquery())
+    key, current = (_Waiting.submitted_at, _Waiting.id), (Submission.submitted_at, Submission.id)
+    before = or_(key[0] < current[0], and_(key[0] == current[0], key[1] < current[1]))
+    after = or_(key[0] > current[0], and_(key[0] == current[0], key[1] > current[1]))
+    prev_id = (select(_Waiting.id).where(waiting, before)
+               .order_by(_Waiting.submitted_at.desc(), _Waiting.id.desc()).limit(1)
+               .correlate(Submission).scalar_subquery())
+    next_id = (select(_Waiting.id).where(waiting, after).order_by(_Waiting.submitted_at, _Waiting.id).limit(1)
+               .correlate(Submission).scalar_subquery())
+    by_status = (select(_Counted.status, func.count().label("n"))
+                 .where(_Counted.assignment_id == bindparam("assignment"))
+                 .group_by(_Counted.status).subquery("by_status"))
+    counts = select(func.json_object_agg(by_status.c.status, by_status.c.n)).scalar_subquery()
+    one_row = select(literal(1).label("one")).subquery("one_row")
+    chosen = first if first_waiting else bindparam("submission")
+    return (
+        select(Submission, Grade, User.full_name, prev_id, next_id, first, counts)
+        .select_from(one_row)
+        .outerjoin(Submission, and_(Submission.id == chosen, Submission.assignment_id == bindparam("assignment")))
+        .outerjoin(Grade, Grade.submission_id == Submission.id)
+        .outerjoin(User, User.id == Submission.user_id)
+    )
+
+
+_Waiting = aliased(Submission, name="waiting")
+_Counted = aliased(Submission, name="counted")
+#: The grading panel's statement: the submission asked for (or the first one waiting), its grade
+#: and student, its neighbours among those waiting, the first one waiting and the counts by
+#: status, in one statement (one row, NULLs where there is no submission).
+_GRADING_PANEL = {first: _grading_panel_statement(first) for first in (False, True)}
+
+
+def grading_panel(assignment_id: uuid.UUID, submission_id: uuid.UUID | None = None, *,
+                  first_waiting: bool = False) -> GradingPanel:
+    """The grading panel around ``submission_id`` (None when it is not one of the assignment's),
+    or with ``first_waiting`` around the first submission waiting for a grade. One statement.
+    Without a submission the panel's "next" is the first one waiting."""
+    row = db.session.execute(_GRADING_PANEL[first_waiting],
+                             {"assignment": assignment_id, "submission": submission_id}).one()
+    submission, grade, student_name, prev_id, next_id, first, raw_counts = row
+    counts = {status: 0 for status in SubmissionStatus}
+    counts.update({SubmissionStatus(status): n for status, n in (raw_counts or {}).items()})
+    if submission is None:
+        prev_id, next_id = None, first
+    return GradingPanel(submission, grade, student_name, prev_id, next_id, first, counts)
 
 
 def queue_counts(assignment_id: uuid.UUID) -> dict:

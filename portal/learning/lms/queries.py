@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import bindparam, func, select, text, tuple_
 from sqlalchemy.orm import defer
 
 from portal.accounts.models import Role, User
@@ -37,7 +38,10 @@ class ManagedCourse:
     students: int
 
 
-def _counts():
+@functools.cache
+def _managed_stmt(admin: bool, by_status: bool, after: bool):
+    """``managed_courses``' statement for one shape of the request (an administrator or not, a
+    status filter or not, a cursor or not), built once: the values are bound parameters."""
     modules = (select(func.count()).select_from(Module).where(Module.course_id == Course.id)
                .correlate(Course).scalar_subquery())
     lessons = (select(func.count()).select_from(Lesson).where(Lesson.course_id == Course.id)
@@ -45,32 +49,38 @@ def _counts():
     students = (select(func.count()).select_from(Enrollment)
                 .where(Enrollment.course_id == Course.id, Enrollment.status != EnrollmentStatus.LEFT)
                 .correlate(Course).scalar_subquery())
-    return modules, lessons, students
-
-
-def _managed_stmt(user: User):
-    modules, lessons, students = _counts()
-    if user.role == Role.ADMIN:
+    if admin:
         role = (select(CourseManagement.role)
-                .where(CourseManagement.course_id == Course.id, CourseManagement.user_id == user.id)
+                .where(CourseManagement.course_id == Course.id, CourseManagement.user_id == bindparam("user"))
                 .correlate(Course).scalar_subquery())
-        return select(Course, role, modules, lessons, students).options(defer(Course.description))
-    return (select(Course, CourseManagement.role, modules, lessons, students)
-            .options(defer(Course.description))
-            .join(CourseManagement, CourseManagement.course_id == Course.id)
-            .where(CourseManagement.user_id == user.id))
+        stmt = select(Course, role, modules, lessons, students).options(defer(Course.description))
+    else:
+        stmt = (select(Course, CourseManagement.role, modules, lessons, students)
+                .options(defer(Course.description))
+                .join(CourseManagement, CourseManagement.course_id == Course.id)
+                .where(CourseManagement.user_id == bindparam("user")))
+    if by_status:
+        stmt = stmt.where(Course.status == bindparam("status"))
+    if after:
+        stmt = stmt.where(tuple_(Course.updated_at, Course.id) < tuple_(bindparam("after_at"), bindparam("after_id")))
+    return stmt.order_by(Course.updated_at.desc(), Course.id.desc()).limit(bindparam("size"))
 
 
 def managed_courses(user: User, *, status: str = "", cursor: str | None = None, size: int = 20) -> Page:
     """The courses ``user`` is on the staff of (every course for an administrator), most
-    recently changed first, as ``ManagedCourse`` rows; keyset pagination, one query."""
-    stmt = _managed_stmt(user)
-    if status in CourseStatus._value2member_map_:
-        stmt = stmt.where(Course.status == CourseStatus(status))
+    recently changed first, as ``ManagedCourse`` rows; keyset pagination, one query.
+
+    The student counts read the course's enrolments (an index scan per course on the page): the
+    one part of the page whose work grows with the data, with the size of its courses."""
+    by_status = status in CourseStatus._value2member_map_
     position = decode_cursor(cursor)
+    stmt = _managed_stmt(user.role == Role.ADMIN, by_status, position is not None)
+    params = {"user": user.id, "size": size + 1}
+    if by_status:
+        params["status"] = CourseStatus(status)
     if position is not None:
-        stmt = stmt.where(tuple_(Course.updated_at, Course.id) < tuple_(*position))
-    rows = db.session.execute(stmt.order_by(Course.updated_at.desc(), Course.id.desc()).limit(size + 1)).all()
+        params["after_at"], params["after_id"] = position
+    rows = db.session.execute(stmt, params).all()
     items = [ManagedCourse(*row) for row in rows[:size]]
     next_cursor = None
     if len(rows) > size:
@@ -123,35 +133,50 @@ def categories(limit: int = 100) -> list[str]:
     ))
 
 
+#: What waits for a grade, in one statement: assignments with submissions waiting (soonest due
+#: first) and quizzes with attempts whose essays wait (by title), each with how many, told apart
+#: by ``kind``. Each count reads only the waiting rows of one assignment or quiz, through the
+#: ``(assignmentId, status)`` index and the quiz attempts' ``status`` index. ``{courses}`` is the
+#: courses the user grades, or every course for an administrator.
+_TO_GRADE_SQL = """
+WITH graded AS ({courses})
+(SELECT 'assignment' AS kind, a.id, a.title, c.title AS course_title, a."dueAt" AS due_at, w.waiting
+   FROM assignments a
+   JOIN graded g ON g.id = a."courseId"
+   JOIN courses c ON c.id = a."courseId"
+   CROSS JOIN LATERAL (SELECT count(*) AS waiting FROM submissions s
+                        WHERE s."assignmentId" = a.id AND s.status = 'submitted') w
+  WHERE w.waiting > 0
+  ORDER BY a."dueAt" ASC NULLS LAST, a.title
+  LIMIT :limit)
+UNION ALL
+(SELECT 'quiz', q.id, q.title, c.title, NULL, w.waiting
+   FROM quizzes q
+   JOIN graded g ON g.id = q."courseId"
+   JOIN courses c ON c.id = q."courseId"
+   CROSS JOIN LATERAL (SELECT count(*) AS waiting FROM quiz_attempts t
+                        WHERE t."quizId" = q.id AND t.status = 'submitted') w
+  WHERE w.waiting > 0
+  ORDER BY q.title
+  LIMIT :limit)
+"""
+_TO_GRADE = {
+    True: text(_TO_GRADE_SQL.format(courses="SELECT id FROM courses")),
+    False: text(_TO_GRADE_SQL.format(
+        courses='SELECT "courseId" AS id FROM course_managements WHERE "userId" = :user AND role IN :roles'))
+        .bindparams(bindparam("roles", expanding=True)),
+}
+
+
 def to_grade(user: User, limit: int = 50) -> dict:
     """What waits for a grade in the courses ``user`` grades (every course for an admin):
-    assignments with ungraded submissions, and quizzes with essays to grade. Two statements."""
-    from sqlalchemy import and_, func
-
-    from portal.accounts.models import Role
-    from portal.learning.assessment.models import AttemptStatus, Quiz, QuizAttempt
+    assignments with ungraded submissions, and quizzes with essays to grade. One statement
+    (``_TO_GRADE_SQL``)."""
     from portal.learning.lms import access
-    from portal.learning.lms.models import Assignment, Submission, SubmissionStatus
 
-    graded = select(CourseManagement.course_id).where(CourseManagement.user_id == user.id,
-                                                      CourseManagement.role.in_(access.CAN_GRADE))
-    assignments = (
-        select(Assignment.id, Assignment.title, Course.title.label("course_title"), Assignment.due_at,
-               func.count(Submission.id).label("waiting"))
-        .join(Course, Course.id == Assignment.course_id)
-        .join(Submission, and_(Submission.assignment_id == Assignment.id,
-                               Submission.status == SubmissionStatus.SUBMITTED))
-        .group_by(Assignment.id, Course.title)
-        .order_by(Assignment.due_at.asc().nulls_last(), Assignment.title).limit(limit)
-    )
-    quizzes = (
-        select(Quiz.id, Quiz.title, Course.title.label("course_title"), func.count(QuizAttempt.id).label("waiting"))
-        .join(Course, Course.id == Quiz.course_id)
-        .join(QuizAttempt, and_(QuizAttempt.quiz_id == Quiz.id, QuizAttempt.status == AttemptStatus.SUBMITTED))
-        .group_by(Quiz.id, Course.title)
-        .order_by(Quiz.title).limit(limit)
-    )
-    if user.role != Role.ADMIN:
-        assignments = assignments.where(Assignment.course_id.in_(graded))
-        quizzes = quizzes.where(Quiz.course_id.in_(graded))
-    return {"rows": db.session.execute(assignments).all(), "quiz_rows": db.session.execute(quizzes).all()}
+    rows, quiz_rows = [], []
+    result = db.session.execute(_TO_GRADE[user.role == Role.ADMIN],
+                                {"user": user.id, "limit": limit, "roles": [role.value for role in access.CAN_GRADE]})
+    for row in result:
+        (rows if row.kind == "assignment" else quiz_rows).append(row)
+    return {"rows": rows, "quiz_rows": quiz_rows}

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import DateTime, Text, and_, cast, delete, func, or_, select, text
+from sqlalchemy import DateTime, Text, and_, bindparam, cast, delete, func, or_, select, text
 from sqlalchemy.dialects.postgresql import distinct_on
 
 from portal.db import base, db
@@ -436,17 +436,22 @@ def basis_text(insight: LearningInsight) -> str:
     return "based on " + ", ".join(parts)
 
 
+#: ``course_insights``' statement, built once (it is on every student dashboard).
+_COURSE_INSIGHTS = (
+    select(LearningInsight, Course.title, Course.slug)
+    .join(Course, Course.id == LearningInsight.course_id)
+    .where(LearningInsight.user_id == bindparam("user"),
+           LearningInsight.course_id.in_(bindparam("courses", expanding=True)))
+    .order_by(LearningInsight.course_id, LearningInsight.kind, LearningInsight.score, LearningInsight.id)
+)
+
+
 def course_insights(user_id: uuid.UUID, course_ids: list[uuid.UUID]) -> list[CourseInsights]:
     """The student's insights for the given courses, grouped per course in the order given:
     one statement whatever the number of courses and insights."""
     if not course_ids:
         return []
-    rows = db.session.execute(
-        select(LearningInsight, Course.title, Course.slug)
-        .join(Course, Course.id == LearningInsight.course_id)
-        .where(LearningInsight.user_id == user_id, LearningInsight.course_id.in_(course_ids))
-        .order_by(LearningInsight.course_id, LearningInsight.kind, LearningInsight.score, LearningInsight.id)
-    ).all()
+    rows = db.session.execute(_COURSE_INSIGHTS, {"user": user_id, "courses": list(course_ids)}).all()
     grouped: dict[uuid.UUID, CourseInsights] = {}
     for insight, title, slug in rows:
         entry = grouped.get(insight.course_id)

@@ -14,16 +14,17 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Integer, and_, cast, exists, func, or_, select, tuple_
+from sqlalchemy import Integer, and_, bindparam, cast, exists, func, or_, select, true, tuple_
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from portal.accounts.models import Role, User
 from portal.db import base, db
 from portal.errors import Forbidden, NotFound
+from portal.learning.assessment.models import AttemptStatus, Quiz, QuizAttempt
 from portal.learning.education.models import Course, CourseStatus, Enrollment, Module
 from portal.learning.lms import access
 from portal.learning.tutoring.models import Message, MessageRole, ReplyKind, TutoringSession, TutorQuestion
-from portal.learning.tutoring.services import ENROLLED, idle_cutoff
+from portal.learning.tutoring.services import ENROLLED, OpenAttempt, idle_cutoff
 from portal.pagination import Page, decode_cursor, encode_cursor
 
 #: Conversations listed per page beside the chat.
@@ -66,6 +67,45 @@ def student_course(user: User, slug: str) -> Course:
     return course
 
 
+def _chat_course_statement():
+    """``student_course``'s statement with, beside the course, the reader's open attempt at one of
+    its quizzes (``services.open_attempt``, as a LATERAL subquery on the course)."""
+    blocking = (
+        select(QuizAttempt.id.label("attempt_id"), Quiz.id.label("quiz_id"), Quiz.title.label("quiz_title"),
+               QuizAttempt.deadline_at.label("deadline_at"))
+        .join(Quiz, Quiz.id == QuizAttempt.quiz_id)
+        .where(QuizAttempt.user_id == bindparam("user"), Quiz.course_id == Course.id,
+               QuizAttempt.status == AttemptStatus.IN_PROGRESS,
+               or_(QuizAttempt.deadline_at.is_(None), QuizAttempt.deadline_at > bindparam("at")))
+        .order_by(QuizAttempt.deadline_at.desc().nulls_first())
+        .limit(1)
+        .lateral("blocking")
+    )
+    return (
+        select(Course, Enrollment.status, blocking.c.attempt_id, blocking.c.quiz_id, blocking.c.quiz_title,
+               blocking.c.deadline_at)
+        .outerjoin(Enrollment, and_(Enrollment.course_id == Course.id, Enrollment.user_id == bindparam("user")))
+        .outerjoin(blocking, true())
+        .where(Course.slug == bindparam("slug"))
+    )
+
+
+_CHAT_COURSE = _chat_course_statement()
+
+
+def chat_course(user: User, slug: str) -> tuple[Course, OpenAttempt | None]:
+    """``student_course`` and ``services.open_attempt`` for it, in one statement: what every
+    page of the chat reads first. The same refusals as ``student_course``."""
+    row = db.session.execute(_CHAT_COURSE, {"user": user.id, "slug": (slug or "")[:80], "at": base.utcnow()}).first()
+    if row is None or row[0].status != CourseStatus.PUBLISHED:
+        raise NotFound("There is no such course in the catalog.")
+    course, status, attempt_id, quiz_id, quiz_title, deadline_at = row
+    if user.role != Role.STUDENT or status not in ENROLLED:
+        raise Forbidden("Elara answers questions about the courses you are enrolled in. Enrol in a course to "
+                        "ask about it.")
+    return course, (OpenAttempt(attempt_id, quiz_id, quiz_title, deadline_at) if attempt_id else None)
+
+
 def staff_course(user: User, slug: str) -> Course:
     """The course ``slug`` for its staff (any management role) or an admin; a 404 for anyone
     else, as for the other staff pages of a course."""
@@ -95,16 +135,28 @@ def _session_item(session: TutoringSession, cutoff: datetime) -> SessionItem:
                        session.message_count, session.ended_at is None and session.last_activity_at >= cutoff)
 
 
+def _sessions_page_statement(after: bool):
+    stmt = select(TutoringSession).where(TutoringSession.user_id == bindparam("user"),
+                                         TutoringSession.course_id == bindparam("course"))
+    if after:
+        stmt = stmt.where(tuple_(TutoringSession.last_activity_at, TutoringSession.id)
+                          < tuple_(bindparam("after_at"), bindparam("after_id")))
+    return stmt.order_by(TutoringSession.last_activity_at.desc(), TutoringSession.id.desc()).limit(bindparam("size"))
+
+
+#: ``sessions_page``' statement, built once with and once without a cursor.
+_SESSIONS_PAGE = {after: _sessions_page_statement(after) for after in (False, True)}
+
+
 def sessions_page(user: User, course_id: uuid.UUID, cursor: str | None = None,
                   size: int = SESSIONS_PAGE) -> Page:
     """The student's conversations in a course, latest activity first, keyset-paged on
     ``(lastActivityAt, id)``."""
-    stmt = select(TutoringSession).where(TutoringSession.user_id == user.id, TutoringSession.course_id == course_id)
     position = decode_cursor(cursor)
+    params = {"user": user.id, "course": course_id, "size": size + 1}
     if position is not None:
-        stmt = stmt.where(tuple_(TutoringSession.last_activity_at, TutoringSession.id) < tuple_(*position))
-    rows = list(db.session.scalars(
-        stmt.order_by(TutoringSession.last_activity_at.desc(), TutoringSession.id.desc()).limit(size + 1)))
+        params["after_at"], params["after_id"] = position
+    rows = list(db.session.scalars(_SESSIONS_PAGE[position is not None], params))
     next_cursor = None
     if len(rows) > size:
         rows = rows[:size]
@@ -386,5 +438,5 @@ def course_report(course: Course, period: str = "90", limit: int = REPORT_ROWS) 
 __all__ = [
     "HISTORY_SHOWS", "REPORT_PERIODS", "Conversation", "CourseReport", "HistoryFilters", "HistoryItem",
     "MessageView", "Panel", "SessionItem", "conversation", "course_report", "current_conversation", "history",
-    "history_courses", "own_session", "sessions_page", "staff_course", "student_course",
+    "chat_course", "history_courses", "own_session", "sessions_page", "staff_course", "student_course",
 ]

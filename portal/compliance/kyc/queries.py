@@ -5,14 +5,16 @@ Each function is a fixed number of queries whatever the data size (the page budg
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import Row, bindparam, select, tuple_
 from sqlalchemy.orm import aliased, defer
 
 from portal.accounts.models import User
+from portal.compliance import count_upto
 from portal.compliance.aml.models import AmlCheck
 from portal.compliance.kyc import documents, levels
 from portal.compliance.kyc.models import OPEN_KYC, KycDocument, KycStatus, KycVerification
@@ -168,7 +170,8 @@ class QueueFilters:
 
 @dataclass(frozen=True)
 class QueueRow:
-    verification: KycVerification
+    #: The verification's columns the queue shows (``_QUEUE_COLUMNS``), never its personal data.
+    verification: Row
     student_name: str
     student_email: str
     assignee_name: str | None
@@ -185,56 +188,94 @@ class QueuePage:
         return self.next_cursor is not None
 
 
+#: What a queue row shows of a verification.
+_QUEUE_COLUMNS = (KycVerification.id, KycVerification.user_id, KycVerification.level, KycVerification.status,
+                  KycVerification.country, KycVerification.document_type, KycVerification.document_expires_on,
+                  KycVerification.submitted_at, KycVerification.assigned_to_id, KycVerification.first_approver_id)
+
+
 def _queue_select():
     student, assignee, first = aliased(User), aliased(User), aliased(User)
-    return (select(KycVerification, student.full_name, student.email, assignee.full_name, first.full_name)
-            .options(defer(KycVerification.data_encrypted))
+    return (select(*_QUEUE_COLUMNS, student.full_name.label("student_name"), student.email.label("student_email"),
+                   assignee.full_name.label("assignee_name"), first.full_name.label("first_approver_name"))
             .join(student, student.id == KycVerification.user_id)
             .outerjoin(assignee, assignee.id == KycVerification.assigned_to_id)
             .outerjoin(first, first.id == KycVerification.first_approver_id))
 
 
+@functools.cache
+def _queue_statement(status: str, level: bool, older: bool, assigned: str, after: bool):
+    """The queue's statement for one shape of filters, built once (building it costs more than
+    running it); the values are bound at execution: ``level``, ``before``, ``officer``,
+    ``after_at`` and ``after_id``."""
+    stmt = _queue_select()
+    statuses = STATUS_FILTERS[status]
+    if statuses is not None:
+        stmt = stmt.where(KycVerification.status.in_(statuses))
+    if level:
+        stmt = stmt.where(KycVerification.level == bindparam("level"))
+    if older:
+        stmt = stmt.where(KycVerification.submitted_at < bindparam("before", type_=KycVerification.submitted_at.type))
+    if assigned == "unassigned":
+        stmt = stmt.where(KycVerification.assigned_to_id.is_(None))
+    elif assigned == "mine":
+        stmt = stmt.where(KycVerification.assigned_to_id == bindparam("officer"))
+    if after:
+        stmt = stmt.where(tuple_(KycVerification.submitted_at, KycVerification.id)
+                          > tuple_(bindparam("after_at", type_=KycVerification.submitted_at.type),
+                                   bindparam("after_id", type_=KycVerification.id.type)))
+    return stmt.order_by(KycVerification.submitted_at, KycVerification.id).limit(QUEUE_PAGE + 1)
+
+
+def _queue_row(row: Row) -> QueueRow:
+    # The row carries the verification's columns under their attribute names: it stands for it.
+    return QueueRow(row, row.student_name, row.student_email, row.assignee_name, row.first_approver_name)
+
+
 def queue(officer: User, filters: QueueFilters, cursor: str | None = None,
           now: datetime | None = None) -> QueuePage:
     """Oldest first (the longest wait is worked first), keyset on (submittedAt, id): one query."""
-    stmt = _queue_select()
-    statuses = STATUS_FILTERS[filters.status]
-    if statuses is not None:
-        stmt = stmt.where(KycVerification.status.in_(statuses))
-    if filters.level:
-        stmt = stmt.where(KycVerification.level == filters.level)
-    if filters.older_than_days:
-        stmt = stmt.where(KycVerification.submitted_at < (now or utcnow()) - timedelta(days=filters.older_than_days))
-    if filters.assigned == "unassigned":
-        stmt = stmt.where(KycVerification.assigned_to_id.is_(None))
-    elif filters.assigned == "mine":
-        stmt = stmt.where(KycVerification.assigned_to_id == officer.id)
     position = decode_cursor(cursor)
+    params = {"level": filters.level, "officer": officer.id}
+    if filters.older_than_days:
+        params["before"] = (now or utcnow()) - timedelta(days=filters.older_than_days)
     if position is not None:
-        stmt = stmt.where(tuple_(KycVerification.submitted_at, KycVerification.id) > tuple_(*position))
-    rows = db.session.execute(stmt.order_by(KycVerification.submitted_at, KycVerification.id)
-                              .limit(QUEUE_PAGE + 1)).all()
+        params["after_at"], params["after_id"] = position
+    stmt = _queue_statement(filters.status, bool(filters.level), bool(filters.older_than_days), filters.assigned,
+                            position is not None)
+    rows = db.session.execute(stmt, params).all()
     next_cursor = None
     if len(rows) > QUEUE_PAGE:
         rows = rows[:QUEUE_PAGE]
-        last = rows[-1][0]
+        last = rows[-1]
         next_cursor = encode_cursor(last.submitted_at, last.id)
-    return QueuePage([QueueRow(*row) for row in rows], next_cursor)
+    return QueuePage([_queue_row(row) for row in rows], next_cursor)
+
+
+@functools.cache
+def _queue_row_statement():
+    return _queue_select().where(KycVerification.id == bindparam("verification_id"))
 
 
 def queue_row(verification_id: uuid.UUID) -> QueueRow:
-    row = db.session.execute(_queue_select().where(KycVerification.id == verification_id)).first()
+    row = db.session.execute(_queue_row_statement(), {"verification_id": verification_id}).first()
     if row is None:
         raise NotFound("That verification does not exist.")
-    return QueueRow(*row)
+    return _queue_row(row)
+
+
+@functools.cache
+def _open_counts_statement():
+    waiting = KycVerification.status.in_(OPEN_KYC)
+    return select(count_upto(KycVerification, waiting).label("open"),
+                  count_upto(KycVerification, waiting, KycVerification.assigned_to_id.is_(None)).label("unassigned"))
 
 
 def open_counts() -> dict[str, int]:
-    """How many verifications wait, and how many of them nobody has taken (one query)."""
-    row = db.session.execute(
-        select(func.count(), func.count().filter(KycVerification.assigned_to_id.is_(None)))
-        .where(KycVerification.status.in_(OPEN_KYC))).one()
-    return {"open": row[0], "unassigned": row[1]}
+    """How many verifications wait, and how many of them nobody has taken (one query), each
+    counted up to ``COUNT_CAP`` and one (the page shows "1000+"): on the queue's index, never
+    every open row however long the backlog."""
+    return dict(db.session.execute(_open_counts_statement()).one()._mapping)
 
 
 # ---------------------------------------------------------------------------------- one review

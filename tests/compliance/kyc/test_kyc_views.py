@@ -309,6 +309,20 @@ def test_the_queue_filters_and_pages_within_the_statement_budget(client, login_a
     assert "<html" not in body(fragment) and 'id="results"' in body(fragment)
 
 
+def test_the_queue_counts_stop_at_the_cap(client, login_as, count_cap, statements):
+    """The counts above the queue go up to a cap ("1000+" on the real page), so their cost does
+    not grow with the backlog: here the cap is 3 and five verifications wait."""
+    login_as("compliance")
+    for _ in range(5):
+        level1_submission(create_user("student"))
+    settle()
+    count_cap(3)
+    with statements() as counted:
+        text = body(client.get("/compliance/kyc"))
+    assert re.search(r"3\+ waiting · 3\+ unassigned", text)
+    assert any("LIMIT" in s and "count(*)" in s for s in counted.statements), counted.statements
+
+
 def test_assign_to_me_inline_and_without_javascript(client, login_as, make_user):
     first = make_user("compliance")
     verification = level1_submission(create_user("student", full_name="Inline Student"))

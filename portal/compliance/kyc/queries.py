@@ -9,15 +9,17 @@ import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
-from sqlalchemy import Row, bindparam, select, tuple_
-from sqlalchemy.orm import aliased, defer
+from sqlalchemy import Row, bindparam, func, literal, select, true, tuple_
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.orm import aliased
 
 from portal.accounts.models import User
 from portal.compliance import count_upto
-from portal.compliance.aml.models import AmlCheck
+from portal.compliance.aml.models import AmlCheck, AmlStatus
 from portal.compliance.kyc import documents, levels
-from portal.compliance.kyc.models import OPEN_KYC, KycDocument, KycStatus, KycVerification
+from portal.compliance.kyc.models import OPEN_KYC, KycDocument, KycDocumentKind, KycStatus, KycVerification
 from portal.compliance.kyc.personal_data import unseal
 from portal.db import db
 from portal.db.base import utcnow
@@ -281,49 +283,135 @@ def open_counts() -> dict[str, int]:
 # ---------------------------------------------------------------------------------- one review
 
 
+@dataclass(frozen=True)
+class ReviewDocument:
+    """A document as the review page lists it (its content stays in the database)."""
+
+    id: str
+    kind: KycDocumentKind
+    original_name: str
+    content_type: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One of the student's verifications as the review page lists them (no personal data)."""
+
+    id: uuid.UUID
+    level: int
+    status: KycStatus
+    submitted_at: datetime
+    document_expires_on: date | None
+
+
+@dataclass(frozen=True)
+class LatestScreening:
+    id: uuid.UUID
+    status: AmlStatus
+    created_at: datetime
+    screened_name: str
+    screened_birth_date: date | None
+    top_score: Decimal
+    threshold: Decimal
+    hits: list
+
+
+@dataclass(frozen=True)
+class ReviewStudent:
+    full_name: str
+    email: str
+
+
 @dataclass
 class Review:
     row: QueueRow
-    student: User
+    student: ReviewStudent
     data: dict
-    documents: list
+    documents: list[ReviewDocument]
     #: The student's other verifications, newest first (without their personal data).
-    history: list[KycVerification]
+    history: list[HistoryEntry]
     level: int
-    screening: AmlCheck | None
+    screening: LatestScreening | None
     decided_by_name: str | None
 
     @property
-    def verification(self) -> KycVerification:
+    def verification(self) -> Row:
         return self.row.verification
 
 
-def review(officer: User, verification_id: uuid.UUID) -> Review:  # noqa: ARG001 - officers' view
-    """Everything the review page shows, in five queries."""
+#: The verification's columns the review page reads (with its sealed data, which it shows).
+_REVIEW_COLUMNS = (*_QUEUE_COLUMNS, KycVerification.data_encrypted, KycVerification.decided_by_id,
+                   KycVerification.decided_at, KycVerification.decision_reason)
+_SCREENING_COLUMNS = ("id", "status", "created_at", "screened_name", "screened_birth_date", "top_score",
+                      "threshold", "hits")
+#: The student's verifications the review lists at most.
+HISTORY_SHOWN = 50
+
+
+def _json_object(**columns):
+    return func.json_build_object(*(part for name, column in columns.items() for part in (literal(name), column)))
+
+
+@functools.cache
+def _review_statement():
+    """Everything the review page shows in one statement, built once (``verification_id`` is
+    bound): the verification with the names of the student and the officers, the student's
+    latest screening (a LATERAL subquery, none when never screened), and as JSON arrays the
+    verification's documents and the student's latest ``HISTORY_SHOWN`` verifications."""
     student, assignee, first, decider = aliased(User), aliased(User), aliased(User), aliased(User)
-    found = db.session.execute(
-        select(KycVerification, student, assignee.full_name, first.full_name, decider.full_name)
-        .join(student, student.id == KycVerification.user_id)
-        .outerjoin(assignee, assignee.id == KycVerification.assigned_to_id)
-        .outerjoin(first, first.id == KycVerification.first_approver_id)
-        .outerjoin(decider, decider.id == KycVerification.decided_by_id)
-        .where(KycVerification.id == verification_id)).first()
+    screening = (select(*(getattr(AmlCheck, name).label(f"screening_{name}") for name in _SCREENING_COLUMNS))
+                 .where(AmlCheck.user_id == KycVerification.user_id)
+                 .order_by(AmlCheck.created_at.desc(), AmlCheck.id.desc()).limit(1).lateral("screening"))
+    docs = (select(func.json_agg(_json_object(
+                id=KycDocument.id, kind=KycDocument.kind, original_name=KycDocument.original_name,
+                content_type=KycDocument.content_type, size_bytes=KycDocument.size_bytes)))
+            .where(KycDocument.verification_id == KycVerification.id).scalar_subquery())
+    other = aliased(KycVerification)
+    recent = (select(other.id, other.level, other.status, other.submitted_at, other.document_expires_on)
+              .where(other.user_id == KycVerification.user_id)
+              .order_by(other.submitted_at.desc(), other.id.desc()).limit(HISTORY_SHOWN)
+              .correlate(KycVerification).subquery("recent"))
+    history = (select(func.json_agg(aggregate_order_by(
+                   _json_object(id=recent.c.id, level=recent.c.level, status=recent.c.status,
+                                submitted_at=recent.c.submitted_at, document_expires_on=recent.c.document_expires_on),
+                   recent.c.submitted_at.desc(), recent.c.id.desc())))
+               .select_from(recent).scalar_subquery())
+    return (select(*_REVIEW_COLUMNS, student.full_name.label("student_name"), student.email.label("student_email"),
+                   assignee.full_name.label("assignee_name"), first.full_name.label("first_approver_name"),
+                   decider.full_name.label("decided_by_name"), *screening.c, docs.label("documents"),
+                   history.label("history"))
+            .join(student, student.id == KycVerification.user_id)
+            .outerjoin(assignee, assignee.id == KycVerification.assigned_to_id)
+            .outerjoin(first, first.id == KycVerification.first_approver_id)
+            .outerjoin(decider, decider.id == KycVerification.decided_by_id)
+            .outerjoin(screening, true())
+            .where(KycVerification.id == bindparam("verification_id")))
+
+
+def _history_entry(item: dict) -> HistoryEntry:
+    expires = item["document_expires_on"]
+    return HistoryEntry(uuid.UUID(item["id"]), item["level"], KycStatus(item["status"]),
+                        datetime.fromisoformat(item["submitted_at"]), date.fromisoformat(expires) if expires else None)
+
+
+def review(officer: User, verification_id: uuid.UUID) -> Review:  # noqa: ARG001 - officers' view
+    """Everything the review page shows, in one statement (``_review_statement``)."""
+    found = db.session.execute(_review_statement(), {"verification_id": verification_id}).first()
     if found is None:
         raise NotFound("That verification does not exist.")
-    verification, user, assignee_name, first_name, decider_name = found
     order = list(documents.KIND_LABELS)
-    docs = sorted(db.session.execute(select(*_DOCUMENT_COLUMNS).where(KycDocument.verification_id == verification.id)),
+    docs = sorted((ReviewDocument(item["id"], KycDocumentKind(item["kind"]), item["original_name"],
+                                  item["content_type"], item["size_bytes"]) for item in found.documents or ()),
                   key=lambda doc: order.index(doc.kind.value))
-    history = list(db.session.scalars(
-        select(KycVerification).options(defer(KycVerification.data_encrypted))
-        .where(KycVerification.user_id == user.id)
-        .order_by(KycVerification.submitted_at.desc(), KycVerification.id.desc()).limit(50)))
-    screening = db.session.scalar(select(AmlCheck).where(AmlCheck.user_id == user.id)
-                                  .order_by(AmlCheck.created_at.desc(), AmlCheck.id.desc()).limit(1))
-    data = unseal(verification)
-    row = QueueRow(verification, user.full_name, user.email, assignee_name, first_name)
-    return Review(row, user, data, docs, [h for h in history if h.id != verification.id],
-                  level_from(history, utcnow().date()), screening, decider_name)
+    history = [_history_entry(item) for item in found.history or ()]
+    screening = None
+    if found.screening_id is not None:
+        screening = LatestScreening(*(getattr(found, f"screening_{name}") for name in _SCREENING_COLUMNS))
+    row = QueueRow(found, found.student_name, found.student_email, found.assignee_name, found.first_approver_name)
+    return Review(row, ReviewStudent(found.student_name, found.student_email), unseal(found), docs,
+                  [h for h in history if h.id != verification_id],
+                  level_from(history, utcnow().date()), screening, found.decided_by_name)
 
 
 def officer_document(officer: User, document_id: uuid.UUID) -> tuple[KycDocument, bytes]:  # noqa: ARG001

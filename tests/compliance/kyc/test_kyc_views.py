@@ -374,6 +374,30 @@ def test_the_review_page_shows_the_data_beside_the_documents_and_the_screening(c
     assert pdf.headers["Content-Type"] == "application/pdf" and pdf.data.startswith(b"%PDF-")
 
 
+def test_the_review_page_costs_the_same_statements_whatever_the_students_history(client, login_as, statements):
+    """The review reads the verification, its documents, the student's other verifications and
+    latest screening in one statement: the request sends two (who is asking, then the page),
+    with one submission as with a history of decisions and screenings."""
+    from portal.compliance.aml import screening
+
+    login_as("compliance")
+    student = create_user("student", full_name="History Student")
+    verification = level1_submission(student)
+    settle()
+    url = f"/compliance/kyc/{verification.id}"
+    client.get(url)
+    with statements() as few:
+        assert client.get(url).status_code == 200
+    verify(student, 3)
+    for _ in range(3):
+        screening.screen_user(student.id, "History Student", None, None)
+    settle()
+    with statements() as many:
+        text = body(client.get(url))
+    assert many.count == few.count == 2, many.statements
+    assert text.count('<li><a href="/compliance/kyc/') == 3 and "Current level: <strong>3</strong>" in text
+
+
 def test_level_1_review_shows_the_decrypted_personal_data(client, login_as):
     login_as("compliance")
     verification = level1_submission(create_user("student"))

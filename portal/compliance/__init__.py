@@ -11,8 +11,11 @@ from sqlalchemy import func, literal, select
 COUNT_CAP = 1000
 
 
-def count_upto(entity, *where):
+def count_upto(entity, *where, correlate=None):
     """A scalar subquery: the rows of ``entity`` that match ``where``, counted up to one more
-    than ``COUNT_CAP`` (so a page can tell "1000" from "more"), whatever the table's size."""
-    rows = select(literal(1)).select_from(entity).where(*where).limit(COUNT_CAP + 1).subquery()
-    return select(func.count()).select_from(rows).scalar_subquery()
+    than ``COUNT_CAP`` (so a page can tell "1000" from "more"), whatever the table's size.
+    ``correlate``: the enclosing query's entity that ``where`` refers to (one count per row)."""
+    rows = select(literal(1)).select_from(entity).where(*where).limit(COUNT_CAP + 1)
+    if correlate is not None:
+        rows = rows.correlate(correlate)
+    return select(func.count()).select_from(rows.subquery()).scalar_subquery()

@@ -3,14 +3,30 @@ page whatever the number of cases, alerts or events (keyset pagination on the qu
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Integer, and_, case, cast, func, literal, select, tuple_
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Integer,
+    Row,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.orm import aliased, defer
 
 from portal.accounts.models import User
+from portal.compliance import count_upto
 from portal.compliance.aml.models import MonitoringAlert
 from portal.compliance.cases import services as case_services
 from portal.compliance.cases.models import CaseEvent, CaseSeverity, CaseStatus, SuspiciousActivity
@@ -45,7 +61,8 @@ def queues_for(officer: User) -> tuple[str, ...]:
 
 @dataclass
 class QueueRow:
-    case: SuspiciousActivity
+    #: The case's columns the queue shows (``_QUEUE_COLUMNS``).
+    case: Row
     subject_name: str
     subject_email: str
     assignee_name: str | None
@@ -72,49 +89,93 @@ class QueuePage:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _queue_filter(officer: User, queue: str):
+def _queue_filter(queue: str):
+    """Which cases a queue holds; "mine" compares with the bound ``officer``."""
     if queue == "unassigned":
         return and_(SuspiciousActivity.assigned_to_id.is_(None),
                     SuspiciousActivity.status.in_([CaseStatus.OPEN, CaseStatus.INVESTIGATING]))
     if queue == "mine":
-        return and_(SuspiciousActivity.assigned_to_id == officer.id, SuspiciousActivity.status != CaseStatus.CLOSED)
+        return and_(SuspiciousActivity.assigned_to_id == bindparam("officer"),
+                    SuspiciousActivity.status != CaseStatus.CLOSED)
     if queue == "escalated":
         return SuspiciousActivity.status == CaseStatus.ESCALATED
-    return literal(True)
+    return true()
+
+
+def _queue_count_columns(queues: tuple[str, ...]) -> list:
+    """How many cases each queue holds (labelled ``count_<queue>``), each counted up to
+    ``COUNT_CAP`` and one on the queue's indexes (the page shows "1000+"), so the cost does not
+    grow with the cases."""
+    return [count_upto(SuspiciousActivity, _queue_filter(q)).label(f"count_{q}") for q in queues]
+
+
+def _counts_of(row, queues: tuple[str, ...]) -> dict[str, int]:
+    return {q: getattr(row, f"count_{q}") for q in queues}
+
+
+@functools.cache
+def _queue_counts_statement(queues: tuple[str, ...]):
+    return select(*_queue_count_columns(queues))
 
 
 def queue_counts(officer: User) -> dict[str, int]:
-    """How many cases each queue the officer may see holds (one statement)."""
-    columns = [func.count().filter(_queue_filter(officer, q)).label(q) for q in queues_for(officer)]
-    row = db.session.execute(select(*columns).select_from(SuspiciousActivity)).one()
-    return dict(row._mapping)
+    """How many cases each queue the officer may see holds, up to the cap (one statement)."""
+    queues = queues_for(officer)
+    return _counts_of(db.session.execute(_queue_counts_statement(queues), {"officer": officer.id}).one(), queues)
+
+
+#: What a queue row shows of a case.
+_QUEUE_COLUMNS = (SuspiciousActivity.id, SuspiciousActivity.user_id, SuspiciousActivity.title,
+                  SuspiciousActivity.status, SuspiciousActivity.severity, SuspiciousActivity.risk_score,
+                  SuspiciousActivity.detected_at, SuspiciousActivity.due_at, SuspiciousActivity.closed_at,
+                  SuspiciousActivity.assigned_to_id)
+
+
+@functools.cache
+def _queue_statement(name: str, counted: tuple[str, ...], after: bool, size: int):
+    """A queue's page for one shape of request, built once (``officer`` and the cursor's
+    ``after_rank``, ``after_due`` and ``after_id`` are bound). ``counted``: the queues whose
+    counts ride along on each row (uncorrelated subqueries, which PostgreSQL runs once)."""
+    assignee = aliased(User)
+    rank = case((SuspiciousActivity.status == CaseStatus.CLOSED, 1), else_=0)
+    alert_count = count_upto(MonitoringAlert, MonitoringAlert.case_id == SuspiciousActivity.id,
+                             correlate=SuspiciousActivity)
+    stmt = (select(*_QUEUE_COLUMNS, User.full_name.label("subject_name"), User.email.label("subject_email"),
+                   assignee.full_name.label("assignee_name"), alert_count.label("alert_count"), rank.label("rank"),
+                   *_queue_count_columns(counted))
+            .join(User, User.id == SuspiciousActivity.user_id)
+            .outerjoin(assignee, assignee.id == SuspiciousActivity.assigned_to_id)
+            .where(_queue_filter(name)))
+    if after:
+        stmt = stmt.where(tuple_(rank, SuspiciousActivity.due_at, SuspiciousActivity.id) > tuple_(
+            bindparam("after_rank", type_=Integer()), bindparam("after_due", type_=SuspiciousActivity.due_at.type),
+            bindparam("after_id", type_=SuspiciousActivity.id.type)))
+    return stmt.order_by(rank, SuspiciousActivity.due_at, SuspiciousActivity.id).limit(size + 1)
 
 
 def queue(officer: User, name: str, cursor: str | None = None, *, size: int = QUEUE_PAGE) -> QueuePage:
-    """One page of a queue, soonest due first (closed cases last in "all"); two statements."""
-    if name not in queues_for(officer):
+    """One page of a queue, soonest due first (closed cases last in "all"). One statement: the
+    first page's queue counts ride along on its rows (a second statement only when it is empty)."""
+    queues = queues_for(officer)
+    if name not in queues:
         raise NotFound("That queue does not exist.")
-    assignee = aliased(User)
-    rank = case((SuspiciousActivity.status == CaseStatus.CLOSED, 1), else_=0)
-    alert_count = (select(func.count()).where(MonitoringAlert.case_id == SuspiciousActivity.id)
-                   .correlate(SuspiciousActivity).scalar_subquery())
-    stmt = (select(SuspiciousActivity, User.full_name, User.email, assignee.full_name, alert_count, rank)
-            .join(User, User.id == SuspiciousActivity.user_id)
-            .outerjoin(assignee, assignee.id == SuspiciousActivity.assigned_to_id)
-            .where(_queue_filter(officer, name)))
     position = decode_ranked_cursor(cursor)
+    params = {"officer": officer.id}
     if position is not None:
-        stmt = stmt.where(tuple_(rank, SuspiciousActivity.due_at, SuspiciousActivity.id) > tuple_(
-            literal(position[0], Integer), literal(position[1]), literal(position[2])))
-    rows = db.session.execute(stmt.order_by(rank, SuspiciousActivity.due_at, SuspiciousActivity.id)
-                              .limit(size + 1)).all()
+        params["after_rank"], params["after_due"], params["after_id"] = position
+    counted = queues if cursor is None else ()
+    rows = db.session.execute(_queue_statement(name, counted, position is not None, size), params).all()
+    counts = {}
+    if counted:
+        counts = _counts_of(rows[0], queues) if rows else queue_counts(officer)
     next_cursor = None
     if len(rows) > size:
         rows = rows[:size]
         last = rows[-1]
-        next_cursor = encode_ranked_cursor(last[5], last[0].due_at, last[0].id)
-    return QueuePage(name, [QueueRow(r[0], r[1], r[2], r[3], r[4]) for r in rows], next_cursor,
-                     queue_counts(officer) if cursor is None else {})
+        next_cursor = encode_ranked_cursor(last.rank, last.due_at, last.id)
+    # Each row carries the case's columns under their attribute names: it stands for the case.
+    return QueuePage(name, [QueueRow(r, r.subject_name, r.subject_email, r.assignee_name, r.alert_count)
+                            for r in rows], next_cursor, counts)
 
 
 # -- One case --------------------------------------------------------------------------------------
@@ -256,46 +317,69 @@ class Dashboard:
         return sum(sum(v) for v in self.kyc_backlog.values())
 
 
-def _bucket_expr(column, buckets, now: datetime):
-    """The index of the age bucket ``column`` falls in (SQL CASE)."""
-    age = func.extract("epoch", literal(now) - column) / 86400
-    whens = [(age < upper, index) for index, (_label, _lower, upper) in enumerate(buckets) if upper is not None]
-    return case(*whens, else_=len(buckets) - 1)
+def _bucket_expr(column, buckets, now):
+    """The index of the age bucket ``column`` falls in at ``now``: ``width_bucket`` over the
+    buckets' bounds in days (0 below the first, one more past each). Shorter than a CASE with a
+    branch per bucket, which kept the dashboard's statement over the length psycopg caches."""
+    bounds = ", ".join(str(upper) for _label, _lower, upper in buckets if upper is not None)
+    return func.width_bucket(func.extract("epoch", now - column) / 86400, literal_column(f"ARRAY[{bounds}]"))
+
+
+def _json_rows(subquery):
+    """A scalar subquery: the rows of ``subquery`` as one JSON array of arrays (NULL when none)."""
+    return select(func.json_agg(func.json_build_array(*subquery.c))).select_from(subquery).scalar_subquery()
+
+
+@functools.cache
+def _dashboard_statement(queues: tuple[str, ...]):
+    """The whole dashboard in one statement, built once (``now``, ``since`` and ``officer``
+    are bound): each figure a subquery. Each reads only what it shows: open cases (the partial
+    index of open cases), verifications waiting (an index-only scan of the queue index), the
+    alerts of the last ``ALERT_DAYS`` days (the alerts' time index) and the queue counts, which
+    stop at the cap."""
+    now = bindparam("now", type_=DateTime(timezone=True))
+    bucket = _bucket_expr(SuspiciousActivity.detected_at, AGE_BUCKETS, now).label("bucket")
+    open_cases = (select(SuspiciousActivity.severity, bucket, func.count(),
+                         func.count().filter(SuspiciousActivity.due_at < now))
+                  .where(SuspiciousActivity.status != CaseStatus.CLOSED)
+                  .group_by(SuspiciousActivity.severity, bucket).subquery())
+    kyc_bucket = _bucket_expr(KycVerification.submitted_at, KYC_AGE_BUCKETS, now).label("bucket")
+    waiting = (select(KycVerification.status, kyc_bucket, func.count())
+               .where(KycVerification.status.in_(_KYC_WAITING))
+               .group_by(KycVerification.status, kyc_bucket).subquery())
+    day = cast(func.timezone("UTC", MonitoringAlert.created_at), Date).label("day")
+    alerts = (select(day, func.count())
+              .where(MonitoringAlert.created_at >= bindparam("since", type_=DateTime(timezone=True)))
+              .group_by(day).subquery())
+    return select(_json_rows(open_cases).label("open_cases"), _json_rows(waiting).label("kyc_waiting"),
+                  _json_rows(alerts).label("alerts"), *_queue_count_columns(queues))
+
+
+_KYC_WAITING = (KycStatus.SUBMITTED, KycStatus.AWAITING_SECOND)
 
 
 def dashboard(officer: User, now: datetime | None = None) -> Dashboard:
-    """Four statements: open cases by severity and age, the overdue count with them, the KYC
-    backlog by status and age, alerts per day, and the queue counts."""
+    """One statement (``_dashboard_statement``): open cases by severity and age with the
+    overdue count, the KYC backlog by status and age, alerts per day, and the queue counts."""
     now = now or utcnow()
-    bucket = _bucket_expr(SuspiciousActivity.detected_at, AGE_BUCKETS, now).label("bucket")
-    open_by_age = {severity: [0] * len(AGE_BUCKETS) for severity in SEVERITY_ORDER}
-    overdue = 0
-    for severity, index, count, late in db.session.execute(
-            select(SuspiciousActivity.severity, bucket, func.count(),
-                   func.count().filter(SuspiciousActivity.due_at < now))
-            .where(SuspiciousActivity.status != CaseStatus.CLOSED)
-            .group_by(SuspiciousActivity.severity, bucket)):
-        open_by_age[CaseSeverity(severity)][int(index)] += count
-        overdue += late
-
-    kyc_bucket = _bucket_expr(KycVerification.submitted_at, KYC_AGE_BUCKETS, now).label("bucket")
-    kyc_backlog = {status: [0] * len(KYC_AGE_BUCKETS) for status in (KycStatus.SUBMITTED, KycStatus.AWAITING_SECOND)}
-    for status, index, count in db.session.execute(
-            select(KycVerification.status, kyc_bucket, func.count())
-            .where(KycVerification.status.in_([KycStatus.SUBMITTED, KycStatus.AWAITING_SECOND]))
-            .group_by(KycVerification.status, kyc_bucket)):
-        kyc_backlog[KycStatus(status)][int(index)] += count
-
     today = now.astimezone(UTC).date()
     first = today - timedelta(days=ALERT_DAYS - 1)
-    day = cast(func.timezone("UTC", MonitoringAlert.created_at), db.Date).label("day")
-    per_day = dict(db.session.execute(
-        select(day, func.count()).where(MonitoringAlert.created_at >= datetime(first.year, first.month, first.day,
-                                                                               tzinfo=UTC))
-        .group_by(day)).all())
+    queues = queues_for(officer)
+    row = db.session.execute(_dashboard_statement(queues), {
+        "now": now, "since": datetime(first.year, first.month, first.day, tzinfo=UTC), "officer": officer.id,
+    }).one()
+    open_by_age = {severity: [0] * len(AGE_BUCKETS) for severity in SEVERITY_ORDER}
+    overdue = 0
+    for severity, index, count, late in row.open_cases or ():
+        open_by_age[CaseSeverity(severity)][int(index)] += count
+        overdue += late
+    kyc_backlog = {status: [0] * len(KYC_AGE_BUCKETS) for status in _KYC_WAITING}
+    for status, index, count in row.kyc_waiting or ():
+        kyc_backlog[KycStatus(status)][int(index)] += count
+    per_day = {date.fromisoformat(day): count for day, count in row.alerts or ()}
     alerts_per_day = [(first + timedelta(days=i), per_day.get(first + timedelta(days=i), 0)) for i in range(ALERT_DAYS)]
     return Dashboard(open_by_age, sum(sum(v) for v in open_by_age.values()), overdue, kyc_backlog, alerts_per_day,
-                     queue_counts(officer))
+                     _counts_of(row, queues))
 
 
 def summary(officer: User) -> dict[str, int]:

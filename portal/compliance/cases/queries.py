@@ -7,12 +7,14 @@ import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import (
     Date,
     DateTime,
     Integer,
     Row,
+    Text,
     and_,
     bindparam,
     case,
@@ -23,18 +25,20 @@ from sqlalchemy import (
     true,
     tuple_,
 )
-from sqlalchemy.orm import aliased, defer
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.orm import aliased
 
-from portal.accounts.models import User
+from portal.accounts.models import User, UserStatus
 from portal.compliance import count_upto
 from portal.compliance.aml.models import MonitoringAlert
 from portal.compliance.cases import services as case_services
 from portal.compliance.cases.models import CaseEvent, CaseSeverity, CaseStatus, SuspiciousActivity
 from portal.compliance.kyc.models import KycStatus, KycVerification
+from portal.compliance.kyc.queries import approved_levels, level_from_approved
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import NotFound
-from portal.money.wallets.models import Transaction, Wallet
+from portal.money.wallets.models import Transaction, Wallet, WalletStatus
 from portal.pagination import decode_ranked_cursor, encode_ranked_cursor
 
 QUEUE_PAGE = 25
@@ -183,8 +187,10 @@ def queue(officer: User, name: str, cursor: str | None = None, *, size: int = QU
 
 @dataclass
 class AlertView:
-    alert: MonitoringAlert
-    transaction: Transaction
+    #: The alert's ``risk_score`` and ``rules``.
+    alert: Row
+    #: The transaction's ``id``, ``amount``, ``currency``, ``type``, ``description``, ``created_at``.
+    transaction: Row
     #: "to Demo Student 2", "from Deposits".
     counterparty: str
     #: The counterparty's user id when it is a person (for the admins' link), else None.
@@ -193,22 +199,47 @@ class AlertView:
 
 @dataclass
 class EventView:
-    event: CaseEvent
+    #: The event's columns but its attachment (``_EVENT_COLUMNS``).
+    event: Row
     actor_name: str | None
+
+
+@dataclass(frozen=True)
+class CaseSubject:
+    id: uuid.UUID
+    full_name: str
+    email: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class WalletLine:
+    currency: str
+    balance: Decimal
+    locked_balance: Decimal
+    status: WalletStatus
+
+
+@dataclass(frozen=True)
+class Officer:
+    id: uuid.UUID
+    full_name: str
 
 
 @dataclass
 class CaseView:
-    case: SuspiciousActivity
-    subject: User
+    #: The case's columns (``_CASE_COLUMNS``).
+    case: Row
+    subject: CaseSubject
     assignee_name: str | None
     kyc_level: int
-    wallets: list[Wallet]
+    wallets: list[WalletLine]
     alerts: list[AlertView]
+    #: The case's alerts, counted up to ``COUNT_CAP`` and one.
     alert_total: int
     events: list[EventView]
     events_truncated: bool
-    officers: list[User]
+    officers: list[Officer]
     can_act: bool
     supervises: bool
 
@@ -221,67 +252,106 @@ class CaseView:
         return max(0, (utcnow() - self.case.detected_at).days)
 
 
-def case_view(officer: User, case_id: uuid.UUID) -> CaseView:
-    """Everything the case page shows, in seven statements or fewer."""
-    from portal.compliance.kyc.queries import effective_level
+_CASE_COLUMNS = (SuspiciousActivity.id, SuspiciousActivity.user_id, SuspiciousActivity.title,
+                 SuspiciousActivity.status, SuspiciousActivity.severity, SuspiciousActivity.risk_score,
+                 SuspiciousActivity.detected_at, SuspiciousActivity.due_at, SuspiciousActivity.assigned_to_id,
+                 SuspiciousActivity.disposition, SuspiciousActivity.closed_at, SuspiciousActivity.report,
+                 SuspiciousActivity.report_generated_at)
+_EVENT_COLUMNS = (CaseEvent.id, CaseEvent.kind, CaseEvent.body, CaseEvent.data, CaseEvent.attachment_name,
+                  CaseEvent.created_at)
 
-    if not case_services.is_officer(officer):
-        raise NotFound("That case does not exist.")
+
+@functools.cache
+def _case_statement(with_officers: bool):
+    """The case with everything about its subject the page shows, in one statement built once
+    (``case_id`` bound): the subject and the assignee's name, the subject's wallets and approved
+    verifications (JSON arrays), the case's alerts counted up to the cap and, ``with_officers``,
+    the officers a supervisor may assign it to."""
     assignee = aliased(User)
-    row = db.session.execute(
-        select(SuspiciousActivity, User, assignee.full_name)
-        .join(User, User.id == SuspiciousActivity.user_id)
-        .outerjoin(assignee, assignee.id == SuspiciousActivity.assigned_to_id)
-        .where(SuspiciousActivity.id == case_id)
-    ).first()
-    if row is None:
-        raise NotFound("That case does not exist.")
-    the_case, subject, assignee_name = row
-    wallets = list(db.session.scalars(select(Wallet).where(Wallet.user_id == subject.id).order_by(Wallet.currency)))
+    wallets = (select(func.json_agg(aggregate_order_by(
+                   func.json_build_array(Wallet.currency, cast(Wallet.balance, Text), cast(Wallet.locked_balance, Text),
+                                         Wallet.status), Wallet.currency)))
+               .where(Wallet.user_id == SuspiciousActivity.user_id).scalar_subquery())
+    columns = [*_CASE_COLUMNS, User.full_name.label("subject_name"), User.email.label("subject_email"),
+               User.created_at.label("subject_created_at"), assignee.full_name.label("assignee_name"),
+               wallets.label("wallets"), approved_levels(SuspiciousActivity.user_id).label("kyc_levels"),
+               count_upto(MonitoringAlert, MonitoringAlert.case_id == SuspiciousActivity.id,
+                          correlate=SuspiciousActivity).label("alert_total")]
+    if with_officers:
+        officer = aliased(User)
+        columns.append(select(func.json_agg(aggregate_order_by(
+            func.json_build_array(officer.id, officer.full_name), officer.full_name, officer.id)))
+            .where(officer.role.in_(case_services.OFFICER_ROLES), officer.status == UserStatus.ACTIVE)
+            .scalar_subquery().label("officers"))
+    return (select(*columns)
+            .join(User, User.id == SuspiciousActivity.user_id)
+            .outerjoin(assignee, assignee.id == SuspiciousActivity.assigned_to_id)
+            .where(SuspiciousActivity.id == bindparam("case_id")))
 
+
+@functools.cache
+def _alerts_statement():
+    """The case's latest alerts with their transactions and counterparties (``case_id`` bound)."""
     debit_user, credit_user = aliased(User), aliased(User)
     debit_wallet, credit_wallet = aliased(Wallet), aliased(Wallet)
-    total = func.count().over().label("total")
-    alert_rows = db.session.execute(
-        select(MonitoringAlert, Transaction, debit_user.full_name, credit_user.full_name, debit_wallet.system_name,
-               credit_wallet.system_name, total)
-        .join(Transaction, Transaction.id == MonitoringAlert.transaction_id)
-        .join(debit_wallet, debit_wallet.id == Transaction.debit_wallet_id)
-        .join(credit_wallet, credit_wallet.id == Transaction.credit_wallet_id)
-        .outerjoin(debit_user, debit_user.id == Transaction.debit_user_id)
-        .outerjoin(credit_user, credit_user.id == Transaction.credit_user_id)
-        .where(MonitoringAlert.case_id == the_case.id)
-        .order_by(MonitoringAlert.created_at.desc(), MonitoringAlert.id.desc())
-        .limit(MAX_ALERTS_SHOWN)
-    ).all()
-    alerts = []
-    for alert, tx, debit_name, credit_name, debit_system, credit_system, _total in alert_rows:
-        if tx.debit_user_id == alert.user_id:
-            other = credit_name or (credit_system.label if credit_system else "")
-            counterparty, other_id = f"to {other}", tx.credit_user_id
-        else:
-            other = debit_name or (debit_system.label if debit_system else "")
-            counterparty, other_id = f"from {other}", tx.debit_user_id
-        alerts.append(AlertView(alert, tx, counterparty, other_id))
-    alert_total = alert_rows[0][-1] if alert_rows else 0
+    return (select(MonitoringAlert.user_id.label("alert_user_id"), MonitoringAlert.risk_score, MonitoringAlert.rules,
+                   Transaction.id, Transaction.amount, Transaction.currency, Transaction.type, Transaction.description,
+                   Transaction.created_at, Transaction.debit_user_id, Transaction.credit_user_id,
+                   debit_user.full_name.label("debit_name"), credit_user.full_name.label("credit_name"),
+                   debit_wallet.system_name.label("debit_system"), credit_wallet.system_name.label("credit_system"))
+            .join(Transaction, Transaction.id == MonitoringAlert.transaction_id)
+            .join(debit_wallet, debit_wallet.id == Transaction.debit_wallet_id)
+            .join(credit_wallet, credit_wallet.id == Transaction.credit_wallet_id)
+            .outerjoin(debit_user, debit_user.id == Transaction.debit_user_id)
+            .outerjoin(credit_user, credit_user.id == Transaction.credit_user_id)
+            .where(MonitoringAlert.case_id == bindparam("case_id"))
+            .order_by(MonitoringAlert.created_at.desc(), MonitoringAlert.id.desc())
+            .limit(MAX_ALERTS_SHOWN))
 
+
+@functools.cache
+def _events_statement():
+    """The case's timeline, newest first, with each actor's name (``case_id`` bound)."""
     actor = aliased(User)
-    event_rows = db.session.execute(
-        select(CaseEvent, actor.full_name)
-        .options(defer(CaseEvent.attachment_encrypted))
-        .outerjoin(actor, actor.id == CaseEvent.actor_id)
-        .where(CaseEvent.case_id == the_case.id)
-        .order_by(CaseEvent.created_at.desc(), CaseEvent.id.desc())
-        .limit(MAX_EVENTS_SHOWN + 1)
-    ).all()
+    return (select(*_EVENT_COLUMNS, actor.full_name.label("actor_name"))
+            .outerjoin(actor, actor.id == CaseEvent.actor_id)
+            .where(CaseEvent.case_id == bindparam("case_id"))
+            .order_by(CaseEvent.created_at.desc(), CaseEvent.id.desc())
+            .limit(MAX_EVENTS_SHOWN + 1))
+
+
+def _alert_view(row) -> AlertView:
+    if row.debit_user_id == row.alert_user_id:
+        other = row.credit_name or (row.credit_system.label if row.credit_system else "")
+        return AlertView(row, row, f"to {other}", row.credit_user_id)
+    other = row.debit_name or (row.debit_system.label if row.debit_system else "")
+    return AlertView(row, row, f"from {other}", row.debit_user_id)
+
+
+def case_view(officer: User, case_id: uuid.UUID) -> CaseView:
+    """Everything the case page shows, in three statements: the case with its subject, its
+    latest alerts, its timeline."""
+    if not case_services.is_officer(officer):
+        raise NotFound("That case does not exist.")
     supervises = case_services.supervises(officer)
+    params = {"case_id": case_id}
+    row = db.session.execute(_case_statement(supervises), params).first()
+    if row is None:
+        raise NotFound("That case does not exist.")
+    alerts = [_alert_view(alert) for alert in db.session.execute(_alerts_statement(), params)]
+    event_rows = db.session.execute(_events_statement(), params).all()
+    officers = []
+    if supervises and row.status != CaseStatus.CLOSED:
+        officers = [Officer(uuid.UUID(officer_id), name) for officer_id, name in row.officers or ()]
     return CaseView(
-        case=the_case, subject=subject, assignee_name=assignee_name, kyc_level=effective_level(subject.id),
-        wallets=wallets, alerts=alerts, alert_total=alert_total,
-        events=[EventView(e, name) for e, name in event_rows[:MAX_EVENTS_SHOWN]],
+        case=row, subject=CaseSubject(row.user_id, row.subject_name, row.subject_email, row.subject_created_at),
+        assignee_name=row.assignee_name, kyc_level=level_from_approved(row.kyc_levels),
+        wallets=[WalletLine(currency, Decimal(balance), Decimal(locked), WalletStatus(status))
+                 for currency, balance, locked, status in row.wallets or ()],
+        alerts=alerts, alert_total=row.alert_total,
+        events=[EventView(event, event.actor_name) for event in event_rows[:MAX_EVENTS_SHOWN]],
         events_truncated=len(event_rows) > MAX_EVENTS_SHOWN,
-        officers=case_services.assignable_officers() if supervises and the_case.status != CaseStatus.CLOSED else [],
-        can_act=case_services.may_act(officer, the_case), supervises=supervises,
+        officers=officers, can_act=case_services.may_act(officer, row), supervises=supervises,
     )
 
 

@@ -80,6 +80,28 @@ def effective_level(user_id: uuid.UUID, today: date | None = None) -> int:
     return level_from(shaped, today)
 
 
+@dataclass(frozen=True)
+class _Approved:
+    level: int
+    document_expires_on: date | None
+    status: KycStatus = KycStatus.APPROVED
+
+
+def approved_levels(user_id):
+    """A scalar subquery, correlated to ``user_id`` (a column of the enclosing query): the
+    student's approved verifications as a JSON array of ``[level, document expiry]``, for
+    ``level_from_approved``: another page's statement reads the student's level with its own."""
+    return (select(func.json_agg(func.json_build_array(KycVerification.level, KycVerification.document_expires_on)))
+            .where(KycVerification.user_id == user_id, KycVerification.status == KycStatus.APPROVED)
+            .scalar_subquery())
+
+
+def level_from_approved(items: list | None, today: date | None = None) -> int:
+    """``effective_level`` from what ``approved_levels`` read."""
+    rows = [_Approved(level, date.fromisoformat(expiry) if expiry else None) for level, expiry in items or ()]
+    return level_from(rows, today or utcnow().date())
+
+
 # ---------------------------------------------------------------------------------- the student
 
 

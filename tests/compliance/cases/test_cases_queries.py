@@ -99,3 +99,24 @@ def test_queue_counts_stop_at_the_cap(count_cap):
     page = queries.queue(supervisor, "all")
     assert page.counts["all"] == page.counts["unassigned"] == 4
     assert queries.dashboard(supervisor, now).queue_counts["all"] == 4
+
+
+def test_the_case_counts_its_alerts_up_to_the_cap_and_shows_the_latest(count_cap):
+    from portal.accounts.models import User
+    from portal.compliance.aml import monitoring
+    from tests.compliance.factories import old_student
+    from tests.compliance.helpers import transfer
+
+    case = structured_case()
+    subject, other = db.session.get(User, case.user_id), old_student()
+    monitoring.monitor([transfer(subject, other, "100").id for _ in range(6)])
+    made = len(db.session.scalars(select(MonitoringAlert.id).where(MonitoringAlert.case_id == case.id)).all())
+    assert made >= 5
+    officer = create_user("compliance")
+    view = queries.case_view(officer, case.id)
+    assert view.alert_total == made == len(view.alerts)
+    assert [a.transaction.created_at for a in view.alerts] == sorted((a.transaction.created_at for a in view.alerts),
+                                                                   reverse=True)
+    assert all(a.counterparty.startswith(("to ", "from ")) for a in view.alerts)
+    count_cap(3)
+    assert queries.case_view(officer, case.id).alert_total == 4  # shown as "3+"

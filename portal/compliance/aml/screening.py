@@ -377,11 +377,10 @@ _HITS_ARE_A_LIST = func.jsonb_typeof(AmlCheck.hits) == "array"
 #: What a list row shows of a check: its hits only as their number and the first one's name
 #: (a check keeps up to 20 explained hits, which the list never shows).
 _LIST_COLUMNS = (
-    AmlCheck.id, AmlCheck.created_at, AmlCheck.trigger, AmlCheck.status, AmlCheck.screened_name,
+    AmlCheck.id, AmlCheck.user_id, AmlCheck.created_at, AmlCheck.trigger, AmlCheck.status, AmlCheck.screened_name,
     AmlCheck.screened_birth_date, AmlCheck.screened_country, AmlCheck.top_score, AmlCheck.threshold,
     case((_HITS_ARE_A_LIST, func.jsonb_array_length(AmlCheck.hits)), else_=0).label("hit_count"),
     func.coalesce(AmlCheck.hits[0]["name"].astext, "").label("first_hit_name"),
-    User.full_name.label("student_name"), User.email.label("student_email"),
 )
 #: The status tabs: each status, and every check.
 COUNTED = (*(s.value for s in AmlStatus), "all")
@@ -399,7 +398,7 @@ def _counts_of(row) -> dict[str, int]:
 
 
 def _part(where, order, after, rank: int, size: int):
-    stmt = select(*_LIST_COLUMNS, literal(rank).label("rank")).join(User, User.id == AmlCheck.user_id).where(*where)
+    stmt = select(*_LIST_COLUMNS, literal(rank).label("rank")).where(*where)
     if after is not None:
         stmt = stmt.where(after)
     return stmt.order_by(*order).limit(size + 1)
@@ -412,7 +411,7 @@ def _checks_statement(status: str | None, pending: bool, rest: bool, cursor_rank
     ``after_id`` bound). Two parts, each walking an index in order: the checks waiting for
     review oldest first (``ix_aml_checks_status_created``), then the others newest first
     (``ix_aml_checks_created``, or the status index for a filtered list), joined by UNION ALL
-    and ordered pending first. ``counted``: the tabs' counts ride along on each row
+    and ordered pending first; the students' names are joined to the page only. ``counted``: the tabs' counts ride along on each row
     (uncorrelated subqueries, which PostgreSQL runs once)."""
     key = tuple_(AmlCheck.created_at, AmlCheck.id)
     position = tuple_(bindparam("after_at", type_=AmlCheck.created_at.type),
@@ -427,7 +426,9 @@ def _checks_statement(status: str | None, pending: bool, rest: bool, cursor_rank
                            key < position if cursor_rank == 1 else None, 1, size))
     rows = union_all(*parts).subquery("checks") if len(parts) > 1 else parts[0].subquery("checks")
     first = rows.c.rank == 0
-    return (select(rows, *(_count_columns() if counted else ()))
+    return (select(rows, User.full_name.label("student_name"), User.email.label("student_email"),
+                   *(_count_columns() if counted else ()))
+            .join(User, User.id == rows.c.user_id)
             .order_by(rows.c.rank, case((first, rows.c.created_at)), case((first, rows.c.id)),
                       rows.c.created_at.desc(), rows.c.id.desc())
             .limit(size + 1))

@@ -17,13 +17,14 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
-    case,
     cast,
     func,
+    literal,
     literal_column,
     select,
     true,
     tuple_,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import aliased
@@ -49,6 +50,8 @@ QUEUES = ("unassigned", "mine", "escalated", "all")
 #: ones nobody is working on yet (each officer may open this one, see ``queues_for``).
 DEFAULT_QUEUE = "unassigned"
 SUPERVISOR_QUEUES = ("escalated", "all")
+#: The statuses of a case not closed yet.
+OPEN_STATUSES = tuple(status for status in CaseStatus if status != CaseStatus.CLOSED)
 SEVERITY_ORDER = (CaseSeverity.CRITICAL, CaseSeverity.HIGH, CaseSeverity.MEDIUM, CaseSeverity.LOW)
 #: Age buckets of open cases, in days since detection: (label, lower bound, upper bound or None).
 AGE_BUCKETS = (("Under 7 days", 0, 7), ("7-14 days", 7, 14), ("14-30 days", 14, 30), ("Over 30 days", 30, None))
@@ -100,7 +103,7 @@ def _queue_filter(queue: str):
                     SuspiciousActivity.status.in_([CaseStatus.OPEN, CaseStatus.INVESTIGATING]))
     if queue == "mine":
         return and_(SuspiciousActivity.assigned_to_id == bindparam("officer"),
-                    SuspiciousActivity.status != CaseStatus.CLOSED)
+                    SuspiciousActivity.status.in_(OPEN_STATUSES))
     if queue == "escalated":
         return SuspiciousActivity.status == CaseStatus.ESCALATED
     return true()
@@ -136,25 +139,39 @@ _QUEUE_COLUMNS = (SuspiciousActivity.id, SuspiciousActivity.user_id, SuspiciousA
 
 
 @functools.cache
-def _queue_statement(name: str, counted: tuple[str, ...], after: bool, size: int):
+def _queue_statement(name: str, counted: tuple[str, ...], after_rank: int | None, size: int):
     """A queue's page for one shape of request, built once (``officer`` and the cursor's
-    ``after_rank``, ``after_due`` and ``after_id`` are bound). ``counted``: the queues whose
-    counts ride along on each row (uncorrelated subqueries, which PostgreSQL runs once)."""
+    ``after_due`` and ``after_id`` are bound; ``after_rank`` is the cursor's part).
+    ``counted``: the queues whose counts ride along on each row (uncorrelated subqueries, which
+    PostgreSQL runs once).
+
+    The page is chosen before anything is joined to it or counted for it. In "all" the cases
+    not closed (rank 0) and the closed ones (rank 1, which pile up for ever) are two parts
+    merged by UNION ALL, the closed part walking the due-date index: closed cases are not all
+    sorted on every request."""
+    key = tuple_(SuspiciousActivity.due_at, SuspiciousActivity.id)
+    position = tuple_(bindparam("after_due", type_=SuspiciousActivity.due_at.type),
+                      bindparam("after_id", type_=SuspiciousActivity.id.type))
+    ranked = ([(0, SuspiciousActivity.status.in_(OPEN_STATUSES)), (1, SuspiciousActivity.status == CaseStatus.CLOSED)]
+              if name == "all" else [(0, _queue_filter(name))])
+    parts = []
+    for rank, where in ranked:
+        if after_rank is not None and rank < after_rank:
+            continue  # the cursor is past this part
+        part = select(*_QUEUE_COLUMNS, literal(rank, Integer).label("rank")).where(where)
+        if after_rank == rank:
+            part = part.where(key > position)
+        parts.append(part.order_by(SuspiciousActivity.due_at, SuspiciousActivity.id).limit(size + 1))
+    page = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("page")
     assignee = aliased(User)
-    rank = case((SuspiciousActivity.status == CaseStatus.CLOSED, 1), else_=0)
-    alert_count = count_upto(MonitoringAlert, MonitoringAlert.case_id == SuspiciousActivity.id,
-                             correlate=SuspiciousActivity)
-    stmt = (select(*_QUEUE_COLUMNS, User.full_name.label("subject_name"), User.email.label("subject_email"),
-                   assignee.full_name.label("assignee_name"), alert_count.label("alert_count"), rank.label("rank"),
+    alert_count = count_upto(MonitoringAlert, MonitoringAlert.case_id == page.c.id, correlate=page)
+    return (select(page, User.full_name.label("subject_name"), User.email.label("subject_email"),
+                   assignee.full_name.label("assignee_name"), alert_count.label("alert_count"),
                    *_queue_count_columns(counted))
-            .join(User, User.id == SuspiciousActivity.user_id)
-            .outerjoin(assignee, assignee.id == SuspiciousActivity.assigned_to_id)
-            .where(_queue_filter(name)))
-    if after:
-        stmt = stmt.where(tuple_(rank, SuspiciousActivity.due_at, SuspiciousActivity.id) > tuple_(
-            bindparam("after_rank", type_=Integer()), bindparam("after_due", type_=SuspiciousActivity.due_at.type),
-            bindparam("after_id", type_=SuspiciousActivity.id.type)))
-    return stmt.order_by(rank, SuspiciousActivity.due_at, SuspiciousActivity.id).limit(size + 1)
+            .join(User, User.id == page.c.user_id)
+            .outerjoin(assignee, assignee.id == page.c.assigned_to_id)
+            .order_by(page.c.rank, page.c.due_at, page.c.id)
+            .limit(size + 1))
 
 
 def queue(officer: User, name: str, cursor: str | None = None, *, size: int = QUEUE_PAGE) -> QueuePage:
@@ -166,9 +183,10 @@ def queue(officer: User, name: str, cursor: str | None = None, *, size: int = QU
     position = decode_ranked_cursor(cursor)
     params = {"officer": officer.id}
     if position is not None:
-        params["after_rank"], params["after_due"], params["after_id"] = position
+        params["after_due"], params["after_id"] = position[1], position[2]
     counted = queues if cursor is None else ()
-    rows = db.session.execute(_queue_statement(name, counted, position is not None, size), params).all()
+    rows = db.session.execute(_queue_statement(name, counted, position[0] if position else None, size),
+                              params).all()
     counts = {}
     if counted:
         counts = _counts_of(rows[0], queues) if rows else queue_counts(officer)
@@ -403,15 +421,15 @@ def _json_rows(subquery):
 @functools.cache
 def _dashboard_statement(queues: tuple[str, ...]):
     """The whole dashboard in one statement, built once (``now``, ``since`` and ``officer``
-    are bound): each figure a subquery. Each reads only what it shows: open cases (the partial
-    index of open cases), verifications waiting (an index-only scan of the queue index), the
+    are bound): each figure a subquery. Each reads only what it shows: open cases (the status
+    index, never the closed cases, which pile up), verifications waiting (an index-only scan of the queue index), the
     alerts of the last ``ALERT_DAYS`` days (the alerts' time index) and the queue counts, which
     stop at the cap."""
     now = bindparam("now", type_=DateTime(timezone=True))
     bucket = _bucket_expr(SuspiciousActivity.detected_at, AGE_BUCKETS, now).label("bucket")
     open_cases = (select(SuspiciousActivity.severity, bucket, func.count(),
                          func.count().filter(SuspiciousActivity.due_at < now))
-                  .where(SuspiciousActivity.status != CaseStatus.CLOSED)
+                  .where(SuspiciousActivity.status.in_(OPEN_STATUSES))
                   .group_by(SuspiciousActivity.severity, bucket).subquery())
     kyc_bucket = _bucket_expr(KycVerification.submitted_at, KYC_AGE_BUCKETS, now).label("bucket")
     waiting = (select(KycVerification.status, kyc_bucket, func.count())
@@ -453,16 +471,17 @@ def dashboard(officer: User, now: datetime | None = None) -> Dashboard:
 
 
 def summary(officer: User) -> dict[str, int]:
-    """The home dashboard's card: open cases, overdue ones, the officer's own (one statement)."""
+    """The home dashboard's card: open cases, overdue ones, the officer's own (one statement).
+    Every figure is of open cases, so only they are read (the status index), not the closed
+    ones, which pile up."""
     now = utcnow()
-    open_ = SuspiciousActivity.status != CaseStatus.CLOSED
     row = db.session.execute(select(
-        func.count().filter(open_).label("open"),
-        func.count().filter(and_(open_, SuspiciousActivity.due_at < now)).label("overdue"),
-        func.count().filter(and_(open_, SuspiciousActivity.assigned_to_id == officer.id)).label("mine"),
-        func.count().filter(and_(open_, SuspiciousActivity.assigned_to_id.is_(None),
-                                 SuspiciousActivity.status != CaseStatus.ESCALATED)).label("unassigned"),
+        func.count().label("open"),
+        func.count().filter(SuspiciousActivity.due_at < now).label("overdue"),
+        func.count().filter(SuspiciousActivity.assigned_to_id == officer.id).label("mine"),
+        func.count().filter(SuspiciousActivity.assigned_to_id.is_(None),
+                            SuspiciousActivity.status != CaseStatus.ESCALATED).label("unassigned"),
         func.count().filter(SuspiciousActivity.status == CaseStatus.ESCALATED).label("escalated"),
-    ).select_from(SuspiciousActivity)).one()
+    ).where(SuspiciousActivity.status.in_(OPEN_STATUSES))).one()
     return dict(row._mapping)
 

@@ -120,3 +120,32 @@ def test_the_case_counts_its_alerts_up_to_the_cap_and_shows_the_latest(count_cap
     assert all(a.counterparty.startswith(("to ", "from ")) for a in view.alerts)
     count_cap(3)
     assert queries.case_view(officer, case.id).alert_total == 4  # shown as "3+"
+
+
+def _walk(officer, queue: str, size: int) -> list:
+    ids, cursor = [], None
+    for _ in range(1000):
+        page = queries.queue(officer, queue, cursor, size=size)
+        ids += [row.case.id for row in page.rows]
+        if page.next_cursor is None:
+            return ids
+        cursor = page.next_cursor
+    raise AssertionError("the queue never ended")
+
+
+def test_the_all_queue_pages_open_cases_by_due_date_then_closed_ones():
+    now = utcnow()
+    supervisor = create_user("admin")
+    opened = [_case(now, days) for days in (20, 35, 5, 12)]
+    closed = [_case(now, days, closed=True) for days in (50, 3, 90)]
+    db.session.flush()
+    mine = {case.id for case in opened + closed}
+    expected = ([c.id for c in sorted(opened, key=lambda c: c.due_at)]
+                + [c.id for c in sorted(closed, key=lambda c: c.due_at)])
+    for size in (2, 3, 25):
+        assert [i for i in _walk(supervisor, "all", size) if i in mine] == expected, size
+    unassigned = [i for i in _walk(supervisor, "unassigned", 2) if i in mine]
+    assert unassigned == expected[:len(opened)]
+    first = queries.queue(supervisor, "all")
+    assert first.counts and all(row.alert_count == 0 for row in first.rows if row.case.id in mine)
+    assert [row.case.title for row in first.rows if row.case.id in mine][:1] == ["Bucket case"]

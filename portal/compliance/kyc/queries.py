@@ -206,6 +206,8 @@ class QueueRow:
 class QueuePage:
     rows: list[QueueRow]
     next_cursor: str | None
+    #: ``open_counts`` when asked for with the page.
+    counts: dict[str, int] | None = None
 
     @property
     def has_next(self) -> bool:
@@ -234,10 +236,11 @@ def _queue_select():
 
 
 @functools.cache
-def _queue_statement(status: str, level: bool, older: bool, assigned: str, after: bool):
+def _queue_statement(status: str, level: bool, older: bool, assigned: str, after: bool, counted: bool = False):
     """The queue's statement for one shape of filters, built once (building it costs more than
     running it); the values are bound at execution: ``level``, ``before``, ``officer``,
-    ``after_at`` and ``after_id``.
+    ``after_at`` and ``after_id``. ``counted``: the counts above the queue (``open_counts``)
+    ride along on each row (uncorrelated subqueries, which PostgreSQL runs once).
 
     The page is chosen before any name is joined, one part per status, each walking the queue
     index (status, submittedAt) in order, the parts merged by UNION ALL: the cost is the page's,
@@ -259,7 +262,10 @@ def _queue_statement(status: str, level: bool, older: bool, assigned: str, after
              .order_by(KycVerification.submitted_at, KycVerification.id).limit(QUEUE_PAGE + 1)
              for one in STATUS_FILTERS[status] or KycStatus]
     page = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("page")
-    return (_with_names(page, page.c).order_by(page.c.submitted_at, page.c.id).limit(QUEUE_PAGE + 1))
+    stmt = _with_names(page, page.c)
+    if counted:
+        stmt = stmt.add_columns(*_open_count_columns())
+    return stmt.order_by(page.c.submitted_at, page.c.id).limit(QUEUE_PAGE + 1)
 
 
 def _queue_row(row: Row) -> QueueRow:
@@ -268,8 +274,10 @@ def _queue_row(row: Row) -> QueueRow:
 
 
 def queue(officer: User, filters: QueueFilters, cursor: str | None = None,
-          now: datetime | None = None) -> QueuePage:
-    """Oldest first (the longest wait is worked first), keyset on (submittedAt, id): one query."""
+          now: datetime | None = None, *, counted: bool = False) -> QueuePage:
+    """Oldest first (the longest wait is worked first), keyset on (submittedAt, id): one query.
+    ``counted``: ``QueuePage.counts`` comes with it (``open_counts``; a second query only when
+    the page is empty)."""
     position = decode_cursor(cursor)
     params = {"level": filters.level, "officer": officer.id}
     if filters.older_than_days:
@@ -277,14 +285,17 @@ def queue(officer: User, filters: QueueFilters, cursor: str | None = None,
     if position is not None:
         params["after_at"], params["after_id"] = position
     stmt = _queue_statement(filters.status, bool(filters.level), bool(filters.older_than_days), filters.assigned,
-                            position is not None)
+                            position is not None, counted)
     rows = db.session.execute(stmt, params).all()
+    counts = None
+    if counted:
+        counts = {"open": rows[0].open, "unassigned": rows[0].unassigned} if rows else open_counts()
     next_cursor = None
     if len(rows) > QUEUE_PAGE:
         rows = rows[:QUEUE_PAGE]
         last = rows[-1]
         next_cursor = encode_cursor(last.submitted_at, last.id)
-    return QueuePage([_queue_row(row) for row in rows], next_cursor)
+    return QueuePage([_queue_row(row) for row in rows], next_cursor, counts)
 
 
 @functools.cache
@@ -299,11 +310,15 @@ def queue_row(verification_id: uuid.UUID) -> QueueRow:
     return _queue_row(row)
 
 
+def _open_count_columns() -> list:
+    waiting = KycVerification.status.in_(OPEN_KYC)
+    return [count_upto(KycVerification, waiting).label("open"),
+            count_upto(KycVerification, waiting, KycVerification.assigned_to_id.is_(None)).label("unassigned")]
+
+
 @functools.cache
 def _open_counts_statement():
-    waiting = KycVerification.status.in_(OPEN_KYC)
-    return select(count_upto(KycVerification, waiting).label("open"),
-                  count_upto(KycVerification, waiting, KycVerification.assigned_to_id.is_(None)).label("unassigned"))
+    return select(*_open_count_columns())
 
 
 def open_counts() -> dict[str, int]:

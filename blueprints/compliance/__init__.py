@@ -7,8 +7,84 @@ One blueprint, a module per part: ``kyc_review``, ``screening``, ``cases`` and `
 login sessions with their account.)
 """
 
-from flask import Blueprint
+from __future__ import annotations
+
+import re
+import uuid
+from urllib.parse import quote_plus, urlencode
+
+from flask import Blueprint, request, url_for
+
+from portal.compliance import COUNT_CAP
 
 bp = Blueprint("compliance", __name__, url_prefix="/compliance")
+
+
+@bp.app_template_filter("capped")
+def capped(count: int) -> str:
+    """A count made by ``portal.compliance.count_upto``: "1000+" past the cap."""
+    return f"{COUNT_CAP}+" if count > COUNT_CAP else str(count)
+
+
+#: Stands for a row's id in an address built once for every row of a list.
+_ANY_ID = uuid.UUID(int=0)
+_row_urls: dict[tuple, RowUrl] = {}
+
+
+class RowUrl:
+    """The address of ``endpoint`` for any row of a list, built once: ``url_for`` with a
+    placeholder id, split around it, so each row's address is two strings joined around its id
+    (a ``url_for`` per row cost as much as the rest of the row)."""
+
+    def __init__(self, endpoint: str, field: str, **values) -> None:
+        self._head, _, self._tail = url_for(endpoint, **{field: _ANY_ID}, **values).partition(str(_ANY_ID))
+
+    def __call__(self, row_id) -> str:
+        return f"{self._head}{row_id}{self._tail}"
+
+
+@bp.app_template_global("row_url")
+def row_url(endpoint: str, field: str) -> RowUrl:
+    """``RowUrl`` of an endpoint whose only parameter is the row's id, kept per application root."""
+    key = (request.script_root, endpoint, field)
+    found = _row_urls.get(key)
+    if found is None:
+        found = _row_urls[key] = RowUrl(endpoint, field)
+    return found
+
+
+
+#: The characters werkzeug's ``url_for`` leaves unescaped in a query string (``urlencode``
+#: with ``quote_plus``), and a value made of nothing else.
+_QUERY_SAFE = "!$'()*,/:;?@"
+_PLAIN = re.compile(r"[A-Za-z0-9_.~\-!$'()*,/:;?@]*")
+_query_urls: dict[tuple, QueryUrl] = {}
+
+
+class QueryUrl:
+    """``url_for(endpoint, **fixed, name=value)`` for many values, built once: the address with
+    its fixed arguments, then ``name=value`` escaped as ``url_for`` escapes it (the event log
+    links each row's address and e-mail to the events of that address and that e-mail)."""
+
+    def __init__(self, endpoint: str, name: str, **fixed) -> None:
+        head = url_for(endpoint, **fixed)
+        self._head = f"{head}{'&' if '?' in head else '?'}{urlencode(((name, ''),))}"
+
+    def __call__(self, value) -> str:
+        value = str(value)
+        if _PLAIN.fullmatch(value):  # an address, most e-mails: nothing to escape
+            return self._head + value
+        return self._head + quote_plus(value, safe=_QUERY_SAFE)
+
+
+@bp.app_template_global("query_url")
+def query_url(endpoint: str, name: str, **fixed) -> QueryUrl:
+    """``QueryUrl`` of an endpoint, kept per application root."""
+    key = (request.script_root, endpoint, name, *sorted(fixed.items()))
+    found = _query_urls.get(key)
+    if found is None:
+        found = _query_urls[key] = QueryUrl(endpoint, name, **fixed)
+    return found
+
 
 from blueprints.compliance import cases, kyc_review, screening, security  # noqa: E402,F401

@@ -40,11 +40,12 @@ def _context() -> dict:
 def kyc_queue():
     filters = queries.QueueFilters.parse(request.args)
     after = request.args.get("after")
-    page = queries.queue(current_user, filters, after)
     block = None
     if wants_fragment():
         block = "rows" if after else "results"
-    return render("compliance/kyc/queue.html", block, page=page, filters=filters, counts=queries.open_counts(),
+    # The counts head the whole page only; they come with the queue's statement.
+    page = queries.queue(current_user, filters, after, counted=block is None)
+    return render("compliance/kyc/queue.html", block, page=page, filters=filters, counts=page.counts,
                   **_context())
 
 

@@ -44,8 +44,12 @@ def screening_list():
     block = None
     if wants_fragment():
         block = "rows" if after else "results"
+    # The tabs' counts come with the first page; a fragment does not show them.
+    counts = page.counts
+    if counts is None and block is None:
+        counts = screening.status_counts(current_user)
     return render("compliance/screening/list.html", block, page=page, current=status, filters=FILTERS,
-                  counts=screening.status_counts(current_user), **_context())
+                  counts=counts, **_context())
 
 
 def _new_page(*, errors: dict | None = None, values: dict | None = None, status: int = 200):

@@ -9,6 +9,7 @@ officer, who confirms them or marks them a false positive (``review_check``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import threading
 import uuid
@@ -17,10 +18,11 @@ from datetime import date
 from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import Row, bindparam, case, func, literal, select, tuple_, union_all
 from sqlalchemy.orm import aliased
 
 from portal.accounts.models import Role, User, UserStatus
+from portal.compliance import count_upto
 from portal.compliance.aml import matching
 from portal.compliance.aml.models import AmlCheck, AmlStatus, AmlTrigger, WatchlistEntry
 from portal.compliance.cases.models import CaseSeverity
@@ -354,57 +356,121 @@ def screen_on_demand(officer: User, email: str | None, threshold=None) -> AmlChe
 
 @dataclass
 class CheckRow:
-    check: AmlCheck
+    #: The check's columns the list shows (``_LIST_COLUMNS``), its hits summed up as
+    #: ``hit_count`` and ``first_hit_name``.
+    check: Row
     student_name: str
     student_email: str
 
 
-def _cursor(check: AmlCheck) -> str:
+@dataclass
+class ChecksPage(Page):
+    #: The counts of the status tabs, when they came with the page (its first page).
+    counts: dict[str, int] | None = None
+
+
+def _cursor(check) -> str:
     return encode_ranked_cursor(0 if check.status == AmlStatus.PENDING_REVIEW else 1, check.created_at, check.id)
 
 
-def _rows(where, order, after, limit: int) -> list[CheckRow]:
-    stmt = select(AmlCheck, User.full_name, User.email).join(User, User.id == AmlCheck.user_id).where(*where)
+_HITS_ARE_A_LIST = func.jsonb_typeof(AmlCheck.hits) == "array"
+#: What a list row shows of a check: its hits only as their number and the first one's name
+#: (a check keeps up to 20 explained hits, which the list never shows).
+_LIST_COLUMNS = (
+    AmlCheck.id, AmlCheck.user_id, AmlCheck.created_at, AmlCheck.trigger, AmlCheck.status, AmlCheck.screened_name,
+    AmlCheck.screened_birth_date, AmlCheck.screened_country, AmlCheck.top_score, AmlCheck.threshold,
+    case((_HITS_ARE_A_LIST, func.jsonb_array_length(AmlCheck.hits)), else_=0).label("hit_count"),
+    func.coalesce(AmlCheck.hits[0]["name"].astext, "").label("first_hit_name"),
+)
+#: The status tabs: each status, and every check.
+COUNTED = (*(s.value for s in AmlStatus), "all")
+
+
+def _count_columns() -> list:
+    """The checks in each state and in all, each counted up to ``COUNT_CAP`` and one on the
+    status index (the tabs show "1000+"), whatever the table's size."""
+    return [*(count_upto(AmlCheck, AmlCheck.status == status).label(f"count_{status.value}") for status in AmlStatus),
+            count_upto(AmlCheck).label("count_all")]
+
+
+def _counts_of(row) -> dict[str, int]:
+    return {name: getattr(row, f"count_{name}") for name in COUNTED}
+
+
+def _part(where, order, after, rank: int, size: int):
+    stmt = select(*_LIST_COLUMNS, literal(rank).label("rank")).where(*where)
     if after is not None:
         stmt = stmt.where(after)
-    return [CheckRow(c, name, email) for c, name, email in db.session.execute(stmt.order_by(*order).limit(limit))]
+    return stmt.order_by(*order).limit(size + 1)
 
 
-def checks(officer: User, status: str | None = None, cursor: str | None = None, size: int = 25) -> Page:
+@functools.cache
+def _checks_statement(status: str | None, pending: bool, rest: bool, cursor_rank: int | None, size: int,
+                      counted: bool):
+    """The list's statement for one shape of request, built once (the cursor's ``after_at`` and
+    ``after_id`` bound). Two parts, each walking an index in order: the checks waiting for
+    review oldest first (``ix_aml_checks_status_created``), then the others newest first
+    (``ix_aml_checks_created``, or the status index for a filtered list), joined by UNION ALL
+    and ordered pending first; the students' names are joined to the page only. ``counted``: the tabs' counts ride along on each row
+    (uncorrelated subqueries, which PostgreSQL runs once)."""
+    key = tuple_(AmlCheck.created_at, AmlCheck.id)
+    position = tuple_(bindparam("after_at", type_=AmlCheck.created_at.type),
+                      bindparam("after_id", type_=AmlCheck.id.type))
+    parts = []
+    if pending:
+        parts.append(_part([AmlCheck.status == AmlStatus.PENDING_REVIEW], [AmlCheck.created_at, AmlCheck.id],
+                           key > position if cursor_rank == 0 else None, 0, size))
+    if rest:
+        where = [AmlCheck.status == AmlStatus(status)] if status else [AmlCheck.status != AmlStatus.PENDING_REVIEW]
+        parts.append(_part(where, [AmlCheck.created_at.desc(), AmlCheck.id.desc()],
+                           key < position if cursor_rank == 1 else None, 1, size))
+    rows = union_all(*parts).subquery("checks") if len(parts) > 1 else parts[0].subquery("checks")
+    first = rows.c.rank == 0
+    return (select(rows, User.full_name.label("student_name"), User.email.label("student_email"),
+                   *(_count_columns() if counted else ()))
+            .join(User, User.id == rows.c.user_id)
+            .order_by(rows.c.rank, case((first, rows.c.created_at)), case((first, rows.c.id)),
+                      rows.c.created_at.desc(), rows.c.id.desc())
+            .limit(size + 1))
+
+
+def checks(officer: User, status: str | None = None, cursor: str | None = None, size: int = 25) -> ChecksPage:
     """Screening checks for officers: those pending review first, oldest first (a queue), then
     the others newest first; ``status`` filters (unknown values are ignored). Keyset-paginated.
 
-    At most two queries, each walking an index in order (``ix_aml_checks_status_created`` for the
-    queue and a filtered list, ``ix_aml_checks_created`` for the rest) rather than sorting the
-    whole table on a computed rank: the pending part, then, if the page is not full, the rest."""
+    One statement (``_checks_statement``); the first page brings the tabs' counts along (a
+    second statement only when the list is empty)."""
     _check_officer(officer)
     status = status if status in AmlStatus._value2member_map_ else None
     position = decode_ranked_cursor(cursor)
-    key = tuple_(AmlCheck.created_at, AmlCheck.id)
-    rows: list[CheckRow] = []
-    if status in (None, AmlStatus.PENDING_REVIEW.value) and (position is None or position[0] == 0):
-        after = key > tuple_(position[1], position[2]) if position else None
-        rows = _rows([AmlCheck.status == AmlStatus.PENDING_REVIEW], [AmlCheck.created_at, AmlCheck.id], after,
-                     size + 1)
-    if len(rows) <= size and status != AmlStatus.PENDING_REVIEW.value:
-        after = key < tuple_(position[1], position[2]) if position and position[0] == 1 else None
-        where = [AmlCheck.status == AmlStatus(status)] if status else [AmlCheck.status != AmlStatus.PENDING_REVIEW]
-        rows += _rows(where, [AmlCheck.created_at.desc(), AmlCheck.id.desc()], after, size + 1 - len(rows))
+    pending = status in (None, AmlStatus.PENDING_REVIEW.value) and (position is None or position[0] == 0)
+    rest = status != AmlStatus.PENDING_REVIEW.value
+    if not (pending or rest):  # a cursor past the pending checks of the pending list
+        return ChecksPage([], None, None)
+    params = {}
+    if position is not None:
+        params["after_at"], params["after_id"] = position[1], position[2]
+    counted = position is None
+    rows = db.session.execute(_checks_statement(status, pending, rest, position[0] if position else None, size,
+                                                counted), params).all()
+    counts = (_counts_of(rows[0]) if rows else status_counts(officer)) if counted else None
     next_cursor = None
     if len(rows) > size:
         rows = rows[:size]
-        next_cursor = _cursor(rows[-1].check)
-    return Page(rows, next_cursor)
+        next_cursor = _cursor(rows[-1])
+    return ChecksPage([CheckRow(row, row.student_name, row.student_email) for row in rows], next_cursor, counts)
+
+
+@functools.cache
+def _counts_statement():
+    return select(*_count_columns())
 
 
 def status_counts(officer: User) -> dict[str, int]:
-    """How many checks are in each state (one grouped query), for the filter tabs."""
+    """How many checks are in each state and in all, each up to the cap (one statement), for
+    the filter tabs."""
     _check_officer(officer)
-    counts = {s.value: 0 for s in AmlStatus}
-    for status, count in db.session.execute(select(AmlCheck.status, func.count()).group_by(AmlCheck.status)):
-        counts[AmlStatus(status).value] = count
-    counts["all"] = sum(counts.values())
-    return counts
+    return _counts_of(db.session.execute(_counts_statement()).one())
 
 
 #: What an explained hit holds when a field is missing (a hit recorded by an older version).
@@ -412,26 +478,49 @@ _HIT_DEFAULTS = {"name": "", "score": 0.0, "adjustment": 0.0, "agreeing": [], "d
                  "kind": "", "listBirthDate": None, "listCountry": None, "matchedAlias": False}
 
 
+@dataclass(frozen=True)
+class Person:
+    full_name: str
+    email: str
+
+
 @dataclass
 class CheckDetail:
-    check: AmlCheck
-    student: User
-    reviewer: User | None
+    #: The check's columns (``_DETAIL_COLUMNS``).
+    check: Row
+    student: Person
+    #: Who decided on its hits (``full_name``), None while nobody has.
+    reviewer: Person | None
 
-    @property
+    @functools.cached_property
     def hits(self) -> list[dict]:
-        """The check's hits, each with every field the page shows."""
+        """The check's hits, each with every field the page shows (worked out once per page)."""
         return [{**_HIT_DEFAULTS, "nameScore": hit.get("score", 0.0), "matchedName": hit.get("name", ""), **hit}
                 for hit in self.check.hits or () if isinstance(hit, dict)]
 
 
-def check_detail(officer: User, check_id: uuid.UUID) -> CheckDetail:
-    _check_officer(officer)
+_DETAIL_COLUMNS = (AmlCheck.id, AmlCheck.user_id, AmlCheck.verification_id, AmlCheck.trigger, AmlCheck.status,
+                   AmlCheck.created_at, AmlCheck.screened_name, AmlCheck.screened_birth_date,
+                   AmlCheck.screened_country, AmlCheck.threshold, AmlCheck.top_score, AmlCheck.hits,
+                   AmlCheck.reviewed_by_id, AmlCheck.reviewed_at, AmlCheck.review_reason)
+
+
+@functools.cache
+def _detail_statement():
     reviewer = aliased(User)
-    found = db.session.execute(
-        select(AmlCheck, User, reviewer).join(User, User.id == AmlCheck.user_id)
-        .outerjoin(reviewer, reviewer.id == AmlCheck.reviewed_by_id)
-        .where(AmlCheck.id == check_id).execution_options(populate_existing=True)).one_or_none()
+    return (select(*_DETAIL_COLUMNS, User.full_name.label("student_name"), User.email.label("student_email"),
+                   reviewer.full_name.label("reviewer_name"), reviewer.email.label("reviewer_email"))
+            .join(User, User.id == AmlCheck.user_id)
+            .outerjoin(reviewer, reviewer.id == AmlCheck.reviewed_by_id)
+            .where(AmlCheck.id == bindparam("check_id")))
+
+
+def check_detail(officer: User, check_id: uuid.UUID) -> CheckDetail:
+    """One check with its student and reviewer, one statement built once. Columns, not
+    entities: read after a decision in the same request, it shows what was just written."""
+    _check_officer(officer)
+    found = db.session.execute(_detail_statement(), {"check_id": check_id}).one_or_none()
     if found is None:
         raise NotFound("That screening check does not exist.")
-    return CheckDetail(*found)
+    reviewer = Person(found.reviewer_name, found.reviewer_email) if found.reviewer_name is not None else None
+    return CheckDetail(found, Person(found.student_name, found.student_email), reviewer)

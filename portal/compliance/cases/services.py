@@ -247,11 +247,8 @@ def _text(value: str | None, label: str, field: str, *, minimum: int = 1) -> str
     return cleaned
 
 
-def assignable_officers() -> list[User]:
-    """Active officers a supervisor may assign a case to (one query)."""
-    return list(db.session.scalars(select(User).where(User.role.in_([Role.COMPLIANCE, Role.ADMIN]),
-                                                      User.status == UserStatus.ACTIVE)
-                                   .order_by(User.full_name, User.id)))
+#: The roles whose active users a supervisor may assign a case to (the case page lists them).
+OFFICER_ROLES = (Role.COMPLIANCE, Role.ADMIN)
 
 
 def assign(actor: User, case_id: uuid.UUID, assignee_id: uuid.UUID | None = None, *,

@@ -30,8 +30,13 @@ def countries() -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pairs, key=lambda pair: pair[1]))
 
 
+@cache
+def _country_names() -> dict[str, str]:
+    return dict(countries())
+
+
 def country_name(code: str | None) -> str:
-    return dict(countries()).get(code or "", code or "")
+    return _country_names().get(code or "", code or "")
 
 
 def _data_aad(verification_id: uuid.UUID, user_id: uuid.UUID) -> bytes:

@@ -7,11 +7,12 @@ does not grow with the data.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import Select, and_, cast, func, literal, or_, select, tuple_
+from sqlalchemy import Row, Select, String, and_, bindparam, cast, func, literal, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import CIDR, INET
 from sqlalchemy.orm import aliased
 
@@ -57,60 +58,88 @@ def _parse_date(value: str) -> date | None:
         return None
 
 
-def _ip_condition(column, value: str, errors: dict[str, str]):
-    """Exact address, or every address within a CIDR range."""
+def _ip_filter(value: str, errors: dict[str, str]) -> tuple[str, str] | None:
+    """("network", "10.0.0.0/8") for every address within a CIDR range, ("address", ...) for one
+    address, None (with a message in ``errors``) for anything else."""
     value = value.strip()
-    if "/" in value:
-        try:
-            network = ipaddress.ip_network(value, strict=False)
-        except ValueError:
-            errors["ip"] = "Not an address or a CIDR range."
-            return None
-        return column.op("<<=")(cast(literal(str(network)), CIDR))
     try:
-        address = ipaddress.ip_address(value)
+        if "/" in value:
+            return "network", str(ipaddress.ip_network(value, strict=False))
+        return "address", str(ipaddress.ip_address(value))
     except ValueError:
         errors["ip"] = "Not an address or a CIDR range."
         return None
-    return column == cast(literal(str(address)), INET)
 
 
 @dataclass
 class EventRow:
-    event: SecurityEvent
+    #: The event's columns the page shows (``_EVENT_COLUMNS``; not its details or user agent).
+    event: Row
     user_email: str | None
     actor_email: str | None
 
 
-def event_page(filters: EventFilters, cursor: str | None, size: int = PAGE_SIZE) -> Page:
-    """Security events newest first, filtered; one query. Filter values that make no sense are
-    reported in ``filters.errors`` and left out rather than failing."""
+_EVENT_COLUMNS = (SecurityEvent.id, SecurityEvent.kind, SecurityEvent.severity, SecurityEvent.ip_address,
+                  SecurityEvent.path, SecurityEvent.summary, SecurityEvent.created_at)
+
+
+@functools.cache
+def _event_statement(kind: bool, severity: bool, email: bool, ip: str | None, start: bool, end: bool,
+                     after: bool, size: int):
+    """The events page's statement for one shape of filters, built once; the values are bound
+    (``kind``, ``severity``, ``email``, ``network`` or ``address``, ``start``, ``end``,
+    ``after_at``, ``after_id``)."""
     subject, actor = aliased(User), aliased(User)
     stmt: Select = (
-        select(SecurityEvent, subject.email, actor.email)
+        select(*_EVENT_COLUMNS, subject.email.label("user_email"), actor.email.label("actor_email"))
         .outerjoin(subject, subject.id == SecurityEvent.user_id)
         .outerjoin(actor, actor.id == SecurityEvent.actor_id)
     )
+    at = SecurityEvent.created_at.type
+    if kind:
+        stmt = stmt.where(SecurityEvent.kind == bindparam("kind", type_=SecurityEvent.kind.type))
+    if severity:
+        stmt = stmt.where(SecurityEvent.severity == bindparam("severity", type_=SecurityEvent.severity.type))
+    if email:
+        # The account concerned or acting, or the address typed at a failed login.
+        address = bindparam("email", type_=String())
+        stmt = stmt.where(or_(subject.email == address, actor.email == address,
+                              SecurityEvent.details["email"].astext == address))
+    if ip == "network":
+        stmt = stmt.where(SecurityEvent.ip_address.op("<<=")(cast(bindparam("network", type_=String()), CIDR)))
+    elif ip == "address":
+        stmt = stmt.where(SecurityEvent.ip_address == cast(bindparam("address", type_=String()), INET))
+    if start:
+        stmt = stmt.where(SecurityEvent.created_at >= bindparam("start", type_=at))
+    if end:
+        stmt = stmt.where(SecurityEvent.created_at < bindparam("end", type_=at))
+    if after:
+        stmt = stmt.where(tuple_(SecurityEvent.created_at, SecurityEvent.id)
+                          < tuple_(bindparam("after_at", type_=at), bindparam("after_id", type_=SecurityEvent.id.type)))
+    return stmt.order_by(SecurityEvent.created_at.desc(), SecurityEvent.id.desc()).limit(size + 1)
+
+
+def event_page(filters: EventFilters, cursor: str | None, size: int = PAGE_SIZE) -> Page:
+    """Security events newest first, filtered; one query (built once per shape of filters).
+    Filter values that make no sense are reported in ``filters.errors`` and left out rather
+    than failing."""
     errors = filters.errors
+    params: dict = {}
     if filters.kind:
         if filters.kind in SecurityEventKind._value2member_map_:
-            stmt = stmt.where(SecurityEvent.kind == SecurityEventKind(filters.kind))
+            params["kind"] = SecurityEventKind(filters.kind)
         else:
             errors["kind"] = "Unknown kind."
     if filters.severity:
         if filters.severity in Severity._value2member_map_:
-            stmt = stmt.where(SecurityEvent.severity == Severity(filters.severity))
+            params["severity"] = Severity(filters.severity)
         else:
             errors["severity"] = "Unknown severity."
     if filters.email:
-        email = filters.email.strip().lower()[:254]
-        # The account concerned or acting, or the address typed at a failed login.
-        stmt = stmt.where(or_(subject.email == email, actor.email == email,
-                              SecurityEvent.details["email"].astext == email))
-    if filters.ip:
-        condition = _ip_condition(SecurityEvent.ip_address, filters.ip, errors)
-        if condition is not None:
-            stmt = stmt.where(condition)
+        params["email"] = filters.email.strip().lower()[:254]
+    ip = _ip_filter(filters.ip, errors) if filters.ip else None
+    if ip is not None:
+        params[ip[0]] = ip[1]
     start, end = _parse_date(filters.date_from), _parse_date(filters.date_to)
     if filters.date_from and start is None:
         errors["from"] = "Not a date."
@@ -120,15 +149,16 @@ def event_page(filters: EventFilters, cursor: str | None, size: int = PAGE_SIZE)
         errors["to"] = "The end is before the start."
         end = None
     if start:
-        stmt = stmt.where(SecurityEvent.created_at >= datetime.combine(start, time.min, UTC))
+        params["start"] = datetime.combine(start, time.min, UTC)
     if end:
-        stmt = stmt.where(SecurityEvent.created_at < datetime.combine(end + timedelta(days=1), time.min, UTC))
+        params["end"] = datetime.combine(end + timedelta(days=1), time.min, UTC)
     position = decode_cursor(cursor)
     if position is not None:
-        stmt = stmt.where(tuple_(SecurityEvent.created_at, SecurityEvent.id) < tuple_(*position))
-    rows = db.session.execute(
-        stmt.order_by(SecurityEvent.created_at.desc(), SecurityEvent.id.desc()).limit(size + 1)).all()
-    items = [EventRow(event, user_email, actor_email) for event, user_email, actor_email in rows[:size]]
+        params["after_at"], params["after_id"] = position
+    stmt = _event_statement("kind" in params, "severity" in params, "email" in params, ip[0] if ip else None,
+                            "start" in params, "end" in params, position is not None, size)
+    rows = db.session.execute(stmt, params).all()
+    items = [EventRow(row, row.user_email, row.actor_email) for row in rows[:size]]
     next_cursor = None
     if len(rows) > size:
         last = items[-1].event

@@ -129,15 +129,44 @@ def test_the_list_page_statement_budget(client, login_as, sample, statements):
         screening.screen_user(student.id, "Sergey Zlatogorov" if i % 2 else "Someone Else", None, None)
     with statements() as many:
         assert client.get("/compliance/screening").status_code == 200
-    assert many.count == few.count
-    assert many.count <= 12, many.statements
+    # Who is asking, then the list: its two parts and the tabs' counts in one statement.
+    assert many.count == few.count == 2, many.statements
+    with statements() as fragment:
+        assert client.get("/compliance/screening?status=clear", headers=HTMX).status_code == 200
+    assert fragment.count == 2, fragment.statements
 
 
 def test_the_check_page_statement_budget(client, login_as, pending, statements):
     login_as("compliance")
+    url = f"/compliance/screening/{pending.id}"
     with statements() as counter:
-        assert client.get(f"/compliance/screening/{pending.id}").status_code == 200
-    assert counter.count <= 12, counter.statements
+        assert client.get(url).status_code == 200
+    assert counter.count == 2, counter.statements
+
+
+def test_the_tabs_count_up_to_the_cap(client, login_as, sample, count_cap):
+    login_as("compliance")
+    student = create_user("student")
+    for _ in range(5):
+        screening.screen_user(student.id, "Layla Nasrallahni", None, None)
+    count_cap(3)
+    page = client.get("/compliance/screening").get_data(as_text=True)
+    tabs = dict(re.findall(r'status=(\w+)"[^>]*>[^<]+<small class="aml-count">([^<]+)</small>', page))
+    assert tabs["all"] == tabs["pending_review"] == "3+", tabs
+
+
+def test_each_row_sums_up_its_hits(client, login_as, sample):
+    login_as("compliance")
+    student = create_user("student")
+    check = screening.screen_user(student.id, "Sergey Zlatogorov", date(1958, 11, 2), "RU")
+    hits = check.hits
+    assert hits
+    page = client.get("/compliance/screening?status=pending_review").get_data(as_text=True)
+    row = page[page.index(f'id="check-{check.id}"'):]
+    row = row[:row.index("</tr>")]
+    expected = f"{len(hits)}: {hits[0]['name']}"
+    assert expected in row
+    assert (f"and {len(hits) - 1} more" in row) == (len(hits) > 1)
 
 
 def test_the_check_page_explains_each_hit_side_by_side(client, login_as, pending):

@@ -281,7 +281,8 @@ def test_the_queue_filters_and_pages_within_the_statement_budget(client, login_a
     settle()
     with statements() as many:
         text = body(client.get("/compliance/kyc"))
-    assert many.count == few.count <= 12, many.statements
+    # Who is asking, then the queue with its counts in one statement.
+    assert many.count == few.count == 2, many.statements
     assert text.count('class="kyc-row"') == 25 and "Show more" in text
     names = re.findall(r'<td>((?:Queue|Later) Student \d\d)<small', text)
     assert names[:3] == ["Queue Student 00", "Queue Student 01", "Queue Student 02"]  # oldest first
@@ -307,6 +308,20 @@ def test_the_queue_filters_and_pages_within_the_statement_budget(client, login_a
     assert not re.search(r"(Queue|Later) Student", body(client.get("/compliance/kyc?status=approved")))
     fragment = client.get("/compliance/kyc?status=open&level=1", headers={**HX, "HX-Target": "results"})
     assert "<html" not in body(fragment) and 'id="results"' in body(fragment)
+
+
+def test_the_queue_counts_stop_at_the_cap(client, login_as, count_cap, statements):
+    """The counts above the queue go up to a cap ("1000+" on the real page), so their cost does
+    not grow with the backlog: here the cap is 3 and five verifications wait."""
+    login_as("compliance")
+    for _ in range(5):
+        level1_submission(create_user("student"))
+    settle()
+    count_cap(3)
+    with statements() as counted:
+        text = body(client.get("/compliance/kyc"))
+    assert re.search(r"3\+ waiting · 3\+ unassigned", text)
+    assert any("LIMIT" in s and "count(*)" in s for s in counted.statements), counted.statements
 
 
 def test_assign_to_me_inline_and_without_javascript(client, login_as, make_user):
@@ -358,6 +373,30 @@ def test_the_review_page_shows_the_data_beside_the_documents_and_the_screening(c
     assert image.headers["X-Content-Type-Options"] == "nosniff" and image.headers["Cache-Control"] == "no-store"
     pdf = client.get(f"/compliance/kyc/documents/{docs['id_back'].id}")
     assert pdf.headers["Content-Type"] == "application/pdf" and pdf.data.startswith(b"%PDF-")
+
+
+def test_the_review_page_costs_the_same_statements_whatever_the_students_history(client, login_as, statements):
+    """The review reads the verification, its documents, the student's other verifications and
+    latest screening in one statement: the request sends two (who is asking, then the page),
+    with one submission as with a history of decisions and screenings."""
+    from portal.compliance.aml import screening
+
+    login_as("compliance")
+    student = create_user("student", full_name="History Student")
+    verification = level1_submission(student)
+    settle()
+    url = f"/compliance/kyc/{verification.id}"
+    client.get(url)
+    with statements() as few:
+        assert client.get(url).status_code == 200
+    verify(student, 3)
+    for _ in range(3):
+        screening.screen_user(student.id, "History Student", None, None)
+    settle()
+    with statements() as many:
+        text = body(client.get(url))
+    assert many.count == few.count == 2, many.statements
+    assert text.count('<li><a href="/compliance/kyc/') == 3 and "Current level: <strong>3</strong>" in text
 
 
 def test_level_1_review_shows_the_decrypted_personal_data(client, login_as):

@@ -209,6 +209,11 @@ def _rollback(request, app):
              "class_": _ConnectionBoundSession}
         )
         token = db_context.push(db_context.Actor.system("tests"))
+        # Each test starts from an empty shared cache: entries committed outside any test's
+        # transaction (the browser journeys' live server) would otherwise answer for a while.
+        connection.exec_driver_sql(
+            "SELECT set_config('app.role', 'system', true); DELETE FROM cache_entries; "
+            "SELECT set_config('app.role', '', true)")
         global _isolated
         _isolated = True
         try:

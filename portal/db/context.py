@@ -6,7 +6,10 @@ At the start of every database transaction the session runs one statement::
            set_config('app.actor', :actor, true)
 
 with bound parameters (never string formatting). ``true`` makes each setting local to the
-transaction, so a pooled connection never carries one request's identity into the next.
+transaction, so a pooled connection never carries one request's identity into the next. It runs
+again only when the identity changes inside the transaction, and not at all for a logged-in
+request, whose first statement (the session lookup, ``session_for_request``) sets it itself
+(``set_by_first_statement``).
 
 The acting identity lives in a context variable: the web layer sets it per request, CLI
 commands and jobs set a named system actor. Services never read it; they take the acting user

@@ -10,7 +10,6 @@ login sessions with their account.)
 from __future__ import annotations
 
 import re
-import uuid
 from urllib.parse import quote_plus, urlencode
 
 from flask import Blueprint, request, url_for
@@ -24,34 +23,6 @@ bp = Blueprint("compliance", __name__, url_prefix="/compliance")
 def capped(count: int) -> str:
     """A count made by ``portal.compliance.count_upto``: "1000+" past the cap."""
     return f"{COUNT_CAP}+" if count > COUNT_CAP else str(count)
-
-
-#: Stands for a row's id in an address built once for every row of a list.
-_ANY_ID = uuid.UUID(int=0)
-_row_urls: dict[tuple, RowUrl] = {}
-
-
-class RowUrl:
-    """The address of ``endpoint`` for any row of a list, built once: ``url_for`` with a
-    placeholder id, split around it, so each row's address is two strings joined around its id
-    (a ``url_for`` per row cost as much as the rest of the row)."""
-
-    def __init__(self, endpoint: str, field: str, **values) -> None:
-        self._head, _, self._tail = url_for(endpoint, **{field: _ANY_ID}, **values).partition(str(_ANY_ID))
-
-    def __call__(self, row_id) -> str:
-        return f"{self._head}{row_id}{self._tail}"
-
-
-@bp.app_template_global("row_url")
-def row_url(endpoint: str, field: str) -> RowUrl:
-    """``RowUrl`` of an endpoint whose only parameter is the row's id, kept per application root."""
-    key = (request.script_root, endpoint, field)
-    found = _row_urls.get(key)
-    if found is None:
-        found = _row_urls[key] = RowUrl(endpoint, field)
-    return found
-
 
 
 #: The characters werkzeug's ``url_for`` leaves unescaped in a query string (``urlencode``

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 
 from tests.perf import load, pages, servers, settings, transfers
-from tests.perf.database import make_local_app, migrate_and_seed, prepare_database, scratch_database
+from tests.perf.database import scratch_database
 from tests.perf.load import LoadResult
 
 
@@ -144,14 +144,9 @@ def main() -> int:
     started = time.monotonic()
     print(f"Bench: {settings.STUDENTS} students, database {settings.DATABASE}; {servers.gunicorn_settings()} "
           f"for every server\nLoad: {describe_generator()}", flush=True)
-    owner_url, app_url = prepare_database()
-    app = make_local_app(owner_url, app_url)
-    password = migrate_and_seed(app)
-    learner = pages.learner_email(app)
-    accounts = {**pages.DEMO_ACCOUNTS, **({"learner": learner} if learner else {})}
-    clients = pages.in_process_clients(app, password, accounts)
-    ids = pages.find_ids(app, learner, clients.get("learner"))
-    page_list = pages.resolve(app, ids)
+    ready = pages.prepare()
+    owner_url, app_url, app, password = ready.owner_url, ready.app_url, ready.app, ready.password
+    learner, accounts, clients, page_list = ready.learner, ready.accounts, ready.clients, ready.pages
     statements = pages.count_statements(app, clients, page_list)
     print(f"  {len(page_list)} pages, statements counted; learner {learner}; ready in "
           f"{time.monotonic() - started:.0f} s", flush=True)

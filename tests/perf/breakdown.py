@@ -26,7 +26,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tests.perf import pages, settings
-from tests.perf.database import make_local_app, migrate_and_seed, prepare_database
 
 REQUESTS = int(os.environ.get("BREAKDOWN_REQUESTS") or 200)
 
@@ -100,15 +99,10 @@ def _within(clock: Clock, name: str, function, *args, **kwargs):
 
 def main() -> int:
     os.chdir(settings.PROJECT_ROOT)
-    owner_url, app_url = prepare_database()
-    app = make_local_app(owner_url, app_url)
-    password = migrate_and_seed(app)
-    learner = pages.learner_email(app)
-    accounts = {**pages.DEMO_ACCOUNTS, **({"learner": learner} if learner else {})}
-    clients = pages.in_process_clients(app, password, accounts)
-    page_list = pages.resolve(app, pages.find_ids(app, learner, clients.get("learner")))
+    ready = pages.prepare()
+    clients, page_list = ready.clients, ready.pages
     clocks = [Clock()]
-    instrument(app, lambda: clocks[-1])
+    instrument(ready.app, lambda: clocks[-1])
     width = max(len(page.label) for page, _ in page_list)
     header = (f"{'page':<{width}} {'stmts':>5} {'CPU ms':>7} {'wall ms':>8} {'session':>8} {'queries':>8} "
               f"{'render':>8} {'rest':>8}")

@@ -213,3 +213,32 @@ def check_answers(port: int, path: str, cookies: dict[str, str]) -> str | None:
     if status == 200:
         return None
     return f"{status}" + (f" -> {headers['Location']}" if "Location" in headers else "")
+
+
+@dataclass
+class Prepared:
+    """The bench database, the app on it in this process, a logged-in test client per account
+    and the pages with their addresses: what the bench and the breakdown both start from."""
+
+    owner_url: str
+    app_url: str
+    app: object
+    password: str
+    learner: str | None
+    #: Who loads the pages: ``DEMO_ACCOUNTS`` and the learner, by e-mail.
+    accounts: dict[str, str]
+    clients: dict
+    pages: list[tuple[Page, str]]
+
+
+def prepare() -> Prepared:
+    from tests.perf.database import make_local_app, migrate_and_seed, prepare_database
+
+    owner_url, app_url = prepare_database()
+    app = make_local_app(owner_url, app_url)
+    password = migrate_and_seed(app)
+    learner = learner_email(app)
+    accounts = {**DEMO_ACCOUNTS, **({"learner": learner} if learner else {})}
+    clients = in_process_clients(app, password, accounts)
+    return Prepared(owner_url, app_url, app, password, learner, accounts, clients,
+                    resolve(app, find_ids(app, learner, clients.get("learner"))))

@@ -156,6 +156,33 @@ def load_config(overrides: dict | None = None) -> dict:
         "TUTOR_MODEL_TIMEOUT_SECONDS": _int("TUTOR_MODEL_TIMEOUT_SECONDS", 8),
         # A tutoring conversation with no message for this long is ended at its last message.
         "TUTOR_SESSION_IDLE_MINUTES": _int("TUTOR_SESSION_IDLE_MINUTES", 30),
+        # Payments from outside (README: payments). Which provider adapter serves each kind of
+        # method ("sandbox" or "stripe").
+        "PAYMENT_PROVIDERS": _limits("PAYMENT_PROVIDERS", "CARD=sandbox,MOBILE_MONEY=sandbox"),
+        # The sandbox payment provider (portal/sandbox/psp): its address (``make run`` starts it
+        # and sets this), the portal's API key there and the secret its webhooks are signed with.
+        "SANDBOX_PSP_URL": os.environ.get("SANDBOX_PSP_URL", ""),
+        "SANDBOX_PSP_API_KEY": _kept_secret("SANDBOX_PSP_API_KEY", "sandbox_psp_api_key",
+                                            lambda: "sk_sandbox_" + secrets.token_urlsafe(24)),
+        "SANDBOX_PSP_WEBHOOK_SECRET": _kept_secret("SANDBOX_PSP_WEBHOOK_SECRET", "sandbox_psp_webhook_secret",
+                                                   lambda: "whsec_" + secrets.token_urlsafe(24)),
+        # Stripe: the secret key, the webhook endpoint's signing secret, and the API's base address
+        # (empty: Stripe's own; the tests point it at a local fake).
+        "STRIPE_SECRET_KEY": os.environ.get("STRIPE_SECRET_KEY", ""),
+        "STRIPE_WEBHOOK_SECRET": os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
+        "STRIPE_API_BASE": os.environ.get("STRIPE_API_BASE", ""),
+        # Seconds to wait for a provider's answer; a webhook older than the tolerance is refused.
+        "PAYMENT_PROVIDER_TIMEOUT_SECONDS": _int("PAYMENT_PROVIDER_TIMEOUT_SECONDS", 10),
+        "PAYMENT_WEBHOOK_TOLERANCE_SECONDS": _int("PAYMENT_WEBHOOK_TOLERANCE_SECONDS", 300),
+        # Smallest and largest top-up, per currency (a currency absent here cannot be topped up).
+        "TOP_UP_MINIMUMS": _limits("TOP_UP_MINIMUMS", "USD=1"),
+        "TOP_UP_MAXIMUMS": _limits("TOP_UP_MAXIMUMS", "USD=10000"),
+        # A bought course is refunded at once when asked within this many days and with at most
+        # this share of its lessons completed (percent); otherwise finance decides.
+        "COURSE_REFUND_DAYS": _int("COURSE_REFUND_DAYS", 14),
+        "COURSE_REFUND_MAX_PROGRESS_PERCENT": _int("COURSE_REFUND_MAX_PROGRESS_PERCENT", 20),
+        # A payment still processing after this many minutes is asked about by the reconciliation job.
+        "PAYMENT_STUCK_MINUTES": _int("PAYMENT_STUCK_MINUTES", 10),
         # Compliance. Screening: a watchlist candidate scoring at least this (0-100) is a hit.
         "AML_MATCH_THRESHOLD": _int("AML_MATCH_THRESHOLD", 85),
         # Transaction monitoring: a single movement at or above this is large, per currency

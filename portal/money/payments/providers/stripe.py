@@ -52,7 +52,8 @@ from portal.money.payments.providers.base import (
 )
 
 #: Stripe's zero-decimal currencies: amounts are sent in whole units.
-ZERO_DECIMAL = frozenset(["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"])
+ZERO_DECIMAL = frozenset(["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND",
+                          "VUV", "XAF", "XOF", "XPF"])
 #: Stripe's three-decimal currencies: amounts in thousandths, the last digit always 0.
 THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
 
@@ -302,7 +303,7 @@ class StripeProvider:
             event = self.client.construct_event(body, signature, self.webhook_secret, self.tolerance_seconds)
         except stripe.SignatureVerificationError as exc:
             raise WebhookRejected(f"The webhook's signature does not check: {exc.user_message}") from None
-        except (ValueError, TypeError, UnicodeDecodeError):
+        except (ValueError, TypeError, AttributeError, KeyError):  # UnicodeDecodeError is a ValueError
             raise WebhookRejected("The webhook's body is not a Stripe event.") from None
         # Stripe's helper refuses old timestamps only; one from the future is as suspect.
         stamps = [part[2:] for part in signature.split(",") if part.startswith("t=")]

@@ -614,7 +614,7 @@ def test_webhooks_are_rejected_without_a_webhook_secret(fake, delivery):
 
 @pytest.mark.parametrize(("amount", "currency", "minor"), [
     ("12.50", "USD", 1250), ("0.01", "usd", 1), ("1500", "JPY", 1500), ("12.340", "KWD", 12340),
-    ("7.000", "BHD", 7000),
+    ("7.000", "BHD", 7000), ("500", "ISK", 50000),
 ])
 def test_amounts_to_and_from_stripe_minor_units(amount, currency, minor):
     assert to_minor(Decimal(amount), currency) == minor
@@ -628,7 +628,7 @@ def test_minor_units_keep_the_currency_exponent():
 
 
 @pytest.mark.parametrize(("amount", "currency"), [("0.001", "USD"), ("1.5", "JPY"), ("12.345", "KWD"),
-                                                  ("1.0001", "KWD")])
+                                                  ("1.0001", "KWD"), ("500.50", "ISK")])
 def test_amounts_stripe_cannot_take_exactly_are_refused(amount, currency):
     with pytest.raises(ProviderDeclined, match=currency):
         to_minor(Decimal(amount), currency)

@@ -56,6 +56,9 @@ ZERO_DECIMAL = frozenset(["BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA"
                           "VUV", "XAF", "XOF", "XPF"])
 #: Stripe's three-decimal currencies: amounts in thousandths, the last digit always 0.
 THREE_DECIMAL = frozenset(["BHD", "JOD", "KWD", "OMR", "TND"])
+#: Counted in whole units but sent in hundredths (Stripe keeps the old two-decimal form), so
+#: the amount must be a multiple of 100.
+WHOLE_IN_HUNDREDTHS = frozenset(["ISK"])
 
 #: What a PaymentIntent carries to the charge's fee and card details in one request.
 _PI_EXPAND = ["latest_charge.balance_transaction", "payment_method"]
@@ -104,7 +107,7 @@ def exponent(currency: str) -> int:
 def to_minor(amount: Decimal, currency: str) -> int:
     """``amount`` (major units) as Stripe's integer amount; ``ProviderDeclined`` when Stripe
     cannot take it exactly (more places than the currency has, a three-decimal amount not in
-    tens)."""
+    tens, ISK not in whole krónur)."""
     places = exponent(currency)
     minor = Decimal(amount).scaleb(places)
     if minor != minor.to_integral_value():
@@ -114,6 +117,8 @@ def to_minor(amount: Decimal, currency: str) -> int:
     if places == 3 and value % 10:
         raise ProviderDeclined(f"{currency.upper()} amounts at Stripe must be a multiple of 0.010.",
                                code="amount_precision")
+    if currency.upper() in WHOLE_IN_HUNDREDTHS and value % 100:
+        raise ProviderDeclined(f"{currency.upper()} amounts at Stripe are whole units.", code="amount_precision")
     return value
 
 

@@ -659,3 +659,40 @@ def test_a_fee_settled_in_another_currency_is_converted_back():
     assert _fee(charge, "jpy") == Decimal("224")
     assert _fee({"balance_transaction": {"fee": 150, "currency": "usd", "exchange_rate": None}}, "jpy") is None
     assert _fee({"balance_transaction": "txn_unexpanded"}, "usd") is None
+
+
+def test_a_retried_declined_charge_declines_again_without_a_second_attempt(fake, stripe_provider):
+    customer = stripe_provider.ensure_customer(customer_ref=None, email="i@example.com", name="I")
+    method = fake.save_card(customer, "pm_card_chargeDeclined")
+    for _ in range(2):
+        with pytest.raises(ProviderDeclined):
+            off_session(stripe_provider, customer, method, key="same-decline")
+    assert len([o for o in fake.objects.values() if o["object"] == "payment_intent"]) == 1
+
+
+def test_a_key_without_the_permission_says_which_setting_to_check(fake, stripe_provider):
+    fake.fail_next(403)
+    with pytest.raises(ProviderUnavailable, match="STRIPE_SECRET_KEY"):
+        hosted(stripe_provider)
+
+
+# -- the fake itself ----------------------------------------------------------------------
+
+def test_the_fake_reads_forms_as_the_sdk_and_stripe_write_them():
+    from tests.money.payments.fake_stripe import parse_form
+
+    assert parse_form([("expand[]", "a"), ("expand[]", "b"), ("line_items[0][price_data][unit_amount]", "5"),
+                       ("line_items[0][quantity]", "1"), ("metadata[portal_payment_id]", "p")]) == {
+        "expand": ["a", "b"], "line_items": [{"price_data": {"unit_amount": "5"}, "quantity": "1"}],
+        "metadata": {"portal_payment_id": "p"}}
+
+
+def test_the_fake_refuses_requests_without_the_key(fake):
+    import requests
+
+    answer = requests.get(f"{fake.url}/v1/payment_intents/pi_x", timeout=5)
+    assert answer.status_code == 401
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+    answer = requests.get(f"{fake.url}/v1/payment_intents/pi_x", timeout=5,
+                          headers={"Authorization": f"Bearer {fake.api_key}"})
+    assert (answer.status_code, answer.json()["error"]["code"]) == (404, "resource_missing")

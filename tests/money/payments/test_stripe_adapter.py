@@ -696,3 +696,10 @@ def test_the_fake_refuses_requests_without_the_key(fake):
     answer = requests.get(f"{fake.url}/v1/payment_intents/pi_x", timeout=5,
                           headers={"Authorization": f"Bearer {fake.api_key}"})
     assert (answer.status_code, answer.json()["error"]["code"]) == (404, "resource_missing")
+
+
+def test_a_signed_event_whose_object_is_not_shaped_as_stripes_is_rejected_not_a_crash(fake, stripe_provider):
+    body = json.dumps({"id": "evt_1", "object": "event", "type": "payment_intent.succeeded", "created": 1,
+                       "data": {"object": {"object": "payment_intent", "id": "pi_1"}}}).encode()
+    with pytest.raises(WebhookRejected, match="payment_intent.succeeded"):
+        stripe_provider.parse_webhook(body, fake.sign(body))

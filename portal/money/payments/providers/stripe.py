@@ -318,7 +318,10 @@ class StripeProvider:
         obj = (data.get("data") or {}).get("object")
         if not data.get("id") or not data.get("type") or not isinstance(obj, dict):
             raise WebhookRejected("The webhook's body is not a Stripe event.")
-        return self._event(data, obj)
+        try:
+            return self._event(data, obj)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise WebhookRejected(f"The {data['type']} event's object is not shaped as Stripe's.") from None
 
     def _event(self, data: dict, obj: dict) -> ProviderEvent:
         kind = data["type"]

@@ -380,10 +380,25 @@ def test_a_retried_refund_returns_the_same_refund(fake, stripe_provider, paid):
     assert stripe_provider.fetch(paid.ref).amount_refunded == Decimal("5.00")
 
 
-def test_a_key_reused_for_another_request_is_refused(stripe_provider):
+def test_a_key_reused_for_another_payment_is_a_decline(stripe_provider):
     hosted(stripe_provider, key="k")
-    with pytest.raises(ProviderError, match="differs"):
+    with pytest.raises(ProviderDeclined, match="differs") as refused:
         hosted(stripe_provider, amount="13.00", key="k")
+    assert refused.value.code == "idempotency_error"
+
+
+def test_a_key_reused_for_another_refund_is_refused(stripe_provider, paid):
+    stripe_provider.refund(paid.ref, Decimal("5.00"), idempotency_key="r-k", reason="duplicate")
+    with pytest.raises(ProviderError, match="differs") as refused:
+        stripe_provider.refund(paid.ref, Decimal("6.00"), idempotency_key="r-k", reason="duplicate")
+    assert not isinstance(refused.value, ProviderDeclined)
+
+
+def test_a_saved_method_stripe_no_longer_has_is_a_decline(fake, stripe_provider):
+    customer = stripe_provider.ensure_customer(customer_ref=None, email="j@example.com", name="J")
+    with pytest.raises(ProviderDeclined) as refused:
+        off_session(stripe_provider, customer, "pm_forgotten")
+    assert refused.value.code == "resource_missing"
 
 
 def test_a_retried_customer_creation_returns_the_same_customer(fake, stripe_provider):

@@ -188,7 +188,7 @@ class StripeProvider:
                       "description": description, "metadata": meta, "expand": _PI_EXPAND}
             if customer_ref:
                 params["customer"] = customer_ref
-            with _translated():
+            with _translated(creating_payment=True):
                 intent = self.client.v1.payment_intents.create(params, options)
             return self._from_intent(intent.to_dict())
 
@@ -212,7 +212,7 @@ class StripeProvider:
             params["customer"] = customer_ref
         elif save_method:
             params["customer_creation"] = "always"  # a saved method needs a customer to belong to
-        with _translated():
+        with _translated(creating_payment=True):
             session = self.client.v1.checkout.sessions.create(params, options)
         return self._from_session(session.to_dict())
 
@@ -467,8 +467,12 @@ class _Missing(ProviderError):
 
 
 @contextmanager
-def _translated() -> Iterator[None]:
-    """Stripe's errors as the port's (see ``base``); messages never carry the key."""
+def _translated(*, creating_payment: bool = False) -> Iterator[None]:
+    """Stripe's errors as the port's (see ``base``); messages never carry the key.
+
+    While ``creating_payment``, an invalid request (a saved method Stripe no longer has, an
+    amount under its minimum, a key reused with other parameters) is a decline: Stripe answered,
+    nothing was made, and the payment cannot go ahead as asked."""
     try:
         yield
     except stripe.CardError as exc:
@@ -483,12 +487,18 @@ def _translated() -> Iterator[None]:
     except stripe.PermissionError:
         raise ProviderUnavailable("The Stripe key may not do this: check STRIPE_SECRET_KEY's permissions.") from None
     except stripe.IdempotencyError:
-        raise ProviderError("Stripe refused a retry that differs from the first request with its key.") from None
+        message = "Stripe refused a retry that differs from the first request with its key."
+        if creating_payment:
+            raise ProviderDeclined(message, code="idempotency_error") from None
+        raise ProviderError(message) from None
     except stripe.InvalidRequestError as exc:
-        if exc.http_status == 404 or exc.code == "resource_missing":
-            raise _Missing("Stripe has no such payment object.") from None
         if exc.code in _REFUSALS:
             raise ProviderDeclined(exc.user_message or "Stripe refused the request.", code=exc.code) from None
+        if creating_payment:
+            raise ProviderDeclined(f"Stripe refused this payment ({exc.code or 'invalid request'}).",
+                                   code=exc.code or "invalid_request") from None
+        if exc.http_status == 404 or exc.code == "resource_missing":
+            raise _Missing("Stripe has no such payment object.") from None
         raise ProviderError(f"Stripe refused the request ({exc.code or 'invalid request'}).") from None
     except stripe.StripeError as exc:
         if exc.http_status is None or exc.http_status >= 500:

@@ -718,3 +718,29 @@ def test_a_signed_event_whose_object_is_not_shaped_as_stripes_is_rejected_not_a_
                        "data": {"object": {"object": "payment_intent", "id": "pi_1"}}}).encode()
     with pytest.raises(WebhookRejected, match="payment_intent.succeeded"):
         stripe_provider.parse_webhook(body, fake.sign(body))
+
+
+DECLINE = {"type": "card_error", "code": "card_declined", "decline_code": "do_not_honor", "message": "Declined."}
+
+
+@pytest.mark.parametrize(("status", "error", "session_status", "state"), [
+    ("requires_payment_method", None, None, PaymentState.REQUIRES_PAYMENT_METHOD),
+    ("requires_payment_method", None, "open", PaymentState.REQUIRES_ACTION),
+    ("requires_payment_method", DECLINE, "open", PaymentState.REQUIRES_PAYMENT_METHOD),
+    ("requires_payment_method", DECLINE, None, PaymentState.REQUIRES_PAYMENT_METHOD),
+    ("requires_payment_method", DECLINE, "expired", PaymentState.FAILED),
+    ("requires_payment_method", None, "expired", PaymentState.CANCELED),
+    ("requires_confirmation", None, None, PaymentState.REQUIRES_ACTION),
+    ("requires_action", None, None, PaymentState.REQUIRES_ACTION),
+    ("processing", None, None, PaymentState.PROCESSING),
+    ("requires_capture", None, None, PaymentState.PROCESSING),
+    ("succeeded", None, None, PaymentState.SUCCEEDED),
+    ("canceled", None, None, PaymentState.CANCELED),
+    ("canceled", DECLINE, None, PaymentState.FAILED),
+])
+def test_payment_intent_statuses_map_to_payment_states(stripe_provider, status, error, session_status, state):
+    intent = {"id": "pi_1", "object": "payment_intent", "amount": 500, "currency": "usd", "status": status,
+              "last_payment_error": error, "metadata": {"portal_payment_id": "p"}}
+    payment = stripe_provider._from_intent(intent, session_status=session_status)
+    assert payment.state is state
+    assert payment.failure_code == ("do_not_honor" if error else None)

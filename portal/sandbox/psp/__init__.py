@@ -39,7 +39,8 @@ them); ``/challenge/<id>`` is the 3-D Secure-like step. The payer then returns t
 ``return_url?payment_ref=<id>``. Test cards (``rules.TEST_CARDS``): 4242424242424242 succeeds;
 4000000000009995 declines insufficient_funds, 4000000000009979 stolen_card, 4000000000000002
 card_declined (the page shows why; the payer may try again); 4000002760003184 asks for the
-challenge; any other valid number succeeds. Mobile money is ``processing`` and settles after
+challenge; 4000000000000341 succeeds and may be saved, but every later off-session charge
+with it declines (card_declined); any other valid number succeeds. Mobile money is ``processing`` and settles after
 ``mobile_money_delay`` seconds; a phone number ending 0002 fails (insufficient_funds).
 
 **Fees**: card 2.9% + 0.30, mobile money 1.5%, rounded half up to a minor unit. **Refunds**

@@ -191,7 +191,8 @@ class SandboxApp:
                                             form.get("name", ""), date.today())
             if errors:
                 return self._payment_page(payment, 400, errors, {"expiry": form.get("expiry", ""),
-                                                                "name": form.get("name", "")})
+                                                                "name": form.get("name", ""),
+                                                                "save": form.get("save") == "yes"})
             payment = self.psp.pay_with_card(id_, card, form.get("save") == "yes")
         else:
             errors = rules.check_phone(form.get("phone", ""), form.get("network", ""))

@@ -75,6 +75,7 @@ class Psp:
             "return_url": p["return_url"], "next_action_url": next_action_url,
             "failure_code": p["failure_code"], "failure_message": p["failure_message"],
             "payment_method": self.method_json(method),
+            "save_method": bool(p["save_method"]),
             "method_saved": bool(method is not None and method["saved"] and p["save_method"]),
             "created": p["created"], "updated": p["updated"],
         }
@@ -181,12 +182,12 @@ class Psp:
             scenario = rules.SCENARIOS[method["scenario"]]
             if scenario.challenge:
                 return self._set_payment(conn, payment_id, state="requires_action", next_action="challenge")
-            if not scenario.decline:
+            code = scenario.decline or scenario.off_session_decline
+            if not code:
                 return self._authorized(conn, payment_id)
-            declined = self._set_payment(conn, payment_id, state="failed", failure_code=scenario.decline,
-                                         failure_message=rules.DECLINE_MESSAGES[scenario.decline])
-        raise ApiError(402, scenario.decline, rules.DECLINE_MESSAGES[scenario.decline], type_="card_error",
-                       payment=declined)
+            declined = self._set_payment(conn, payment_id, state="failed", failure_code=code,
+                                         failure_message=rules.DECLINE_MESSAGES[code])
+        raise ApiError(402, code, rules.DECLINE_MESSAGES[code], type_="card_error", payment=declined)
 
     def get_payment(self, payment_id: str) -> dict:
         with self.store.tx() as conn:

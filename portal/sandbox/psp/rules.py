@@ -41,11 +41,13 @@ def format_minor(amount: int, currency: str) -> str:
 @dataclass(frozen=True)
 class Scenario:
     """What a test card does: ``decline`` is a failure code, or None; ``challenge`` asks for the
-    3-D Secure-like step first."""
+    3-D Secure-like step first; ``off_session_decline`` declines only later charges of the saved
+    card (the portal's path for a saved card that stops working)."""
 
     name: str
     decline: str | None = None
     challenge: bool = False
+    off_session_decline: str | None = None
 
 
 SUCCESS = Scenario("success")
@@ -56,6 +58,7 @@ TEST_CARDS = {
     "4000000000009979": Scenario("stolen_card", decline="stolen_card"),
     "4000000000000002": Scenario("card_declined", decline="card_declined"),
     "4000002760003184": Scenario("challenge", challenge=True),
+    "4000000000000341": Scenario("decline_off_session", off_session_decline="card_declined"),
 }
 SCENARIOS = {s.name: s for s in TEST_CARDS.values()}
 

@@ -38,6 +38,7 @@ class WebhookReceiver:
     def __init__(self):
         self.received: list[dict] = []  # {"body": bytes, "headers": dict, "status": int}
         self.answers: list[int] = []
+        self.paths: list[str] = []
         self._lock = threading.Lock()
         self._http = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_Quiet)
         self.url = f"http://127.0.0.1:{self._http.server_port}/hooks"
@@ -48,6 +49,7 @@ class WebhookReceiver:
     def _app(self, request: Request) -> Response:
         with self._lock:
             status = self.answers.pop(0) if self.answers else 200
+            self.paths.append(request.path)
             self.received.append({"body": request.get_data(), "headers": dict(request.headers), "status": status})
         return Response("{}", status=status, mimetype="application/json")
 

@@ -14,8 +14,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from portal.sandbox.psp import rules
-from tests.money.payments.sandbox_server import FUTURE_EXPIRY, WEBHOOK_SECRET, running_sandbox
+from portal.sandbox.psp import rules, sign
+from tests.money.payments.sandbox_server import (
+    FUTURE_EXPIRY,
+    WEBHOOK_SECRET,
+    WebhookReceiver,
+    running_sandbox,
+)
 
 RETURN_URL = "https://portal.test/wallet/payments/return"
 
@@ -496,10 +501,10 @@ def test_unknown_ids_and_routes_are_404s(psp):
 
 # ---------------------------------------------------------------- webhooks
 
-def _verify(record: dict) -> dict:
+def _verify(record: dict, secret: str = WEBHOOK_SECRET) -> dict:
     header = record["headers"]["Sandbox-Signature"]
     parts = dict(part.split("=", 1) for part in header.split(","))
-    expected = hmac.new(WEBHOOK_SECRET.encode(), parts["t"].encode() + b"." + record["body"],
+    expected = hmac.new(secret.encode(), parts["t"].encode() + b"." + record["body"],
                         hashlib.sha256).hexdigest()
     assert hmac.compare_digest(parts["v1"], expected)
     assert abs(time.time() - int(parts["t"])) < 60
@@ -617,3 +622,44 @@ def test_the_service_runs_as_its_own_process(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_make_run_starts_the_sandbox_with_the_portals_key_and_webhook_address(tmp_path, monkeypatch):
+    import socket
+    from types import SimpleNamespace
+
+    from portal.cli import _start_sandbox_psp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.delenv("SANDBOX_PSP_URL", raising=False)
+    monkeypatch.setenv("SANDBOX_PSP_PORT", str(port))
+    app = SimpleNamespace(instance_path=str(tmp_path), config={
+        "SANDBOX_PSP_API_KEY": "sk_dev", "SANDBOX_PSP_WEBHOOK_SECRET": "whsec_dev", "SANDBOX_PSP_URL": ""})
+    portal = WebhookReceiver()  # stands for the portal: the sandbox sends its webhooks there
+    portal_port = int(urlsplit(portal.url).port)
+    proc, url = _start_sandbox_psp(app, "127.0.0.1", portal_port)
+    try:
+        assert url == app.config["SANDBOX_PSP_URL"] == f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                requests.get(url + "/health", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and proc.poll() is None, "the sandbox did not start"
+                time.sleep(0.1)
+        assert requests.post(url + "/v1/customers", json={"email": "a@b.test"}, timeout=5,
+                             headers={"Authorization": "Bearer sk_dev"}).status_code == 200
+        assert (tmp_path / "sandbox-psp.sqlite3").exists()
+        [event] = portal.wait_for(lambda events: len(events) == 1)
+        assert event["type"] == "customer.created"
+        assert portal.paths == ["/wallet/payments/webhooks/sandbox"]
+        _verify(portal.received[0], "whsec_dev")  # signed with the portal's secret
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        portal.stop()
+    monkeypatch.setenv("SANDBOX_PSP_URL", "http://psp.example.test")
+    assert _start_sandbox_psp(app, "127.0.0.1", 5000) == (None, "http://psp.example.test")

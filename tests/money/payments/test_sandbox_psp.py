@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from portal.sandbox.psp import rules, sign
+from portal.sandbox.psp import rules
 from tests.money.payments.sandbox_server import (
     FUTURE_EXPIRY,
     WEBHOOK_SECRET,

@@ -168,6 +168,8 @@ def test_customers_saved_methods_and_off_session_charges(provider, psp):
     with pytest.raises(ProviderDeclined, match="declined") as declined:
         _create(provider, key="off-1", customer_ref=customer, saved_method_ref=method.ref)
     assert declined.value.code == "card_declined"
+    assert (declined.value.payment.state, declined.value.payment.failure_code) == (PaymentState.FAILED,
+                                                                                 "card_declined")
     provider.detach_method(method.ref)
     assert provider.list_methods(customer) == []
 

@@ -55,6 +55,7 @@ def test_a_new_payment_waits_for_the_payer_on_the_hosted_page(psp):
     # No external assets, and a policy that allows none.
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
     assert 'href="/assets/pay.css"' in page.text and "https://" not in page.text
+    assert page.text.count("autofocus") == 1 and 'autocomplete="cc-number" required' in page.text
     assert requests.get(psp.url + "/assets/pay.css", timeout=10).headers["Content-Type"].startswith("text/css")
 
 

@@ -258,7 +258,9 @@ class Server:
         self.url = f"http://{host}:{self._http.server_port}"
         if not settings.public_url:
             self.app.psp.base_url = self.url
-        self._thread = threading.Thread(target=self._http.serve_forever, name="sandbox-psp-http", daemon=True)
+        # A short poll so that stop() returns at once.
+        self._thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="sandbox-psp-http", daemon=True)
 
     def start(self) -> Server:
         self.app.start()

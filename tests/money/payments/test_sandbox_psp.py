@@ -569,10 +569,10 @@ def test_an_unreachable_receiver_is_retried_too(tmp_path):
 
 def test_chaos_sends_some_events_twice_and_some_out_of_order(tmp_path):
     with running_sandbox(tmp_path, chaos=True, chaos_seed=7, chaos_duplicate_rate=0.3, chaos_delay_rate=0.3,
-                         chaos_delay_seconds=0.4) as psp:
+                         chaos_delay_seconds=1.0) as psp:
         created = [psp.ok("POST", "/v1/customers", {"email": f"c{i}@example.test"})["id"] for i in range(12)]
         psp.receiver.wait_for(lambda events: {e["data"]["object"]["id"] for e in events} == set(created))
-        time.sleep(0.6)  # the late copies
+        time.sleep(1.2)  # the late copies
         events = psp.receiver.events()
     arrived = [e["data"]["object"]["id"] for e in events]
     first_arrivals = list(dict.fromkeys(arrived))

@@ -44,11 +44,18 @@ ROUTES = Map([
     Rule("/health", methods=["GET"], endpoint="health"),
 ])
 
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; form-action 'self'; "
-                               "frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
-}
+PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+
+
+def _page_policy(payment: dict | None) -> str:
+    """No outside assets; forms post here only, and may be redirected on to the merchant's
+    ``return_url`` (browsers hold a form's redirects to ``form-action`` too)."""
+    targets = "'self'"
+    if payment is not None:
+        parts = urlsplit(payment["return_url"])
+        targets += f" {parts.scheme}://{parts.netloc}"
+    return (f"default-src 'none'; style-src 'self'; form-action {targets}; frame-ancestors 'none'; "
+            "base-uri 'none'")
 
 
 def _json(status: int, body: dict, **headers) -> Response:
@@ -161,7 +168,8 @@ class SandboxApp:
 
     def render(self, template: str, status: int = 200, **context) -> Response:
         html = self.pages.get_template(template).render(**context)
-        return Response(html, status=status, mimetype="text/html", headers=PAGE_HEADERS)
+        headers = PAGE_HEADERS | {"Content-Security-Policy": _page_policy(context.get("payment"))}
+        return Response(html, status=status, mimetype="text/html", headers=headers)
 
     def page_css(self, _request: Request) -> Response:
         css = resources.files("portal.sandbox.psp").joinpath("templates/pay.css").read_text()

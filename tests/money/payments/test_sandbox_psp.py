@@ -53,7 +53,10 @@ def test_a_new_payment_waits_for_the_payer_on_the_hosted_page(psp):
         assert f'<label for="{field}">{label}</label>' in page.text
         assert f'id="{field}" name="{field}"' in page.text
     # No external assets, and a policy that allows none.
-    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy
+    # The form posts here, and its redirect goes on to the portal: both allowed, nothing else.
+    assert "form-action 'self' https://portal.test;" in policy
     assert 'href="/assets/pay.css"' in page.text and "https://" not in page.text
     assert page.text.count("autofocus") == 1 and 'autocomplete="cc-number" required' in page.text
     assert requests.get(psp.url + "/assets/pay.css", timeout=10).headers["Content-Type"].startswith("text/css")

@@ -26,7 +26,7 @@ WEBHOOK_SECRET = "whsec_test_secret"
 FUTURE_EXPIRY = f"04/{(date.today().year + 3) % 100:02d}"
 
 
-class _Quiet(WSGIRequestHandler):
+class QuietHandler(WSGIRequestHandler):
     def log_request(self, *args, **kwargs) -> None:
         """No access log."""
 
@@ -40,7 +40,7 @@ class WebhookReceiver:
         self.answers: list[int] = []
         self.paths: list[str] = []
         self._lock = threading.Lock()
-        self._http = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_Quiet)
+        self._http = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=QuietHandler)
         self.url = f"http://127.0.0.1:{self._http.server_port}/hooks"
         self._thread = threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()

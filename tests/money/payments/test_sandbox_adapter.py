@@ -25,7 +25,7 @@ from portal.money.payments.providers.base import (
 )
 from portal.money.payments.providers.sandbox import SandboxProvider
 from portal.sandbox.psp import sign
-from tests.money.payments.sandbox_server import API_KEY, WEBHOOK_SECRET, running_sandbox
+from tests.money.payments.sandbox_server import API_KEY, WEBHOOK_SECRET, QuietHandler, running_sandbox
 
 RETURN_URL = "https://portal.test/wallet/payments/return"
 
@@ -292,7 +292,7 @@ class _Stub:
             time.sleep(delay)
             return Response(body, status=status, mimetype="application/json")
 
-        self._http = make_server("127.0.0.1", 0, app, threaded=True)
+        self._http = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
         self.url = f"http://127.0.0.1:{self._http.server_port}"
         threading.Thread(target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 

@@ -24,6 +24,7 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -77,7 +78,8 @@ class FakeProvider:
     # -- helpers for tests ------------------------------------------------------------------------
 
     def _id(self, prefix: str) -> str:
-        return f"{prefix}_{next(self._ids):06d}"
+        # Unique across runs: race tests commit payments that stay in the database.
+        return f"{prefix}_{next(self._ids):04d}{uuid.uuid4().hex[:12]}"
 
     def _check_up(self, call: str) -> None:
         self.calls.append(call)

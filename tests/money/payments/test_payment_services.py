@@ -448,3 +448,18 @@ def test_timeline_records_sources(fake):
     user = student()
     payment = succeeded_top_up(fake, user, "10")
     assert {e.source for e in events_of(payment)} >= {EventSource.PORTAL, EventSource.WEBHOOK}
+
+
+def test_a_succeeded_payment_has_a_pdf_receipt_for_its_payer_only(fake):
+    from portal.errors import Conflict, NotFound
+    from portal.money.payments.receipt_pdf import receipt_pdf
+
+    user, other = student(), student()
+    payment = succeeded_top_up(fake, user, "20")
+    pdf = receipt_pdf(user, payment)
+    assert pdf.startswith(b"%PDF-") and len(pdf) > 1000
+    with pytest.raises(NotFound):
+        receipt_pdf(other, payment)
+    pending = top_up(user, "10")
+    with pytest.raises(Conflict):
+        receipt_pdf(user, pending)

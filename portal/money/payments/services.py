@@ -474,6 +474,31 @@ def resume_payment(actor: User | None, payment: Payment, *, source: EventSource 
     return apply_provider_payment(snapshot, provider=provider.name, source=source, payment=payment)
 
 
+def cancel_payment(user: User, payment: Payment) -> Payment:
+    """The payer (or finance) cancels a payment that has not been paid yet (waiting for the
+    payer or a challenge). A payment already processing or ended cannot be canceled: the
+    provider decides it."""
+    payment = own_payment(user, payment.id)
+    if payment.state not in (PaymentState.REQUIRES_PAYMENT_METHOD, PaymentState.REQUIRES_ACTION):
+        raise Conflict("This payment can no longer be canceled.")
+    if payment.provider_ref is None:
+        locked = _lock_payment(payment.id)
+        previous = st.move_payment(locked, PaymentState.CANCELED)
+        locked.needs_reconcile = False
+        record_event(locked, EventSource.PORTAL, "state", "Canceled by the payer before it reached the provider",
+                     from_state=previous, to_state=PaymentState.CANCELED)
+        db.session.flush()
+        return locked
+    try:
+        snapshot = get_provider(payment.provider).cancel(payment.provider_ref)
+    except ProviderUnavailable as exc:
+        raise ProviderDown("The payment service is not answering right now, so the payment could not be "
+                           "canceled. Try again in a few minutes.") from exc
+    except ProviderDeclined as exc:
+        raise Conflict(f"The payment could not be canceled: {exc}") from exc
+    return apply_provider_payment(snapshot, provider=payment.provider, source=EventSource.PORTAL, payment=payment)
+
+
 def cancel_abandoned(payment: Payment) -> Payment:
     """Cancel at the provider a payment the payer never completed, and apply the answer."""
     provider = get_provider(payment.provider)

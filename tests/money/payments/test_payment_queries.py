@@ -133,3 +133,15 @@ def test_finance_list_is_one_statement_whatever_the_rows(fake, statements, rows)
     with statements() as counted:
         page = admin_queries.payments(filters)
     assert len(page.items) == rows and counted.count == 1
+
+
+@pytest.mark.parametrize("rows", [2, 8])
+def test_my_payments_is_one_statement_whatever_the_rows(fake, statements, rows):
+    user = student()
+    for i in range(rows):
+        top_up(user, str(10 + i))
+    with as_user(user):
+        queries.my_payments(user)  # the identity's settings are sent once per transaction
+        with statements() as counted:
+            page = queries.my_payments(user)
+    assert len(page.items) == rows and counted.count == 1

@@ -162,3 +162,26 @@ def test_a_failure_while_applying_is_kept_and_finance_replays_it(client, fake, m
     assert wallet_of(user).balance == Decimal("30")
     webhooks.replay_webhook(create_user("admin"), row)
     assert wallet_of(user).balance == Decimal("30")
+
+
+def test_the_providers_retry_of_a_failed_event_applies_it(client, fake, monkeypatch):
+    from portal.money.payments import services
+
+    user = student()
+    payment = top_up(user, "30")
+    event = fake.event(payment=fake.complete(payment.provider_ref))
+    real = services.apply_provider_payment
+    monkeypatch.setattr(services, "apply_provider_payment", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    assert deliver(client, fake, event).get_json()["outcome"] == "failed"
+    monkeypatch.setattr(services, "apply_provider_payment", real)
+    retry = deliver(client, fake, event)
+    assert retry.get_json() == {"received": True, "id": event.id, "duplicate": True, "outcome": "applied"}
+    assert wallet_of(user).balance == Decimal("30")
+    assert deliver(client, fake, event).get_json()["outcome"] == "applied"
+    assert wallet_of(user).balance == Decimal("30")
+    assert stored(event.id).attempts == 2
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(client, fake):
+    response = client.post(URL, data=b"x" * (256 * 1024 + 1), csrf=False)
+    assert response.status_code == 413

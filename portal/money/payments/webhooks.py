@@ -164,6 +164,10 @@ def _apply_event(provider_name: str, event: ProviderEvent, source: EventSource):
     if event.type == EventType.PAYMENT_UPDATED and event.payment is not None:
         target = services.find_payment_for(event.payment, provider_name)
         if target is None:
+            if (event.payment.metadata or {}).get("portal_payment_id"):
+                # Ours, but not committed yet (the webhook outran the request that created it):
+                # failed, so the provider's retry (or the job) applies it.
+                raise LookupError("The payment this event names is not in the portal yet.")
             return WebhookOutcome.IGNORED, "No payment of the portal matches.", None
         snapshot = event.payment
         with contextlib.suppress(ProviderUnavailable):  # else the event's own view, applied forward-only

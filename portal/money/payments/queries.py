@@ -29,6 +29,7 @@ from portal.money.payments.models import (
 )
 from portal.money.payments.providers.base import PaymentState
 from portal.pagination import Page, decode_cursor, encode_cursor
+from portal.security.permissions import Permission, has_permission
 
 PAGE_SIZE = 20
 
@@ -126,7 +127,8 @@ class PaymentDetail:
 
 def payment_detail(viewer: User, payment_id: uuid.UUID | str, *, staff: bool = False) -> PaymentDetail:
     """One payment with its course's title, timeline (oldest first) and refunds: three
-    statements. A student reaches only their own (``NotFound`` otherwise); ``staff`` any."""
+    statements. A student reaches only their own (``NotFound`` otherwise); finance (or
+    ``staff=True``, e.g. a compliance officer's page) any."""
     from portal.learning.education.models import Course
 
     try:
@@ -135,6 +137,7 @@ def payment_detail(viewer: User, payment_id: uuid.UUID | str, *, staff: bool = F
         raise NotFound("There is no such payment.") from None
     row = db.session.execute(select(Payment, Course.title).outerjoin(Course, Course.id == Payment.course_id)
                              .where(Payment.id == payment_id)).first()
+    staff = staff or has_permission(viewer.role, Permission.MANAGE_MONEY)
     if row is None or (not staff and row[0].user_id != viewer.id):
         raise NotFound("There is no such payment.")
     payment, title = row

@@ -169,3 +169,10 @@ def test_the_course_checkout_knows_price_wallet_and_ownership(fake):
         payment = services.pay_course(user, course, idempotency_key=key(), from_wallet=True)
         box = queries.course_checkout(user, course)
     assert box.owned_payment_id == payment.id and box.enrolled and not box.wallet_covers
+
+
+def test_finance_reads_any_payments_story(fake):
+    payment = succeeded_top_up(fake, student(), "20")
+    admin = create_user("admin")
+    with as_user(admin):
+        assert queries.payment_detail(admin, payment.id).payment.id == payment.id

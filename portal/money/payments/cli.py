@@ -28,9 +28,11 @@ def payments_group():
 @with_appcontext
 def reconcile_command(days: int | None, fix: bool, offline: bool):
     from portal.db import as_cli_actor
-    from portal.money.payments.reconcile import reconcile
+    from portal.money.payments import reconcile as module
 
-    report = as_cli_actor(lambda: reconcile(days=days, fix=fix, provider_calls=not offline))()
+    # The result is recorded (the reconciliation page shows the last run) whatever it found.
+    report = as_cli_actor(lambda: module.reconcile_and_record("flask payments reconcile", days=days, fix=fix,
+                                                              provider_calls=not offline))()
     click.echo(f"Checked {report.payments} payments and {report.refunds} refunds"
                + (f"; {report.fixed} brought up to date from the providers" if fix else "") + ".")
     if report.ok:

@@ -218,3 +218,25 @@ def test_the_command_says_so_when_everything_matches(fake, app, monkeypatch):
     result = app.test_cli_runner().invoke(reconcile_command, ["--days", "1"])
     assert result.exit_code == 0, result.output
     assert "Checked 1 payments and 0 refunds." in result.output
+
+
+def test_a_run_is_recorded_for_the_reconciliation_page(fake, monkeypatch):
+    user = student()
+    payment = top_up(user, "50")
+    fake.complete(payment.provider_ref, PaymentState.SUCCEEDED)
+    original = reconcile.reconcile
+    monkeypatch.setattr(reconcile, "reconcile", lambda **kwargs: original(user_id=user.id, **kwargs))
+    report = reconcile.reconcile_and_record("a test")
+    last = reconcile.last_reconciliation()
+    assert not report.ok and last is not None
+    assert (last.ok, last.difference_count, last.payments, last.ran_by) == (False, 1, 1, "a test")
+    assert last.differences[0]["payment_id"] == str(payment.id) and last.differences[0]["kind"] == "provider"
+    reconcile.reconcile_and_record("a test", fix=True)
+    assert reconcile.last_reconciliation().ok
+
+
+def test_the_nightly_reconciliation_is_registered():
+    from portal.platform.jobs import job_app
+
+    job_app.perform_import_paths()
+    assert "portal.money.payments.tasks.reconcile_nightly" in job_app.tasks

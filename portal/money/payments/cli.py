@@ -42,3 +42,16 @@ def reconcile_command(days: int | None, fix: bool, offline: bool):
     for difference in report.differences:
         click.echo(f"  - [{difference.kind}] payment {difference.payment_id}: {difference.message}", err=True)
     sys.exit(1)
+
+
+@payments_group.command("poll", help="Ask the providers about stuck payments and pending refunds now, as the "
+                                     "worker's job does every five minutes.")
+@with_appcontext
+def poll_command():
+    from portal.db import as_cli_actor
+    from portal.money.payments.tasks import sweep
+
+    counts = as_cli_actor(sweep)()
+    click.echo(f"Asked about {counts['payments']} payments ({counts['payments_changed']} changed) and "
+               f"{counts['refunds']} refunds ({counts['refunds_settled']} settled); "
+               f"{counts['errors']} could not be asked.")

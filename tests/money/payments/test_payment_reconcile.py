@@ -240,3 +240,15 @@ def test_the_nightly_reconciliation_is_registered():
 
     job_app.perform_import_paths()
     assert "portal.money.payments.tasks.reconcile_nightly" in job_app.tasks
+
+
+def test_the_poll_command_runs_the_job_once(fake, app):
+    user = student()
+    payment = top_up(user, "35", kind="mobile_money")
+    fake.complete(payment.provider_ref, PaymentState.SUCCEEDED)
+    age(payment, app.config["PAYMENT_STUCK_MINUTES"] + 1)
+    result = app.test_cli_runner().invoke(args=["payments", "poll"])
+    assert result.exit_code == 0, result.output
+    assert "changed)" in result.output
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).state == PaymentState.SUCCEEDED

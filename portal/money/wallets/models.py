@@ -46,6 +46,18 @@ class SystemWallet(enum.StrEnum):
     EXCHANGE = "exchange"  #: the exchange's liquidity: conversions go through it
     CARD_FLOAT = "card_float"
     LOAN_BOOK = "loan_book"
+    #: Money a payment provider took from payers and owes the portal, one per provider: a
+    #: succeeded top-up moves value from it to the payer's wallet, so its balance is minus what
+    #: the provider still has to pay out (after its fees), and reconciliation compares the two.
+    #: Named per provider (not one wallet sharded by provider) so each provider's position reads
+    #: on its own, in lists and in ``flask ledger verify``, and a new provider is a new name.
+    CLEARING_SANDBOX = "clearing_sandbox"
+    CLEARING_STRIPE = "clearing_stripe"
+    #: Revenue of paid courses: purchases move value into it, refunds out of it.
+    SALES = "sales"
+    #: What payment providers kept as their fees: the portal's expense (a top-up is credited in
+    #: full), kept apart from ``fees`` (what the portal collected) so neither hides the other.
+    PROVIDER_FEES = "provider_fees"
 
     @property
     def label(self) -> str:
@@ -55,7 +67,9 @@ class SystemWallet(enum.StrEnum):
 #: System wallets that nearly every movement of a kind touches are split into shards, so that
 #: concurrent movements do not queue on one row lock: each movement takes the shard its user's
 #: wallet falls on. Their balance is the sum over the shards. The others are one wallet each.
-SYSTEM_SHARDS: dict[SystemWallet, int] = {SystemWallet.FEES: 8, SystemWallet.REWARDS: 8, SystemWallet.EXCHANGE: 8}
+SYSTEM_SHARDS: dict[SystemWallet, int] = {SystemWallet.FEES: 8, SystemWallet.REWARDS: 8, SystemWallet.EXCHANGE: 8,
+                                          SystemWallet.CLEARING_SANDBOX: 8, SystemWallet.CLEARING_STRIPE: 8,
+                                          SystemWallet.SALES: 8, SystemWallet.PROVIDER_FEES: 8}
 MAX_SHARDS = 64
 
 
@@ -112,10 +126,13 @@ class TransactionType(enum.StrEnum):
     REWARD = "reward"
     WITHDRAWAL = "withdrawal"
     REVERSAL = "reversal"
+    TOP_UP = "top_up"  #: money paid in through a payment provider
+    PURCHASE = "purchase"  #: a paid course, from the student's wallet to sales
+    REFUND = "refund"  #: money given back for a payment (to the wallet, or out to the provider)
 
     @property
     def label(self) -> str:
-        return self.value.capitalize()
+        return self.value.replace("_", "-").capitalize()
 
 
 class Phase(enum.StrEnum):

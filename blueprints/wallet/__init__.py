@@ -12,4 +12,13 @@ from flask import Blueprint
 
 bp = Blueprint("wallet", __name__, url_prefix="/wallet")
 
-from blueprints.wallet import admin, earnings, exchange, overview, payments, transfers, verification, withdrawals  # noqa: E402,F401
+from blueprints.wallet import (  # noqa: E402,F401
+    admin,
+    earnings,
+    exchange,
+    overview,
+    payments,
+    transfers,
+    verification,
+    withdrawals,
+)

@@ -88,7 +88,7 @@ class PayForm(FlaskForm):
         return method.kind.value, method.id
 
     def key(self) -> str:
-        return (self.idempotency_key.data or "").strip()[:100]
+        return (self.idempotency_key.data or "").strip()
 
 
 class TopUpForm(PayForm):

@@ -361,8 +361,7 @@ def manage_course_settings(course_id: uuid.UUID):
                                     grading=form.grading(letters) if posts_grading else None)
             # A post without the price (an instructor's form, an older one) leaves it as it is.
             if may_price and "price" in request.form:
-                payments.set_course_price(current_user, course, (form.price.data or "").strip(),
-                                          form.price_currency.data or "")
+                _set_price(course, form)
         except DomainError as exc:
             db.session.rollback()
             if exc.field == "grading":
@@ -377,6 +376,16 @@ def manage_course_settings(course_id: uuid.UUID):
     return render("learning/manage/course_form.html", "form", form=form, course=course,
                   categories=lms_queries.categories(), letter_rows=_letter_rows(letters),
                   grading_error=grading_error, may_price=may_price, status=422 if form.is_submitted() else 200)
+
+
+def _set_price(course, form: CourseForm) -> None:
+    """The payments service checks the amount and currency; its errors name ``amount`` and
+    ``currency``, which are this form's ``price`` and ``price_currency``."""
+    try:
+        payments.set_course_price(current_user, course, (form.price.data or "").strip(), form.price_currency.data or "")
+    except DomainError as exc:
+        exc.field = {"amount": "price", "currency": "price_currency"}.get(exc.field, exc.field)
+        raise
 
 
 def _may_price(course) -> bool:

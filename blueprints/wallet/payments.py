@@ -137,19 +137,19 @@ def _with_trigger(response, payment):
     return response
 
 
-def _after_start(payment):
+def _after_start(payment, course_message: str | None = None):
     """Where a started payment goes: the provider's page when the payer must act there, the
     course for a course bought at once, else the payment's own page."""
     if payment.state == PaymentState.REQUIRES_ACTION and _external(payment.next_action_url):
         return _go_to_provider(payment.next_action_url)
     if payment.purpose == Purpose.COURSE_PURCHASE and payment.state == PaymentState.SUCCEEDED:
-        return _to_course(payment)
+        return _to_course(payment, course_message)
     return _with_trigger(redirect_to("wallet.payment", payment_id=payment.id), payment)
 
 
-def _to_course(payment):
+def _to_course(payment, message: str | None = None):
     view = pages.payment_view(current_user, payment.id)
-    flash(f"Payment received: you are enrolled in {view.course.title}. Enjoy the course!", "success")
+    flash(message or f"Payment received: you are enrolled in {view.course.title}. Enjoy the course!", "success")
     return _with_trigger(redirect_to("learning.course", slug=view.course.slug), payment)
 
 
@@ -160,7 +160,7 @@ def _return_url(key: str) -> str:
     return base.rstrip("/") + path if base else url_for("wallet.payment_return", key=key, _external=True)
 
 
-def _pay(form: PayForm, start):
+def _pay(form: PayForm, start, *, course_message: str | None = None):
     """Run ``start`` (a service call that makes or finds the payment for the form's key) and
     answer: the provider's page, the payment or the course; or None and the form's errors.
 
@@ -209,7 +209,7 @@ def _pay(form: PayForm, start):
     except services.ProviderDown as exc:
         form.form_errors.append(exc.message)
         return None, 503
-    return _after_start(payment), 200
+    return _after_start(payment, course_message), 200
 
 
 # ---------------------------------------------------------------------------------- top-up
@@ -470,5 +470,7 @@ def buy_course_post(course_id: uuid.UUID):
                                    method_kind=kind, saved_method_id=method_id,
                                    save_method=bool(form.save_method.data), return_url=_return_url(key))
 
-    response, status = _pay(form, start)
+    welcome = (f"Welcome back to {offer.course.title}: you are enrolled again, at no charge."
+               if offer.owned is not None else None)
+    response, status = _pay(form, start, course_message=welcome)
     return response if response is not None else _checkout_page(course_id, form, status=status)

@@ -201,6 +201,8 @@ class Checkout:
     balance: Decimal
     methods: list[SavedMethod] = field(default_factory=list)
     refund_rule: str = ""
+    #: The student's earlier purchase, when they bought it and left: coming back is free.
+    owned: Payment | None = None
 
     @property
     def wallet_covers(self) -> bool:
@@ -224,7 +226,8 @@ def checkout(user: User, course_id) -> Checkout:
     most = current_app.config.get("COURSE_REFUND_MAX_PROGRESS_PERCENT", 20)
     rule = (f"Changed your mind? Within {days} days and with at most {most}% of the lessons done, a refund is "
             "given at once; later, finance decides.")
-    return Checkout(course, course.price, course.price_currency, balance, methods_of(user), rule)
+    owned = services.owned_purchase(user.id, course.id)
+    return Checkout(course, course.price, course.price_currency, balance, methods_of(user), rule, owned)
 
 
 # -- Sales ----------------------------------------------------------------------------------------

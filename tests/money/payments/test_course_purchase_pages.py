@@ -22,9 +22,9 @@ from portal.money.payments.providers.base import PaymentState
 from portal.money.wallets import ledger
 from tests.factories import create_user
 from tests.helpers import as_user
+from tests.learning.factories.catalog import make_course
 from tests.money.factories import fund, wallet_of
 from tests.money.payments import helpers
-from tests.learning.factories.catalog import make_course
 
 HX = {"HX-Request": "true"}
 

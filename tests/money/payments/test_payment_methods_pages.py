@@ -79,6 +79,7 @@ def test_make_default_with_htmx_swaps_the_list(client, student, fake):
     response = client.post(f"/wallet/payment-methods/{second.id}/default", headers=HX)
     assert response.status_code == 200
     html = body(response)
+    assert f'id="method-{first.id}"' in html
     assert "<html" not in html and html.lstrip().startswith('<div id="payment-method-list">')
     assert response.headers["HX-Trigger"] == "payment-methods-changed"
     assert re.findall(r'<li id="method-([0-9a-f-]+)"', html)[0] == str(second.id)

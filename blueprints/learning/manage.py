@@ -96,9 +96,9 @@ class CourseForm(FlaskForm):
         Optional(), NumberRange(0, 10, message="0 to 10.")], render_kw={"min": 0, "max": 10, "inputmode": "numeric"})
     # The price (owners and admins only; see ``_may_price``). Text, checked by the payments
     # service against the currency's scale, so "12.345" USD is refused rather than rounded.
-    price = StringField("Price", validators=[Length(max=40, message="That price is too long.")],
+    price = StringField("Amount", validators=[Length(max=40, message="That price is too long.")],
                         render_kw={"inputmode": "decimal", "autocomplete": "off", "placeholder": "Free"})
-    price_currency = SelectField("Price currency", choices=PRICE_CURRENCY_CHOICES, validate_choice=False)
+    price_currency = SelectField("Currency", choices=PRICE_CURRENCY_CHOICES, validate_choice=False)
     drop_quizzes = IntegerField("Drop lowest quizzes", validators=[
         Optional(), NumberRange(0, 10, message="0 to 10.")], render_kw={"min": 0, "max": 10, "inputmode": "numeric"})
 

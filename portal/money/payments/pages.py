@@ -107,14 +107,20 @@ def payment_view(user: User, payment_id) -> PaymentView:
             outstanding = any(r.state in OUTSTANDING_REFUND_STATES for r in refunds)
             left = payment.amount - sum((r.amount for r in refunds if r.state in OUTSTANDING_REFUND_STATES),
                                         Decimal(0))
-            rule = services.course_refund_rule(payment).explanation
             can_refund = not outstanding and left > 0
-            if outstanding:
-                rule = ""
+            rule = _rule_text(services.course_refund_rule(payment)) if can_refund else ""
     credited = payment.amount if payment.state == PaymentState.SUCCEEDED and payment.purpose == Purpose.TOP_UP else None
     continue_url = (_safe_external(payment.next_action_url)
                     if payment.state in (PaymentState.REQUIRES_ACTION, PaymentState.REQUIRES_PAYMENT_METHOD) else None)
     return PaymentView(payment, course, refunds, credited, continue_url, can_refund, left, rule)
+
+
+def _rule_text(rule: services.RefundRule) -> str:
+    """What asking for a refund now would do, in the student's words."""
+    if rule.automatic:
+        return (f"Ask now and the money comes back at once: you bought it {rule.days_since} day"
+                f"{'' if rule.days_since == 1 else 's'} ago and completed {rule.progress_percent}% of it.")
+    return f"Ask now and finance decides. {rule.explanation.split(':')[0]}."
 
 
 # -- Saved methods --------------------------------------------------------------------------------

@@ -4,19 +4,12 @@ pairs and rates, and withdrawal approval.
 
 One blueprint, a module per part: ``overview`` (balances, history, CSV), ``transfers``,
 ``exchange`` (conversions; pairs and rates for admins), ``earnings`` (earnings, milestones),
-``withdrawals``, ``payments`` (top-ups, payments, saved methods, course checkout, refunds and
-receipts) and ``admin`` (system wallets, ledger verification, fee rules, a user's wallets).
-"""
-
-from flask import Blueprint
-
-bp = Blueprint("wallet", __name__, url_prefix="/wallet")
-
 from blueprints.wallet import (  # noqa: E402,F401
     admin,
     earnings,
     exchange,
     overview,
+    payment_webhooks,
     payments,
     transfers,
     verification,

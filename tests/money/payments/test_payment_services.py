@@ -448,3 +448,36 @@ def test_timeline_records_sources(fake):
     user = student()
     payment = succeeded_top_up(fake, user, "10")
     assert {e.source for e in events_of(payment)} >= {EventSource.PORTAL, EventSource.WEBHOOK}
+
+
+def test_a_succeeded_payment_has_a_pdf_receipt_for_its_payer_only(fake):
+    from portal.errors import Conflict, NotFound
+    from portal.money.payments.receipt_pdf import receipt_pdf
+
+    user, other = student(), student()
+    payment = succeeded_top_up(fake, user, "20")
+    pdf = receipt_pdf(user, payment)
+    assert pdf.startswith(b"%PDF-") and len(pdf) > 1000
+    with pytest.raises(NotFound):
+        receipt_pdf(other, payment)
+    pending = top_up(user, "10")
+    with pytest.raises(Conflict):
+        receipt_pdf(user, pending)
+
+
+def test_the_demo_sells_one_course(fake):
+    from portal.learning.education.models import Course
+    from portal.money import demo
+
+    slug, price, code = demo.PAID_COURSE
+    course = db.session.scalar(select(Course).where(Course.slug == slug))
+    if course is None:
+        from tests.learning.factories.catalog import make_course
+
+        course = make_course(slug=slug)
+    course.price, course.price_currency = None, None
+    db.session.flush()
+    created = {"prices": 0}
+    demo._course_price(created)
+    demo._course_price(created)
+    assert (course.price, course.price_currency, created["prices"]) == (price, code, 1)

@@ -38,7 +38,7 @@ from blueprints.web import attach_error, is_htmx, redirect_to, refusal, render, 
 from portal.db import db
 from portal.errors import DomainError
 from portal.money.currency import CURRENCIES, format_amount
-from portal.money.payments import pages, receipts, services
+from portal.money.payments import pages, receipt_pdf, services
 from portal.money.payments.models import EventSource, PayWith, Purpose
 from portal.money.payments.providers.base import PaymentState, ProviderError
 from portal.money.payments.states import FINAL_PAYMENT_STATES
@@ -346,7 +346,7 @@ def payment_receipt(payment_id: uuid.UUID):
 def payment_receipt_pdf(payment_id: uuid.UUID):
     context = _receipt_context(payment_id)
     payment = context["payment"]
-    pdf = receipts.receipt_pdf(context["lines"], payer=current_user.full_name, email=current_user.email)
+    pdf = receipt_pdf.receipt_pdf(current_user, payment)
     response = make_response(pdf)
     response.headers["Content-Type"] = "application/pdf"
     response.headers["Content-Disposition"] = f'attachment; filename="azora-receipt-{str(payment.id)[:8]}.pdf"'

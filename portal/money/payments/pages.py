@@ -78,8 +78,6 @@ class PaymentView:
     can_refund: bool
     refundable: Decimal
     refund_rule: str
-    #: Where "Try again" goes after a failed course purchase.
-    retry_url: str | None = None
 
 
 def _safe_external(url: str | None) -> str | None:

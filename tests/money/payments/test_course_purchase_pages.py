@@ -380,3 +380,17 @@ def test_courses_table_is_not_touched_by_a_refused_purchase(client, student, cou
     client.post(f"/wallet/courses/{course.id}/buy", data={"pay_with": "bitcoin", "idempotency_key": helpers.key()})
     assert db.session.get(Course, course.id).price == before
     assert purchases(student) == []
+
+
+def test_a_declined_course_payment_offers_to_try_again_at_the_checkout(client, student, course, fake):
+    key = key_in(body(client.get(f"/wallet/courses/{course.id}/buy")))
+    client.post(f"/wallet/courses/{course.id}/buy", data={"pay_with": "card", "idempotency_key": key})
+    (payment,) = purchases(student)
+    snapshot = fake.complete(payment.provider_ref, PaymentState.FAILED, failure_message="Your card was declined.")
+    services.apply_provider_payment(snapshot, provider=fake.name, source="webhook")
+    settle()
+    html = body(client.get(f"/wallet/payments/{payment.id}"))
+    assert "Your card was declined." in html
+    assert f'href="/wallet/courses/{course.id}/buy" role="button" class="secondary">Try again' in html
+    assert enrollment(student, course) is None
+    assert "Buy this course" in body(client.get(f"/learning/courses/{course.slug}"))

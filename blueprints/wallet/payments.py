@@ -186,6 +186,11 @@ def _pay(form: PayForm, start, *, course_message: str | None = None):
         form.idempotency_key.data = ledger.new_key()
         form.form_errors.append(exc.message)
         return None, 422
+    except services.PayerBlocked as exc:
+        # Said beside the form (not as an error page), so the payer reads why and keeps the page.
+        db.session.rollback()
+        form.form_errors.append(exc.message)
+        return None, 403
     except services.IdempotencyMismatch as exc:
         db.session.rollback()
         form.idempotency_key.data = ledger.new_key()

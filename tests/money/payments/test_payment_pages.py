@@ -451,3 +451,19 @@ def test_the_wallet_has_a_top_up_tab_and_button(client, student):
     assert 'href="/wallet/payments"' in html and 'href="/wallet/payment-methods"' in html
     tabs = body(client.get("/wallet/top-up"))
     assert re.search(r'<a href="/wallet/top-up" aria-current="page">Top up</a>', tabs)
+
+
+def test_a_payer_whose_wallet_is_frozen_is_told_so_beside_the_form(client, student, fake):
+    from tests.money.factories.exchange import freeze
+
+    fund_wallet = helpers.succeeded_top_up(fake, student, "5.00")
+    freeze(student, "USD")
+    settle()
+    key = key_in(body(client.get("/wallet/top-up")))
+    for headers in ({}, HX):
+        response = client.post("/wallet/top-up", data=top_up_form(key, "10.00"), headers=headers)
+        assert response.status_code == 403
+        html = body(response)
+        assert "wallet is frozen" in html and 'id="top-up-form"' in html
+        assert ("<html" in html) != bool(headers)
+    assert [p.id for p in payments_of(student)] == [fund_wallet.id]

@@ -316,6 +316,25 @@ def payment(payment_id: uuid.UUID):
                   trigger=MONEY_MOVED if succeeded else None, **context)
 
 
+@bp.post("/payments/<uuid:payment_id>/cancel")
+@requires(Permission.USE_WALLET)
+def cancel_payment(payment_id: uuid.UUID):
+    """Cancel a payment the payer has not paid yet (waiting on the provider's page): with htmx
+    the state fragment is swapped, without it the payment's page is loaded again."""
+    error = None
+    try:
+        services.cancel_payment(current_user, pages.own_payment(current_user, payment_id))
+    except DomainError as exc:
+        error = refusal(exc)
+    else:
+        db.session.commit()
+    if wants_fragment():
+        return render("wallet/payments/payment.html", "state", status=error.status_code if error else 200,
+                      cancel_error=error.message if error else None, **_payment_context(payment_id))
+    flash(error.message if error else "Payment canceled. Nothing was taken.", "error" if error else "success")
+    return redirect_to("wallet.payment", payment_id=payment_id)
+
+
 @bp.get("/payments")
 @requires(Permission.USE_WALLET)
 def payments():

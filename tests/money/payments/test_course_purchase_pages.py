@@ -394,3 +394,13 @@ def test_a_declined_course_payment_offers_to_try_again_at_the_checkout(client, s
     assert f'href="/wallet/courses/{course.id}/buy" role="button" class="secondary">Try again' in html
     assert enrollment(student, course) is None
     assert "Buy this course" in body(client.get(f"/learning/courses/{course.slug}"))
+
+
+def test_the_catalog_shows_the_price_of_paid_courses(client, student, course):
+    free = make_course(title="Free Course For Catalog")
+    settle()
+    html = body(client.get("/learning/courses"))
+    card = html[html.index("Money for Makers"):][:1200]
+    assert '<span class="visually-hidden">Price: </span>19.00 USD' in card
+    free_card = html[html.index(free.title):][:1200]
+    assert "Price: </span>" not in free_card.split("</article>")[0]

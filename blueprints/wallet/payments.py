@@ -38,7 +38,7 @@ from blueprints.web import attach_error, is_htmx, redirect_to, refusal, render, 
 from portal.db import db
 from portal.errors import DomainError
 from portal.money.currency import CURRENCIES, format_amount
-from portal.money.payments import pages, receipt_pdf, services
+from portal.money.payments import pages, queries, receipt_pdf, services
 from portal.money.payments.models import EventSource, PayWith, Purpose
 from portal.money.payments.providers.base import PaymentState, ProviderError
 from portal.money.payments.states import FINAL_PAYMENT_STATES
@@ -57,11 +57,6 @@ SAVED_PREFIX = "method:"
 
 def _fmt(amount, code, **kwargs) -> str:
     return format_amount(amount, code, **kwargs)
-
-
-def top_up_currencies() -> list[str]:
-    """Currencies a top-up may be made in: those ``TOP_UP_MINIMUMS`` names (README settings)."""
-    return [code for code in current_app.config.get("TOP_UP_MINIMUMS", {}) if code in CURRENCIES]
 
 
 class PayForm(FlaskForm):
@@ -223,17 +218,12 @@ def _pay(form: PayForm, start, *, course_message: str | None = None):
 def _top_up_page(form: TopUpForm, *, status: int = 200):
     if not form.idempotency_key.data:
         form.idempotency_key.data = ledger.new_key()
-    methods = pages.methods_of(current_user)
+    facts = queries.top_up_form(current_user)
+    methods = [pages.saved(method) for method in facts.methods]
     if not form.pay_with.data:
         form.pay_with.data = _default_choice(methods)
-    codes = top_up_currencies()
-    form.currency.choices = [(code, f"{code} · {CURRENCIES[code].name}") for code in codes]
-    limits = {}
-    for code in codes:
-        try:
-            limits[code] = services.top_up_limits(current_user, code)
-        except DomainError:
-            continue
+    limits = {limit.currency: (limit.minimum, limit.maximum) for limit in facts.limits}
+    form.currency.choices = [(code, f"{code} · {CURRENCIES[code].name}") for code in limits]
     low_high = limits.get(form.currency.data)
     hint = (f"From {_fmt(low_high[0], form.currency.data)} to {_fmt(low_high[1], form.currency.data)} today."
             if low_high else None)
@@ -245,9 +235,9 @@ def _top_up_page(form: TopUpForm, *, status: int = 200):
 @requires(Permission.USE_WALLET)
 def top_up():
     form = TopUpForm(formdata=None)
-    codes = top_up_currencies()
+    codes = queries.top_up_currencies()
     wanted = (request.args.get("currency") or "").upper()
-    form.currency.data = wanted if wanted in codes else (codes[0] if codes else "")
+    form.currency.data = wanted if wanted in codes else ("USD" if "USD" in codes else next(iter(codes), ""))
     return _top_up_page(form)
 
 

@@ -144,7 +144,8 @@ def test_the_top_up_form_offers_the_configured_currencies_with_their_limits(clie
     monkeypatch.setitem(app.config, "TOP_UP_MINIMUMS", {"USD": "1", "AZR": "5"})
     monkeypatch.setitem(app.config, "TOP_UP_MAXIMUMS", {"USD": "10000", "AZR": "50000"})
     html = body(client.get("/wallet/top-up"))
-    assert re.findall(r'<option[^>]*value="(\w+)"', html) == ["USD", "AZR"]
+    assert re.findall(r'<option[^>]*value="(\w+)"', html) == ["AZR", "USD"]
+    assert re.search(r'<option selected value="USD">', html)  # dollars first when offered
     assert 'value="card" checked' in html  # no saved method: a new card is preselected
     assert key_in(html)
     assert "1.00 USD" in html and "Top up" in html

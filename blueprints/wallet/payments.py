@@ -172,10 +172,12 @@ def _pay(form: PayForm, start, *, course_message: str | None = None):
     except DomainError:
         earlier = None
     try:
-        if earlier is not None and earlier.needs_reconcile and earlier.provider_ref is None:
-            payment = services.resume_payment(current_user, earlier, source=EventSource.PORTAL)
-        else:
-            payment = start(key)
+        # The service checks a reused key's details against its payment first (a different
+        # amount is refused), then returns that payment without asking the provider again.
+        payment = start(key)
+        if (earlier is not None and payment.id == earlier.id and payment.needs_reconcile
+                and payment.provider_ref is None):
+            payment = services.resume_payment(current_user, payment, source=EventSource.PORTAL)
     except services.PaymentDeclined as exc:
         db.session.commit()
         form.idempotency_key.data = ledger.new_key()

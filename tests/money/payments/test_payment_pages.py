@@ -259,6 +259,9 @@ def test_provider_down_shows_the_form_again_and_a_resubmit_resumes_the_same_paym
     assert kept.needs_reconcile and kept.provider_ref is None
 
     fake.down = False
+    other = client.post("/wallet/top-up", data=top_up_form(key, "26.00"))  # the same key, another amount
+    assert other.status_code == 409 and key_in(body(other)) != key
+    assert fake.payments == {}  # nothing made at the provider for it
     again = client.post("/wallet/top-up", data=top_up_form(key, "25.00"))
     assert again.status_code == 302 and again.headers["Location"].startswith("https://psp.invalid/pay/")
     (same,) = payments_of(student)

@@ -210,6 +210,8 @@ class Checkout:
     refund_rule: str = ""
     #: The student's earlier purchase, when they bought it and left: coming back is free.
     owned: Payment | None = None
+    #: Enrolled already (bought, or enrolled while the course was free): nothing to buy.
+    enrolled: bool = False
 
     @property
     def wallet_covers(self) -> bool:
@@ -237,7 +239,7 @@ def checkout(user: User, course_id) -> Checkout:
             "given at once; later, finance decides.")
     today = utcnow().date()
     return Checkout(course, course.price, course.price_currency, facts.available or Decimal(0),
-                    [saved(m, today) for m in facts.methods], rule, owned)
+                    [saved(m, today) for m in facts.methods], rule, owned, facts.enrolled)
 
 
 # -- Sales ----------------------------------------------------------------------------------------

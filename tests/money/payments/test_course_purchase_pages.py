@@ -404,3 +404,15 @@ def test_the_catalog_shows_the_price_of_paid_courses(client, student, course):
     assert '<span class="visually-hidden">Price: </span>19.00 USD' in card
     free_card = html[html.index(free.title):][:1200]
     assert "Price: </span>" not in free_card.split("</article>")[0]
+
+
+def test_checkout_of_a_course_one_is_enrolled_in_has_nothing_to_pay(client, student, course):
+    fund(student, "50")
+    with as_user(student):
+        services.pay_course(student, course, idempotency_key=helpers.key(), from_wallet=True)
+    settle()
+    html = body(client.get(f"/wallet/courses/{course.id}/buy"))
+    assert "enrolled in this course already" in html and 'name="pay_with"' not in html
+    again = client.post(f"/wallet/courses/{course.id}/buy", data={"pay_with": "wallet", "idempotency_key": helpers.key()})
+    assert again.status_code == 409 and "enrolled in this course already" in body(again)
+    assert wallet_of(student).balance == Decimal("31.00") and len(purchases(student)) == 1

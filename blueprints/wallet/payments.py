@@ -25,7 +25,6 @@ form, call the service, commit once.
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlsplit
 
 from flask import abort, current_app, flash, make_response, request, url_for
 from flask_login import current_user
@@ -108,14 +107,6 @@ def _default_choice(methods) -> str:
     return NEW_CARD
 
 
-def _external(url: str | None) -> bool:
-    """Only an ``http(s)`` address with a host may be a redirect target outside the portal."""
-    if not url or not url.isprintable():
-        return False
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
 def _go_to_provider(url: str):
     """Send the payer to the provider's page. htmx cannot load another site into the body, so an
     htmx request gets ``HX-Redirect`` (a full navigation) instead of ``HX-Location``."""
@@ -135,7 +126,7 @@ def _with_trigger(response, payment):
 def _after_start(payment, course_message: str | None = None):
     """Where a started payment goes: the provider's page when the payer must act there, the
     course for a course bought at once, else the payment's own page."""
-    if payment.state == PaymentState.REQUIRES_ACTION and _external(payment.next_action_url):
+    if payment.state == PaymentState.REQUIRES_ACTION and pages.safe_external(payment.next_action_url):
         return _go_to_provider(payment.next_action_url)
     if payment.purpose == Purpose.COURSE_PURCHASE and payment.state == PaymentState.SUCCEEDED:
         return _to_course(payment, course_message)

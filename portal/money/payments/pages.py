@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
@@ -81,9 +82,9 @@ class PaymentView:
     refund_rule: str
 
 
-def _safe_external(url: str | None) -> str | None:
-    from urllib.parse import urlsplit
-
+def safe_external(url: str | None) -> str | None:
+    """``url`` when it may be followed out of the portal (an ``http(s)`` address with a host and
+    nothing unprintable), else None: a provider's page address is never trusted blindly."""
     if not url or not url.isprintable():
         return None
     parts = urlsplit(url)
@@ -109,7 +110,7 @@ def payment_view(user: User, payment_id) -> PaymentView:
             can_refund = not outstanding and left > 0
             rule = _rule_text(services.course_refund_rule(payment)) if can_refund else ""
     credited = payment.amount if payment.state == PaymentState.SUCCEEDED and payment.purpose == Purpose.TOP_UP else None
-    continue_url = (_safe_external(payment.next_action_url)
+    continue_url = (safe_external(payment.next_action_url)
                     if payment.state in (PaymentState.REQUIRES_ACTION, PaymentState.REQUIRES_PAYMENT_METHOD) else None)
     return PaymentView(payment, course, refunds, credited, continue_url, can_refund, left, rule)
 

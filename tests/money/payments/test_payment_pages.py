@@ -12,7 +12,6 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from blueprints.wallet import payments as views
 from portal.accounts.models import User
 from portal.db import db
 from portal.money.payments import pages
@@ -304,12 +303,28 @@ def test_a_declined_saved_method_says_why_and_the_next_try_is_a_new_payment(clie
 
 
 def test_only_http_addresses_are_followed_out_of_the_portal():
-    assert views._external("https://psp.example/pay/1")
-    assert views._external("http://127.0.0.1:8001/pay/1")
+    assert pages.safe_external("https://psp.example/pay/1") == "https://psp.example/pay/1"
+    assert pages.safe_external("http://127.0.0.1:8001/pay/1")
     for bad in ("javascript:alert(1)", "//evil.example/x", "/wallet/", "ftp://x.example/", "https://",
-                "https://psp.example/\n", None, ""):
-        assert not views._external(bad), bad
-    assert pages._safe_external("data:text/html,hi") is None
+                "https://psp.example/\n", "data:text/html,hi", None, ""):
+        assert pages.safe_external(bad) is None, bad
+
+
+def test_a_provider_page_address_that_is_not_http_is_never_followed(client, student, fake, monkeypatch):
+    real = fake.create_payment
+
+    def odd(**kwargs):
+        from dataclasses import replace
+
+        return replace(real(**kwargs), next_action_url="javascript:alert(1)")
+
+    monkeypatch.setattr(fake, "create_payment", odd)
+    key = key_in(body(client.get("/wallet/top-up")))
+    response = client.post("/wallet/top-up", data=top_up_form(key))
+    (payment,) = payments_of(student)
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"/wallet/payments/{payment.id}")
+    assert "javascript:" not in body(client.get(response.headers["Location"]))
 
 
 # ------------------------------------------------------------------ a payment's page and its live state

@@ -210,13 +210,14 @@ def test_a_refund_within_the_rule_is_approved_at_once(client, student, course):
     payment = _bought(student, course)
     page = body(client.get(f"/wallet/payments/{payment.id}"))
     assert "Ask for a refund" in page and "comes back at once" in page
+    assert f'href="/learning/courses/{course.slug}" role="button">Go to the course' in page
     form = client.get(f"/wallet/payments/{payment.id}/refund")
     assert form.status_code == 200 and 'name="reason"' in body(form)
     response = client.post(f"/wallet/payments/{payment.id}/refund", data={"reason": "Not for me"})
     assert response.status_code == 302 and response.headers["Location"].endswith(f"/wallet/payments/{payment.id}")
     after = body(client.get(response.headers["Location"]))
     assert "Refund approved" in after
-    assert "Ask for a refund" not in after
+    assert "Ask for a refund" not in after and "Go to the course" not in after
     (refund,) = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id))
     assert refund.automatic and refund.state in (RefundState.PENDING, RefundState.SUCCEEDED)
     assert wallet_of(student).balance == Decimal("50.00")

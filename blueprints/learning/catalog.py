@@ -26,6 +26,7 @@ from portal.learning.education import services as education
 from portal.learning.education.models import EnrollmentStatus
 from portal.learning.lms import access
 from portal.learning.markdown import render_markdown
+from portal.money.payments import pages as payment_pages
 from portal.security.access import login_required, requires
 from portal.security.permissions import Permission
 
@@ -62,6 +63,9 @@ def _course_context(outline: queries.Outline) -> dict:
         "continue_lesson": outline.continue_lesson() if outline.is_enrolled else None,
         "certificate_code": queries.certificate_code(current_user, outline.course.id) if completed else None,
         "staff_links": _staff_links(outline),
+        # A paid course shows its price, and "Buy" instead of "Enrol" until the student owns it.
+        "purchase": (payment_pages.course_purchase(current_user, outline.course)
+                     if not outline.is_enrolled else None),
     }
 
 

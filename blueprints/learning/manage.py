@@ -40,6 +40,9 @@ from portal.learning.lms import access, staff
 from portal.learning.lms import queries as lms_queries
 from portal.learning.lms.models import ManagementRole
 from portal.learning.markdown import render_markdown
+from portal.money.currency import CURRENCIES, format_amount
+from portal.money.payments import pages as payment_pages
+from portal.money.payments import services as payments
 from portal.security.access import requires
 from portal.security.permissions import Permission
 
@@ -49,6 +52,7 @@ TEACH = requires(Permission.TEACH)
 
 LEVEL_CHOICES = [SelectChoice(level.value, level.value.capitalize()) for level in CourseLevel]
 LANGUAGE_CHOICES = [SelectChoice(value, label) for value, label in COURSE_LANGUAGES.items()]
+PRICE_CURRENCY_CHOICES = [SelectChoice(code, f"{code} · {unit.name}") for code, unit in CURRENCIES.items()]
 SLUG_MESSAGE = "Use lowercase letters, digits and single hyphens between words, like \"intro-to-finance\"."
 
 
@@ -90,6 +94,11 @@ class CourseForm(FlaskForm):
         Optional(), NumberRange(0, 100, message="0 to 100.")], render_kw={"min": 0, "max": 100, "inputmode": "decimal"})
     drop_assignments = IntegerField("Drop lowest assignments", validators=[
         Optional(), NumberRange(0, 10, message="0 to 10.")], render_kw={"min": 0, "max": 10, "inputmode": "numeric"})
+    # The price (owners and admins only; see ``_may_price``). Text, checked by the payments
+    # service against the currency's scale, so "12.345" USD is refused rather than rounded.
+    price = StringField("Amount", validators=[Length(max=40, message="That price is too long.")],
+                        render_kw={"inputmode": "decimal", "autocomplete": "off", "placeholder": "Free"})
+    price_currency = SelectField("Currency", choices=PRICE_CURRENCY_CHOICES, validate_choice=False)
     drop_quizzes = IntegerField("Drop lowest quizzes", validators=[
         Optional(), NumberRange(0, 10, message="0 to 10.")], render_kw={"min": 0, "max": 10, "inputmode": "numeric"})
 
@@ -333,10 +342,13 @@ def manage_course(course_id: uuid.UUID):
 def manage_course_settings(course_id: uuid.UUID):
     course = authoring.course_for(current_user, course_id, what="edit this course's settings")
     form = CourseForm(obj=course if request.method == "GET" else None)
+    may_price = _may_price(course)
     grading_error = None
     if request.method == "GET":
         form.level.data = course.level.value
         letters = form.load_grading(course.grading)
+        form.price.data = f"{_plain(course.price)}" if course.price else ""
+        form.price_currency.data = course.price_currency or "USD"
     else:
         letters = _posted_letters()
     if form.validate_on_submit():
@@ -347,6 +359,9 @@ def manage_course_settings(course_id: uuid.UUID):
                 raise DomainError("Give at least one letter, e.g. \"A\" from 90 and \"F\" from 0.", field="grading")
             authoring.update_course(current_user, course.id, **form.values(),
                                     grading=form.grading(letters) if posts_grading else None)
+            # A post without the price (an instructor's form, an older one) leaves it as it is.
+            if may_price and "price" in request.form:
+                _set_price(course, form)
         except DomainError as exc:
             db.session.rollback()
             if exc.field == "grading":
@@ -360,7 +375,25 @@ def manage_course_settings(course_id: uuid.UUID):
             return redirect_to("learning.manage_course", course_id=course.id)
     return render("learning/manage/course_form.html", "form", form=form, course=course,
                   categories=lms_queries.categories(), letter_rows=_letter_rows(letters),
-                  grading_error=grading_error, status=422 if form.is_submitted() else 200)
+                  grading_error=grading_error, may_price=may_price, status=422 if form.is_submitted() else 200)
+
+
+def _set_price(course, form: CourseForm) -> None:
+    """The payments service checks the amount and currency; its errors name ``amount`` and
+    ``currency``, which are this form's ``price`` and ``price_currency``."""
+    try:
+        payments.set_course_price(current_user, course, (form.price.data or "").strip(), form.price_currency.data or "")
+    except DomainError as exc:
+        exc.field = {"amount": "price", "currency": "price_currency"}.get(exc.field, exc.field)
+        raise
+
+
+def _may_price(course) -> bool:
+    """Only the course's owner (and administrators, who manage every course) set its price:
+    co-instructors edit content, not what students pay."""
+    if current_user.role == Role.ADMIN:
+        return True
+    return access.management_role(current_user, course.id) == ManagementRole.OWNER
 
 
 @bp.post("/manage/<uuid:course_id>/status")
@@ -628,3 +661,15 @@ def manage_remove_staff(course_id: uuid.UUID, management_id: uuid.UUID):
     return _staff_row_action(course_id, management_id,
                              lambda: staff.remove_staff(current_user, course_id, management_id),
                              "Removed from the staff.")
+
+
+# ---------------------------------------------------------------- sales
+
+
+@bp.get("/manage/sales")
+@TEACH
+def manage_sales():
+    """Sales of the teacher's paid courses (an administrator's: every course): per course the
+    number of sales, gross, refunds and net, and the latest sales."""
+    return render("learning/manage/sales.html", report=payment_pages.sales_report(current_user),
+                  is_admin=current_user.role == Role.ADMIN, fmt=format_amount)

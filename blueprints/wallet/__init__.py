@@ -1,10 +1,12 @@
 """Money for people: the wallet and its history, sending money, converting currencies,
-earnings and milestones, withdrawals; and for admins the ledger's state, fee rules, currency
-pairs and rates, and withdrawal approval.
+earnings and milestones, withdrawals, payments; and for admins the ledger's state, fee rules,
+currency pairs and rates, and withdrawal approval.
 
 One blueprint, a module per part: ``overview`` (balances, history, CSV), ``transfers``,
 ``exchange`` (conversions; pairs and rates for admins), ``earnings`` (earnings, milestones),
-``withdrawals``, ``payment_webhooks`` (providers' signed reports) and ``admin`` (system wallets, ledger verification, fee rules, a user's wallets).
+``withdrawals``, ``payments`` (top-ups, payments, saved methods, course checkout, refunds and
+receipts), ``payment_webhooks`` (providers' signed reports) and ``admin`` (system wallets,
+ledger verification, fee rules, a user's wallets).
 """
 
 from flask import Blueprint
@@ -17,6 +19,7 @@ from blueprints.wallet import (  # noqa: E402,F401
     exchange,
     overview,
     payment_webhooks,
+    payments,
     transfers,
     verification,
     withdrawals,

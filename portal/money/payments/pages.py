@@ -1,0 +1,312 @@
+"""Reads for the student's and faculty's payment pages: one's payments (keyset pages), one
+payment with its course and refunds, saved methods, a course's checkout and purchase state,
+and a teacher's sales. Reads only; the writes are ``services``.
+
+Every read of a payment or method is scoped to its owner here, on top of row-level security,
+so another user's id is a ``NotFound`` whoever asks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from portal.accounts.models import Role, User
+from portal.db import db
+from portal.errors import NotFound
+from portal.money.currency import format_amount
+from portal.money.payments import services
+from portal.money.payments.models import Payment, PaymentMethod, PayWith, Purpose, Refund, RefundState
+from portal.money.payments.providers.base import PaymentState
+from portal.money.payments.states import OPEN_PAYMENT_STATES, OUTSTANDING_REFUND_STATES
+from portal.money.wallets import ledger
+from portal.pagination import Page, keyset_page
+
+PAGE_SIZE = 20
+
+
+def _uuid(value) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+# -- Payments -------------------------------------------------------------------------------------
+
+
+def payments_of(user: User, *, state: PaymentState | None = None, cursor: str | None = None,
+                size: int = PAGE_SIZE) -> Page:
+    """The user's payments, newest first, optionally in one state (one query)."""
+    stmt = select(Payment).where(Payment.user_id == user.id)
+    if state is not None:
+        stmt = stmt.where(Payment.state == state)
+    return keyset_page(stmt, Payment.created_at, Payment.id, cursor, size)
+
+
+def own_payment(user: User, payment_id) -> Payment:
+    """The user's own payment (never another's, whatever the role), or ``NotFound``."""
+    found = _uuid(payment_id)
+    payment = db.session.get(Payment, found) if found else None
+    if payment is None or payment.user_id != user.id:
+        raise NotFound("There is no such payment.")
+    return payment
+
+
+def payment_by_key(user: User, key: str) -> Payment:
+    """The user's payment made by the checkout form with ``key`` (the provider's return)."""
+    payment = db.session.scalar(select(Payment).where(Payment.user_id == user.id,
+                                                      Payment.idempotency_key == (key or "")[:100]))
+    if payment is None:
+        raise NotFound("There is no such payment.")
+    return payment
+
+
+@dataclass
+class PaymentView:
+    payment: Payment
+    course: object | None
+    refunds: list[Refund]
+    #: What reached the wallet (the amount: the portal bears the provider's fee).
+    credited: Decimal | None
+    #: The provider's page while the payer must act there (only an http(s) address).
+    continue_url: str | None
+    can_refund: bool
+    refundable: Decimal
+    refund_rule: str
+    #: Where "Try again" goes after a failed course purchase.
+    retry_url: str | None = None
+
+
+def _safe_external(url: str | None) -> str | None:
+    from urllib.parse import urlsplit
+
+    if not url or not url.isprintable():
+        return None
+    parts = urlsplit(url)
+    return url if parts.scheme in ("http", "https") and parts.netloc else None
+
+
+def payment_view(user: User, payment_id) -> PaymentView:
+    """One payment of the user's, with its course and refunds (three queries at most)."""
+    payment = own_payment(user, payment_id)
+    course = None
+    refunds: list[Refund] = []
+    can_refund, left, rule = False, Decimal(0), ""
+    if payment.purpose == Purpose.COURSE_PURCHASE:
+        from portal.learning.education.models import Course
+
+        course = db.session.get(Course, payment.course_id)
+        refunds = list(db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)
+                                          .order_by(Refund.created_at.desc())))
+        if payment.state == PaymentState.SUCCEEDED:
+            outstanding = any(r.state in OUTSTANDING_REFUND_STATES for r in refunds)
+            left = payment.amount - sum((r.amount for r in refunds if r.state in OUTSTANDING_REFUND_STATES),
+                                        Decimal(0))
+            can_refund = not outstanding and left > 0
+            rule = _rule_text(services.course_refund_rule(payment)) if can_refund else ""
+    credited = payment.amount if payment.state == PaymentState.SUCCEEDED and payment.purpose == Purpose.TOP_UP else None
+    continue_url = (_safe_external(payment.next_action_url)
+                    if payment.state in (PaymentState.REQUIRES_ACTION, PaymentState.REQUIRES_PAYMENT_METHOD) else None)
+    return PaymentView(payment, course, refunds, credited, continue_url, can_refund, left, rule)
+
+
+def _rule_text(rule: services.RefundRule) -> str:
+    """What asking for a refund now would do, in the student's words."""
+    if rule.automatic:
+        return (f"Ask now and the money comes back at once: you bought it {rule.days_since} day"
+                f"{'' if rule.days_since == 1 else 's'} ago and completed {rule.progress_percent}% of it.")
+    return f"Ask now and finance decides. {rule.explanation.split(':')[0]}."
+
+
+# -- Saved methods --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SavedMethod:
+    id: uuid.UUID
+    kind: PayWith
+    brand: str
+    last4: str
+    exp_month: int | None
+    exp_year: int | None
+    is_default: bool
+    expired: bool
+
+
+def _expired(method: PaymentMethod, today: date) -> bool:
+    if not method.exp_month or not method.exp_year:
+        return False
+    return (method.exp_year, method.exp_month) < (today.year, today.month)
+
+
+def _saved(method: PaymentMethod, today: date) -> SavedMethod:
+    return SavedMethod(method.id, method.kind, method.brand, method.last4, method.exp_month, method.exp_year,
+                       method.is_default, _expired(method, today))
+
+
+def methods_of(user: User, today: date | None = None) -> list[SavedMethod]:
+    """The user's saved methods, default first, each marked expired or not (one query)."""
+    today = today or datetime.now().date()
+    return [_saved(m, today) for m in services.list_methods(user)]
+
+
+def method_for(user: User, method_id) -> SavedMethod:
+    found = _uuid(method_id)
+    method = db.session.get(PaymentMethod, found) if found else None
+    if method is None or method.user_id != user.id or method.removed_at is not None:
+        raise NotFound("There is no such payment method.")
+    return _saved(method, datetime.now().date())
+
+
+# -- Courses --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Purchase:
+    """A paid course seen by one student: what the course page shows instead of "Enrol"."""
+
+    price: Decimal
+    currency: str
+    price_text: str
+    #: Bought (and not refunded): enrolling again is free.
+    owned: bool
+    #: A payment for it that has not ended yet (the student may be paying right now).
+    pending_payment_id: uuid.UUID | None = None
+
+    @property
+    def must_buy(self) -> bool:
+        return not self.owned
+
+
+def course_purchase(user: User, course) -> Purchase | None:
+    """None for a free course; else its price and whether ``user`` owns it (two queries)."""
+    if not course.is_paid:
+        return None
+    text = format_amount(course.price, course.price_currency)
+    if user.role != Role.STUDENT:
+        return Purchase(course.price, course.price_currency, text, owned=False)
+    owned = services.owned_purchase(user.id, course.id) is not None
+    pending = None
+    if not owned:
+        pending = db.session.scalar(select(Payment.id).where(
+            Payment.user_id == user.id, Payment.course_id == course.id, Payment.purpose == Purpose.COURSE_PURCHASE,
+            Payment.state.in_(tuple(OPEN_PAYMENT_STATES))).order_by(Payment.created_at.desc()).limit(1))
+    return Purchase(course.price, course.price_currency, text, owned=owned, pending_payment_id=pending)
+
+
+@dataclass
+class Checkout:
+    course: object
+    price: Decimal
+    currency: str
+    balance: Decimal
+    methods: list[SavedMethod] = field(default_factory=list)
+    refund_rule: str = ""
+    #: The student's earlier purchase, when they bought it and left: coming back is free.
+    owned: Payment | None = None
+
+    @property
+    def wallet_covers(self) -> bool:
+        return self.balance >= self.price
+
+
+def checkout(user: User, course_id) -> Checkout:
+    """A paid, published course's checkout for ``user``: price, wallet balance, saved methods.
+    ``NotFound`` for a course that does not exist, is not published or is free."""
+    from flask import current_app
+
+    from portal.learning.education.models import Course, CourseStatus
+
+    found = _uuid(course_id)
+    course = db.session.get(Course, found) if found else None
+    if course is None or course.status != CourseStatus.PUBLISHED or not course.is_paid:
+        raise NotFound("That course is not for sale.")
+    wallet = ledger.user_wallet(user.id, course.price_currency)
+    balance = wallet.available if wallet is not None else Decimal(0)
+    days = current_app.config.get("COURSE_REFUND_DAYS", 14)
+    most = current_app.config.get("COURSE_REFUND_MAX_PROGRESS_PERCENT", 20)
+    rule = (f"Changed your mind? Within {days} days and with at most {most}% of the lessons done, a refund is "
+            "given at once; later, finance decides.")
+    owned = services.owned_purchase(user.id, course.id)
+    return Checkout(course, course.price, course.price_currency, balance, methods_of(user), rule, owned)
+
+
+# -- Sales ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class CourseSales:
+    course_id: uuid.UUID
+    title: str
+    slug: str
+    currency: str
+    sales: int
+    gross: Decimal
+    refunded: Decimal
+
+    @property
+    def net(self) -> Decimal:
+        return self.gross - self.refunded
+
+
+@dataclass
+class RecentSale:
+    payment_id: uuid.UUID
+    course_title: str
+    buyer: str
+    amount: Decimal
+    currency: str
+    refunded: Decimal
+    at: datetime
+    paid_with: str
+
+
+@dataclass
+class SalesReport:
+    courses: list[CourseSales]
+    recent: list[RecentSale]
+
+
+def sales_report(user: User, *, recent_size: int = 20) -> SalesReport:
+    """Sales of the courses ``user`` owns or teaches (all courses for an admin): per course and
+    currency the number of sales, gross, refunded and net; and the latest sales. Two queries.
+
+    Reading other students' payments needs the ledger's identity (row-level security shows a
+    teacher only their own payments), so the reads run ``as_ledger`` and are limited here, in
+    the WHERE clause, to the teacher's courses."""
+    from portal.learning.education.models import Course
+    from portal.learning.lms.models import CourseManagement
+
+    sold = (Payment.purpose == Purpose.COURSE_PURCHASE) & (Payment.state == PaymentState.SUCCEEDED)
+    scope = []
+    if user.role != Role.ADMIN:
+        scope.append(Payment.course_id.in_(select(CourseManagement.course_id)
+                                           .where(CourseManagement.user_id == user.id)))
+    with ledger.as_ledger():
+        per_course = db.session.execute(
+            select(Course.id, Course.title, Course.slug, Payment.currency, func.count(Payment.id),
+                   func.sum(Payment.amount), func.sum(Payment.amount_refunded))
+            .join(Course, Course.id == Payment.course_id)
+            .where(sold, *scope)
+            .group_by(Course.id, Course.title, Course.slug, Payment.currency)
+            .order_by(func.sum(Payment.amount).desc(), Course.title)).all()
+        recent = db.session.execute(
+            select(Payment.id, Course.title, User.full_name, Payment.amount, Payment.currency,
+                   Payment.amount_refunded, Payment.credited_at, Payment.created_at, Payment.method_kind)
+            .join(Course, Course.id == Payment.course_id).join(User, User.id == Payment.user_id)
+            .where(sold, *scope)
+            .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(recent_size)).all()
+    courses = [CourseSales(cid, title, slug, code, count, Decimal(gross or 0), Decimal(refunded or 0))
+               for cid, title, slug, code, count, gross, refunded in per_course]
+    sales = [RecentSale(pid, title, name, amount, code, refunded, credited or created, kind.label)
+             for pid, title, name, amount, code, refunded, credited, created, kind in recent]
+    return SalesReport(courses, sales)
+
+
+#: Refund states that mean money went (or is going) back.
+RETURNED_STATES = frozenset({RefundState.PENDING, RefundState.SUCCEEDED})

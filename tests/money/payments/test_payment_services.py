@@ -174,11 +174,13 @@ def test_success_credits_the_wallet_gross_with_the_fee_as_its_own_leg(fake):
     rows = ledger_rows(payment)
     assert sorted((r.type, r.amount) for r in rows) == sorted([(TransactionType.TOP_UP, Decimal("100.00")),
                                                                (TransactionType.FEE, fee)])
-    clearing = ledger.system_wallet(SystemWallet.CLEARING_SANDBOX, "USD")
+    clearing = ledger.system_wallet(SystemWallet.CLEARING_SANDBOX, "USD", spread_by=user.id)
     top = next(r for r in rows if r.type == TransactionType.TOP_UP)
     fee_leg = next(r for r in rows if r.type == TransactionType.FEE)
     assert top.debit_wallet_id == clearing.id and top.credit_user_id == user.id
     assert fee_leg.credit_wallet_id == clearing.id
+    provider_fees = ledger.system_wallet(SystemWallet.PROVIDER_FEES, "USD", spread_by=user.id)
+    assert fee_leg.debit_wallet_id == provider_fees.id  # the portal's expense, not the fees it collects
     assert ledger.verify().ok
 
 

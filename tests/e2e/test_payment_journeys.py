@@ -30,6 +30,8 @@ CHALLENGE_CARD = "4000002760003184"
 INSUFFICIENT_FUNDS_CARD = "4000000000009995"
 GOOD_CARD = "4242424242424242"
 PHONE = "+254712345678"
+#: How long a live update may take: the page polls every 2 seconds.
+LIVE_MS = 10_000
 
 
 def _delivered(sandbox, timeout: float = 10.0) -> None:
@@ -94,6 +96,13 @@ def _pay_by_card(page: Page, number: str, amount: str, *, name: str) -> None:
     page.get_by_role("button", name=f"Pay {amount} USD").click()
 
 
+def _available(page: Page, text: str):
+    """The Balances tab shows ``text`` (like "25.00 USD") available in its currency's card."""
+    code = text.split()[-1]
+    card = _balance(page, code)
+    expect(card.locator(".balance-available")).to_have_text(re.compile(rf"^\s*Available:\s*{re.escape(text)}\s*$"))
+
+
 def _payment_state(page: Page):
     return page.locator("#payment-state")
 
@@ -123,7 +132,7 @@ def test_a_student_tops_up_with_a_card_that_asks_for_the_challenge_and_sees_the_
     expect(facts).to_contain_text("3184")
     expect(facts.locator("dd.total")).to_have_text("25.00 USD")
 
-    expect(_balance(page, "USD").locator(".balance-available")).to_contain_text("25.00")
+    _available(page, "25.00 USD")
 
     # Mobile money confirms later: the payment's page says "Processing" and turns to
     # "Succeeded" by itself (no reload: the marker set on this document survives).
@@ -137,11 +146,11 @@ def test_a_student_tops_up_with_a_card_that_asks_for_the_challenge_and_sees_the_
     expect(_payment_state(page)).to_contain_text("This page updates by itself")
     page.evaluate("window.__sameDocument = true")
     _settle(sandbox_psp)
-    expect(_payment_state(page)).to_contain_text("Succeeded")
+    expect(_payment_state(page)).to_contain_text("Succeeded", timeout=LIVE_MS)
     expect(_payment_state(page)).to_contain_text("10.00 USD was added to your wallet.")
     assert page.evaluate("window.__sameDocument === true"), "the payment's page was reloaded"
 
-    expect(_balance(page, "USD").locator(".balance-available")).to_contain_text("35.00")
+    _available(page, "35.00 USD")
 
 
 def test_a_declined_card_says_why_credits_nothing_and_a_good_card_then_pays(new_page, db_as_tests, sandbox_psp):
@@ -159,14 +168,15 @@ def test_a_declined_card_says_why_credits_nothing_and_a_good_card_then_pays(new_
     _delivered(sandbox_psp)
     page.goto("/wallet/")
     expect(page.get_by_role("heading", name="Wallet", level=1)).to_be_visible()
-    expect(page.locator(".balance-card", has_text="USD").locator(".balance-available")).not_to_contain_text("40")
+    _available(page, "0.00 USD")
     _open_wallet_tab(page, "Payments")
     row = page.locator("tr", has_text="40.00 USD").first
     expect(row).to_contain_text("Not paid yet")
     row.get_by_role("link").first.click()
     expect(page.get_by_role("heading", name="Top-up of 40.00 USD", level=1)).to_be_visible()
     expect(_payment_state(page)).to_contain_text("Not paid yet")
-    expect(_payment_state(page)).to_contain_text("insufficient funds")
+    expect(_payment_state(page)).to_contain_text(
+        "The last attempt did not go through. The card has insufficient funds. Try another card.")
 
     # The same payment, with another card.
     page.get_by_role("button", name="Continue to the payment page").click()
@@ -175,7 +185,7 @@ def test_a_declined_card_says_why_credits_nothing_and_a_good_card_then_pays(new_
     expect(page.get_by_role("heading", name="Top-up of 40.00 USD", level=1)).to_be_visible()
     expect(_payment_state(page)).to_contain_text("Succeeded")
     expect(_payment_state(page)).to_contain_text("40.00 USD was added to your wallet.")
-    expect(_balance(page, "USD").locator(".balance-available")).to_contain_text("40.00")
+    _available(page, "40.00 USD")
 
 
 @pytest.fixture
@@ -241,8 +251,12 @@ def test_a_student_buys_a_priced_course_by_card_and_gets_a_refund(new_page, db_a
     _settle(sandbox_psp)
     page.reload()
     expect(refunds).to_contain_text("Refunded")
-    expect(page.locator(".w-facts")).to_contain_text("Refunded")
-    expect(page.locator(".w-facts")).to_contain_text("19.00 USD")
+    expect(_payment_state(page)).to_contain_text("Paid, then refunded in full.")
+    expect(page.locator(".w-facts")).to_contain_text(re.compile(r"Refunded\s*19\.00 USD"))
+    # Back to the card: the wallet got it and sent it on, holding nothing.
+    _available(page, "0.00 USD")
+    page.get_by_role("navigation", name="Wallet").get_by_role("link", name="Payments", exact=True).click()
+    page.locator("tr", has_text="19.00 USD").first.get_by_role("link").first.click()
 
     # The course is no longer theirs: it is for sale again.
     page.get_by_role("link", name=priced_course["title"]).first.click()
@@ -267,12 +281,14 @@ def test_a_student_saves_a_card_pays_with_it_again_and_removes_it(new_page, db_a
     expect(method).to_contain_text("4242")
     expect(method).to_contain_text("Default")
 
-    # Paid with the saved card: charged at once, no provider page.
+    # Paid with the saved card, offered first: charged at once, no provider page.
+    _open_wallet_tab(page, "Top up")
+    expect(page.get_by_role("group", name="Pay with").get_by_label(re.compile(r"Visa.*4242"))).to_be_checked()
     _start_top_up(page, "15", re.compile(r"Visa.*4242"))
     expect(page.get_by_role("heading", name="Top-up of 15.00 USD", level=1)).to_be_visible()
     expect(_payment_state(page)).to_contain_text("15.00 USD was added to your wallet.")
     expect(page.locator(".w-facts")).to_contain_text("4242")
-    expect(_balance(page, "USD").locator(".balance-available")).to_contain_text("35.00")
+    _available(page, "35.00 USD")
 
     _open_wallet_tab(page, "Payment methods")
     page.once("dialog", lambda dialog: dialog.accept())  # "Remove Visa ending 4242? ..."

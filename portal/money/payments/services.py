@@ -474,6 +474,31 @@ def resume_payment(actor: User | None, payment: Payment, *, source: EventSource 
     return apply_provider_payment(snapshot, provider=provider.name, source=source, payment=payment)
 
 
+def cancel_payment(user: User, payment: Payment) -> Payment:
+    """The payer (or finance) cancels a payment that has not been paid yet (waiting for the
+    payer or a challenge). A payment already processing or ended cannot be canceled: the
+    provider decides it."""
+    payment = own_payment(user, payment.id)
+    if payment.state not in (PaymentState.REQUIRES_PAYMENT_METHOD, PaymentState.REQUIRES_ACTION):
+        raise Conflict("This payment can no longer be canceled.")
+    if payment.provider_ref is None:
+        locked = _lock_payment(payment.id)
+        previous = st.move_payment(locked, PaymentState.CANCELED)
+        locked.needs_reconcile = False
+        record_event(locked, EventSource.PORTAL, "state", "Canceled by the payer before it reached the provider",
+                     from_state=previous, to_state=PaymentState.CANCELED)
+        db.session.flush()
+        return locked
+    try:
+        snapshot = get_provider(payment.provider).cancel(payment.provider_ref)
+    except ProviderUnavailable as exc:
+        raise ProviderDown("The payment service is not answering right now, so the payment could not be "
+                           "canceled. Try again in a few minutes.") from exc
+    except ProviderDeclined as exc:
+        raise Conflict(f"The payment could not be canceled: {exc}") from exc
+    return apply_provider_payment(snapshot, provider=payment.provider, source=EventSource.PORTAL, payment=payment)
+
+
 def cancel_abandoned(payment: Payment) -> Payment:
     """Cancel at the provider a payment the payer never completed, and apply the answer."""
     provider = get_provider(payment.provider)
@@ -1041,7 +1066,11 @@ def _approve(refund: Refund, payment: Payment, actor: User | None) -> None:
     _send_refund(refund, payment)
 
 
-def _send_refund(refund: Refund, payment: Payment, source: EventSource = EventSource.PROVIDER) -> None:
+def _send_refund(refund: Refund, payment: Payment, source: EventSource = EventSource.PROVIDER, *,
+                 resend: bool = False) -> None:
+    """Ask the provider to refund. A refusal on the first asking raises (the caller rolls the
+    refund back whole); on a resend (the first asking got no answer) it fails the refund and
+    releases the held funds."""
     try:
         answer = get_provider(payment.provider).refund(payment.provider_ref, refund.amount,
                                                        idempotency_key=refund.idempotency_key,
@@ -1052,7 +1081,11 @@ def _send_refund(refund: Refund, payment: Payment, source: EventSource = EventSo
         db.session.flush()
         return
     except ProviderDeclined as exc:
-        raise RefundRefused(f"The payment provider refused the refund: {exc}", field=None) from exc
+        if not resend:
+            raise RefundRefused(f"The payment provider refused the refund: {exc}", field=None) from exc
+        refund.failure_reason = f"The payment provider refused the refund: {exc}"[:300]
+        _settle_refund(refund, payment, RefundState.FAILED, source)
+        return
     refund.provider_ref = answer.ref
     db.session.flush()
     apply_provider_refund(answer, provider=payment.provider, source=source, refund=refund)
@@ -1135,7 +1168,7 @@ def resume_refund(refund: Refund, *, source: EventSource = EventSource.POLL) -> 
         return refund
     if refund.provider_ref is None:
         locked = _lock_payment(payment.id)
-        _send_refund(refund, locked, source)
+        _send_refund(refund, locked, source, resend=True)
         return refund
     snapshot = get_provider(payment.provider).fetch_refund(refund.provider_ref)
     return apply_provider_refund(snapshot, provider=payment.provider, source=source, refund=refund)

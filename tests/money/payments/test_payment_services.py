@@ -483,3 +483,28 @@ def test_the_demo_sells_one_course(fake):
     demo._course_price(created)
     demo._course_price(created)
     assert (course.price, course.price_currency, created["prices"]) == (price, code, 1)
+
+
+def test_the_payer_cancels_an_unpaid_payment_but_not_a_paid_one(fake):
+    from portal.errors import Conflict, NotFound
+
+    user, other = student(), student()
+    payment = top_up(user, "20")
+    with pytest.raises(NotFound):
+        services.cancel_payment(other, payment)
+    with as_user(user):
+        services.cancel_payment(user, payment)
+    assert payment.state == PaymentState.CANCELED
+    assert fake.payments[payment.provider_ref].payment.state == PaymentState.CANCELED
+    paid = succeeded_top_up(fake, user, "20")
+    with as_user(user), pytest.raises(Conflict):
+        services.cancel_payment(user, paid)
+
+
+def test_the_enrol_button_of_a_paid_course_says_to_buy_it(client, login_as, fake):
+    user = login_as("student")
+    course = paid_course("19.00")
+    response = client.post(f"/learning/courses/{course.slug}/enrol", headers={"HX-Request": "true"})
+    assert response.status_code == 402
+    assert "buy it from its page" in response.get_data(as_text=True)
+    assert db.session.scalar(select(Enrollment).where(Enrollment.user_id == user.id)) is None

@@ -26,6 +26,7 @@ from portal.learning.education import services as education
 from portal.learning.education.models import EnrollmentStatus
 from portal.learning.lms import access
 from portal.learning.markdown import render_markdown
+from portal.money.currency import format_amount
 from portal.money.payments import pages as payment_pages
 from portal.security.access import login_required, requires
 from portal.security.permissions import Permission
@@ -51,7 +52,7 @@ def catalog():
     page = queries.catalog_page(current_user, filters, _page_number())
     # The filters' choices sit outside the results block: a live-search request skips them.
     facets = {} if wants_fragment() else queries.catalog_facets()
-    return render("learning/catalog/catalog.html", "results", page=page, filters=filters, **facets)
+    return render("learning/catalog/catalog.html", "results", page=page, filters=filters, fmt=format_amount, **facets)
 
 
 def _course_context(outline: queries.Outline) -> dict:

@@ -38,7 +38,7 @@ from blueprints.web import attach_error, is_htmx, redirect_to, refusal, render, 
 from portal.db import db
 from portal.errors import DomainError
 from portal.money.currency import CURRENCIES, format_amount
-from portal.money.payments import pages, receipts, services
+from portal.money.payments import pages, receipt_pdf, services
 from portal.money.payments.models import EventSource, PayWith, Purpose
 from portal.money.payments.providers.base import PaymentState, ProviderError
 from portal.money.payments.states import FINAL_PAYMENT_STATES
@@ -186,6 +186,11 @@ def _pay(form: PayForm, start, *, course_message: str | None = None):
         form.idempotency_key.data = ledger.new_key()
         form.form_errors.append(exc.message)
         return None, 422
+    except services.PayerBlocked as exc:
+        # Said beside the form (not as an error page), so the payer reads why and keeps the page.
+        db.session.rollback()
+        form.form_errors.append(exc.message)
+        return None, 403
     except services.IdempotencyMismatch as exc:
         db.session.rollback()
         form.idempotency_key.data = ledger.new_key()
@@ -311,6 +316,25 @@ def payment(payment_id: uuid.UUID):
                   trigger=MONEY_MOVED if succeeded else None, **context)
 
 
+@bp.post("/payments/<uuid:payment_id>/cancel")
+@requires(Permission.USE_WALLET)
+def cancel_payment(payment_id: uuid.UUID):
+    """Cancel a payment the payer has not paid yet (waiting on the provider's page): with htmx
+    the state fragment is swapped, without it the payment's page is loaded again."""
+    error = None
+    try:
+        services.cancel_payment(current_user, pages.own_payment(current_user, payment_id))
+    except DomainError as exc:
+        error = refusal(exc)
+    else:
+        db.session.commit()
+    if wants_fragment():
+        return render("wallet/payments/payment.html", "state", status=error.status_code if error else 200,
+                      cancel_error=error.message if error else None, **_payment_context(payment_id))
+    flash(error.message if error else "Payment canceled. Nothing was taken.", "error" if error else "success")
+    return redirect_to("wallet.payment", payment_id=payment_id)
+
+
 @bp.get("/payments")
 @requires(Permission.USE_WALLET)
 def payments():
@@ -346,7 +370,7 @@ def payment_receipt(payment_id: uuid.UUID):
 def payment_receipt_pdf(payment_id: uuid.UUID):
     context = _receipt_context(payment_id)
     payment = context["payment"]
-    pdf = receipts.receipt_pdf(context["lines"], payer=current_user.full_name, email=current_user.email)
+    pdf = receipt_pdf.receipt_pdf(current_user, payment)
     response = make_response(pdf)
     response.headers["Content-Type"] = "application/pdf"
     response.headers["Content-Disposition"] = f'attachment; filename="azora-receipt-{str(payment.id)[:8]}.pdf"'

@@ -137,7 +137,7 @@ def _escape_like(text: str) -> str:
 #: sort keys are filled in by ``_catalog_statement``; the values are bound parameters.
 _CATALOG_SQL = """
 SELECT c.id, c.slug, c.title, c.summary, c.category, c.level, c."estimatedHours" AS estimated_hours,
-       u."fullName" AS instructor_name, ranked.total{enrolment_columns}
+       c.price, c."priceCurrency" AS price_currency, u."fullName" AS instructor_name, ranked.total{enrolment_columns}
   FROM (SELECT id, count(*) OVER () AS total, {keys}
           FROM courses
          WHERE {where}

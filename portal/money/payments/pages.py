@@ -19,8 +19,8 @@ from portal.accounts.models import Role, User
 from portal.db import db
 from portal.errors import NotFound
 from portal.money.currency import format_amount
-from portal.money.payments import services
-from portal.money.payments.models import Payment, PaymentMethod, PayWith, Purpose, Refund, RefundState
+from portal.money.payments import admin_queries, services
+from portal.money.payments.models import Payment, PaymentMethod, PayWith, Purpose, Refund
 from portal.money.payments.providers.base import PaymentState
 from portal.money.payments.states import OPEN_PAYMENT_STATES, OUTSTANDING_REFUND_STATES
 from portal.money.wallets import ledger
@@ -78,8 +78,6 @@ class PaymentView:
     can_refund: bool
     refundable: Decimal
     refund_rule: str
-    #: Where "Try again" goes after a failed course purchase.
-    retry_url: str | None = None
 
 
 def _safe_external(url: str | None) -> str | None:
@@ -240,73 +238,40 @@ def checkout(user: User, course_id) -> Checkout:
 
 
 @dataclass
-class CourseSales:
-    course_id: uuid.UUID
-    title: str
-    slug: str
-    currency: str
-    sales: int
-    gross: Decimal
-    refunded: Decimal
-
-    @property
-    def net(self) -> Decimal:
-        return self.gross - self.refunded
-
-
-@dataclass
 class RecentSale:
     payment_id: uuid.UUID
+    course_id: uuid.UUID
     course_title: str
-    buyer: str
     amount: Decimal
     currency: str
     refunded: Decimal
     at: datetime
-    paid_with: str
 
 
 @dataclass
 class SalesReport:
-    courses: list[CourseSales]
+    courses: list
     recent: list[RecentSale]
 
 
 def sales_report(user: User, *, recent_size: int = 20) -> SalesReport:
-    """Sales of the courses ``user`` owns or teaches (all courses for an admin): per course and
-    currency the number of sales, gross, refunded and net; and the latest sales. Two queries.
+    """Sales of the courses ``user`` owns or teaches (every course for an admin): per course the
+    totals (``admin_queries.course_sales``) and the latest sales, two statements.
 
-    Reading other students' payments needs the ledger's identity (row-level security shows a
-    teacher only their own payments), so the reads run ``as_ledger`` and are limited here, in
-    the WHERE clause, to the teacher's courses."""
+    Teachers do not read payments through row-level security, so the latest sales are read with
+    the ledger's role, limited here to the teacher's courses; like the totals they name no payer
+    (what a student paid and how is theirs and finance's to see)."""
     from portal.learning.education.models import Course
     from portal.learning.lms.models import CourseManagement
 
-    sold = (Payment.purpose == Purpose.COURSE_PURCHASE) & (Payment.state == PaymentState.SUCCEEDED)
-    scope = []
-    if user.role != Role.ADMIN:
-        scope.append(Payment.course_id.in_(select(CourseManagement.course_id)
-                                           .where(CourseManagement.user_id == user.id)))
-    with ledger.as_ledger():
-        per_course = db.session.execute(
-            select(Course.id, Course.title, Course.slug, Payment.currency, func.count(Payment.id),
-                   func.sum(Payment.amount), func.sum(Payment.amount_refunded))
+    stmt = (select(Payment.id, Course.id, Course.title, Payment.amount, Payment.currency, Payment.amount_refunded,
+                   func.coalesce(Payment.credited_at, Payment.created_at))
             .join(Course, Course.id == Payment.course_id)
-            .where(sold, *scope)
-            .group_by(Course.id, Course.title, Course.slug, Payment.currency)
-            .order_by(func.sum(Payment.amount).desc(), Course.title)).all()
-        recent = db.session.execute(
-            select(Payment.id, Course.title, User.full_name, Payment.amount, Payment.currency,
-                   Payment.amount_refunded, Payment.credited_at, Payment.created_at, Payment.method_kind)
-            .join(Course, Course.id == Payment.course_id).join(User, User.id == Payment.user_id)
-            .where(sold, *scope)
-            .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(recent_size)).all()
-    courses = [CourseSales(cid, title, slug, code, count, Decimal(gross or 0), Decimal(refunded or 0))
-               for cid, title, slug, code, count, gross, refunded in per_course]
-    sales = [RecentSale(pid, title, name, amount, code, refunded, credited or created, kind.label)
-             for pid, title, name, amount, code, refunded, credited, created, kind in recent]
-    return SalesReport(courses, sales)
-
-
-#: Refund states that mean money went (or is going) back.
-RETURNED_STATES = frozenset({RefundState.PENDING, RefundState.SUCCEEDED})
+            .where(Payment.purpose == Purpose.COURSE_PURCHASE, Payment.state == PaymentState.SUCCEEDED)
+            .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(recent_size))
+    if user.role != Role.ADMIN:
+        stmt = stmt.where(select(CourseManagement.id).where(CourseManagement.course_id == Course.id,
+                                                            CourseManagement.user_id == user.id).exists())
+    with ledger.as_ledger():
+        recent = [RecentSale(*row) for row in db.session.execute(stmt).all()]
+    return SalesReport(admin_queries.course_sales(user).courses, recent)

@@ -90,6 +90,7 @@ def _routes(payment, method, course):
         ("GET", f"/wallet/payments/{payment.id}/receipt", "use", 404, 404),
         ("GET", f"/wallet/payments/{payment.id}/receipt.pdf", "use", 404, 404),
         ("GET", f"/wallet/payments/{payment.id}/refund", "use", 404, 404),
+        ("POST", f"/wallet/payments/{payment.id}/cancel", "use", 404, 404),
         ("POST", f"/wallet/payments/{payment.id}/refund", "use", 404, 404),
         ("GET", "/wallet/payment-methods", "use", 200, 200),
         ("POST", f"/wallet/payment-methods/{method.id}/default", "use", 404, 404),
@@ -442,14 +443,6 @@ def test_a_succeeded_payment_has_a_receipt_page_and_a_pdf(client, student, fake)
     assert "attachment" in pdf.headers["Content-Disposition"]
 
 
-def test_the_receipt_pdf_wraps_long_values_and_handles_any_name():
-    from portal.money.payments import receipts
-
-    pdf = receipts.receipt_pdf([("For", "Course: " + "Very long title " * 30), ("Amount", "1.00 USD")],
-                               payer="Zoë Ñandú 王", email="z@example.org")
-    assert pdf.startswith(b"%PDF")
-
-
 # ------------------------------------------------------------------ the wallet's entry points
 
 
@@ -459,3 +452,49 @@ def test_the_wallet_has_a_top_up_tab_and_button(client, student):
     assert 'href="/wallet/payments"' in html and 'href="/wallet/payment-methods"' in html
     tabs = body(client.get("/wallet/top-up"))
     assert re.search(r'<a href="/wallet/top-up" aria-current="page">Top up</a>', tabs)
+
+
+def test_a_payer_whose_wallet_is_frozen_is_told_so_beside_the_form(client, student, fake):
+    from tests.money.factories.exchange import freeze
+
+    fund_wallet = helpers.succeeded_top_up(fake, student, "5.00")
+    freeze(student, "USD")
+    settle()
+    key = key_in(body(client.get("/wallet/top-up")))
+    for headers in ({}, HX):
+        response = client.post("/wallet/top-up", data=top_up_form(key, "10.00"), headers=headers)
+        assert response.status_code == 403
+        html = body(response)
+        assert "wallet is frozen" in html and 'id="top-up-form"' in html
+        assert ("<html" in html) != bool(headers)
+    assert [p.id for p in payments_of(student)] == [fund_wallet.id]
+
+
+def test_the_payer_cancels_a_payment_not_paid_yet(client, student, fake):
+    payment = _open_payment(fake, student)
+    html = body(client.get(f"/wallet/payments/{payment.id}"))
+    assert f'hx-post="/wallet/payments/{payment.id}/cancel"' in html and "hx-confirm=" in html
+    response = client.post(f"/wallet/payments/{payment.id}/cancel")
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/wallet/payments/{payment.id}")
+    db.session.refresh(payment)
+    assert payment.state == PaymentState.CANCELED
+    page = body(client.get(response.headers["Location"]))
+    assert "Payment canceled. Nothing was taken." in page and "Cancel the payment" not in page
+
+
+def test_cancel_with_htmx_swaps_the_state_and_a_processing_payment_cannot_be_canceled(client, student, fake):
+    payment = _open_payment(fake, student)
+    response = client.post(f"/wallet/payments/{payment.id}/cancel", headers=HX)
+    assert response.status_code == 200
+    html = body(response)
+    assert "<html" not in html and 'id="payment-state"' in html and "was canceled" in html
+    assert "every 2s" not in html
+
+    fake.mode = "processing"
+    waiting = helpers.top_up(student, "9.00", kind="mobile_money")
+    settle()
+    refused = client.post(f"/wallet/payments/{waiting.id}/cancel", headers=HX)
+    assert refused.status_code == 409
+    assert "can no longer be canceled" in body(refused) and "every 2s" in body(refused)
+    db.session.refresh(waiting)
+    assert waiting.state == PaymentState.PROCESSING

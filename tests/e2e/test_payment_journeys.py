@@ -7,7 +7,11 @@ without the hosted page, and removes it.
 
 Each journey is a new student (and a new course), made through the services and committed. Work
 the provider does later (mobile money, refunds) is settled with its test helper, and its
-webhooks are waited for through its delivery log, never by sleeping.
+webhooks are waited for by polling its delivery log, never with a fixed sleep.
+
+A card that passes the challenge is final when the payer comes back (the portal asks the
+provider on the return), so the live change of state is shown with mobile money, which the
+provider confirms later.
 """
 
 from __future__ import annotations

@@ -245,6 +245,8 @@ def test_a_student_buys_a_priced_course_by_card_and_gets_a_refund(new_page, db_a
     page.get_by_role("button", name="Ask for a refund").click()
     expect(page.get_by_role("heading", name="Ask for a refund")).to_be_visible()
     expect(page.locator(".w-facts dd.total")).to_have_text("19.00 USD")
+    expect(page.get_by_role("main")).to_contain_text(
+        "the money comes back at once: you bought it today and completed 0% of it.")
     page.get_by_label("Why do you want a refund?").fill("I picked the wrong course.")
     page.get_by_role("button", name="Ask for the refund").click()
     expect(page.get_by_role("main")).to_contain_text("Refund approved: 19.00 USD is on its way back")

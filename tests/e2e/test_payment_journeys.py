@@ -169,10 +169,12 @@ def test_a_declined_card_says_why_credits_nothing_and_a_good_card_then_pays(new_
     expect(page.get_by_role("alert")).to_have_text("The card has insufficient funds. Try another card.")
     expect(page.get_by_role("button", name="Pay 40.00 USD")).to_be_visible()
 
-    # The student goes back to the portal first: nothing was credited, and the payment says so.
-    _delivered(sandbox_psp)
-    page.goto("/wallet/")
-    expect(page.get_by_role("heading", name="Wallet", level=1)).to_be_visible()
+    # The student goes back to the portal without paying: the payment says why, nothing was
+    # credited, and the list shows it unpaid.
+    page.get_by_role("link", name="Back to the merchant without paying").click()
+    expect(page.get_by_role("heading", name="Top-up of 40.00 USD", level=1)).to_be_visible()
+    expect(_payment_state(page)).to_contain_text(
+        "The last attempt did not go through. The card has insufficient funds. Try another card.")
     _available(page, "0.00 USD")
     _open_wallet_tab(page, "Payments")
     row = page.locator("tr", has_text="40.00 USD").first
@@ -180,8 +182,6 @@ def test_a_declined_card_says_why_credits_nothing_and_a_good_card_then_pays(new_
     row.get_by_role("link").first.click()
     expect(page.get_by_role("heading", name="Top-up of 40.00 USD", level=1)).to_be_visible()
     expect(_payment_state(page)).to_contain_text("Not paid yet")
-    expect(_payment_state(page)).to_contain_text(
-        "The last attempt did not go through. The card has insufficient funds. Try another card.")
 
     # The same payment, with another card.
     page.get_by_role("button", name="Continue to the payment page").click()

@@ -25,7 +25,6 @@ form, call the service, commit once.
 from __future__ import annotations
 
 import uuid
-from urllib.parse import urlsplit
 
 from flask import abort, current_app, flash, make_response, request, url_for
 from flask_login import current_user
@@ -38,7 +37,7 @@ from blueprints.web import attach_error, is_htmx, redirect_to, refusal, render, 
 from portal.db import db
 from portal.errors import DomainError
 from portal.money.currency import CURRENCIES, format_amount
-from portal.money.payments import pages, receipt_pdf, services
+from portal.money.payments import pages, queries, receipt_pdf, services
 from portal.money.payments.models import EventSource, PayWith, Purpose
 from portal.money.payments.providers.base import PaymentState, ProviderError
 from portal.money.payments.states import FINAL_PAYMENT_STATES
@@ -57,11 +56,6 @@ SAVED_PREFIX = "method:"
 
 def _fmt(amount, code, **kwargs) -> str:
     return format_amount(amount, code, **kwargs)
-
-
-def top_up_currencies() -> list[str]:
-    """Currencies a top-up may be made in: those ``TOP_UP_MINIMUMS`` names (README settings)."""
-    return [code for code in current_app.config.get("TOP_UP_MINIMUMS", {}) if code in CURRENCIES]
 
 
 class PayForm(FlaskForm):
@@ -113,14 +107,6 @@ def _default_choice(methods) -> str:
     return NEW_CARD
 
 
-def _external(url: str | None) -> bool:
-    """Only an ``http(s)`` address with a host may be a redirect target outside the portal."""
-    if not url or not url.isprintable():
-        return False
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
-
-
 def _go_to_provider(url: str):
     """Send the payer to the provider's page. htmx cannot load another site into the body, so an
     htmx request gets ``HX-Redirect`` (a full navigation) instead of ``HX-Location``."""
@@ -140,7 +126,7 @@ def _with_trigger(response, payment):
 def _after_start(payment, course_message: str | None = None):
     """Where a started payment goes: the provider's page when the payer must act there, the
     course for a course bought at once, else the payment's own page."""
-    if payment.state == PaymentState.REQUIRES_ACTION and _external(payment.next_action_url):
+    if payment.state == PaymentState.REQUIRES_ACTION and pages.safe_external(payment.next_action_url):
         return _go_to_provider(payment.next_action_url)
     if payment.purpose == Purpose.COURSE_PURCHASE and payment.state == PaymentState.SUCCEEDED:
         return _to_course(payment, course_message)
@@ -177,10 +163,12 @@ def _pay(form: PayForm, start, *, course_message: str | None = None):
     except DomainError:
         earlier = None
     try:
-        if earlier is not None and earlier.needs_reconcile and earlier.provider_ref is None:
-            payment = services.resume_payment(current_user, earlier, source=EventSource.PORTAL)
-        else:
-            payment = start(key)
+        # The service checks a reused key's details against its payment first (a different
+        # amount is refused), then returns that payment without asking the provider again.
+        payment = start(key)
+        if (earlier is not None and payment.id == earlier.id and payment.needs_reconcile
+                and payment.provider_ref is None):
+            payment = services.resume_payment(current_user, payment, source=EventSource.PORTAL)
     except services.PaymentDeclined as exc:
         db.session.commit()
         form.idempotency_key.data = ledger.new_key()
@@ -223,17 +211,12 @@ def _pay(form: PayForm, start, *, course_message: str | None = None):
 def _top_up_page(form: TopUpForm, *, status: int = 200):
     if not form.idempotency_key.data:
         form.idempotency_key.data = ledger.new_key()
-    methods = pages.methods_of(current_user)
+    facts = queries.top_up_form(current_user)
+    methods = [pages.saved(method) for method in facts.methods]
     if not form.pay_with.data:
         form.pay_with.data = _default_choice(methods)
-    codes = top_up_currencies()
-    form.currency.choices = [(code, f"{code} · {CURRENCIES[code].name}") for code in codes]
-    limits = {}
-    for code in codes:
-        try:
-            limits[code] = services.top_up_limits(current_user, code)
-        except DomainError:
-            continue
+    limits = {limit.currency: (limit.minimum, limit.maximum) for limit in facts.limits}
+    form.currency.choices = [(code, f"{code} · {CURRENCIES[code].name}") for code in limits]
     low_high = limits.get(form.currency.data)
     hint = (f"From {_fmt(low_high[0], form.currency.data)} to {_fmt(low_high[1], form.currency.data)} today."
             if low_high else None)
@@ -245,9 +228,9 @@ def _top_up_page(form: TopUpForm, *, status: int = 200):
 @requires(Permission.USE_WALLET)
 def top_up():
     form = TopUpForm(formdata=None)
-    codes = top_up_currencies()
+    codes = queries.top_up_currencies()
     wanted = (request.args.get("currency") or "").upper()
-    form.currency.data = wanted if wanted in codes else (codes[0] if codes else "")
+    form.currency.data = wanted if wanted in codes else ("USD" if "USD" in codes else next(iter(codes), ""))
     return _top_up_page(form)
 
 

@@ -59,6 +59,10 @@ PAGES = [
     Page("gradebook CSV export", "/learning/courses/{large_id}/gradebook.csv", "faculty"),
     Page("case page", "/compliance/cases/{case_id}", "compliance"),
     Page("tutor chat", "/learning/courses/{demo_slug}/tutor", "student"),
+    Page("top-up form (learner)", "/wallet/top-up", "learner"),
+    Page("my payments (learner)", "/wallet/payments", "learner"),
+    Page("payment methods (learner)", "/wallet/payment-methods", "learner"),
+    Page("course sales (faculty)", "/learning/manage/sales", "faculty"),
 ]
 
 

@@ -12,14 +12,16 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
 from portal.accounts.models import Role, User
 from portal.db import db
+from portal.db.base import utcnow
 from portal.errors import NotFound
 from portal.money.currency import format_amount
-from portal.money.payments import admin_queries, services
+from portal.money.payments import admin_queries, queries, services
 from portal.money.payments.models import Payment, PaymentMethod, PayWith, Purpose, Refund
 from portal.money.payments.providers.base import PaymentState
 from portal.money.payments.states import OPEN_PAYMENT_STATES, OUTSTANDING_REFUND_STATES
@@ -80,9 +82,9 @@ class PaymentView:
     refund_rule: str
 
 
-def _safe_external(url: str | None) -> str | None:
-    from urllib.parse import urlsplit
-
+def safe_external(url: str | None) -> str | None:
+    """``url`` when it may be followed out of the portal (an ``http(s)`` address with a host and
+    nothing unprintable), else None: a provider's page address is never trusted blindly."""
     if not url or not url.isprintable():
         return None
     parts = urlsplit(url)
@@ -108,7 +110,7 @@ def payment_view(user: User, payment_id) -> PaymentView:
             can_refund = not outstanding and left > 0
             rule = _rule_text(services.course_refund_rule(payment)) if can_refund else ""
     credited = payment.amount if payment.state == PaymentState.SUCCEEDED and payment.purpose == Purpose.TOP_UP else None
-    continue_url = (_safe_external(payment.next_action_url)
+    continue_url = (safe_external(payment.next_action_url)
                     if payment.state in (PaymentState.REQUIRES_ACTION, PaymentState.REQUIRES_PAYMENT_METHOD) else None)
     return PaymentView(payment, course, refunds, credited, continue_url, can_refund, left, rule)
 
@@ -143,15 +145,17 @@ def _expired(method: PaymentMethod, today: date) -> bool:
     return (method.exp_year, method.exp_month) < (today.year, today.month)
 
 
-def _saved(method: PaymentMethod, today: date) -> SavedMethod:
+def saved(method: PaymentMethod, today: date | None = None) -> SavedMethod:
+    """A saved method as the pages show it: what the portal keeps, and whether it expired."""
+    today = today or utcnow().date()
     return SavedMethod(method.id, method.kind, method.brand, method.last4, method.exp_month, method.exp_year,
                        method.is_default, _expired(method, today))
 
 
-def methods_of(user: User, today: date | None = None) -> list[SavedMethod]:
+def methods_of(user: User) -> list[SavedMethod]:
     """The user's saved methods, default first, each marked expired or not (one query)."""
-    today = today or datetime.now().date()
-    return [_saved(m, today) for m in services.list_methods(user)]
+    today = utcnow().date()
+    return [saved(m, today) for m in queries.saved_methods(user)]
 
 
 def method_for(user: User, method_id) -> SavedMethod:
@@ -159,7 +163,7 @@ def method_for(user: User, method_id) -> SavedMethod:
     method = db.session.get(PaymentMethod, found) if found else None
     if method is None or method.user_id != user.id or method.removed_at is not None:
         raise NotFound("There is no such payment method.")
-    return _saved(method, datetime.now().date())
+    return saved(method)
 
 
 # -- Courses --------------------------------------------------------------------------------------
@@ -208,6 +212,8 @@ class Checkout:
     refund_rule: str = ""
     #: The student's earlier purchase, when they bought it and left: coming back is free.
     owned: Payment | None = None
+    #: Enrolled already (bought, or enrolled while the course was free): nothing to buy.
+    enrolled: bool = False
 
     @property
     def wallet_covers(self) -> bool:
@@ -215,8 +221,10 @@ class Checkout:
 
 
 def checkout(user: User, course_id) -> Checkout:
-    """A paid, published course's checkout for ``user``: price, wallet balance, saved methods.
-    ``NotFound`` for a course that does not exist, is not published or is free."""
+    """A paid, published course's checkout for ``user``: the buy box's facts
+    (``queries.course_checkout``: price, wallet balance, ownership, saved methods) with the
+    course, the earlier purchase and the refund rule in words. ``NotFound`` for a course that
+    does not exist, is not published or is free."""
     from flask import current_app
 
     from portal.learning.education.models import Course, CourseStatus
@@ -225,14 +233,15 @@ def checkout(user: User, course_id) -> Checkout:
     course = db.session.get(Course, found) if found else None
     if course is None or course.status != CourseStatus.PUBLISHED or not course.is_paid:
         raise NotFound("That course is not for sale.")
-    wallet = ledger.user_wallet(user.id, course.price_currency)
-    balance = wallet.available if wallet is not None else Decimal(0)
+    facts = queries.course_checkout(user, course)
+    owned = db.session.get(Payment, facts.owned_payment_id) if facts.owned_payment_id else None
     days = current_app.config.get("COURSE_REFUND_DAYS", 14)
     most = current_app.config.get("COURSE_REFUND_MAX_PROGRESS_PERCENT", 20)
     rule = (f"Changed your mind? Within {days} days and with at most {most}% of the lessons done, a refund is "
             "given at once; later, finance decides.")
-    owned = services.owned_purchase(user.id, course.id)
-    return Checkout(course, course.price, course.price_currency, balance, methods_of(user), rule, owned)
+    today = utcnow().date()
+    return Checkout(course, course.price, course.price_currency, facts.available or Decimal(0),
+                    [saved(m, today) for m in facts.methods], rule, owned, facts.enrolled)
 
 
 # -- Sales ----------------------------------------------------------------------------------------

@@ -210,13 +210,14 @@ def test_a_refund_within_the_rule_is_approved_at_once(client, student, course):
     payment = _bought(student, course)
     page = body(client.get(f"/wallet/payments/{payment.id}"))
     assert "Ask for a refund" in page and "comes back at once" in page
+    assert f'href="/learning/courses/{course.slug}" role="button">Go to the course' in page
     form = client.get(f"/wallet/payments/{payment.id}/refund")
     assert form.status_code == 200 and 'name="reason"' in body(form)
     response = client.post(f"/wallet/payments/{payment.id}/refund", data={"reason": "Not for me"})
     assert response.status_code == 302 and response.headers["Location"].endswith(f"/wallet/payments/{payment.id}")
     after = body(client.get(response.headers["Location"]))
     assert "Refund approved" in after
-    assert "Ask for a refund" not in after
+    assert "Ask for a refund" not in after and "Go to the course" not in after
     (refund,) = db.session.scalars(select(Refund).where(Refund.payment_id == payment.id))
     assert refund.automatic and refund.state in (RefundState.PENDING, RefundState.SUCCEEDED)
     assert wallet_of(student).balance == Decimal("50.00")
@@ -404,3 +405,15 @@ def test_the_catalog_shows_the_price_of_paid_courses(client, student, course):
     assert '<span class="visually-hidden">Price: </span>19.00 USD' in card
     free_card = html[html.index(free.title):][:1200]
     assert "Price: </span>" not in free_card.split("</article>")[0]
+
+
+def test_checkout_of_a_course_one_is_enrolled_in_has_nothing_to_pay(client, student, course):
+    fund(student, "50")
+    with as_user(student):
+        services.pay_course(student, course, idempotency_key=helpers.key(), from_wallet=True)
+    settle()
+    html = body(client.get(f"/wallet/courses/{course.id}/buy"))
+    assert "enrolled in this course already" in html and 'name="pay_with"' not in html
+    again = client.post(f"/wallet/courses/{course.id}/buy", data={"pay_with": "wallet", "idempotency_key": helpers.key()})
+    assert again.status_code == 409 and "enrolled in this course already" in body(again)
+    assert wallet_of(student).balance == Decimal("31.00") and len(purchases(student)) == 1

@@ -12,7 +12,6 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select
 
-from blueprints.wallet import payments as views
 from portal.accounts.models import User
 from portal.db import db
 from portal.money.payments import pages
@@ -144,7 +143,8 @@ def test_the_top_up_form_offers_the_configured_currencies_with_their_limits(clie
     monkeypatch.setitem(app.config, "TOP_UP_MINIMUMS", {"USD": "1", "AZR": "5"})
     monkeypatch.setitem(app.config, "TOP_UP_MAXIMUMS", {"USD": "10000", "AZR": "50000"})
     html = body(client.get("/wallet/top-up"))
-    assert re.findall(r'<option[^>]*value="(\w+)"', html) == ["USD", "AZR"]
+    assert re.findall(r'<option[^>]*value="(\w+)"', html) == ["AZR", "USD"]
+    assert re.search(r'<option selected value="USD">', html)  # dollars first when offered
     assert 'value="card" checked' in html  # no saved method: a new card is preselected
     assert key_in(html)
     assert "1.00 USD" in html and "Top up" in html
@@ -258,6 +258,9 @@ def test_provider_down_shows_the_form_again_and_a_resubmit_resumes_the_same_paym
     assert kept.needs_reconcile and kept.provider_ref is None
 
     fake.down = False
+    other = client.post("/wallet/top-up", data=top_up_form(key, "26.00"))  # the same key, another amount
+    assert other.status_code == 409 and key_in(body(other)) != key
+    assert fake.payments == {}  # nothing made at the provider for it
     again = client.post("/wallet/top-up", data=top_up_form(key, "25.00"))
     assert again.status_code == 302 and again.headers["Location"].startswith("https://psp.invalid/pay/")
     (same,) = payments_of(student)
@@ -300,12 +303,28 @@ def test_a_declined_saved_method_says_why_and_the_next_try_is_a_new_payment(clie
 
 
 def test_only_http_addresses_are_followed_out_of_the_portal():
-    assert views._external("https://psp.example/pay/1")
-    assert views._external("http://127.0.0.1:8001/pay/1")
+    assert pages.safe_external("https://psp.example/pay/1") == "https://psp.example/pay/1"
+    assert pages.safe_external("http://127.0.0.1:8001/pay/1")
     for bad in ("javascript:alert(1)", "//evil.example/x", "/wallet/", "ftp://x.example/", "https://",
-                "https://psp.example/\n", None, ""):
-        assert not views._external(bad), bad
-    assert pages._safe_external("data:text/html,hi") is None
+                "https://psp.example/\n", "data:text/html,hi", None, ""):
+        assert pages.safe_external(bad) is None, bad
+
+
+def test_a_provider_page_address_that_is_not_http_is_never_followed(client, student, fake, monkeypatch):
+    real = fake.create_payment
+
+    def odd(**kwargs):
+        from dataclasses import replace
+
+        return replace(real(**kwargs), next_action_url="javascript:alert(1)")
+
+    monkeypatch.setattr(fake, "create_payment", odd)
+    key = key_in(body(client.get("/wallet/top-up")))
+    response = client.post("/wallet/top-up", data=top_up_form(key))
+    (payment,) = payments_of(student)
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"/wallet/payments/{payment.id}")
+    assert "javascript:" not in body(client.get(response.headers["Location"]))
 
 
 # ------------------------------------------------------------------ a payment's page and its live state

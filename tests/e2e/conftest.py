@@ -73,6 +73,27 @@ def _live_config(app, live_server):
 
 
 @pytest.fixture(scope="package")
+def sandbox_psp(app, live_server, tmp_path_factory):
+    """The sandbox payment provider (portal/sandbox/psp) for the payment journeys, served from a
+    thread on a free port: its webhooks go to the live server, chaos off, payments by mobile
+    money and refunds settled only by its test helper (``sandbox_psp.settle()``). The app's
+    provider settings point at it while the journeys run and are restored afterwards."""
+    from tests.money.payments.sandbox_server import API_KEY, WEBHOOK_SECRET, running_sandbox
+
+    hooks = f"{live_server}/wallet/payments/webhooks/sandbox"
+    with running_sandbox(tmp_path_factory.mktemp("sandbox-psp"), webhook_url=hooks, chaos=False) as sandbox:
+        changes = {"SANDBOX_PSP_URL": sandbox.url, "SANDBOX_PSP_API_KEY": API_KEY,
+                   "SANDBOX_PSP_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                   "PAYMENT_PROVIDERS": {"CARD": "sandbox", "MOBILE_MONEY": "sandbox"}}
+        saved = {key: app.config.get(key) for key in changes}
+        app.config.update(changes)
+        try:
+            yield sandbox
+        finally:
+            app.config.update(saved)
+
+
+@pytest.fixture(scope="package")
 def browser():
     """Chromium for the journeys of this package. Playwright's sync API keeps an event loop
     marked as running in this thread while it is open, which breaks code run later that bridges

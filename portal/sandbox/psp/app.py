@@ -185,7 +185,7 @@ class SandboxApp:
                                back=with_payment_ref(payment["return_url"], payment["id"]))
         return self.render("pay.html", status, payment=payment, errors=errors or {}, form=form or {},
                            declined=declined or payment["failure_message"],
-                           networks=rules.MOBILE_NETWORKS)
+                           networks=rules.MOBILE_NETWORKS, back=with_payment_ref(payment["return_url"], payment["id"]))
 
     def page_pay(self, request: Request, id_: str) -> Response:
         payment = self.psp.get_payment(id_)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import json
 import os
+import re
 import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -57,7 +59,9 @@ def test_a_new_payment_waits_for_the_payer_on_the_hosted_page(psp):
     assert "default-src 'none'" in policy
     # The form posts here, and its redirect goes on to the portal: both allowed, nothing else.
     assert "form-action 'self' https://portal.test;" in policy
-    assert 'href="/assets/pay.css"' in page.text and "https://" not in page.text
+    # Its own stylesheet; the one outside address is the link back to the merchant.
+    assert 'href="/assets/pay.css"' in page.text
+    assert re.findall(r'="(https?://[^"]*)"', page.text) == [f"{RETURN_URL}?payment_ref={payment['id']}"]
     assert page.text.count("autofocus") == 1 and 'autocomplete="cc-number" required' in page.text
     assert requests.get(psp.url + "/assets/pay.css", timeout=10).headers["Content-Type"].startswith("text/css")
 
@@ -91,6 +95,17 @@ def test_a_declined_card_stays_on_the_page_with_the_reason_and_may_try_again(psp
     assert declined["next_action_url"] == f"{psp.url}/pay/{payment['id']}"
     _returned_to(psp.pay_by_card(payment, "4242424242424242"), payment)
     assert psp.payment(payment["id"])["state"] == "succeeded"
+
+
+def test_the_payer_may_leave_the_page_for_the_merchant_without_paying(psp):
+    payment = psp.new_payment()
+    page = psp.pay_by_card(payment, "4000000000009995").text
+    back = re.search(r'<a href="([^"]+)">Back to the merchant without paying</a>', page)
+    assert back is not None, page
+    location = urlsplit(html.unescape(back.group(1)))
+    assert f"{location.scheme}://{location.netloc}{location.path}" == RETURN_URL
+    assert parse_qs(location.query) == {"payment_ref": [payment["id"]]}
+    assert psp.payment(payment["id"])["state"] == "requires_payment_method"
 
 
 @pytest.mark.parametrize(("number", "cvc", "brand"), [

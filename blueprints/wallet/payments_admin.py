@@ -1,0 +1,308 @@
+"""Finance's pages of payments: the payments list with filters, a payment's page (its ledger
+rows, full timeline and refunds) with the refund form, the refunds queue (course refund requests
+waiting for a decision, and every refund by state), reconciliation with "Run now", and the
+webhook log with replay.
+
+Who: money administrators (``MANAGE_MONEY``), as every page of the money administration.
+Compliance officers do not see these pages: no permission of theirs is about money (theirs are
+identity checks, screening, cases and security events), a payment's page carries refund and
+replay actions that are finance's, and an officer investigating a person already sees that
+person's ledger movements (top-ups and refunds are ledger rows) on the case.
+
+Thin views over ``portal.money.payments`` (``admin_queries`` for the reads, ``services`` and
+``reconcile`` for the writes). Every form works without JavaScript (GET filters, post then
+redirect); with htmx the list's results, the refund panel and a queue row swap in place.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from flask import flash, request
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, StringField, TextAreaField
+
+from blueprints.wallet import bp
+from blueprints.web import attach_error, redirect_to, refusal, render, wants_fragment
+from portal.db import db
+from portal.errors import DomainError
+from portal.money.currency import CURRENCIES, format_amount
+from portal.money.payments import admin_queries as queries
+from portal.money.payments import services
+from portal.money.payments.models import PROVIDER_NAMES, EventSource, PayWith, Purpose, RefundState, WebhookOutcome
+from portal.money.payments.providers.base import PaymentState
+from portal.money.wallets import ledger
+from portal.security.access import requires
+from portal.security.permissions import Permission
+
+#: How each source of a timeline entry reads on the page.
+SOURCE_LABELS = {
+    EventSource.PORTAL.value: "portal", EventSource.PROVIDER.value: "provider's answer",
+    EventSource.WEBHOOK.value: "webhook", EventSource.POLL.value: "reconciliation",
+    EventSource.RETURN.value: "payer returned", EventSource.REPLAY.value: "replayed webhook",
+    EventSource.ADMIN.value: "finance",
+}
+#: The filters' names in the message about those that could not be used.
+FILTER_LABELS = {"user": "Payer", "state": "State", "purpose": "Purpose", "provider": "Provider",
+                 "method": "Paid with", "currency": "Currency", "min": "Amount from", "max": "Amount to",
+                 "from": "Created from", "to": "Created to"}
+#: The refunds queue's tabs: finance's decisions first, then every state, then all.
+REFUND_TABS = [("requested", "Waiting for finance"), ("pending", "Pending at the provider"),
+               ("succeeded", "Succeeded"), ("failed", "Failed"), ("rejected", "Rejected"),
+               ("canceled", "Canceled"), ("all", "All")]
+
+
+def money(amount, code: str, **options) -> str:
+    return format_amount(amount, code, **options)
+
+
+def pretty_json(value) -> str:
+    """A payload for people: indented, keys sorted, as text (the template escapes it)."""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _context(**extra) -> dict:
+    return {"money": money, "pretty_json": pretty_json, **extra}
+
+
+# ---------------------------------------------------------------- the payments list
+
+
+def _filters() -> queries.PaymentFilters:
+    args = request.args
+    return queries.PaymentFilters(
+        user=args.get("user", "")[:254], state=args.get("state", "")[:40], purpose=args.get("purpose", "")[:40],
+        provider=args.get("provider", "")[:20], method=args.get("method", "")[:20],
+        currency=args.get("currency", "")[:10], amount_min=args.get("min", "")[:40],
+        amount_max=args.get("max", "")[:40], date_from=args.get("from", "")[:10], date_to=args.get("to", "")[:10])
+
+
+@bp.get("/admin/payments")
+@requires(Permission.MANAGE_MONEY)
+def admin_payments():
+    filters = _filters()
+    after = request.args.get("after")
+    result = queries.payments_page(filters, after)
+    block = None
+    if wants_fragment():
+        block = "rows" if after else "results"
+    choices = {"states": list(PaymentState), "purposes": list(Purpose), "providers": PROVIDER_NAMES,
+               "methods": list(PayWith), "currencies": list(CURRENCIES)}
+    return render("wallet/payments_admin/list.html", block, status=422 if filters.errors and block != "rows" else 200,
+                  **_context(page=result.page, total=result.total, filters=filters, choices=choices,
+                             labels=FILTER_LABELS))
+
+
+# ---------------------------------------------------------------- a payment and its refund form
+
+
+class RefundForm(FlaskForm):
+    """The refund's fields; the refund service checks them (its messages show beside them)."""
+
+    class Meta:
+        csrf = False  # CSRFProtect guards every POST of the app already
+
+    amount = StringField("Amount to refund")
+    reason = TextAreaField("Reason")
+    idempotency_key = HiddenField()
+
+
+def _payment_page(payment_id: uuid.UUID, form: RefundForm | None = None, *, step: str = "form",
+                  confirm_amount=None, status: int = 200, block: str | None = None):
+    detail = queries.payment_page(payment_id)
+    if form is None:
+        form = RefundForm(formdata=None)
+        if detail.refundable > 0:
+            form.amount.data = _plain(detail.refundable)
+    if not form.idempotency_key.data:
+        form.idempotency_key.data = ledger.new_key()
+    return render("wallet/payments_admin/payment.html", block, status=status, **_context(
+        detail=detail, form=form, step=step, confirm_amount=confirm_amount, source_labels=SOURCE_LABELS,
+        webhook_ids=detail.webhook_ids))
+
+
+def _plain(amount) -> str:
+    """An amount as finance would type it (no grouping, no trailing zeros past the cents)."""
+    text = f"{amount:f}"
+    if "." in text:
+        whole, _, fraction = text.partition(".")
+        fraction = fraction.rstrip("0")
+        text = f"{whole}.{fraction.ljust(2, '0')}" if fraction else whole
+    return text
+
+
+@bp.get("/admin/payments/<uuid:payment_id>")
+@requires(Permission.MANAGE_MONEY)
+def admin_payment(payment_id: uuid.UUID):
+    return _payment_page(payment_id)
+
+
+@bp.post("/admin/payments/<uuid:payment_id>/refund")
+@requires(Permission.MANAGE_MONEY)
+def admin_payment_refund(payment_id: uuid.UUID):
+    """Three steps, each a post of the same form: ``review`` (checked, then the confirmation),
+    ``edit`` (back to the form), ``confirm`` (the refund is made once per form key: a double
+    submit finds the first refund). Refused input shows beside its field (422)."""
+    form = RefundForm()
+    form.amount.data = (form.amount.data or "").strip()[:60]
+    form.reason.data = (form.reason.data or "").strip()[:500]
+    op = request.form.get("op", "review")
+    if op == "edit":
+        return _payment_page(payment_id, form, block="refund")
+    try:
+        if op == "confirm":
+            refund, replayed = services.refund_payment(current_user, payment_id, form.amount.data, form.reason.data,
+                                                       idempotency_key=form.idempotency_key.data)
+        else:
+            amount = services.check_refund(current_user, payment_id, form.amount.data, form.reason.data)
+    except DomainError as exc:
+        attach_error(form, refusal(exc))
+        if op == "confirm":
+            form.idempotency_key.data = ""  # a refused confirmation starts a new attempt
+        return _payment_page(payment_id, form, status=exc.status_code if exc.status_code in (409, 422) else 422,
+                             block="refund")
+    if op != "confirm":
+        return _payment_page(payment_id, form, step="confirm", confirm_amount=amount, block="refund")
+    db.session.commit()
+    shown = money(refund.amount, refund.currency, exact=True)
+    if replayed:
+        flash(f"This refund of {shown} was already made; nothing was refunded twice.", "info")
+    elif refund.state == RefundState.SUCCEEDED:
+        flash(f"Refunded {shown}. The payer was told.", "success")
+    else:
+        flash(f"Refund of {shown} sent to the provider: the payer's funds are held until it confirms.", "success")
+    return redirect_to("wallet.admin_payment", payment_id=payment_id)
+
+
+# ---------------------------------------------------------------- the refunds queue
+
+
+@bp.get("/admin/refunds")
+@requires(Permission.MANAGE_MONEY)
+def admin_refunds():
+    raw = request.args.get("state", "requested")[:20]
+    known = {value for value, _ in REFUND_TABS}
+    state = raw if raw in known else "requested"
+    after = request.args.get("after")
+    page = queries.refunds_page(None if state == "all" else RefundState(state), after)
+    block = None
+    if wants_fragment():
+        block = "rows" if after else "results"
+    error = None if raw in known else f"“{raw}” is not a refund state: showing the requests waiting for finance."
+    counts = None if block == "rows" else queries.refund_counts()
+    return render("wallet/payments_admin/refunds.html", block, status=422 if error and block != "rows" else 200,
+                  **_context(page=page, current=state, tabs=REFUND_TABS, counts=counts, state_error=error))
+
+
+def _decide(refund_id: uuid.UUID, action, text_field: str, done: str):
+    """Approve or reject a refund request; the queue row again (htmx) or the queue."""
+    text = (request.form.get(text_field) or "").strip()[:500]
+    in_row = wants_fragment() and request.form.get("from") == "queue"
+    try:
+        refund = action(current_user, refund_id, text)
+    except DomainError as exc:
+        refusal(exc)
+        if in_row:
+            return render("wallet/payments_admin/_refund_row.html", status=exc.status_code, **_context(
+                row=queries.refund_row(refund_id), error=exc.message, error_field=exc.field,
+                values={text_field: text}))
+        flash(exc.message, "error")
+        return redirect_to("wallet.admin_refunds")
+    db.session.commit()
+    message = f"Refund of {money(refund.amount, refund.currency)} {done}. The student was notified."
+    if in_row:
+        return render("wallet/payments_admin/_refund_row.html", trigger="refunds-changed",
+                      **_context(row=queries.refund_row(refund.id), notice=message))
+    flash(message, "success")
+    return redirect_to("wallet.admin_refunds")
+
+
+@bp.post("/admin/refunds/<uuid:refund_id>/approve")
+@requires(Permission.MANAGE_MONEY)
+def admin_refund_approve(refund_id: uuid.UUID):
+    return _decide(refund_id, services.approve_refund, "note", "approved")
+
+
+@bp.post("/admin/refunds/<uuid:refund_id>/reject")
+@requires(Permission.MANAGE_MONEY)
+def admin_refund_reject(refund_id: uuid.UUID):
+    return _decide(refund_id, services.reject_refund, "reason", "rejected")
+
+
+# ---------------------------------------------------------------- reconciliation
+
+
+@bp.get("/admin/payments/reconciliation")
+@requires(Permission.MANAGE_MONEY)
+def admin_reconciliation():
+    return render("wallet/payments_admin/reconciliation.html", **_context(run=queries.last_reconciliation()))
+
+
+@bp.post("/admin/payments/reconciliation")
+@requires(Permission.MANAGE_MONEY)
+def admin_reconcile_run():
+    from portal.money.payments import reconcile
+
+    reconcile.run(actor=current_user)
+    db.session.commit()
+    run = queries.last_reconciliation()
+    if wants_fragment():
+        return render("wallet/payments_admin/reconciliation.html", "report", **_context(run=run, just_ran=True))
+    count = len(run.differences) if run else 0
+    flash("Reconciliation ran: no difference." if not count else
+          f"Reconciliation ran: {count} difference{'s' if count != 1 else ''}, listed below.",
+          "success" if not count else "error")
+    return redirect_to("wallet.admin_reconciliation")
+
+
+# ---------------------------------------------------------------- the webhook log
+
+
+@bp.get("/admin/payments/webhooks")
+@requires(Permission.MANAGE_MONEY)
+def admin_webhooks():
+    args = request.args
+    filters = queries.WebhookFilters(provider=args.get("provider", "")[:20], outcome=args.get("outcome", "")[:20],
+                                     event=args.get("event", "")[:200])
+    after = args.get("after")
+    page = queries.webhooks_page(filters, after)
+    block = None
+    if wants_fragment():
+        block = "rows" if after else "results"
+    return render("wallet/payments_admin/webhooks.html", block, status=422 if filters.errors and block != "rows" else 200,
+                  **_context(page=page, filters=filters, providers=[p for p in PROVIDER_NAMES if p != "wallet"],
+                             outcomes=list(WebhookOutcome)))
+
+
+def _webhook_page(event_id: uuid.UUID):
+    hook = queries.webhook_event(event_id)
+    return render("wallet/payments_admin/webhook.html", **_context(
+        hook=hook, payload_text=pretty_json(hook.payload), headers_text=pretty_json(hook.headers)))
+
+
+@bp.get("/admin/payments/webhooks/<uuid:event_id>")
+@requires(Permission.MANAGE_MONEY)
+def admin_webhook(event_id: uuid.UUID):
+    return _webhook_page(event_id)
+
+
+@bp.post("/admin/payments/webhooks/<uuid:event_id>/replay")
+@requires(Permission.MANAGE_MONEY)
+def admin_webhook_replay(event_id: uuid.UUID):
+    """Apply the stored message again and say what happened (its outcome and detail)."""
+    try:
+        hook = services.replay_webhook(current_user, event_id)
+    except DomainError as exc:
+        refusal(exc)
+        flash(f"Replay refused: {exc.message}", "error")
+        return redirect_to("wallet.admin_webhook", event_id=event_id)
+    db.session.commit()
+    outcome = WebhookOutcome(hook.outcome)
+    said = {WebhookOutcome.APPLIED: "Replayed: the message was applied.",
+            WebhookOutcome.IGNORED: "Replayed: nothing to apply.",
+            WebhookOutcome.FAILED: "Replayed: applying it failed again.",
+            WebhookOutcome.RECEIVED: "Replayed: stored, not applied yet."}[outcome]
+    flash(f"{said} {hook.detail}".strip(), "error" if outcome == WebhookOutcome.FAILED else "success")
+    return redirect_to("wallet.admin_webhook", event_id=event_id)

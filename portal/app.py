@@ -118,6 +118,7 @@ def _import_models() -> None:
     import portal.learning.tutoring.models
     import portal.money.earnings.models
     import portal.money.exchange.models
+    import portal.money.payments.models
     import portal.money.wallets.models
     import portal.platform.analytics.models
     import portal.platform.cache.models

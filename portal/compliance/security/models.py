@@ -62,6 +62,7 @@ class SecurityEventKind(enum.StrEnum):
     BLOCK_ADDED = "block_added"
     BLOCK_LIFTED = "block_lifted"
     SESSIONS_ENDED = "sessions_ended"  #: a user's or an admin's ending of sessions
+    WEBHOOK_REJECTED = "webhook_rejected"  #: a payment webhook with a bad signature or body
 
 
 class SecurityEvent(TimestampedModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
+from decimal import Decimal
 
 from sqlalchemy import (
     Boolean,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -82,6 +84,10 @@ class Course(TimestampedModel):
     #: words) the tutor searches them with; one of ``COURSE_LANGUAGES``.
     language: Mapped[str] = mapped_column(String(20), default="english", server_default="english")
     #: Full-text search over title, summary, category and description (weights A to D).
+    #: The price of enrolling, in ``price_currency``; NULL or 0: free (the default). Set through
+    #: ``portal.money.payments.services.set_course_price``, which checks the currency and scale.
+    price: Mapped[Decimal | None] = mapped_column(Numeric(38, 18))
+    price_currency: Mapped[str | None] = mapped_column(String(8))
     search: Mapped[str] = mapped_column(
         TSVECTOR,
         Computed(
@@ -100,7 +106,14 @@ class Course(TimestampedModel):
         CheckConstraint("language IN (" + ", ".join(f"'{name}'" for name in COURSE_LANGUAGES) + ")",
                         name="language_known"),
         CheckConstraint("\"estimatedHours\" IS NULL OR \"estimatedHours\" BETWEEN 1 AND 1000", name="hours_range"),
+        CheckConstraint("(price IS NULL) = (\"priceCurrency\" IS NULL)", name="price_has_currency"),
+        CheckConstraint("price IS NULL OR price >= 0", name="price_not_negative"),
+        CheckConstraint("\"priceCurrency\" IS NULL OR \"priceCurrency\" ~ '^[A-Z]{3,8}$'", name="price_currency_code"),
     )
+
+    @property
+    def is_paid(self) -> bool:
+        return self.price is not None and self.price > 0
 
 
 class Module(TimestampedModel):

@@ -58,6 +58,12 @@ STREAK_DAYS = 7
 ACTIVITY_RESOLUTION = timedelta(minutes=1)
 
 
+class PaymentRequired(Conflict):
+    """A paid course entered without its purchase."""
+
+    status_code = 402
+
+
 def _move(enrollment: Enrollment, to: EnrollmentStatus) -> None:
     if to not in ENROLLMENT_TRANSITIONS[enrollment.status]:
         raise Conflict(f"An enrolment that is {enrollment.status.value} cannot become {to.value}.")
@@ -74,13 +80,21 @@ def _published_course(course_id: uuid.UUID) -> Course:
 # --------------------------------------------------------------------------- enrol and leave
 
 
-def enrol(user: User, course_id: uuid.UUID) -> Enrollment:
+def enrol(user: User, course_id: uuid.UUID, *, paid: bool = False) -> Enrollment:
     """Enrol ``user`` in a published course, or enrol them again after they left.
 
-    Enrolling twice is harmless: an active or completed enrolment is returned unchanged."""
+    Enrolling twice is harmless: an active or completed enrolment is returned unchanged. A
+    course with a price is entered only through its purchase (``paid=True``, given by the
+    payments services once the price is paid or owned): a new enrolment, or a return after
+    leaving, is refused otherwise."""
     if user.role != Role.STUDENT:
         raise Forbidden("Only students enrol in courses.")
     course = _published_course(course_id)
+    if course.is_paid and not paid:
+        current = db.session.scalar(select(Enrollment.status).where(Enrollment.course_id == course.id,
+                                                                    Enrollment.user_id == user.id))
+        if current in (None, EnrollmentStatus.LEFT):
+            raise PaymentRequired("This course has a price: buy it from its page to enrol.")
     now = utcnow()
     enrollment = db.session.scalar(
         select(Enrollment).where(Enrollment.course_id == course.id, Enrollment.user_id == user.id).with_for_update()

@@ -46,6 +46,15 @@ class SystemWallet(enum.StrEnum):
     EXCHANGE = "exchange"  #: the exchange's liquidity: conversions go through it
     CARD_FLOAT = "card_float"
     LOAN_BOOK = "loan_book"
+    #: Money a payment provider took from payers and owes the portal, one per provider: a
+    #: succeeded top-up moves value from it to the payer's wallet, so its balance is minus what
+    #: the provider still has to pay out (after its fees), and reconciliation compares the two.
+    #: Named per provider (not one wallet sharded by provider) so each provider's position reads
+    #: on its own, in lists and in ``flask ledger verify``, and a new provider is a new name.
+    CLEARING_SANDBOX = "clearing_sandbox"
+    CLEARING_STRIPE = "clearing_stripe"
+    #: Revenue of paid courses: purchases move value into it, refunds out of it.
+    SALES = "sales"
 
     @property
     def label(self) -> str:
@@ -112,10 +121,13 @@ class TransactionType(enum.StrEnum):
     REWARD = "reward"
     WITHDRAWAL = "withdrawal"
     REVERSAL = "reversal"
+    TOP_UP = "top_up"  #: money paid in through a payment provider
+    PURCHASE = "purchase"  #: a paid course, from the student's wallet to sales
+    REFUND = "refund"  #: money given back for a payment (to the wallet, or out to the provider)
 
     @property
     def label(self) -> str:
-        return self.value.capitalize()
+        return self.value.replace("_", "-").capitalize()
 
 
 class Phase(enum.StrEnum):

@@ -57,6 +57,9 @@ SYSTEM_SIDE = {
     TransactionType.WITHDRAWAL: "Withdrawal",
     TransactionType.CONVERSION: "Currency exchange",
     TransactionType.REVERSAL: "Correction",
+    TransactionType.TOP_UP: "Top-up",
+    TransactionType.PURCHASE: "Course purchase",
+    TransactionType.REFUND: "Refund",
 }
 
 

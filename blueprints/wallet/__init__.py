@@ -4,11 +4,21 @@ pairs and rates, and withdrawal approval.
 
 One blueprint, a module per part: ``overview`` (balances, history, CSV), ``transfers``,
 ``exchange`` (conversions; pairs and rates for admins), ``earnings`` (earnings, milestones),
-``withdrawals`` and ``admin`` (system wallets, ledger verification, fee rules, a user's wallets).
+``withdrawals``, ``admin`` (system wallets, ledger verification, fee rules, a user's wallets) and
+``payments_admin`` (finance: payments, refunds, reconciliation, the webhook log).
 """
 
 from flask import Blueprint
 
 bp = Blueprint("wallet", __name__, url_prefix="/wallet")
 
-from blueprints.wallet import admin, earnings, exchange, overview, transfers, verification, withdrawals  # noqa: E402,F401
+from blueprints.wallet import (  # noqa: E402,F401
+    admin,
+    earnings,
+    exchange,
+    overview,
+    payments_admin,
+    transfers,
+    verification,
+    withdrawals,
+)

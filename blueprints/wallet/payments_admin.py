@@ -30,8 +30,15 @@ from portal.db import db
 from portal.errors import DomainError
 from portal.money.currency import CURRENCIES, format_amount
 from portal.money.payments import admin_queries as queries
-from portal.money.payments import services
-from portal.money.payments.models import PROVIDER_NAMES, EventSource, PayWith, Purpose, RefundState, WebhookOutcome
+from portal.money.payments import services, webhooks
+from portal.money.payments.models import (
+    PROVIDER_NAMES,
+    EventSource,
+    PayWith,
+    Purpose,
+    RefundState,
+    WebhookOutcome,
+)
 from portal.money.payments.providers.base import PaymentState
 from portal.money.wallets import ledger
 from portal.security.access import requires
@@ -153,10 +160,11 @@ def admin_payment_refund(payment_id: uuid.UUID):
         return _payment_page(payment_id, form, block="refund")
     try:
         if op == "confirm":
-            refund, replayed = services.refund_payment(current_user, payment_id, form.amount.data, form.reason.data,
-                                                       idempotency_key=form.idempotency_key.data)
+            refund, replayed = services.refund_payment_once(
+                current_user, services.own_payment(current_user, payment_id), form.amount.data, form.reason.data,
+                idempotency_key=form.idempotency_key.data)
         else:
-            amount = services.check_refund(current_user, payment_id, form.amount.data, form.reason.data)
+            amount = queries.check_refund(queries.payment_page(payment_id), form.amount.data, form.reason.data)
     except DomainError as exc:
         attach_error(form, refusal(exc))
         if op == "confirm":
@@ -196,12 +204,13 @@ def admin_refunds():
                   **_context(page=page, current=state, tabs=REFUND_TABS, counts=counts, state_error=error))
 
 
-def _decide(refund_id: uuid.UUID, action, text_field: str, done: str):
+def _decide(refund_id: uuid.UUID, approve: bool, text_field: str, done: str):
     """Approve or reject a refund request; the queue row again (htmx) or the queue."""
     text = (request.form.get(text_field) or "").strip()[:500]
     in_row = wants_fragment() and request.form.get("from") == "queue"
     try:
-        refund = action(current_user, refund_id, text)
+        refund = services.decide_refund(current_user, queries.refund_row(refund_id).refund, approve=approve,
+                                        note=text)
     except DomainError as exc:
         refusal(exc)
         if in_row:
@@ -222,13 +231,13 @@ def _decide(refund_id: uuid.UUID, action, text_field: str, done: str):
 @bp.post("/admin/refunds/<uuid:refund_id>/approve")
 @requires(Permission.MANAGE_MONEY)
 def admin_refund_approve(refund_id: uuid.UUID):
-    return _decide(refund_id, services.approve_refund, "note", "approved")
+    return _decide(refund_id, True, "note", "approved")
 
 
 @bp.post("/admin/refunds/<uuid:refund_id>/reject")
 @requires(Permission.MANAGE_MONEY)
 def admin_refund_reject(refund_id: uuid.UUID):
-    return _decide(refund_id, services.reject_refund, "reason", "rejected")
+    return _decide(refund_id, False, "reason", "rejected")
 
 
 # ---------------------------------------------------------------- reconciliation
@@ -293,7 +302,7 @@ def admin_webhook(event_id: uuid.UUID):
 def admin_webhook_replay(event_id: uuid.UUID):
     """Apply the stored message again and say what happened (its outcome and detail)."""
     try:
-        hook = services.replay_webhook(current_user, event_id)
+        hook = webhooks.replay_webhook(current_user, queries.webhook_event(event_id))
     except DomainError as exc:
         refusal(exc)
         flash(f"Replay refused: {exc.message}", "error")

@@ -61,6 +61,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     _register_hooks(app)
     # After the hooks: a blocked address gets the blocked page, not a CSRF failure.
     csrf.init_app(app)
+    _exempt_signed_views(app)
     _register_error_handlers(app)
     _register_template_helpers(app)
 
@@ -600,6 +601,16 @@ def _register_template_helpers(app: Flask) -> None:
             return current_user.is_authenticated and has_permission(current_user.role, Permission(permission))
 
         return {"unread_notifications": unread_notifications, "can": can, "Role": Role, "is_htmx": is_htmx}
+
+
+def _exempt_signed_views(app: Flask) -> None:
+    """Views a machine calls with its own signature (``portal.security.access.signed_by_sender``:
+    payment webhooks) carry no CSRF token; they verify the signature themselves."""
+    from portal.security.access import is_csrf_exempt
+
+    for view in app.view_functions.values():
+        if is_csrf_exempt(view):
+            csrf.exempt(view)
 
 
 def check_access_declared(app: Flask) -> None:

@@ -4,8 +4,9 @@ pairs and rates, and withdrawal approval.
 
 One blueprint, a module per part: ``overview`` (balances, history, CSV), ``transfers``,
 ``exchange`` (conversions; pairs and rates for admins), ``earnings`` (earnings, milestones),
-``withdrawals``, ``admin`` (system wallets, ledger verification, fee rules, a user's wallets) and
-``payments_admin`` (finance: payments, refunds, reconciliation, the webhook log).
+``withdrawals``, ``payment_webhooks`` (providers' signed reports), ``admin`` (system wallets,
+ledger verification, fee rules, a user's wallets) and ``payments_admin`` (finance: payments,
+refunds, reconciliation, the webhook log).
 """
 
 from flask import Blueprint
@@ -17,6 +18,7 @@ from blueprints.wallet import (  # noqa: E402,F401
     earnings,
     exchange,
     overview,
+    payment_webhooks,
     payments_admin,
     transfers,
     verification,

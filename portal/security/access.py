@@ -52,5 +52,17 @@ def requires(permission: Permission):
     return _mark(Access("permission", permission))
 
 
+def signed_by_sender(view):
+    """Mark a public view that a machine calls with a signature of its own (a payment provider's
+    webhook) as exempt from the CSRF token: there is no form and no browser session, and the view
+    checks the signature before it believes anything. The app factory exempts marked views."""
+    view.__csrf_exempt__ = True
+    return view
+
+
+def is_csrf_exempt(view) -> bool:
+    return getattr(view, "__csrf_exempt__", False) is True
+
+
 def access_of(view) -> Access | None:
     return getattr(view, "__access__", None)

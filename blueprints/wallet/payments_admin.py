@@ -28,7 +28,7 @@ from blueprints.wallet import bp
 from blueprints.web import attach_error, redirect_to, refusal, render, wants_fragment
 from portal.db import db
 from portal.errors import DomainError
-from portal.money.currency import CURRENCIES, format_amount
+from portal.money.currency import CURRENCIES, currency, format_amount
 from portal.money.payments import admin_queries as queries
 from portal.money.payments import services, webhooks
 from portal.money.payments.models import (
@@ -122,7 +122,7 @@ def _payment_page(payment_id: uuid.UUID, form: RefundForm | None = None, *, step
     if form is None:
         form = RefundForm(formdata=None)
         if detail.refundable > 0:
-            form.amount.data = _plain(detail.refundable)
+            form.amount.data = _plain(detail.refundable, detail.payment.currency)
     if not form.idempotency_key.data:
         form.idempotency_key.data = ledger.new_key()
     return render("wallet/payments_admin/payment.html", block, status=status, **_context(
@@ -130,14 +130,9 @@ def _payment_page(payment_id: uuid.UUID, form: RefundForm | None = None, *, step
         webhook_ids=detail.webhook_ids))
 
 
-def _plain(amount) -> str:
-    """An amount as finance would type it (no grouping, no trailing zeros past the cents)."""
-    text = f"{amount:f}"
-    if "." in text:
-        whole, _, fraction = text.partition(".")
-        fraction = fraction.rstrip("0")
-        text = f"{whole}.{fraction.ljust(2, '0')}" if fraction else whole
-    return text
+def _plain(amount, code: str) -> str:
+    """An amount as finance would type it: the currency's places, no grouping (``40.00``)."""
+    return f"{amount.quantize(currency(code).quantum):f}"
 
 
 @bp.get("/admin/payments/<uuid:payment_id>")

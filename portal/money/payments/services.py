@@ -473,6 +473,13 @@ def resume_payment(actor: User | None, payment: Payment, *, source: EventSource 
     return apply_provider_payment(snapshot, provider=provider.name, source=source, payment=payment)
 
 
+def cancel_abandoned(payment: Payment) -> Payment:
+    """Cancel at the provider a payment the payer never completed, and apply the answer."""
+    provider = get_provider(payment.provider)
+    snapshot = provider.cancel(payment.provider_ref)
+    return apply_provider_payment(snapshot, provider=provider.name, source=EventSource.POLL, payment=payment)
+
+
 # -- Applying the provider's view -----------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ import itertools
 import json
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -77,7 +78,8 @@ class FakeProvider:
     # -- helpers for tests ------------------------------------------------------------------------
 
     def _id(self, prefix: str) -> str:
-        return f"{prefix}_{next(self._ids):06d}"
+        # Unique across runs: race tests commit payments that stay in the database.
+        return f"{prefix}_{next(self._ids):04d}{uuid.uuid4().hex[:12]}"
 
     def _check_up(self, call: str) -> None:
         self.calls.append(call)
@@ -216,6 +218,8 @@ class FakeProvider:
     def fetch(self, payment_ref: str) -> ProviderPayment:
         with self._lock:
             self._check_up("fetch")
+            if payment_ref not in self.payments:
+                raise ProviderDeclined("No such payment.", code="resource_missing")
             return self.payments[payment_ref].payment
 
     def capture(self, payment_ref: str, amount: Decimal | None = None) -> ProviderPayment:
@@ -247,6 +251,8 @@ class FakeProvider:
     def fetch_refund(self, refund_ref: str) -> ProviderRefund:
         with self._lock:
             self._check_up("fetch_refund")
+            if refund_ref not in self.refunds:
+                raise ProviderDeclined("No such refund.", code="resource_missing")
             return self.refunds[refund_ref]
 
     def list_methods(self, customer_ref: str) -> list[ProviderMethod]:

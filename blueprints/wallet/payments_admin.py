@@ -30,7 +30,7 @@ from portal.db import db
 from portal.errors import DomainError
 from portal.money.currency import CURRENCIES, currency, format_amount
 from portal.money.payments import admin_queries as queries
-from portal.money.payments import services, webhooks
+from portal.money.payments import admin_services, services, webhooks
 from portal.money.payments.models import (
     PROVIDER_NAMES,
     EventSource,
@@ -51,6 +51,8 @@ SOURCE_LABELS = {
     EventSource.RETURN.value: "payer returned", EventSource.REPLAY.value: "replayed webhook",
     EventSource.ADMIN.value: "finance",
 }
+#: The periods "Run now" offers.
+PERIOD_LABELS = {"7": "the last 7 days", "30": "the last 30 days", "90": "the last 90 days", "all": "all time"}
 #: The filters' names in the message about those that could not be used.
 FILTER_LABELS = {"user": "Payer", "state": "State", "purpose": "Purpose", "provider": "Provider",
                  "method": "Paid with", "currency": "Currency", "min": "Amount from", "max": "Amount to",
@@ -238,24 +240,37 @@ def admin_refund_reject(refund_id: uuid.UUID):
 # ---------------------------------------------------------------- reconciliation
 
 
+def _reconciliation_page(*, period: str = admin_services.DEFAULT_PERIOD, fix: bool = False, error: str | None = None,
+                         just_ran: bool = False, block: str | None = None, status: int = 200):
+    return render("wallet/payments_admin/reconciliation.html", block, status=status, **_context(
+        run=queries.last_reconciliation(), periods=PERIOD_LABELS, period=period, fix=fix, run_error=error,
+        just_ran=just_ran))
+
+
 @bp.get("/admin/payments/reconciliation")
 @requires(Permission.MANAGE_MONEY)
 def admin_reconciliation():
-    return render("wallet/payments_admin/reconciliation.html", **_context(run=queries.last_reconciliation()))
+    return _reconciliation_page()
 
 
 @bp.post("/admin/payments/reconciliation")
 @requires(Permission.MANAGE_MONEY)
 def admin_reconcile_run():
-    from portal.money.payments import reconcile
-
-    reconcile.run(actor=current_user)
+    """Run it now (over the chosen period; "apply first" brings open payments and pending
+    refunds up to date from their providers, as the periodic job does) and show the run."""
+    period = (request.form.get("period") or admin_services.DEFAULT_PERIOD)[:10]
+    fix = request.form.get("fix") == "1"
+    try:
+        metric = admin_services.reconcile_and_record(current_user, period, fix=fix)
+    except DomainError as exc:
+        refusal(exc)
+        return _reconciliation_page(period=period, fix=fix, error=exc.message, block="report",
+                                    status=exc.status_code)
     db.session.commit()
-    run = queries.last_reconciliation()
     if wants_fragment():
-        return render("wallet/payments_admin/reconciliation.html", "report", **_context(run=run, just_ran=True))
-    count = len(run.differences) if run else 0
-    flash("Reconciliation ran: no difference." if not count else
+        return _reconciliation_page(period=period, fix=fix, just_ran=True, block="report")
+    count = int(metric.value)
+    flash("Reconciliation ran: every payment checked matches." if not count else
           f"Reconciliation ran: {count} difference{'s' if count != 1 else ''}, listed below.",
           "success" if not count else "error")
     return redirect_to("wallet.admin_reconciliation")

@@ -460,3 +460,76 @@ def webhook_event(event_id: uuid.UUID) -> WebhookEvent:
     if hook is None:
         raise NotFound("There is no such webhook.")
     return hook
+
+
+# -- Reconciliation -------------------------------------------------------------------------------
+
+
+@dataclass
+class DifferenceRow:
+    """One difference of a run, beside the payment as the portal has it now."""
+
+    kind: str
+    message: str
+    payment_id: uuid.UUID
+    refund_id: uuid.UUID | None
+    payment: Payment | None
+    user_email: str | None
+
+
+@dataclass
+class LastReconciliation:
+    ran_at: datetime
+    ran_by: str
+    payments: int
+    refunds: int
+    #: Payments and refunds brought up to date from the providers first (None: not asked to).
+    fixed: int | None
+    period: str
+    difference_count: int
+    differences: list[DifferenceRow]
+    truncated: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.difference_count == 0
+
+
+#: How each kind of difference is named on the page.
+DIFFERENCE_KINDS = {"provider": "Provider and portal disagree", "ledger": "Ledger and portal disagree",
+                    "refund": "Refund", "unreachable": "Provider not reached"}
+
+
+def _uuid_or_none(value) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def last_reconciliation() -> LastReconciliation | None:
+    """The last run kept by ``admin_services.reconcile_and_record``, with the payments its
+    differences name (two statements)."""
+    from portal.money.payments.admin_services import RECONCILIATION_METRIC
+    from portal.platform.analytics.models import Metric
+
+    metric = db.session.scalar(select(Metric).where(Metric.name == RECONCILIATION_METRIC)
+                               .order_by(Metric.recorded_at.desc()).limit(1))
+    if metric is None:
+        return None
+    labels = metric.labels or {}
+    kept = [d for d in labels.get("differences", []) if _uuid_or_none(d.get("payment_id"))]
+    ids = {_uuid_or_none(d["payment_id"]) for d in kept}
+    found = {}
+    if ids:
+        found = {p.id: (p, email) for p, email in db.session.execute(
+            select(Payment, User.email).join(User, User.id == Payment.user_id).where(Payment.id.in_(ids))).all()}
+    rows = []
+    for d in kept:
+        payment_id = _uuid_or_none(d["payment_id"])
+        payment, email = found.get(payment_id, (None, None))
+        rows.append(DifferenceRow(DIFFERENCE_KINDS.get(d.get("kind"), str(d.get("kind", ""))), str(d.get("message", "")),
+                                  payment_id, _uuid_or_none(d.get("refund_id")), payment, email))
+    return LastReconciliation(metric.recorded_at, str(labels.get("ran_by", "")), int(labels.get("payments", 0)),
+                              int(labels.get("refunds", 0)), labels.get("fixed"), str(labels.get("period", "")),
+                              int(metric.value), rows, bool(labels.get("truncated")))

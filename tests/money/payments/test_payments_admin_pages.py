@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from portal.db import db
 from portal.db.base import utcnow
-from portal.money.payments import services
+from portal.money.payments import admin_queries, services
 from portal.money.payments.models import (
     Payment,
     PaymentEvent,
@@ -123,6 +123,8 @@ def _routes(payment, hook, refund):
         ("GET", "/wallet/admin/refunds", 200, 200),
         ("POST", f"/wallet/admin/refunds/{refund.id}/reject", 302, 204),  # no reason: refused, back to the queue
         ("POST", f"/wallet/admin/refunds/{uuid.uuid4()}/approve", 404, 404),
+        ("GET", "/wallet/admin/payments/reconciliation", 200, 200),
+        ("POST", "/wallet/admin/payments/reconciliation", 302, 200),  # run now
         ("GET", "/wallet/admin/payments/webhooks", 200, 200),
         ("GET", f"/wallet/admin/payments/webhooks/{hook.id}", 200, 200),
         ("POST", f"/wallet/admin/payments/webhooks/{uuid.uuid4()}/replay", 404, 404),
@@ -133,6 +135,7 @@ def _routes(payment, hook, refund):
 @pytest.mark.parametrize("role", ROLES_WITHOUT)
 def test_only_money_admins_reach_the_pages(client, login_as, rows, role, htmx):
     login_as(role)
+    runs_before = admin_queries.last_reconciliation()
     headers = HX if htmx else {}
     for method, path, _, _ in _routes(*rows):
         response = client.open(path, method=method, headers=headers, data={"reason": "x", "amount": "1"})
@@ -141,6 +144,7 @@ def test_only_money_admins_reach_the_pages(client, login_as, rows, role, htmx):
         assert "manage fees, rates and withdrawals" in body
         assert ("<html" in body) is not htmx
     assert db.session.scalar(select(func.count()).select_from(Refund).where(Refund.payment_id == rows[0].id)) == 0
+    assert admin_queries.last_reconciliation() == runs_before  # "Run now" ran nothing
 
 
 def test_anonymous_visitors_are_sent_to_log_in(client, rows):
@@ -604,3 +608,50 @@ def test_replaying_a_webhook_about_no_payment_is_refused_with_a_reason(client, l
     assert client.post(f"/wallet/admin/payments/webhooks/{hook.id}/replay").status_code == 302
     page = body_of(client.get(f"/wallet/admin/payments/webhooks/{hook.id}"))
     assert "Replay refused: This event names no payment of the portal" in page
+
+
+# -- Reconciliation -------------------------------------------------------------------------------
+
+
+def test_run_now_lists_each_difference_with_its_payment(client, login_as, fake):
+    admin = login_as("admin")
+    body = body_of(client.get("/wallet/admin/payments/reconciliation"))
+    assert ("Not run yet" in body) is (admin_queries.last_reconciliation() is None) and "Run now" in body
+    payer = student()
+    behind = top_up(payer, "30.00")
+    fake.complete(behind.provider_ref, PaymentState.SUCCEEDED)  # the provider has it; the portal was not told
+    fine = succeeded_top_up(fake, student(), "12.00")
+    settle()
+    response = client.post("/wallet/admin/payments/reconciliation", data={"period": "30"}, headers=HX)
+    fragment = body_of(response)
+    assert response.status_code == 200 and 'id="reconciliation"' in fragment and "<html" not in fragment
+    assert "Just now." in fragment and admin.email in fragment and "difference" in fragment
+    assert f"/wallet/admin/payments/{behind.id}" in fragment and payer.email in fragment
+    assert "The provider says succeeded, the portal requires_action." in fragment
+    assert f"/wallet/admin/payments/{fine.id}" not in fragment  # only what differs is listed
+    # the page shows the last run to whoever comes next, without running it again
+    page = body_of(client.get("/wallet/admin/payments/reconciliation"))
+    assert "The provider says succeeded, the portal requires_action." in page and "Last run" in page
+    db.session.refresh(behind)
+    assert behind.state == PaymentState.REQUIRES_ACTION  # comparing changed nothing
+
+
+def test_run_now_can_apply_what_the_providers_say_first(client, login_as, fake):
+    login_as("admin")
+    payer = student()
+    behind = top_up(payer, "30.00")
+    fake.complete(behind.provider_ref, PaymentState.SUCCEEDED)
+    settle()
+    response = client.post("/wallet/admin/payments/reconciliation", data={"period": "7", "fix": "1"})
+    assert response.status_code == 302 and response.headers["Location"].endswith("/wallet/admin/payments/reconciliation")
+    page = body_of(client.get("/wallet/admin/payments/reconciliation"))
+    assert "brought up to date from the providers first" in page and "the last 7 days" in page
+    assert f"/wallet/admin/payments/{behind.id}" not in page
+    db.session.refresh(behind)
+    assert behind.state == PaymentState.SUCCEEDED and wallet_of(payer).balance == Decimal("30.00")
+
+
+def test_run_now_with_an_unknown_period_says_so(client, login_as, fake):
+    login_as("admin")
+    response = client.post("/wallet/admin/payments/reconciliation", data={"period": "forever"}, headers=HX)
+    assert response.status_code == 422 and "Choose the payments of the last 7, 30 or 90 days" in body_of(response)

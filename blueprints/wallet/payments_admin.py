@@ -323,5 +323,6 @@ def admin_webhook_replay(event_id: uuid.UUID):
             WebhookOutcome.IGNORED: "Replayed: nothing to apply.",
             WebhookOutcome.FAILED: "Replayed: applying it failed again.",
             WebhookOutcome.RECEIVED: "Replayed: stored, not applied yet."}[outcome]
-    flash(f"{said} {hook.detail}".strip(), "error" if outcome == WebhookOutcome.FAILED else "success")
+    detail = hook.detail.strip().rstrip(".")
+    flash(f"{said} {detail}." if detail else said, "error" if outcome == WebhookOutcome.FAILED else "success")
     return redirect_to("wallet.admin_webhook", event_id=event_id)

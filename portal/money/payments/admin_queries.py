@@ -258,6 +258,12 @@ class PaymentPage:
         return max(self.payment.amount - taken, Decimal(0))
 
     @property
+    def refunds_in_flight(self) -> Decimal:
+        """Refunds asked for or sent to the provider, not settled yet."""
+        return sum((r.amount for r in self.refunds if r.state in (RefundState.REQUESTED, RefundState.PENDING)),
+                   Decimal(0))
+
+    @property
     def refund_blocked(self) -> str | None:
         """Why no refund can be made now, or None."""
         if self.payment.state != PaymentState.SUCCEEDED:

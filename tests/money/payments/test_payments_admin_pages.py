@@ -414,6 +414,7 @@ def test_review_then_confirm_makes_a_partial_refund(client, login_as, fake, paid
     body = body_of(page)
     assert "Refund of 15.00 USD sent to the provider" in body
     assert f'id="refund-{refund.id}"' in body and 'value="25.00"' in body  # the rest is offered next
+    assert "+ 15.00 USD asked for or pending" in body
 
 
 def test_two_partial_refunds_in_a_row_then_an_over_refund_is_refused(client, login_as, fake, paid):

@@ -27,7 +27,7 @@ from wtforms import HiddenField, StringField, TextAreaField
 from blueprints.wallet import bp
 from blueprints.web import attach_error, redirect_to, refusal, render, wants_fragment
 from portal.db import db
-from portal.errors import DomainError
+from portal.errors import DomainError, NotFound
 from portal.money.currency import CURRENCIES, currency, format_amount
 from portal.money.payments import admin_queries as queries
 from portal.money.payments import admin_services, services, webhooks
@@ -36,7 +36,9 @@ from portal.money.payments.models import (
     EventSource,
     PayWith,
     Purpose,
+    Refund,
     RefundState,
+    WebhookEvent,
     WebhookOutcome,
 )
 from portal.money.payments.providers.base import PaymentState
@@ -56,7 +58,7 @@ PERIOD_LABELS = {"7": "the last 7 days", "30": "the last 30 days", "90": "the la
 #: The filters' names in the message about those that could not be used.
 FILTER_LABELS = {"user": "Payer", "state": "State", "purpose": "Purpose", "provider": "Provider",
                  "method": "Paid with", "currency": "Currency", "min": "Amount from", "max": "Amount to",
-                 "from": "Created from", "to": "Created to"}
+                 "since": "Created from", "until": "Created to"}
 #: The refunds queue's tabs: finance's decisions first, then every state, then all.
 REFUND_TABS = [("requested", "Waiting for finance"), ("pending", "Pending at the provider"),
                ("succeeded", "Succeeded"), ("failed", "Failed"), ("rejected", "Rejected"),
@@ -79,29 +81,26 @@ def _context(**extra) -> dict:
 # ---------------------------------------------------------------- the payments list
 
 
-def _filters() -> queries.PaymentFilters:
-    args = request.args
-    return queries.PaymentFilters(
-        user=args.get("user", "")[:254], state=args.get("state", "")[:40], purpose=args.get("purpose", "")[:40],
-        provider=args.get("provider", "")[:20], method=args.get("method", "")[:20],
-        currency=args.get("currency", "")[:10], amount_min=args.get("min", "")[:40],
-        amount_max=args.get("max", "")[:40], date_from=args.get("from", "")[:10], date_to=args.get("to", "")[:10])
+#: The list's query arguments, as typed (shown again in the form), with their longest length.
+FILTER_ARGS = {"user": 100, "state": 40, "purpose": 40, "provider": 20, "method": 20, "currency": 10,
+               "min": 40, "max": 40, "since": 10, "until": 10}
 
 
 @bp.get("/admin/payments")
 @requires(Permission.MANAGE_MONEY)
 def admin_payments():
-    filters = _filters()
+    typed = {name: request.args.get(name, "").strip()[:size] for name, size in FILTER_ARGS.items()}
+    filters, errors = queries.parse_payment_filters(typed)
     after = request.args.get("after")
-    result = queries.payments_page(filters, after)
+    page = queries.payments(filters, after)
     block = None
     if wants_fragment():
         block = "rows" if after else "results"
     choices = {"states": list(PaymentState), "purposes": list(Purpose), "providers": PROVIDER_NAMES,
                "methods": list(PayWith), "currencies": list(CURRENCIES)}
-    return render("wallet/payments_admin/list.html", block, status=422 if filters.errors and block != "rows" else 200,
-                  **_context(page=result.page, total=result.total, filters=filters, choices=choices,
-                             labels=FILTER_LABELS))
+    return render("wallet/payments_admin/list.html", block, status=422 if errors and block != "rows" else 200,
+                  **_context(page=page, total=None if after else queries.payments_count(filters), filters=filters,
+                             typed=typed, errors=errors, choices=choices, labels=FILTER_LABELS))
 
 
 # ---------------------------------------------------------------- a payment and its refund form
@@ -191,7 +190,7 @@ def admin_refunds():
     known = {value for value, _ in REFUND_TABS}
     state = raw if raw in known else "requested"
     after = request.args.get("after")
-    page = queries.refunds_page(None if state == "all" else RefundState(state), after)
+    page = queries.refunds_queue(None if state == "all" else RefundState(state), after)
     block = None
     if wants_fragment():
         block = "rows" if after else "results"
@@ -201,13 +200,19 @@ def admin_refunds():
                   **_context(page=page, current=state, tabs=REFUND_TABS, counts=counts, state_error=error))
 
 
+def _refund_or_404(refund_id: uuid.UUID) -> Refund:
+    refund = db.session.get(Refund, refund_id)
+    if refund is None:
+        raise NotFound("There is no such refund.")
+    return refund
+
+
 def _decide(refund_id: uuid.UUID, approve: bool, text_field: str, done: str):
     """Approve or reject a refund request; the queue row again (htmx) or the queue."""
     text = (request.form.get(text_field) or "").strip()[:500]
     in_row = wants_fragment() and request.form.get("from") == "queue"
     try:
-        refund = services.decide_refund(current_user, queries.refund_row(refund_id).refund, approve=approve,
-                                        note=text)
+        refund = services.decide_refund(current_user, _refund_or_404(refund_id), approve=approve, note=text)
     except DomainError as exc:
         refusal(exc)
         if in_row:
@@ -282,21 +287,28 @@ def admin_reconcile_run():
 @bp.get("/admin/payments/webhooks")
 @requires(Permission.MANAGE_MONEY)
 def admin_webhooks():
-    args = request.args
-    filters = queries.WebhookFilters(provider=args.get("provider", "")[:20], outcome=args.get("outcome", "")[:20],
-                                     event=args.get("event", "")[:200])
-    after = args.get("after")
-    page = queries.webhooks_page(filters, after)
+    found, errors = queries.parse_webhook_filters(request.args)
+    after = request.args.get("after")
+    page = queries.webhook_log(**found, cursor=after)
     block = None
     if wants_fragment():
         block = "rows" if after else "results"
-    return render("wallet/payments_admin/webhooks.html", block, status=422 if filters.errors and block != "rows" else 200,
-                  **_context(page=page, filters=filters, providers=[p for p in PROVIDER_NAMES if p != "wallet"],
-                             outcomes=list(WebhookOutcome)))
+    typed = {name: request.args.get(name, "").strip()[:200] for name in ("provider", "outcome", "event")}
+    kept = {name: value for name, value in typed.items() if value and name not in errors}
+    return render("wallet/payments_admin/webhooks.html", block, status=422 if errors and block != "rows" else 200,
+                  **_context(page=page, typed=typed, kept=kept, errors=errors,
+                             providers=[p for p in PROVIDER_NAMES if p != "wallet"], outcomes=list(WebhookOutcome)))
+
+
+def _webhook_or_404(event_id: uuid.UUID) -> WebhookEvent:
+    hook = queries.webhook_event(event_id)
+    if hook is None:
+        raise NotFound("There is no such webhook.")
+    return hook
 
 
 def _webhook_page(event_id: uuid.UUID):
-    hook = queries.webhook_event(event_id)
+    hook = _webhook_or_404(event_id)
     return render("wallet/payments_admin/webhook.html", **_context(
         hook=hook, payload_text=pretty_json(hook.payload), headers_text=pretty_json(hook.headers)))
 
@@ -312,7 +324,7 @@ def admin_webhook(event_id: uuid.UUID):
 def admin_webhook_replay(event_id: uuid.UUID):
     """Apply the stored message again and say what happened (its outcome and detail)."""
     try:
-        hook = webhooks.replay_webhook(current_user, queries.webhook_event(event_id))
+        hook = webhooks.replay_webhook(current_user, _webhook_or_404(event_id))
     except DomainError as exc:
         refusal(exc)
         flash(f"Replay refused: {exc.message}", "error")

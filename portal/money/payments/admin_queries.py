@@ -1,29 +1,31 @@
-"""Reads for finance's pages of payments: the payments list with its filters, one payment with
-everything about it (payer, ledger rows, timeline, refunds, the webhooks that named it), the
-refunds queue and the webhook log.
+"""Reads for finance's pages (admins; compliance officers read too through row-level security):
+the payments list with filters and keyset pages, one payment with everything about it (payer,
+ledger rows, timeline, refunds, the webhooks that named it), the refunds queue, the webhook log,
+the last reconciliation run, and faculty's sales of their courses. Each function is one
+statement whatever the data size (``payment_page``: five, ``last_reconciliation``: two).
 
-Lists are keyset-paginated on ``(createdAt DESC, id DESC)`` (``receivedAt`` for webhooks), so a
-page is one statement on any page and rows with the same time keep a stable order; the counts
-beside them stop at ``COUNT_CAP`` (``count_upto``). A filter value that makes no sense is
-reported in the filters' ``errors`` and left out instead of failing. Money staff see every row
-through row-level security (the ``money_staff`` and ``payment_staff`` policies of 0011).
+Filters come from the query string through ``parse_payment_filters`` and
+``parse_webhook_filters``, which never raise: a value they cannot read is dropped and reported
+in ``errors`` (the page shows it beside the field). Counts beside the lists stop at
+``COUNT_CAP`` (``portal.compliance.count_upto``).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import Row, func, or_, select, tuple_
+from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.orm import aliased
 
 from portal.accounts.models import User
 from portal.compliance import count_upto
 from portal.db import db
 from portal.errors import NotFound
-from portal.money.currency import CURRENCIES, MAX_INTEGER_DIGITS, format_amount, parse_amount
+from portal.money.currency import CURRENCIES, format_amount, parse_amount
 from portal.money.payments import states as st
 from portal.money.payments.models import (
     PROVIDER_NAMES,
@@ -41,175 +43,327 @@ from portal.money.payments.providers.base import PaymentState
 from portal.money.wallets.models import SystemWallet, Transaction, TransactionType, Wallet
 from portal.pagination import Page, decode_cursor, encode_cursor
 
-PAGE_SIZE = 25
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _parse_date(value: str) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
-
-def _parse_amount(value: str, code: str | None) -> tuple[Decimal | None, str | None]:
-    """``(amount, None)`` for a figure a person typed, or ``(None, message)``."""
-    text = value.strip().replace(",", "").replace(" ", "")
-    if not text or text == "." or text.count(".") > 1 or not all(ch in "0123456789." for ch in text):
-        return None, "Not an amount: type a number like 25 or 12.50."
-    amount = Decimal(text)  # only ASCII digits and one point remain: always a valid Decimal
-    if len(text.split(".")[0].lstrip("0")) > MAX_INTEGER_DIGITS:
-        return None, "That amount is too large."
-    places = len(text.split(".")[1]) if "." in text else 0
-    scale = CURRENCIES[code].scale if code in CURRENCIES else max(c.scale for c in CURRENCIES.values())
-    if places > scale:
-        return None, (f"{code} amounts have at most {scale} decimal places." if code in CURRENCIES
-                      else f"At most {scale} decimal places.")
-    return amount, None
-
-
-# -- The payments list ----------------------------------------------------------------------------
+PAGE_SIZE = 50
 
 
 @dataclass
 class PaymentFilters:
-    """The list's filters as typed (strings); ``payments_page`` fills ``errors``."""
-
-    user: str = ""
-    state: str = ""
-    purpose: str = ""
-    provider: str = ""
-    method: str = ""
-    currency: str = ""
-    amount_min: str = ""
-    amount_max: str = ""
-    date_from: str = ""
-    date_to: str = ""
-    #: Messages for values that could not be used, by the name of their query argument.
-    errors: dict[str, str] = field(default_factory=dict)
+    state: PaymentState | None = None
+    provider: str | None = None
+    method: PayWith | None = None
+    purpose: Purpose | None = None
+    since: date | None = None
+    until: date | None = None  #: inclusive
+    min_amount: Decimal | None = None
+    max_amount: Decimal | None = None
+    user: str | None = None  #: e-mail or name, contains (case-insensitive)
+    currency: str | None = None
 
     def as_args(self) -> dict[str, str]:
-        """The query arguments that give these filters back (the pager's and the links')."""
-        pairs = (("user", self.user), ("state", self.state), ("purpose", self.purpose), ("provider", self.provider),
-                 ("method", self.method), ("currency", self.currency), ("min", self.amount_min),
-                 ("max", self.amount_max), ("from", self.date_from), ("to", self.date_to))
-        return {name: value for name, value in pairs if value}
+        """The filters as query-string values (for the next page's link)."""
+        out = {"state": self.state, "provider": self.provider, "method": self.method, "purpose": self.purpose,
+               "since": self.since, "until": self.until, "min": self.min_amount, "max": self.max_amount,
+               "user": self.user, "currency": self.currency}
+        return {k: str(v) for k, v in out.items() if v not in (None, "")}
 
 
-@dataclass
-class PaymentListRow:
-    payment: Payment
-    user_email: str
-    user_name: str
-    course_title: str | None
-
-
-@dataclass
-class PaymentList:
-    page: Page
-    #: The payments matching the filters, counted up to ``COUNT_CAP + 1``.
-    total: int
-
-
-def _enum_filter(value: str, enum, errors: dict, name: str, message: str):
-    if not value:
+def _enum(enum_cls, raw):
+    try:
+        return enum_cls(raw) if raw else None
+    except ValueError:
         return None
-    if value in enum._value2member_map_:
-        return enum(value)
-    errors[name] = message
-    return None
 
 
-def _payment_conditions(filters: PaymentFilters) -> list:
-    """The WHERE conditions of the filters that make sense; the others go to ``errors``."""
-    errors = filters.errors
+def _date(raw):
+    try:
+        return date.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _amount(raw):
+    try:
+        value = Decimal(raw) if raw else None
+    except InvalidOperation:
+        return None
+    return value if value is None or (value.is_finite() and value >= 0) else None
+
+
+def parse_payment_filters(args: Mapping[str, str]) -> tuple[PaymentFilters, dict[str, str]]:
+    """Filters from a query string, and a message per field it could not read."""
+    errors: dict[str, str] = {}
+    filters = PaymentFilters()
+
+    def take(name, parse, message):
+        raw = (args.get(name) or "").strip()
+        if not raw:
+            return None
+        value = parse(raw)
+        if value is None:
+            errors[name] = message
+        return value
+
+    filters.state = take("state", lambda r: _enum(PaymentState, r), "Choose a state from the list.")
+    filters.provider = take("provider", lambda r: r if r in PROVIDER_NAMES else None, "Choose a provider from the list.")
+    filters.method = take("method", lambda r: _enum(PayWith, r), "Choose a method from the list.")
+    filters.purpose = take("purpose", lambda r: _enum(Purpose, r), "Choose a purpose from the list.")
+    filters.since = take("since", _date, "Enter a date like 2026-12-31.")
+    filters.until = take("until", _date, "Enter a date like 2026-12-31.")
+    filters.min_amount = take("min", _amount, "Enter an amount like 10 or 12.50.")
+    filters.max_amount = take("max", _amount, "Enter an amount like 10 or 12.50.")
+    filters.currency = take("currency", lambda r: r if r in CURRENCIES else None, "Choose a currency from the list.")
+    user = (args.get("user") or "").strip()[:100]
+    filters.user = user or None
+    if filters.since and filters.until and filters.until < filters.since:
+        errors["until"] = "The end is before the start."
+        filters.until = None
+    if filters.min_amount is not None and filters.max_amount is not None and filters.max_amount < filters.min_amount:
+        errors["max"] = "The upper amount is below the lower one."
+        filters.max_amount = None
+    return filters, errors
+
+
+@dataclass(frozen=True)
+class AdminPaymentRow:
+    id: uuid.UUID
+    created_at: datetime
+    user_id: uuid.UUID
+    user_name: str
+    user_email: str
+    purpose: Purpose
+    amount: Decimal
+    currency: str
+    fee: Decimal | None
+    amount_refunded: Decimal
+    state: PaymentState
+    provider: str
+    method_kind: PayWith
+    method_last4: str
+    provider_ref: str | None
+    method_brand: str = ""
+    course_title: str | None = None
+
+
+def _payment_where(f: PaymentFilters) -> list:
+    """The conditions of the filters (those that could be read)."""
     where = []
-    state = _enum_filter(filters.state, PaymentState, errors, "state", "Unknown state.")
-    if state is not None:
-        where.append(Payment.state == state)
-    purpose = _enum_filter(filters.purpose, Purpose, errors, "purpose", "Unknown purpose.")
-    if purpose is not None:
-        where.append(Payment.purpose == purpose)
-    method = _enum_filter(filters.method, PayWith, errors, "method", "Unknown method.")
-    if method is not None:
-        where.append(Payment.method_kind == method)
-    if filters.provider:
-        if filters.provider in PROVIDER_NAMES:
-            where.append(Payment.provider == filters.provider)
-        else:
-            errors["provider"] = "Unknown provider."
-    code = None
-    if filters.currency:
-        if filters.currency in CURRENCIES:
-            code = filters.currency
-            where.append(Payment.currency == code)
-        else:
-            errors["currency"] = "Unknown currency."
-    low = high = None
-    if filters.amount_min:
-        low, message = _parse_amount(filters.amount_min, code)
-        if message:
-            errors["min"] = message
-        else:
-            where.append(Payment.amount >= low)
-    if filters.amount_max:
-        high, message = _parse_amount(filters.amount_max, code)
-        if message:
-            errors["max"] = message
-        elif low is not None and high < low:
-            errors["max"] = "The upper amount is below the lower one."
-        else:
-            where.append(Payment.amount <= high)
-    start, end = _parse_date(filters.date_from), _parse_date(filters.date_to)
-    if filters.date_from and start is None:
-        errors["from"] = "Not a date (YYYY-MM-DD)."
-    if filters.date_to and end is None:
-        errors["to"] = "Not a date (YYYY-MM-DD)."
-    if start and end and end < start:
-        errors["to"] = "The end is before the start."
-        end = None
-    if start:
-        where.append(Payment.created_at >= datetime.combine(start, time.min, UTC))
-    if end:
-        where.append(Payment.created_at < datetime.combine(end + timedelta(days=1), time.min, UTC))
-    who = " ".join(filters.user.split()).lower()
-    if who:
-        if len(who) < 2:
-            errors["user"] = "Type at least two characters of an e-mail or a name."
-        else:
-            # An e-mail's beginning (the whole address too), or a part of the name.
-            pattern = _escape_like(who)
-            payer = select(User.id).where(or_(func.lower(User.email).like(pattern + "%", escape="\\"),
-                                             func.lower(User.full_name).like("%" + pattern + "%", escape="\\")))
-            where.append(Payment.user_id.in_(payer.scalar_subquery()))
+    if f.state:
+        where.append(Payment.state == f.state)
+    if f.provider:
+        where.append(Payment.provider == f.provider)
+    if f.method:
+        where.append(Payment.method_kind == f.method)
+    if f.purpose:
+        where.append(Payment.purpose == f.purpose)
+    if f.currency:
+        where.append(Payment.currency == f.currency)
+    if f.since:
+        where.append(Payment.created_at >= datetime.combine(f.since, time.min, UTC))
+    if f.until:
+        where.append(Payment.created_at < datetime.combine(f.until + timedelta(days=1), time.min, UTC))
+    if f.min_amount is not None:
+        where.append(Payment.amount >= f.min_amount)
+    if f.max_amount is not None:
+        where.append(Payment.amount <= f.max_amount)
+    if f.user:
+        pattern = "%" + f.user.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(Payment.user_id.in_(select(User.id).where(or_(User.email.ilike(pattern),
+                                                                    User.full_name.ilike(pattern)))))
     return where
 
 
-def payments_page(filters: PaymentFilters, cursor: str | None = None, size: int = PAGE_SIZE) -> PaymentList:
-    """Payments newest first, filtered: the page in one statement (the payer and the course come
-    with it), and the capped count of all that match in a second one (skipped on later pages,
-    whose fragment does not show it)."""
+def payments(filters: PaymentFilters | None = None, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
+    """Every payment newest first, filtered, ``size`` per page after ``cursor`` (one statement,
+    along ``ix_payments_created`` or the state index); ties in time keep the order of their ids."""
     from portal.learning.education.models import Course
 
-    where = _payment_conditions(filters)
-    stmt = (select(Payment, User.email, User.full_name, Course.title)
+    f = filters or PaymentFilters()
+    stmt = (select(Payment.id, Payment.created_at, Payment.user_id, User.full_name, User.email, Payment.purpose,
+                   Payment.amount, Payment.currency, Payment.fee, Payment.amount_refunded, Payment.state,
+                   Payment.provider, Payment.method_kind, Payment.method_last4, Payment.provider_ref,
+                   Payment.method_brand, Course.title)
             .join(User, User.id == Payment.user_id)
             .outerjoin(Course, Course.id == Payment.course_id)
-            .where(*where))
+            .where(*_payment_where(f)))
     position = decode_cursor(cursor)
     if position is not None:
         stmt = stmt.where(tuple_(Payment.created_at, Payment.id) < tuple_(*position))
     rows = db.session.execute(stmt.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(size + 1)).all()
-    items = [PaymentListRow(p, email, name, title) for p, email, name, title in rows[:size]]
-    next_cursor = None
-    if len(rows) > size:
-        last = items[-1].payment
-        next_cursor = encode_cursor(last.created_at, last.id)
-    total = 0 if position is not None else db.session.scalar(select(count_upto(Payment, *where)))
-    return PaymentList(Page(items, next_cursor), total)
+    items = [AdminPaymentRow(*row) for row in rows[:size]]
+    return Page(items, encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > size else None)
+
+
+def payments_count(filters: PaymentFilters | None = None) -> int:
+    """The payments matching ``filters``, counted up to ``COUNT_CAP + 1`` (one statement)."""
+    return db.session.scalar(select(count_upto(Payment, *_payment_where(filters or PaymentFilters()))))
+
+
+@dataclass(frozen=True)
+class RefundRow:
+    id: uuid.UUID
+    created_at: datetime
+    payment_id: uuid.UUID
+    user_name: str
+    user_email: str
+    amount: Decimal
+    currency: str
+    reason: str
+    state: RefundState
+    automatic: bool
+    course_title: str | None
+    purpose: Purpose
+    decided_at: datetime | None = None
+    decision_note: str = ""
+    failure_reason: str | None = None
+    payment_amount: Decimal | None = None
+    #: When the payment was credited (its money arrived).
+    paid_at: datetime | None = None
+
+
+def _refund_select():
+    from portal.learning.education.models import Course
+
+    return (select(Refund.id, Refund.created_at, Refund.payment_id, User.full_name, User.email, Refund.amount,
+                   Refund.currency, Refund.reason, Refund.state, Refund.automatic, Course.title, Payment.purpose,
+                   Refund.decided_at, Refund.decision_note, Refund.failure_reason, Payment.amount,
+                   Payment.credited_at)
+            .join(Payment, Payment.id == Refund.payment_id)
+            .join(User, User.id == Refund.user_id)
+            .outerjoin(Course, Course.id == Payment.course_id))
+
+
+def refunds_queue(state: RefundState | None = RefundState.REQUESTED, cursor: str | None = None,
+                  size: int = PAGE_SIZE) -> Page:
+    """Refunds in ``state`` (default: waiting for finance), oldest first; any state newest first
+    when ``state`` is None. One statement."""
+    stmt = _refund_select()
+    position = decode_cursor(cursor)
+    if state is not None:
+        stmt = stmt.where(Refund.state == state)
+        if position is not None:
+            stmt = stmt.where(tuple_(Refund.created_at, Refund.id) > tuple_(*position))
+        stmt = stmt.order_by(Refund.created_at, Refund.id)
+    else:
+        if position is not None:
+            stmt = stmt.where(tuple_(Refund.created_at, Refund.id) < tuple_(*position))
+        stmt = stmt.order_by(Refund.created_at.desc(), Refund.id.desc())
+    rows = db.session.execute(stmt.limit(size + 1)).all()
+    items = [RefundRow(*row) for row in rows[:size]]
+    return Page(items, encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > size else None)
+
+
+def refund_row(refund_id: uuid.UUID) -> RefundRow:
+    """One refund as the queue shows it (after a decision, its row again). One statement."""
+    row = db.session.execute(_refund_select().where(Refund.id == refund_id)).first()
+    if row is None:
+        raise NotFound("There is no such refund.")
+    return RefundRow(*row)
+
+
+def refund_counts() -> dict[str, int]:
+    """Refunds per state and in all, each counted up to ``COUNT_CAP + 1``; one statement."""
+    columns = [count_upto(Refund, Refund.state == s).label(s.value) for s in RefundState]
+    row = db.session.execute(select(*columns, count_upto(Refund).label("all"))).one()
+    return dict(row._mapping)
+
+
+def refund_requests_waiting() -> int:
+    """Course refund requests waiting for finance, counted up to ``COUNT_CAP + 1``."""
+    return db.session.scalar(select(count_upto(Refund, Refund.state == RefundState.REQUESTED)))
+
+
+def parse_webhook_filters(args: Mapping[str, str]) -> tuple[dict, dict[str, str]]:
+    """``webhook_log``'s keyword filters from a query string, and a message per value it could
+    not read (never raises)."""
+    errors: dict[str, str] = {}
+    found: dict = {}
+    provider = (args.get("provider") or "").strip()
+    if provider:
+        if provider in PROVIDER_NAMES and provider != "wallet":
+            found["provider"] = provider
+        else:
+            errors["provider"] = "Choose a provider from the list."
+    outcome = (args.get("outcome") or "").strip()
+    if outcome:
+        if outcome in WebhookOutcome._value2member_map_:
+            found["outcome"] = WebhookOutcome(outcome)
+        else:
+            errors["outcome"] = "Choose an outcome from the list."
+    event_id = (args.get("event") or "").strip()[:200]
+    if event_id:
+        found["event_id"] = event_id
+    return found, errors
+
+
+def webhook_log(*, provider: str | None = None, outcome: WebhookOutcome | None = None, event_id: str | None = None,
+                cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
+    """Stored webhooks newest first (the payload is left out of the list), one statement."""
+    stmt = select(WebhookEvent.id, WebhookEvent.received_at, WebhookEvent.provider, WebhookEvent.event_id,
+                  WebhookEvent.event_type, WebhookEvent.outcome, WebhookEvent.detail, WebhookEvent.payment_id,
+                  WebhookEvent.attempts, WebhookEvent.applied_at, WebhookEvent.verified)
+    if provider:
+        stmt = stmt.where(WebhookEvent.provider == provider)
+    if outcome:
+        stmt = stmt.where(WebhookEvent.outcome == outcome)
+    if event_id:
+        stmt = stmt.where(WebhookEvent.event_id == event_id)
+    position = decode_cursor(cursor)
+    if position is not None:
+        stmt = stmt.where(tuple_(WebhookEvent.received_at, WebhookEvent.id) < tuple_(*position))
+    rows = db.session.execute(stmt.order_by(WebhookEvent.received_at.desc(), WebhookEvent.id.desc())
+                              .limit(size + 1)).all()
+    items = list(rows[:size])
+    return Page(items, encode_cursor(items[-1].received_at, items[-1].id) if len(rows) > size else None)
+
+
+def webhook_event(event_id: uuid.UUID | str) -> WebhookEvent | None:
+    try:
+        return db.session.get(WebhookEvent, uuid.UUID(str(event_id)))
+    except ValueError:
+        return None
+
+
+@dataclass
+class CourseSales:
+    course_id: uuid.UUID
+    title: str
+    currency: str | None
+    sold: int = 0
+    revenue: Decimal = Decimal(0)
+    refunded: Decimal = Decimal(0)
+
+    @property
+    def net(self) -> Decimal:
+        return self.revenue - self.refunded
+
+
+@dataclass
+class SalesSummary:
+    courses: list[CourseSales] = field(default_factory=list)
+
+
+def course_sales(owner: User) -> SalesSummary:
+    """Sales of the courses ``owner`` manages (all courses for an admin): purchases succeeded,
+    revenue and refunds, per course. One statement. Faculty do not read payments through
+    row-level security, so this runs with the ledger's reading role over payment rows of their
+    courses only (aggregates: no payer is named)."""
+    from portal.accounts.models import Role
+    from portal.learning.education.models import Course
+    from portal.learning.lms.models import CourseManagement
+    from portal.money.wallets import ledger
+
+    stmt = (select(Course.id, Course.title, Payment.currency, func.count(Payment.id),
+                   func.coalesce(func.sum(Payment.amount), 0), func.coalesce(func.sum(Payment.amount_refunded), 0))
+            .join(Payment, (Payment.course_id == Course.id) & (Payment.state == PaymentState.SUCCEEDED))
+            .group_by(Course.id, Course.title, Payment.currency)
+            .order_by(Course.title))
+    if owner.role != Role.ADMIN:
+        stmt = stmt.where(select(CourseManagement.id).where(CourseManagement.course_id == Course.id,
+                                                            CourseManagement.user_id == owner.id).exists())
+    with ledger.as_ledger():
+        rows = db.session.execute(stmt).all()
+    return SalesSummary([CourseSales(cid, title, code, sold, Decimal(revenue), Decimal(refunded))
+                         for cid, title, code, sold, revenue, refunded in rows])
 
 
 # -- One payment ----------------------------------------------------------------------------------
@@ -350,122 +504,6 @@ def check_refund(page: PaymentPage, amount: str | None, reason: str | None) -> D
     if len(text) > MAX_REASON:
         raise RefundRefused(f"Keep the reason to {MAX_REASON} characters or fewer.", field="reason")
     return value
-
-
-# -- Refunds --------------------------------------------------------------------------------------
-
-
-@dataclass
-class RefundRow:
-    refund: Refund
-    user_email: str
-    user_name: str
-    purpose_label: str
-    course_title: str | None
-    payment_amount: Decimal
-    paid_at: datetime | None
-
-
-def _refund_rows(where, order, limit: int | None = None) -> list[Row]:
-    from portal.learning.education.models import Course
-
-    stmt = (select(Refund, User.email, User.full_name, Payment.purpose, Course.title, Payment.amount,
-                   Payment.credited_at)
-            .join(Payment, Payment.id == Refund.payment_id)
-            .join(User, User.id == Refund.user_id)
-            .outerjoin(Course, Course.id == Payment.course_id)
-            .where(*where).order_by(*order))
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return db.session.execute(stmt).all()
-
-
-def _refund_row(raw) -> RefundRow:
-    refund, email, name, purpose, title, amount, paid_at = raw
-    return RefundRow(refund, email, name, Purpose(purpose).label, title, amount, paid_at)
-
-
-def refunds_page(state: RefundState | None, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
-    """Refunds in ``state`` (every one for None), newest first; one statement."""
-    where = [Refund.state == state] if state is not None else []
-    position = decode_cursor(cursor)
-    if position is not None:
-        where.append(tuple_(Refund.created_at, Refund.id) < tuple_(*position))
-    rows = _refund_rows(where, (Refund.created_at.desc(), Refund.id.desc()), size + 1)
-    items = [_refund_row(r) for r in rows[:size]]
-    next_cursor = None
-    if len(rows) > size:
-        next_cursor = encode_cursor(items[-1].refund.created_at, items[-1].refund.id)
-    return Page(items, next_cursor)
-
-
-def refund_row(refund_id: uuid.UUID) -> RefundRow:
-    rows = _refund_rows([Refund.id == refund_id], (Refund.id,))
-    if not rows:
-        raise NotFound("There is no such refund.")
-    return _refund_row(rows[0])
-
-
-def refund_counts() -> dict[str, int]:
-    """Refunds per state and in all, each counted up to ``COUNT_CAP + 1``; one statement."""
-    columns = [count_upto(Refund, Refund.state == s).label(s.value) for s in RefundState]
-    row = db.session.execute(select(*columns, count_upto(Refund).label("all"))).one()
-    return dict(row._mapping)
-
-
-def refund_requests_waiting() -> int:
-    """Course refund requests waiting for finance, counted up to ``COUNT_CAP + 1``."""
-    return db.session.scalar(select(count_upto(Refund, Refund.state == RefundState.REQUESTED)))
-
-
-# -- The webhook log ------------------------------------------------------------------------------
-
-
-@dataclass
-class WebhookFilters:
-    provider: str = ""
-    outcome: str = ""
-    event: str = ""
-    errors: dict[str, str] = field(default_factory=dict)
-
-    def as_args(self) -> dict[str, str]:
-        return {k: v for k, v in (("provider", self.provider), ("outcome", self.outcome), ("event", self.event)) if v}
-
-
-#: The webhook log's columns (not the payload or headers: those are on an event's own page).
-_WEBHOOK_COLUMNS = (WebhookEvent.id, WebhookEvent.provider, WebhookEvent.event_id, WebhookEvent.event_type,
-                    WebhookEvent.received_at, WebhookEvent.verified, WebhookEvent.applied_at, WebhookEvent.outcome,
-                    WebhookEvent.detail, WebhookEvent.payment_id)
-
-
-def webhooks_page(filters: WebhookFilters, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
-    """Webhooks newest received first, filtered; one statement."""
-    where = []
-    if filters.provider:
-        if filters.provider in PROVIDER_NAMES and filters.provider != "wallet":
-            where.append(WebhookEvent.provider == filters.provider)
-        else:
-            filters.errors["provider"] = "Unknown provider."
-    outcome = _enum_filter(filters.outcome, WebhookOutcome, filters.errors, "outcome", "Unknown outcome.")
-    if outcome is not None:
-        where.append(WebhookEvent.outcome == outcome)
-    if filters.event.strip():
-        where.append(WebhookEvent.event_id == filters.event.strip())
-    position = decode_cursor(cursor)
-    if position is not None:
-        where.append(tuple_(WebhookEvent.received_at, WebhookEvent.id) < tuple_(*position))
-    rows = db.session.execute(select(*_WEBHOOK_COLUMNS).where(*where)
-                              .order_by(WebhookEvent.received_at.desc(), WebhookEvent.id.desc()).limit(size + 1)).all()
-    items = rows[:size]
-    next_cursor = encode_cursor(items[-1].received_at, items[-1].id) if len(rows) > size else None
-    return Page(items, next_cursor)
-
-
-def webhook_event(event_id: uuid.UUID) -> WebhookEvent:
-    hook = db.session.get(WebhookEvent, event_id)
-    if hook is None:
-        raise NotFound("There is no such webhook.")
-    return hook
 
 
 # -- Reconciliation -------------------------------------------------------------------------------

@@ -25,8 +25,9 @@ provider's ``fee`` posts, in one ``ledger.post``:
 
 - ``top_up``: the provider's clearing wallet -> the payer's wallet, ``amount`` (the payer gets
   what they paid: the portal bears the fee);
-- ``fee``: the fees wallet -> the clearing wallet, ``fee`` (the provider keeps its fee, so it
-  owes the portal ``amount - fee``: the clearing wallet's balance is minus the payout due);
+- ``fee``: the ``provider_fees`` wallet (the portal's expense, apart from the fees it
+  collects) -> the clearing wallet, ``fee`` (the provider keeps its fee, so it owes the portal
+  ``amount - fee``: the clearing wallet's balance is minus the payout due);
 - for a course bought with a method, also ``purchase``: the payer's wallet -> ``sales``,
   ``amount``, and the enrolment, in the same transaction: both commit or neither.
 
@@ -473,6 +474,31 @@ def resume_payment(actor: User | None, payment: Payment, *, source: EventSource 
     return apply_provider_payment(snapshot, provider=provider.name, source=source, payment=payment)
 
 
+def cancel_payment(user: User, payment: Payment) -> Payment:
+    """The payer (or finance) cancels a payment that has not been paid yet (waiting for the
+    payer or a challenge). A payment already processing or ended cannot be canceled: the
+    provider decides it."""
+    payment = own_payment(user, payment.id)
+    if payment.state not in (PaymentState.REQUIRES_PAYMENT_METHOD, PaymentState.REQUIRES_ACTION):
+        raise Conflict("This payment can no longer be canceled.")
+    if payment.provider_ref is None:
+        locked = _lock_payment(payment.id)
+        previous = st.move_payment(locked, PaymentState.CANCELED)
+        locked.needs_reconcile = False
+        record_event(locked, EventSource.PORTAL, "state", "Canceled by the payer before it reached the provider",
+                     from_state=previous, to_state=PaymentState.CANCELED)
+        db.session.flush()
+        return locked
+    try:
+        snapshot = get_provider(payment.provider).cancel(payment.provider_ref)
+    except ProviderUnavailable as exc:
+        raise ProviderDown("The payment service is not answering right now, so the payment could not be "
+                           "canceled. Try again in a few minutes.") from exc
+    except ProviderDeclined as exc:
+        raise Conflict(f"The payment could not be canceled: {exc}") from exc
+    return apply_provider_payment(snapshot, provider=payment.provider, source=EventSource.PORTAL, payment=payment)
+
+
 def cancel_abandoned(payment: Payment) -> Payment:
     """Cancel at the provider a payment the payer never completed, and apply the answer."""
     provider = get_provider(payment.provider)
@@ -583,7 +609,7 @@ def _credit(payment: Payment, source: EventSource, event_id: str | None) -> None
     code = payment.currency
     with ledger.as_ledger():
         wallet = ledger.open_user_wallet(user.id, code)
-        clearing = ledger.system_wallet(clearing_wallet_name(payment.provider), code)
+        clearing = ledger.system_wallet(clearing_wallet_name(payment.provider), code, spread_by=user.id)
         fee = payment.fee or Decimal(0)
         what = "Top-up" if payment.purpose == Purpose.TOP_UP else "Payment"
         method = f"{payment.method_brand.capitalize()} {payment.method_last4}".strip() or payment.method_kind.label
@@ -591,13 +617,13 @@ def _credit(payment: Payment, source: EventSource, event_id: str | None) -> None
                            {"from_name": f"{what} ({payment.method_kind.label})", "payment_id": str(payment.id),
                             "provider": payment.provider})]
         if fee > 0:
-            fees_wallet = ledger.system_wallet(SystemWallet.FEES, code, spread_by=user.id)
+            fees_wallet = ledger.system_wallet(SystemWallet.PROVIDER_FEES, code, spread_by=user.id)
             legs.append(ledger.Leg(fees_wallet, clearing, fee, TransactionType.FEE, "Payment provider fee",
                                    {"payment_id": str(payment.id), "provider": payment.provider}))
         course = None
         if payment.purpose == Purpose.COURSE_PURCHASE:
             course = _course(payment.course_id)
-            sales = ledger.system_wallet(SystemWallet.SALES, code)
+            sales = ledger.system_wallet(SystemWallet.SALES, code, spread_by=user.id)
             legs.append(ledger.Leg(wallet, sales, payment.amount, TransactionType.PURCHASE,
                                    f"Course: {course.title}"[:300],
                                    {"to_name": course.title, "payment_id": str(payment.id),
@@ -766,7 +792,7 @@ def pay_course(user: User, course, *, idempotency_key: str, from_wallet: bool = 
         if wallet is None:
             raise ledger.InsufficientFunds(f"Not enough money: you have no {code} wallet yet. Top up first.")
         with ledger.as_ledger():
-            sales = ledger.system_wallet(SystemWallet.SALES, code)
+            sales = ledger.system_wallet(SystemWallet.SALES, code, spread_by=user.id)
         group_id = uuid.uuid4()
         ledger.post([ledger.Leg(wallet, sales, price, TransactionType.PURCHASE, f"Course: {course.title}"[:300],
                                 {"to_name": course.title, "payment_id": str(payment.id),
@@ -1032,7 +1058,7 @@ def _approve(refund: Refund, payment: Payment, actor: User | None) -> None:
         wallet = ledger.open_user_wallet(user.id, code)
         if payment.purpose == Purpose.COURSE_PURCHASE:
             course = _course(payment.course_id)
-            sales = ledger.system_wallet(SystemWallet.SALES, code)
+            sales = ledger.system_wallet(SystemWallet.SALES, code, spread_by=user.id)
     if payment.purpose == Purpose.COURSE_PURCHASE:
         ledger.post([ledger.Leg(sales, wallet, refund.amount, TransactionType.REFUND,
                                 f"Refund: {course.title}"[:300],
@@ -1043,7 +1069,7 @@ def _approve(refund: Refund, payment: Payment, actor: User | None) -> None:
         _settle_refund(refund, payment, RefundState.SUCCEEDED, EventSource.PORTAL)
         return
     with ledger.as_ledger():
-        clearing = ledger.system_wallet(clearing_wallet_name(payment.provider), code)
+        clearing = ledger.system_wallet(clearing_wallet_name(payment.provider), code, spread_by=user.id)
     try:
         holds = ledger.hold([ledger.Leg(wallet, clearing, refund.amount, TransactionType.REFUND,
                                         f"Refund to {payment.method_kind.label.lower()}"[:300],

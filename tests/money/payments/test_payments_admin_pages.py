@@ -656,3 +656,22 @@ def test_run_now_with_an_unknown_period_says_so(client, login_as, fake):
     login_as("admin")
     response = client.post("/wallet/admin/payments/reconciliation", data={"period": "forever"}, headers=HX)
     assert response.status_code == 422 and "Choose the payments of the last 7, 30 or 90 days" in body_of(response)
+
+
+def test_a_payments_page_keeps_its_statement_budget(client, login_as, fake, statements):
+    login_as("admin")
+    payment = succeeded_top_up(fake, student(), "40.00")
+    webhook_row(payment)
+    settle()
+    client.get(f"/wallet/admin/payments/{payment.id}")
+    with statements() as few:
+        assert client.get(f"/wallet/admin/payments/{payment.id}").status_code == 200
+    for n in range(6):
+        services.record_event(payment, services.EventSource.POLL, "report", f"Report {n}", data={"n": n})
+        webhook_row(payment)
+    assert _refund(client, payment, "5", op="confirm").status_code == 302
+    assert _refund(client, payment, "6", op="confirm").status_code == 302
+    settle()
+    with statements() as many:
+        assert client.get(f"/wallet/admin/payments/{payment.id}").status_code == 200
+    assert many.count == few.count <= 12, many.statements

@@ -1087,7 +1087,11 @@ def _approve(refund: Refund, payment: Payment, actor: User | None) -> None:
     _send_refund(refund, payment)
 
 
-def _send_refund(refund: Refund, payment: Payment, source: EventSource = EventSource.PROVIDER) -> None:
+def _send_refund(refund: Refund, payment: Payment, source: EventSource = EventSource.PROVIDER, *,
+                 resend: bool = False) -> None:
+    """Ask the provider to refund. A refusal on the first asking raises (the caller rolls the
+    refund back whole); on a resend (the first asking got no answer) it fails the refund and
+    releases the held funds."""
     try:
         answer = get_provider(payment.provider).refund(payment.provider_ref, refund.amount,
                                                        idempotency_key=refund.idempotency_key,
@@ -1098,7 +1102,11 @@ def _send_refund(refund: Refund, payment: Payment, source: EventSource = EventSo
         db.session.flush()
         return
     except ProviderDeclined as exc:
-        raise RefundRefused(f"The payment provider refused the refund: {exc}", field=None) from exc
+        if not resend:
+            raise RefundRefused(f"The payment provider refused the refund: {exc}", field=None) from exc
+        refund.failure_reason = f"The payment provider refused the refund: {exc}"[:300]
+        _settle_refund(refund, payment, RefundState.FAILED, source)
+        return
     refund.provider_ref = answer.ref
     db.session.flush()
     apply_provider_refund(answer, provider=payment.provider, source=source, refund=refund)
@@ -1181,7 +1189,7 @@ def resume_refund(refund: Refund, *, source: EventSource = EventSource.POLL) -> 
         return refund
     if refund.provider_ref is None:
         locked = _lock_payment(payment.id)
-        _send_refund(refund, locked, source)
+        _send_refund(refund, locked, source, resend=True)
         return refund
     snapshot = get_provider(payment.provider).fetch_refund(refund.provider_ref)
     return apply_provider_refund(snapshot, provider=payment.provider, source=source, refund=refund)

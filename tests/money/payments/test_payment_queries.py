@@ -133,3 +133,46 @@ def test_finance_list_is_one_statement_whatever_the_rows(fake, statements, rows)
     with statements() as counted:
         page = admin_queries.payments(filters)
     assert len(page.items) == rows and counted.count == 1
+
+
+@pytest.mark.parametrize("rows", [2, 8])
+def test_my_payments_is_one_statement_whatever_the_rows(fake, statements, rows):
+    user = student()
+    for i in range(rows):
+        top_up(user, str(10 + i))
+    with as_user(user):
+        queries.my_payments(user)  # the identity's settings are sent once per transaction
+        with statements() as counted:
+            page = queries.my_payments(user)
+    assert len(page.items) == rows and counted.count == 1
+
+
+def test_the_top_up_form_says_what_is_left_at_the_payers_level(fake):
+    user = student()
+    before = queries.top_up_form(user)
+    (usd,) = [limit for limit in before.limits if limit.currency == "USD"]
+    top_up(user, "50")
+    (after,) = [limit for limit in queries.top_up_form(user).limits if limit.currency == "USD"]
+    assert after.maximum == usd.maximum - Decimal("50")
+    assert usd.minimum == Decimal("1.00") and before.default_method is None
+
+
+def test_the_course_checkout_knows_price_wallet_and_ownership(fake):
+    user, course = student(), paid_course("19.00")
+    fund(user, "25")
+    with as_user(user):
+        box = queries.course_checkout(user, course)
+    assert (box.price, box.currency, box.available, box.wallet_covers, box.enrolled) == (
+        Decimal("19.00"), "USD", Decimal("25"), True, False)
+    assert box.owned_payment_id is None
+    with as_user(user):
+        payment = services.pay_course(user, course, idempotency_key=key(), from_wallet=True)
+        box = queries.course_checkout(user, course)
+    assert box.owned_payment_id == payment.id and box.enrolled and not box.wallet_covers
+
+
+def test_finance_reads_any_payments_story(fake):
+    payment = succeeded_top_up(fake, student(), "20")
+    admin = create_user("admin")
+    with as_user(admin):
+        assert queries.payment_detail(admin, payment.id).payment.id == payment.id

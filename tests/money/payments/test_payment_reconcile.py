@@ -202,3 +202,19 @@ def test_the_command_exits_1_on_differences(fake, app):
         module.reconcile = original
     assert result.exit_code == 1, result.output
     assert "1 difference(s)" in result.output and str(payment.id) in result.output
+
+
+def test_the_command_is_registered(app):
+    assert "reconcile" in app.cli.commands["payments"].commands
+
+
+def test_the_command_says_so_when_everything_matches(fake, app, monkeypatch):
+    from portal.money.payments.cli import reconcile_command
+
+    user = student()
+    succeeded_top_up(fake, user, "10")
+    original = reconcile.reconcile
+    monkeypatch.setattr(reconcile, "reconcile", lambda **kwargs: original(user_id=user.id, **kwargs))
+    result = app.test_cli_runner().invoke(reconcile_command, ["--days", "1"])
+    assert result.exit_code == 0, result.output
+    assert "Checked 1 payments and 0 refunds." in result.output

@@ -499,3 +499,12 @@ def test_the_payer_cancels_an_unpaid_payment_but_not_a_paid_one(fake):
     paid = succeeded_top_up(fake, user, "20")
     with as_user(user), pytest.raises(Conflict):
         services.cancel_payment(user, paid)
+
+
+def test_the_enrol_button_of_a_paid_course_says_to_buy_it(client, login_as, fake):
+    user = login_as("student")
+    course = paid_course("19.00")
+    response = client.post(f"/learning/courses/{course.slug}/enrol", headers={"HX-Request": "true"})
+    assert response.status_code == 402
+    assert "buy it from its page" in response.get_data(as_text=True)
+    assert db.session.scalar(select(Enrollment).where(Enrollment.user_id == user.id)) is None

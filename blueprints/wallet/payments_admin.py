@@ -5,13 +5,20 @@ webhook log with replay.
 
 Who: money administrators (``MANAGE_MONEY``), as every page of the money administration.
 Compliance officers do not see these pages: no permission of theirs is about money (theirs are
-identity checks, screening, cases and security events), a payment's page carries refund and
-replay actions that are finance's, and an officer investigating a person already sees that
-person's ledger movements (top-ups and refunds are ledger rows) on the case.
+identity checks, screening, cases and security events), the pages carry refund, decision,
+reconciliation and replay actions that are finance's and link to finance's other pages, and
+what an officer needs of a payment reaches the case already (a top-up and a refund are ledger
+movements that transaction monitoring judges). Row-level security would let them read payment
+rows; giving them a read-only view is a new permission, not a reuse of one of these.
 
-Thin views over ``portal.money.payments`` (``admin_queries`` for the reads, ``services`` and
-``reconcile`` for the writes). Every form works without JavaScript (GET filters, post then
-redirect); with htmx the list's results, the refund panel and a queue row swap in place.
+Thin views over ``portal.money.payments``: ``admin_queries`` for the reads, ``services``
+(refunds, decisions), ``webhooks`` (replay) and ``admin_services`` (reconciliation) for the
+writes. Every form works without JavaScript (GET filters, post then redirect); with htmx the
+list's results, the refund panel, a queue row and the reconciliation report swap in place.
+
+The refund form has two steps: "Review" checks the amount and reason as the service will and
+shows what will happen; "Confirm" makes the refund once per form key, so a double click or a
+resubmit after "back" finds the first refund instead of making a second.
 """
 
 from __future__ import annotations

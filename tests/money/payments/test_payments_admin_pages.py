@@ -195,6 +195,8 @@ def test_the_list_filters_by_each_field(client, login_as):
         return {p for p in mine if f'id="payment-{p}"' in body}
 
     assert shown("") == mine
+    page = _listed(client, "")[1]
+    assert 'hx-push-url="true"' in page and 'hx-target="#results"' in page and 'method="get"' in page
     assert shown(f"?user={ada.email[:12]}") == {small.id, big.id}
     assert shown("?user=quillFEATHER") == {small.id, big.id}
     assert shown("?user=Bo+Marsh") >= {mobile.id, bought.id, btc.id} and small.id not in shown("?user=Bo+Marsh")

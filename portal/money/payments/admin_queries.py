@@ -159,7 +159,7 @@ def _payment_where(f: PaymentFilters) -> list:
         where.append(Payment.currency == f.currency)
     if f.since:
         where.append(Payment.created_at >= datetime.combine(f.since, time.min, UTC))
-    if f.until:
+    if f.until and f.until < date.max:  # the last day there is: no upper bound
         where.append(Payment.created_at < datetime.combine(f.until + timedelta(days=1), time.min, UTC))
     if f.min_amount is not None:
         where.append(Payment.amount >= f.min_amount)

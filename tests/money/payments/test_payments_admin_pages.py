@@ -677,3 +677,21 @@ def test_a_payments_page_keeps_its_statement_budget(client, login_as, fake, stat
     with statements() as many:
         assert client.get(f"/wallet/admin/payments/{payment.id}").status_code == 200
     assert many.count == few.count <= 12, many.statements
+
+
+@pytest.mark.parametrize("query", ["?until=9999-12-31", "?since=0001-01-01", "?user=%00ab", "?min=99999999999999999999999999999",
+                                   "?max=1e400", "?after=%00", "?user=" + "x" * 5000])
+def test_odd_but_harmless_filters_answer_the_list(client, login_as, query):
+    """Never a 500: the list, or a clear refusal (a NUL byte in the address is refused as a bad
+    request before any view)."""
+    login_as("admin")
+    status, body = _listed(client, query)
+    assert status in (200, 422) and "Payments" in body or status == 400 and "%00" in query
+
+
+@pytest.mark.parametrize("query", ["?event=%00evt", "?after=zzz", "?outcome=%00"])
+def test_odd_webhook_filters_answer_the_log(client, login_as, query):
+    login_as("admin")
+    response = client.get(f"/wallet/admin/payments/webhooks{query}")
+    assert (response.status_code in (200, 422) and "Webhook log" in body_of(response)
+            or response.status_code == 400 and "%00" in query)

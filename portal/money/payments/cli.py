@@ -28,9 +28,11 @@ def payments_group():
 @with_appcontext
 def reconcile_command(days: int | None, fix: bool, offline: bool):
     from portal.db import as_cli_actor
-    from portal.money.payments.reconcile import reconcile
+    from portal.money.payments import reconcile as module
 
-    report = as_cli_actor(lambda: reconcile(days=days, fix=fix, provider_calls=not offline))()
+    # The result is recorded (the reconciliation page shows the last run) whatever it found.
+    report = as_cli_actor(lambda: module.reconcile_and_record("flask payments reconcile", days=days, fix=fix,
+                                                              provider_calls=not offline))()
     click.echo(f"Checked {report.payments} payments and {report.refunds} refunds"
                + (f"; {report.fixed} brought up to date from the providers" if fix else "") + ".")
     if report.ok:
@@ -40,3 +42,16 @@ def reconcile_command(days: int | None, fix: bool, offline: bool):
     for difference in report.differences:
         click.echo(f"  - [{difference.kind}] payment {difference.payment_id}: {difference.message}", err=True)
     sys.exit(1)
+
+
+@payments_group.command("poll", help="Ask the providers about stuck payments and pending refunds now, as the "
+                                     "worker's job does every five minutes.")
+@with_appcontext
+def poll_command():
+    from portal.db import as_cli_actor
+    from portal.money.payments.tasks import sweep
+
+    counts = as_cli_actor(sweep)()
+    click.echo(f"Asked about {counts['payments']} payments ({counts['payments_changed']} changed) and "
+               f"{counts['refunds']} refunds ({counts['refunds_settled']} settled); "
+               f"{counts['errors']} could not be asked.")

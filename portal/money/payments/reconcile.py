@@ -18,6 +18,10 @@ succeeded refunds add up to its ``amountRefunded``.
 
 ``fix=True`` also applies what the provider says (``services.resume_payment`` / ``resume_refund``,
 idempotent) before comparing, as the periodic job does.
+
+``reconcile_and_record`` keeps each run's result as a ``payments.reconciliation`` metric (value:
+the number of differences, the first ``RECORDED_DIFFERENCES`` of them in its labels), which the
+reconciliation page shows (``last_reconciliation``); the nightly job and the command record it.
 """
 
 from __future__ import annotations
@@ -236,3 +240,52 @@ def _check_provider(report: Report, payment: Payment, refunds: list[Refund]) -> 
         if their_refund.state.value != refund.state.value or their_refund.amount != refund.amount:
             report.add("refund", payment, f"Refund {refund.id}: the provider says {their_refund.state.value} "
                        f"{their_refund.amount}, the portal {refund.state.value} {refund.amount}.", refund)
+
+
+RECONCILIATION_METRIC = "payments.reconciliation"
+#: Differences kept with a recorded run (the page lists them; the command prints them all).
+RECORDED_DIFFERENCES = 200
+
+
+def reconcile_and_record(ran_by: str, **options) -> Report:
+    """Reconcile and keep the result as a metric. The caller commits."""
+    from portal.platform.analytics.models import Metric
+
+    report = reconcile(**options)
+    kept = [{"kind": d.kind, "payment_id": str(d.payment_id), "message": d.message[:500],
+             "refund_id": str(d.refund_id) if d.refund_id else None} for d in report.differences[:RECORDED_DIFFERENCES]]
+    db.session.add(Metric(name=RECONCILIATION_METRIC, value=len(report.differences), recorded_at=report.checked_at,
+                          labels={"payments": report.payments, "refunds": report.refunds, "fixed": report.fixed,
+                                  "differences": kept,
+                                  "truncated": len(report.differences) > RECORDED_DIFFERENCES,
+                                  "ran_by": ran_by[:100]}))
+    db.session.flush()
+    return report
+
+
+@dataclass(frozen=True)
+class LastReconciliation:
+    recorded_at: object
+    ok: bool
+    difference_count: int
+    differences: list[dict]
+    truncated: bool
+    payments: int
+    refunds: int
+    fixed: int
+    ran_by: str
+
+
+def last_reconciliation() -> LastReconciliation | None:
+    """The last recorded run (one statement), or None."""
+    from portal.platform.analytics.models import Metric
+
+    metric = db.session.scalar(select(Metric).where(Metric.name == RECONCILIATION_METRIC)
+                               .order_by(Metric.recorded_at.desc()).limit(1))
+    if metric is None:
+        return None
+    labels = metric.labels or {}
+    return LastReconciliation(metric.recorded_at, int(metric.value) == 0, int(metric.value),
+                              list(labels.get("differences", [])), bool(labels.get("truncated")),
+                              int(labels.get("payments", 0)), int(labels.get("refunds", 0)),
+                              int(labels.get("fixed", 0)), str(labels.get("ran_by", "")))

@@ -573,6 +573,8 @@ def apply_provider_payment(snapshot: ProviderPayment, *, provider: str, source: 
         payment.method_last4 = (snapshot.method.last4 or "")[-4:]
     if snapshot.fee is not None and payment.credited_at is None:
         payment.fee = quantize(Decimal(snapshot.fee), payment.currency)
+    elif snapshot.fee is not None and payment.fee is None and payment.credited_at is not None:
+        _book_late_fee(payment, quantize(Decimal(snapshot.fee), payment.currency), source, event_id)
 
     if new_state is None:
         record_event(payment, source, "report", f"The provider reports {snapshot.state.value.replace('_', ' ')}"
@@ -637,6 +639,23 @@ def _credit(payment: Payment, source: EventSource, event_id: str | None) -> None
     if course is not None:
         _enrol(user, course.id)
     _receipt(payment, user, course)
+
+
+def _book_late_fee(payment: Payment, fee: Decimal, source: EventSource, event_id: str | None) -> None:
+    """The provider told its fee only after the payment was credited: book it now, once (the
+    caller holds the row lock; ``fee`` is set with it)."""
+    payment.fee = fee
+    if fee <= 0:
+        return
+    with ledger.as_ledger():
+        clearing = ledger.system_wallet(clearing_wallet_name(payment.provider), payment.currency,
+                                        spread_by=payment.user_id)
+        fees_wallet = ledger.system_wallet(SystemWallet.PROVIDER_FEES, payment.currency, spread_by=payment.user_id)
+    ledger.post([ledger.Leg(fees_wallet, clearing, fee, TransactionType.FEE, "Payment provider fee",
+                            {"payment_id": str(payment.id), "provider": payment.provider})],
+                initiated_by_id=payment.user_id, group_id=payment.ledger_group_id)
+    record_event(payment, source, "fee", f"Provider fee {format_amount(fee, payment.currency)} booked",
+                 provider_event_id=event_id)
 
 
 def _course(course_id: uuid.UUID):

@@ -65,3 +65,16 @@ def sweep(limit: int = BATCH) -> dict:
             continue
         counts["refunds_settled"] += refund.state != RefundState.PENDING
     return counts
+
+
+@periodic(cron="45 3 * * *", queue="money")
+def reconcile_nightly(timestamp: int) -> int:  # noqa: ARG001 - procrastinate passes the schedule time
+    """Reconcile the last two days' payments with their providers and the ledger (applying what
+    the providers say first) and record the result; returns the number of differences."""
+    from portal.money.payments.reconcile import reconcile_and_record
+
+    report = reconcile_and_record("the nightly job", days=2, fix=True)
+    if not report.ok:
+        log.error("payment reconciliation found %d difference(s), e.g. %s", len(report.differences),
+                  report.differences[0].message)
+    return len(report.differences)

@@ -218,3 +218,37 @@ def test_the_command_says_so_when_everything_matches(fake, app, monkeypatch):
     result = app.test_cli_runner().invoke(reconcile_command, ["--days", "1"])
     assert result.exit_code == 0, result.output
     assert "Checked 1 payments and 0 refunds." in result.output
+
+
+def test_a_run_is_recorded_for_the_reconciliation_page(fake, monkeypatch):
+    user = student()
+    payment = top_up(user, "50")
+    fake.complete(payment.provider_ref, PaymentState.SUCCEEDED)
+    original = reconcile.reconcile
+    monkeypatch.setattr(reconcile, "reconcile", lambda **kwargs: original(user_id=user.id, **kwargs))
+    report = reconcile.reconcile_and_record("a test")
+    last = reconcile.last_reconciliation()
+    assert not report.ok and last is not None
+    assert (last.ok, last.difference_count, last.payments, last.ran_by) == (False, 1, 1, "a test")
+    assert last.differences[0]["payment_id"] == str(payment.id) and last.differences[0]["kind"] == "provider"
+    reconcile.reconcile_and_record("a test", fix=True)
+    assert reconcile.last_reconciliation().ok
+
+
+def test_the_nightly_reconciliation_is_registered():
+    from portal.platform.jobs import job_app
+
+    job_app.perform_import_paths()
+    assert "portal.money.payments.tasks.reconcile_nightly" in job_app.tasks
+
+
+def test_the_poll_command_runs_the_job_once(fake, app):
+    user = student()
+    payment = top_up(user, "35", kind="mobile_money")
+    fake.complete(payment.provider_ref, PaymentState.SUCCEEDED)
+    age(payment, app.config["PAYMENT_STUCK_MINUTES"] + 1)
+    result = app.test_cli_runner().invoke(args=["payments", "poll"])
+    assert result.exit_code == 0, result.output
+    assert "changed)" in result.output
+    db.session.expire_all()
+    assert db.session.get(Payment, payment.id).state == PaymentState.SUCCEEDED

@@ -508,3 +508,21 @@ def test_the_enrol_button_of_a_paid_course_says_to_buy_it(client, login_as, fake
     assert response.status_code == 402
     assert "buy it from its page" in response.get_data(as_text=True)
     assert db.session.scalar(select(Enrollment).where(Enrollment.user_id == user.id)) is None
+
+
+def test_a_fee_told_after_the_credit_is_booked_once(fake):
+    from dataclasses import replace
+
+    user = student()
+    payment = top_up(user, "100.00")
+    succeeded = fake.complete(payment.provider_ref)
+    services.apply_provider_payment(replace(succeeded, fee=None), provider="sandbox", source="webhook")
+    assert payment.fee is None and wallet_of(user).balance == Decimal("100.00")
+    services.apply_provider_payment(succeeded, provider="sandbox", source="poll")
+    services.apply_provider_payment(succeeded, provider="sandbox", source="webhook")
+    assert payment.fee == Decimal("3.20")
+    fees = [r for r in ledger_rows(payment) if r.type == TransactionType.FEE]
+    assert [r.amount for r in fees] == [Decimal("3.20")]
+    from portal.money.payments import reconcile
+
+    assert reconcile.reconcile(user_id=user.id).ok

@@ -273,7 +273,7 @@ def admin_reconcile_run():
     period = (request.form.get("period") or admin_services.DEFAULT_PERIOD)[:10]
     fix = request.form.get("fix") == "1"
     try:
-        metric = admin_services.reconcile_and_record(current_user, period, fix=fix)
+        report = admin_services.reconcile_and_record(current_user, period, fix=fix)
     except DomainError as exc:
         refusal(exc)
         return _reconciliation_page(period=period, fix=fix, error=exc.message, block="report",
@@ -281,7 +281,7 @@ def admin_reconcile_run():
     db.session.commit()
     if wants_fragment():
         return _reconciliation_page(period=period, fix=fix, just_ran=True, block="report")
-    count = int(metric.value)
+    count = len(report.differences)
     flash("Reconciliation ran: every payment checked matches." if not count else
           f"Reconciliation ran: {count} difference{'s' if count != 1 else ''}, listed below.",
           "success" if not count else "error")

@@ -31,8 +31,8 @@ What pages and commands call (all HTTP-free; the caller commits once, or rolls b
     ``refund_requests_waiting``, ``parse_webhook_filters`` + ``webhook_log``, ``webhook_event``,
     ``last_reconciliation``, ``course_sales`` (faculty and admins).
 ``admin_services`` (finance)
-    ``reconcile_and_record(actor, period, fix=)``: "Run now" on the reconciliation page, kept
-    as a ``payments.reconciliation`` metric the page shows.
+    ``reconcile_and_record(actor, period, fix=)``: "Run now" on the reconciliation page over
+    7, 30 or 90 days or all, recorded as every run is (``reconcile.reconcile_and_record``).
 ``webhooks``
     ``receive`` (the route), ``replay_webhook(actor, webhook_event)`` (finance).
 ``reconcile.reconcile(days=, fix=, provider_calls=, user_id=)`` -> Report (the reconciliation

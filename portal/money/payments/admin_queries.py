@@ -26,6 +26,7 @@ from portal.compliance import count_upto
 from portal.db import db
 from portal.errors import NotFound
 from portal.money.currency import CURRENCIES, format_amount, parse_amount
+from portal.money.payments import reconcile
 from portal.money.payments import states as st
 from portal.money.payments.models import (
     PROVIDER_NAMES,
@@ -523,13 +524,14 @@ class DifferenceRow:
 
 @dataclass
 class LastReconciliation:
+    """The last recorded run (``reconcile.last_reconciliation``) with its differences' rows."""
+
     ran_at: datetime
     ran_by: str
     payments: int
     refunds: int
-    #: Payments and refunds brought up to date from the providers first (None: not asked to).
-    fixed: int | None
-    period: str
+    #: Payments and refunds brought up to date from the providers before comparing.
+    fixed: int
     difference_count: int
     differences: list[DifferenceRow]
     truncated: bool
@@ -552,17 +554,12 @@ def _uuid_or_none(value) -> uuid.UUID | None:
 
 
 def last_reconciliation() -> LastReconciliation | None:
-    """The last run kept by ``admin_services.reconcile_and_record``, with the payments its
-    differences name (two statements)."""
-    from portal.money.payments.admin_services import RECONCILIATION_METRIC
-    from portal.platform.analytics.models import Metric
-
-    metric = db.session.scalar(select(Metric).where(Metric.name == RECONCILIATION_METRIC)
-                               .order_by(Metric.recorded_at.desc()).limit(1))
-    if metric is None:
+    """The last recorded run, with the payments its differences name as the portal has them now
+    (two statements)."""
+    run = reconcile.last_reconciliation()
+    if run is None:
         return None
-    labels = metric.labels or {}
-    kept = [d for d in labels.get("differences", []) if _uuid_or_none(d.get("payment_id"))]
+    kept = [d for d in run.differences if _uuid_or_none(d.get("payment_id"))]
     ids = {_uuid_or_none(d["payment_id"]) for d in kept}
     found = {}
     if ids:
@@ -574,6 +571,5 @@ def last_reconciliation() -> LastReconciliation | None:
         payment, email = found.get(payment_id, (None, None))
         rows.append(DifferenceRow(DIFFERENCE_KINDS.get(d.get("kind"), str(d.get("kind", ""))), str(d.get("message", "")),
                                   payment_id, _uuid_or_none(d.get("refund_id")), payment, email))
-    return LastReconciliation(metric.recorded_at, str(labels.get("ran_by", "")), int(labels.get("payments", 0)),
-                              int(labels.get("refunds", 0)), labels.get("fixed"), str(labels.get("period", "")),
-                              int(metric.value), rows, bool(labels.get("truncated")))
+    return LastReconciliation(run.recorded_at, run.ran_by, run.payments, run.refunds, run.fixed,
+                              run.difference_count, rows, run.truncated)

@@ -200,7 +200,7 @@ def admin_refunds():
     page = queries.refunds_queue(None if state == "all" else RefundState(state), after)
     block = None
     if wants_fragment():
-        block = "rows" if after else "results"
+        block = "tabs" if request.args.get("part") == "tabs" else "rows" if after else "results"
     error = None if raw in known else f"“{raw}” is not a refund state: showing the requests waiting for finance."
     counts = None if block == "rows" else queries.refund_counts()
     return render("wallet/payments_admin/refunds.html", block, status=422 if error and block != "rows" else 200,

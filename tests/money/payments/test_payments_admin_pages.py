@@ -521,6 +521,12 @@ def test_approving_a_request_makes_the_refund(client, login_as, fake):
     assert "approved. The student was notified." in fragment and response.headers["HX-Trigger"] == "refunds-changed"
     db.session.refresh(refund)
     assert refund.state == RefundState.SUCCEEDED and refund.decision_note == "Course withdrawn by faculty"
+    # the tabs' counts refresh on that event, as a fragment of their own
+    page = body_of(client.get("/wallet/admin/refunds"))
+    assert 'hx-trigger="refunds-changed from:body"' in page
+    tabs = client.get("/wallet/admin/refunds?state=requested&part=tabs", headers=HX)
+    assert tabs.status_code == 200 and body_of(tabs).lstrip().startswith("<nav") and "count-pill" in body_of(tabs)
+    assert 'id="results"' not in body_of(tabs)
     db.session.refresh(payer_wallet)
     assert payer_wallet.balance == before + Decimal("19.00")  # paid from the wallet: back to the wallet
     # decided already: the second click is refused on the row, nothing twice
@@ -695,3 +701,26 @@ def test_odd_webhook_filters_answer_the_log(client, login_as, query):
     response = client.get(f"/wallet/admin/payments/webhooks{query}")
     assert (response.status_code in (200, 422) and "Webhook log" in body_of(response)
             or response.status_code == 400 and "%00" in query)
+
+
+def test_the_refunds_queue_and_the_webhook_log_keep_their_statement_budget(client, login_as, fake, statements):
+    login_as("admin")
+    requested_refund(fake)
+    webhook_row()
+    settle()
+    for path in ("/wallet/admin/refunds", "/wallet/admin/refunds?state=all", "/wallet/admin/payments/webhooks"):
+        client.get(path)
+    with statements() as few_queue:
+        assert client.get("/wallet/admin/refunds?state=all").status_code == 200
+    with statements() as few_log:
+        assert client.get("/wallet/admin/payments/webhooks").status_code == 200
+    for _ in range(5):
+        requested_refund(fake)
+        webhook_row(outcome=WebhookOutcome.FAILED)
+    settle()
+    with statements() as many_queue:
+        assert client.get("/wallet/admin/refunds?state=all").status_code == 200
+    with statements() as many_log:
+        assert client.get("/wallet/admin/payments/webhooks").status_code == 200
+    assert many_queue.count == few_queue.count <= 12, many_queue.statements
+    assert many_log.count == few_log.count <= 12, many_log.statements

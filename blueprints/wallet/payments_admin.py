@@ -126,7 +126,7 @@ class RefundForm(FlaskForm):
 
 def _payment_page(payment_id: uuid.UUID, form: RefundForm | None = None, *, step: str = "form",
                   confirm_amount=None, status: int = 200, block: str | None = None):
-    detail = queries.payment_page(payment_id)
+    detail = queries.payment_page(current_user, payment_id)
     if form is None:
         form = RefundForm(formdata=None)
         if detail.refundable > 0:
@@ -167,7 +167,8 @@ def admin_payment_refund(payment_id: uuid.UUID):
                 current_user, services.own_payment(current_user, payment_id), form.amount.data, form.reason.data,
                 idempotency_key=form.idempotency_key.data)
         else:
-            amount = queries.check_refund(queries.payment_page(payment_id), form.amount.data, form.reason.data)
+            amount = queries.check_refund(queries.payment_page(current_user, payment_id), form.amount.data,
+                                          form.reason.data)
     except DomainError as exc:
         attach_error(form, refusal(exc))
         if op == "confirm":

@@ -2,7 +2,7 @@
 the payments list with filters and keyset pages, one payment with everything about it (payer,
 ledger rows, timeline, refunds, the webhooks that named it), the refunds queue, the webhook log,
 the last reconciliation run, and faculty's sales of their courses. Each function is one
-statement whatever the data size (``payment_page``: five, ``last_reconciliation``: two).
+statement whatever the data size (``payment_page``: six, ``last_reconciliation``: two).
 
 Filters come from the query string through ``parse_payment_filters`` and
 ``parse_webhook_filters``, which never raise: a value they cannot read is dropped and reported
@@ -27,7 +27,6 @@ from portal.db import db
 from portal.errors import NotFound
 from portal.money.currency import CURRENCIES, format_amount, parse_amount
 from portal.money.payments import reconcile
-from portal.money.payments import states as st
 from portal.money.payments.models import (
     PROVIDER_NAMES,
     Payment,
@@ -41,6 +40,7 @@ from portal.money.payments.models import (
     WebhookOutcome,
 )
 from portal.money.payments.providers.base import PaymentState
+from portal.money.payments.queries import PaymentDetail, payment_detail
 from portal.money.wallets.models import SystemWallet, Transaction, TransactionType, Wallet
 from portal.pagination import Page, decode_cursor, encode_cursor
 
@@ -393,24 +393,37 @@ class LedgerLine:
 
 @dataclass
 class PaymentPage:
-    payment: Payment
+    """A payment's story for its payer's page (``queries.PaymentDetail``: timeline, refunds,
+    what is refundable) and what finance reads beside it."""
+
+    story: PaymentDetail
     user: User
-    course_title: str | None
     method_label: str | None
-    events: list[PaymentEvent]
-    refunds: list[Refund]
     transactions: list[LedgerLine]
     #: The provider's event ids of the timeline -> the webhook log's row, for links.
     webhook_ids: dict[str, uuid.UUID]
 
     @property
+    def payment(self) -> Payment:
+        return self.story.payment
+
+    @property
+    def course_title(self) -> str | None:
+        return self.story.course_title
+
+    @property
+    def events(self) -> list[PaymentEvent]:
+        return self.story.timeline
+
+    @property
+    def refunds(self) -> list[Refund]:
+        return self.story.refunds
+
+    @property
     def refundable(self) -> Decimal:
         """Captured minus every refund requested, pending or succeeded (the service checks it
         again under the payment's row lock)."""
-        if self.payment.state != PaymentState.SUCCEEDED:
-            return Decimal(0)
-        taken = sum((r.amount for r in self.refunds if r.state in st.OUTSTANDING_REFUND_STATES), Decimal(0))
-        return max(self.payment.amount - taken, Decimal(0))
+        return self.story.refundable
 
     @property
     def refunds_in_flight(self) -> Decimal:
@@ -458,32 +471,21 @@ def _ledger_lines(group_ids: list[uuid.UUID]) -> list[LedgerLine]:
             for r in rows]
 
 
-def payment_page(payment_id: uuid.UUID) -> PaymentPage:
-    """One payment for finance: five statements (the payment with its payer, course and saved
-    method; the timeline, oldest first; the refunds; the ledger rows of the payment and its
-    refunds; the webhooks that named it)."""
-    from portal.learning.education.models import Course
-
-    row = db.session.execute(
-        select(Payment, User, Course.title, PaymentMethod)
-        .join(User, User.id == Payment.user_id)
-        .outerjoin(Course, Course.id == Payment.course_id)
-        .outerjoin(PaymentMethod, PaymentMethod.id == Payment.method_id)
-        .where(Payment.id == payment_id)).first()
-    if row is None:
-        raise NotFound("There is no such payment.")
-    payment, user, title, method = row
-    events = list(db.session.scalars(select(PaymentEvent).where(PaymentEvent.payment_id == payment.id)
-                                     .order_by(PaymentEvent.created_at, PaymentEvent.id)))
-    refunds = list(db.session.scalars(select(Refund).where(Refund.payment_id == payment.id)
-                                      .order_by(Refund.created_at, Refund.id)))
-    groups = [g for g in (payment.ledger_group_id, *(r.ledger_group_id for r in refunds)) if g is not None]
+def payment_page(viewer: User, payment_id: uuid.UUID) -> PaymentPage:
+    """One payment for finance: its story (``queries.payment_detail``, three statements), then
+    its payer and saved method, the ledger rows of the payment and its refunds, and the webhooks
+    that named it (one statement each)."""
+    story = payment_detail(viewer, payment_id, staff=True)
+    payment = story.payment
+    user, method = db.session.execute(
+        select(User, PaymentMethod).outerjoin(PaymentMethod, PaymentMethod.id == payment.method_id)
+        .where(User.id == payment.user_id)).one()
+    groups = [g for g in (payment.ledger_group_id, *(r.ledger_group_id for r in story.refunds)) if g is not None]
     hooks = {}
     if payment.provider != "wallet":
         hooks = dict(db.session.execute(select(WebhookEvent.event_id, WebhookEvent.id)
                                         .where(WebhookEvent.payment_id == payment.id)).all())
-    return PaymentPage(payment, user, title, method.label if method is not None else None, events, refunds,
-                       _ledger_lines(groups), hooks)
+    return PaymentPage(story, user, method.label if method is not None else None, _ledger_lines(groups), hooks)
 
 
 def check_refund(page: PaymentPage, amount: str | None, reason: str | None) -> Decimal:

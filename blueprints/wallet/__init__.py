@@ -5,8 +5,9 @@ currency pairs and rates, and withdrawal approval.
 One blueprint, a module per part: ``overview`` (balances, history, CSV), ``transfers``,
 ``exchange`` (conversions; pairs and rates for admins), ``earnings`` (earnings, milestones),
 ``withdrawals``, ``payments`` (top-ups, payments, saved methods, course checkout, refunds and
-receipts), ``payment_webhooks`` (providers' signed reports) and ``admin`` (system wallets,
-ledger verification, fee rules, a user's wallets).
+receipts), ``payment_webhooks`` (providers' signed reports), ``admin`` (system wallets, ledger
+verification, fee rules, a user's wallets) and ``payments_admin`` (finance: payments, refunds,
+reconciliation, the webhook log).
 """
 
 from flask import Blueprint
@@ -20,6 +21,7 @@ from blueprints.wallet import (  # noqa: E402,F401
     overview,
     payment_webhooks,
     payments,
+    payments_admin,
     transfers,
     verification,
     withdrawals,

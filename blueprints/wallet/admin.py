@@ -23,6 +23,7 @@ from portal.accounts.models import User
 from portal.db import db
 from portal.errors import DomainError, NotFound
 from portal.money.currency import CURRENCIES, currency, format_amount
+from portal.money.payments import admin_queries as payment_queries
 from portal.money.wallets import admin_queries as queries
 from portal.money.wallets import admin_services as services
 from portal.money.wallets import fees, ledger
@@ -39,6 +40,8 @@ MINUS = "\u2212"
 #: blueprint module does not import another's views).
 WITHDRAWALS_PATH = "/wallet/admin/withdrawals"
 EXCHANGE_PATH = "/wallet/admin/exchange"
+PAYMENTS_PATH = "/wallet/admin/payments"
+REFUNDS_PATH = "/wallet/admin/refunds"
 
 
 def money(amount, code: str) -> str:
@@ -116,7 +119,8 @@ def _dashboard(*, search: str = "", matches: list | None = None, search_error: s
     return render("wallet/admin/dashboard.html", block, status=status, **_context(
         positions=queries.positions(), positions_seconds=queries.POSITIONS_SECONDS, verification=queries.last_verification(),
         pending_withdrawals=queries.pending_withdrawals(), system_wallets=list(SystemWallet),
-        withdrawals_url=WITHDRAWALS_PATH, exchange_url=EXCHANGE_PATH,
+        withdrawals_url=WITHDRAWALS_PATH, exchange_url=EXCHANGE_PATH, payments_url=PAYMENTS_PATH,
+        refunds_url=REFUNDS_PATH, refund_requests=payment_queries.refund_requests_waiting(),
         search=search, matches=matches, search_error=search_error))
 
 

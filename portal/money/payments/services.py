@@ -951,11 +951,11 @@ def course_refund_rule(payment: Payment) -> RefundRule:
 
 
 def _new_refund(payment: Payment, amount: Decimal, reason: str, requested_by: User | None,
-                state: RefundState = RefundState.REQUESTED) -> Refund:
+                state: RefundState = RefundState.REQUESTED, key: str | None = None) -> Refund:
     refund = Refund(id=uuid.uuid4(), payment_id=payment.id, user_id=payment.user_id, amount=amount,
                     currency=payment.currency, reason=reason, state=state,
                     requested_by_id=requested_by.id if requested_by is not None else None,
-                    idempotency_key=f"azora-refund-{uuid.uuid4().hex}", hold_transaction_ids=[])
+                    idempotency_key=key or f"azora-refund-{uuid.uuid4().hex}", hold_transaction_ids=[])
     db.session.add(refund)
     db.session.flush()
     return refund
@@ -993,7 +993,8 @@ def _check_finance(actor: User) -> None:
         raise Forbidden("Only finance staff can refund payments.")
 
 
-def refund_payment(actor: User, payment: Payment, amount: str | Decimal | None, reason: str | None) -> Refund:
+def refund_payment(actor: User, payment: Payment, amount: str | Decimal | None, reason: str | None, *,
+                   key: str | None = None) -> Refund:
     """Finance refunds ``amount`` (all that is left when empty) of a succeeded payment, with a
     reason. Never more than what is left: checked under the payment's row lock."""
     _check_finance(actor)
@@ -1007,12 +1008,32 @@ def refund_payment(actor: User, payment: Payment, amount: str | Decimal | None, 
         raise RefundRefused("Nothing is left to refund on this payment.")
     if value > left:
         raise RefundRefused(f"At most {format_amount(left, locked.currency, exact=True)} can still be refunded.")
-    refund = _new_refund(locked, value, text, actor)
+    refund = _new_refund(locked, value, text, actor, key=key)
     record_event(locked, EventSource.ADMIN, "refund.requested",
                  f"{actor.full_name} refunds {format_amount(value, locked.currency)}: {text}", refund=refund)
     _approve(refund, locked, actor)
     db.session.flush()
     return refund
+
+
+def refund_payment_once(actor: User, payment: Payment, amount: str | Decimal | None, reason: str | None, *,
+                        idempotency_key: str) -> tuple[Refund, bool]:
+    """``refund_payment`` for finance's form: one refund per form key, whatever the number of
+    submits (a double click, a resubmit after "back"). Returns ``(refund, replayed)``: the same
+    key again gives the first refund back (``replayed``); with another amount it is refused.
+    The payment's row lock orders two submits at once, so the second finds the first."""
+    _check_finance(actor)
+    if not idempotency_key or len(idempotency_key) > 64:
+        raise RefundRefused("The form has expired: review the refund again.", field=None)
+    key = f"azora-refund-form-{idempotency_key}"
+    _lock_payment(payment.id)
+    first = db.session.scalar(select(Refund).where(Refund.idempotency_key == key))
+    if first is not None:
+        asked = None if amount in (None, "") else parse_amount(amount, first.currency)
+        if first.payment_id != payment.id or (asked is not None and asked != first.amount):
+            raise IdempotencyMismatch("This form was already used for another refund: review the refund again.")
+        return first, True
+    return refund_payment(actor, payment, amount, reason, key=key), False
 
 
 def decide_refund(actor: User, refund: Refund, *, approve: bool, note: str | None = None) -> Refund:

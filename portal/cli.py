@@ -141,14 +141,33 @@ def dev(host, port, no_worker):
     worker_proc = None
     if not no_worker:
         worker_proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "worker"])
+    psp_proc, psp_url = _start_sandbox_psp(app, host, port)
     url = f"http://{host}:{port}/"
     click.echo("\n" + "=" * 64)
     click.echo(f"Azora Portal is running at {url}")
+    click.echo(f"Sandbox payment provider: {psp_url} (test card 4242 4242 4242 4242)")
     demo.print_logins(logins)
     click.echo("=" * 64 + "\n")
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
-        if worker_proc is not None:
-            worker_proc.terminate()
-            worker_proc.wait(timeout=10)
+        for proc in (worker_proc, psp_proc):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=10)
+
+
+def _start_sandbox_psp(app: Flask, host: str, port: int) -> tuple[subprocess.Popen | None, str]:
+    """Start the sandbox payment provider (portal/sandbox/psp) on SANDBOX_PSP_PORT or the
+    portal's port + 1, its webhooks sent to the portal, unless SANDBOX_PSP_URL names one already."""
+    if os.environ.get("SANDBOX_PSP_URL"):
+        return None, os.environ["SANDBOX_PSP_URL"]
+    psp_port = int(os.environ.get("SANDBOX_PSP_PORT", port + 1))
+    env = {**os.environ, "SANDBOX_PSP_API_KEY": app.config["SANDBOX_PSP_API_KEY"],
+           "SANDBOX_PSP_WEBHOOK_SECRET": app.config["SANDBOX_PSP_WEBHOOK_SECRET"]}
+    proc = subprocess.Popen(  # noqa: S603 (this interpreter and module; host and port from our options)
+        [sys.executable, "-m", "portal.sandbox.psp", "--host", host, "--port", str(psp_port),
+         "--db", os.path.join(app.instance_path, "sandbox-psp.sqlite3"),
+         "--webhook-url", f"http://{host}:{port}/wallet/payments/webhooks/sandbox"], env=env)
+    app.config["SANDBOX_PSP_URL"] = f"http://{host}:{psp_port}"
+    return proc, app.config["SANDBOX_PSP_URL"]

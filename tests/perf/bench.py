@@ -15,7 +15,8 @@ with the same settings and loaded with ``wrk``, and money transfers beside ``pgb
    it once more;
 5. measures transfers (``transfers.py``): confirmed ``POST /wallet/send`` through gunicorn with
    wrk, ``ledger.post`` from several processes, and pgbench's TPC-B-like run; then the ledger
-   must verify;
+   must verify; and top-up confirmations (``topups.py``): webhooks of top-ups paid on the sandbox
+   provider, sent by wrk to the portal's webhook route, counted as wallets credited;
 6. prints the table: req/s, p50 and p99, req/s as a multiple of Fortunes', whether p99 is under
    150 ms, and statements per page; then the budgets missed.
 
@@ -25,13 +26,14 @@ or the ledger does not verify; figures outside the budgets are printed, not fail
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
-from tests.perf import load, pages, servers, settings, transfers
+from tests.perf import load, pages, servers, settings, topups, transfers
 from tests.perf.database import scratch_database
 from tests.perf.load import LoadResult
 
@@ -157,7 +159,14 @@ def main() -> int:
     portal_env = {"AZORA_ENV": "development", "DATABASE_URL": app_url, "MIGRATION_DATABASE_URL": owner_url,
                   "SECRET_KEY": os.urandom(24).hex(), "DB_POOL_SIZE": str(max(settings.THREADS, 2)),
                   "DB_MAX_OVERFLOW": str(max(settings.THREADS, 2)), "PYTHONUNBUFFERED": "1"}
-    with servers.serve("portal", "wsgi:app", "/healthz", portal_env) as portal:
+    provider = contextlib.ExitStack()
+    psp, receiver = provider.enter_context(topups.sandbox_provider())
+    portal_env.update(psp)
+    print(f"Top-ups: {settings.TOPUP_PAYMENTS} started and paid on the sandbox provider's page ...", flush=True)
+    webhooks, refused_topups = topups.prepare(app, psp, receiver, settings.TOPUP_PAYMENTS)
+    print(f"  {len(webhooks)} paid, their webhooks kept; {refused_topups} refused by the payments service",
+          flush=True)
+    with provider, servers.serve("portal", "wsgi:app", "/healthz", portal_env) as portal:
         sessions = {None: {}, **{who: load.log_in(portal.port, email, password) for who, email in accounts.items()}}
         for page, path in page_list:
             cookies = sessions[page.who]
@@ -182,6 +191,9 @@ def main() -> int:
                                                     students))
         else:
             print("POST /wallet/send is not served by this build: HTTP transfers not measured.")
+        print(f"Top-up confirmations: {len(webhooks)} webhooks to {topups.WEBHOOK_PATH}, "
+              f"{settings.TRANSFER_CLIENTS} connections, {settings.TRANSFER_SECONDS} s ...", flush=True)
+        results.append(topups.confirmations(app, portal.port, psp, webhooks))
     failures += [f"the portal's server logged: {line}" for line in portal.problems]
 
     wallets = transfers.funded_wallets(app)

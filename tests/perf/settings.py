@@ -34,6 +34,8 @@ TRANSFER_SECONDS = _int("BENCH_TRANSFER_SECONDS", 10)
 TRANSFER_CLIENTS = _int("BENCH_TRANSFER_CLIENTS", 16)
 TRANSFER_PROCESSES = _int("BENCH_TRANSFER_PROCESSES", WORKERS)
 TRANSFER_SENDERS = _int("BENCH_TRANSFER_SENDERS", 2 * TRANSFER_CLIENTS)
+#: Top-ups started and paid before the webhook load (more than it can confirm in its seconds).
+TOPUP_PAYMENTS = _int("BENCH_TOPUP_PAYMENTS", 1500)
 
 #: The budgets the table checks (the speed issue; the design notes, "Budgets").
 MIN_FORTUNES_RATIO = 0.5

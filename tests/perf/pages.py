@@ -63,6 +63,9 @@ PAGES = [
     Page("my payments (learner)", "/wallet/payments", "learner"),
     Page("payment methods (learner)", "/wallet/payment-methods", "learner"),
     Page("course sales (faculty)", "/learning/manage/sales", "faculty"),
+    Page("payments (finance)", "/wallet/admin/payments", "admin"),
+    Page("refunds queue (finance)", "/wallet/admin/refunds", "admin"),
+    Page("webhook log (finance)", "/wallet/admin/payments/webhooks", "admin"),
 ]
 
 

@@ -118,8 +118,10 @@ def payment_view(user: User, payment_id) -> PaymentView:
 def _rule_text(rule: services.RefundRule) -> str:
     """What asking for a refund now would do, in the student's words."""
     if rule.automatic:
-        return (f"Ask now and the money comes back at once: you bought it {rule.days_since} day"
-                f"{'' if rule.days_since == 1 else 's'} ago and completed {rule.progress_percent}% of it.")
+        days = rule.days_since
+        when = "today" if days == 0 else f"{days} day{'' if days == 1 else 's'} ago"
+        return (f"Ask now and the money comes back at once: you bought it {when} and completed "
+                f"{rule.progress_percent}% of it.")
     return f"Ask now and finance decides. {rule.explanation.split(':')[0]}."
 
 

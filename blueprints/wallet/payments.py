@@ -191,9 +191,12 @@ def _pay(form: PayForm, start, *, course_message: str | None = None):
         else:
             attach_error(form, exc)
         return None, exc.status_code if exc.status_code in (402, 409, 422, 503) else 422
-    except ProviderError as exc:
+    except ProviderError:
+        # No adapter could even be reached (not configured, or down before the payment was
+        # kept): nothing was made or charged. The details are for the logs, not the payer.
         db.session.rollback()
-        form.form_errors.append(f"The payment service could not be reached ({exc}). Nothing was charged: "
+        current_app.logger.exception("Payment provider unavailable before the payment was kept")
+        form.form_errors.append("The payment service cannot be reached right now. Nothing was charged: "
                                 "send the form again in a moment.")
         return None, 503
     db.session.commit()

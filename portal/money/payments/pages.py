@@ -120,7 +120,8 @@ def _rule_text(rule: services.RefundRule) -> str:
     if rule.automatic:
         days = rule.days_since
         when = "today" if days == 0 else f"{days} day{'' if days == 1 else 's'} ago"
-        return f"Ask now and the money comes back at once: you bought it {when} and completed {rule.progress_percent}% of it."
+        return (f"Ask now and the money comes back at once: you bought it {when} and completed "
+                f"{rule.progress_percent}% of it.")
     return f"Ask now and finance decides. {rule.explanation.split(':')[0]}."
 
 

@@ -517,3 +517,20 @@ def test_cancel_with_htmx_swaps_the_state_and_a_processing_payment_cannot_be_can
     assert "can no longer be canceled" in body(refused) and "every 2s" in body(refused)
     db.session.refresh(waiting)
     assert waiting.state == PaymentState.PROCESSING
+
+
+def test_an_unconfigured_provider_is_a_clear_503_without_its_details(client, student, monkeypatch):
+    from portal.money.payments import services
+    from portal.money.payments.providers.base import ProviderUnavailable
+
+    def unconfigured(name):
+        raise ProviderUnavailable("SANDBOX_PSP_URL is not set")
+
+    monkeypatch.setattr(services, "get_provider", unconfigured)
+    key = key_in(body(client.get("/wallet/top-up")))
+    response = client.post("/wallet/top-up", data=top_up_form(key, "25.00"))
+    assert response.status_code == 503
+    html = body(response)
+    assert "cannot be reached right now" in html and "SANDBOX_PSP_URL" not in html
+    assert 'value="25.00"' in html and key_in(html) == key
+    assert payments_of(student) == []

@@ -95,10 +95,19 @@ def receive(provider_name: str, body: bytes, headers: Mapping[str, str], *, ip: 
         return Receipt(event.id, duplicate, stored.outcome)
 
 
+#: At most one ``webhook_rejected`` security event per provider and address in this many seconds,
+#: so a flood of forged deliveries cannot flood the table (the count is in the event's details).
+REJECTION_EVENT_EVERY = 60
+
+
 def _record_rejection(provider_name: str, reason: str, ip: str | None) -> None:
     from portal.compliance.security import events as security_events
     from portal.compliance.security.models import SecurityEventKind, Severity
+    from portal.platform.gateway import services as rate_limits
 
+    window = rate_limits.hit(f"security:webhook:{provider_name}:{ip or '-'}", REJECTION_EVENT_EVERY)
+    if window.count != 1:
+        return
     security_events.record(SecurityEventKind.WEBHOOK_REJECTED, Severity.MEDIUM,
                            f"Payment webhook from {provider_name} rejected: {reason}"[:500], ip=ip,
                            details={"provider": provider_name, "reason": reason[:200]})

@@ -195,3 +195,17 @@ def test_an_event_for_a_payment_not_committed_yet_asks_for_a_retry(client, fake)
                             metadata={"portal_payment_id": "7d3c1f1e-0000-4000-8000-000000000001"})
     response = deliver(client, fake, fake.event(payment=early))
     assert response.status_code == 503 and response.get_json()["outcome"] == "failed"
+
+
+def test_a_flood_of_forged_webhooks_records_one_security_event_a_minute(client, fake):
+    user = student()
+    payment = top_up(user, "30")
+    body, headers = fake.sign(fake.event(payment=fake.complete(payment.provider_ref)), secret=b"forged")
+    before = db.session.scalar(select(func.count()).select_from(SecurityEvent).where(
+        SecurityEvent.kind == SecurityEventKind.WEBHOOK_REJECTED))
+    address = {"REMOTE_ADDR": "203.0.113.77"}
+    for _ in range(5):
+        assert client.post(URL, data=body, headers=headers, csrf=False, environ_base=address).status_code == 400
+    after = db.session.scalar(select(func.count()).select_from(SecurityEvent).where(
+        SecurityEvent.kind == SecurityEventKind.WEBHOOK_REJECTED))
+    assert after - before == 1

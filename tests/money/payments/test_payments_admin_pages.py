@@ -746,3 +746,21 @@ def test_approving_a_request_for_a_course_paid_by_card_sends_it_to_the_provider(
     assert "approved and sent to the provider; the student is told when it settles." in body_of(response)
     db.session.refresh(refund)
     assert refund.state == RefundState.PENDING and len(fake.refunds) == 1
+
+
+def test_run_now_with_a_provider_not_set_up_says_so(client, login_as, fake, monkeypatch):
+    from portal.money.payments.providers.base import ProviderUnavailable
+
+    login_as("admin")
+    succeeded_top_up(fake, student(), "12.00")
+    settle()
+
+    def not_configured(name):
+        raise ProviderUnavailable("The sandbox payment provider is not configured.")
+
+    monkeypatch.setattr(services, "get_provider", not_configured)
+    before = admin_queries.last_reconciliation()
+    response = client.post("/wallet/admin/payments/reconciliation", data={"period": "30"}, headers=HX)
+    assert response.status_code == 503
+    assert "Reconciliation could not run: The sandbox payment provider is not configured." in body_of(response)
+    assert admin_queries.last_reconciliation() == before

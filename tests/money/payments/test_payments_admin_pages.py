@@ -764,3 +764,17 @@ def test_run_now_with_a_provider_not_set_up_says_so(client, login_as, fake, monk
     assert response.status_code == 503
     assert "Reconciliation could not run: The sandbox payment provider is not configured." in body_of(response)
     assert admin_queries.last_reconciliation() == before
+
+
+def test_replaying_while_the_provider_is_down_says_to_try_later(client, login_as, fake):
+    login_as("admin")
+    payment = top_up(student(), "30.00")
+    hook = webhook_row(payment, outcome=WebhookOutcome.FAILED)
+    settle()
+    fake.down = True
+    response = client.post(f"/wallet/admin/payments/webhooks/{hook.id}/replay")
+    assert response.status_code == 302
+    page = body_of(client.get(f"/wallet/admin/payments/webhooks/{hook.id}"))
+    assert "Replay refused: The payment service is not answering right now" in page
+    db.session.refresh(hook)
+    assert hook.outcome == WebhookOutcome.FAILED and hook.attempts == 0

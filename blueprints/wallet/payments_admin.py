@@ -215,7 +215,7 @@ def _refund_or_404(refund_id: uuid.UUID) -> Refund:
     return refund
 
 
-def _decide(refund_id: uuid.UUID, approve: bool, text_field: str, done: str):
+def _decide(refund_id: uuid.UUID, approve: bool, text_field: str):
     """Approve or reject a refund request; the queue row again (htmx) or the queue."""
     text = (request.form.get(text_field) or "").strip()[:500]
     in_row = wants_fragment() and request.form.get("from") == "queue"
@@ -230,7 +230,13 @@ def _decide(refund_id: uuid.UUID, approve: bool, text_field: str, done: str):
         flash(exc.message, "error")
         return redirect_to("wallet.admin_refunds")
     db.session.commit()
-    message = f"Refund of {money(refund.amount, refund.currency)} {done}. The student was notified."
+    shown = money(refund.amount, refund.currency)
+    if refund.state == RefundState.REJECTED:
+        message = f"Refund of {shown} rejected. The student was told why."
+    elif refund.state == RefundState.SUCCEEDED:
+        message = f"Refund of {shown} approved and paid back. The student was notified."
+    else:
+        message = f"Refund of {shown} approved and sent to the provider; the student is told when it settles."
     if in_row:
         return render("wallet/payments_admin/_refund_row.html", trigger="refunds-changed",
                       **_context(row=queries.refund_row(refund.id), notice=message))
@@ -241,13 +247,13 @@ def _decide(refund_id: uuid.UUID, approve: bool, text_field: str, done: str):
 @bp.post("/admin/refunds/<uuid:refund_id>/approve")
 @requires(Permission.MANAGE_MONEY)
 def admin_refund_approve(refund_id: uuid.UUID):
-    return _decide(refund_id, True, "note", "approved")
+    return _decide(refund_id, True, "note")
 
 
 @bp.post("/admin/refunds/<uuid:refund_id>/reject")
 @requires(Permission.MANAGE_MONEY)
 def admin_refund_reject(refund_id: uuid.UUID):
-    return _decide(refund_id, False, "reason", "rejected")
+    return _decide(refund_id, False, "reason")
 
 
 # ---------------------------------------------------------------- reconciliation

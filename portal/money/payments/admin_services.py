@@ -9,6 +9,7 @@ from __future__ import annotations
 from portal.accounts.models import User
 from portal.errors import DomainError, Forbidden
 from portal.money.payments import reconcile
+from portal.money.payments.providers.base import ProviderError
 from portal.security.permissions import Permission, has_permission
 
 #: The periods finance may reconcile from the page (days; None: every payment).
@@ -20,6 +21,13 @@ class InvalidRun(DomainError):
     status_code = 422
 
 
+class ProviderNotReached(DomainError):
+    """A provider could not even be set up to be asked (its settings are missing): the run
+    stopped and recorded nothing."""
+
+    status_code = 503
+
+
 def reconcile_and_record(actor: User, period: str = DEFAULT_PERIOD, *, fix: bool = False) -> reconcile.Report:
     """Reconcile the payments of ``period`` (a key of ``PERIODS``) with their providers and the
     ledger, after applying what the providers say when ``fix``; record the run. The caller
@@ -28,4 +36,7 @@ def reconcile_and_record(actor: User, period: str = DEFAULT_PERIOD, *, fix: bool
         raise Forbidden("Only finance staff can run reconciliation.")
     if period not in PERIODS:
         raise InvalidRun("Choose the payments of the last 7, 30 or 90 days, or all of them.", field="period")
-    return reconcile.reconcile_and_record(actor.email, days=PERIODS[period], fix=fix)
+    try:
+        return reconcile.reconcile_and_record(actor.email, days=PERIODS[period], fix=fix)
+    except ProviderError as exc:
+        raise ProviderNotReached(f"Reconciliation could not run: {exc}") from exc

@@ -518,7 +518,8 @@ def test_approving_a_request_makes_the_refund(client, login_as, fake):
     response = _decide(client, refund, "approve", "Course withdrawn by faculty")
     fragment = body_of(response)
     assert response.status_code == 200 and "<html" not in fragment and f'id="refund-row-{refund.id}"' in fragment
-    assert "approved. The student was notified." in fragment and response.headers["HX-Trigger"] == "refunds-changed"
+    assert "approved and paid back. The student was notified." in fragment
+    assert response.headers["HX-Trigger"] == "refunds-changed"
     db.session.refresh(refund)
     assert refund.state == RefundState.SUCCEEDED and refund.decision_note == "Course withdrawn by faculty"
     # the tabs' counts refresh on that event, as a fragment of their own
@@ -551,7 +552,7 @@ def test_rejecting_needs_a_reason_and_tells_the_student(client, login_as, fake):
     note = db.session.scalar(select(Notification).where(Notification.user_id == refund.user_id,
                                                         Notification.kind == "refund_rejected"))
     assert note is not None and note.body == "More than half of the course was studied"
-    assert "rejected. The student was notified." in body_of(client.get("/wallet/admin/refunds"))
+    assert "rejected. The student was told why." in body_of(client.get("/wallet/admin/refunds"))
     assert f'id="refund-row-{refund.id}"' in body_of(client.get("/wallet/admin/refunds?state=rejected"))
 
 
@@ -724,3 +725,56 @@ def test_the_refunds_queue_and_the_webhook_log_keep_their_statement_budget(clien
         assert client.get("/wallet/admin/payments/webhooks").status_code == 200
     assert many_queue.count == few_queue.count <= 12, many_queue.statements
     assert many_log.count == few_log.count <= 12, many_log.statements
+
+
+def test_approving_a_request_for_a_course_paid_by_card_sends_it_to_the_provider(client, login_as, fake):
+    from tests.money.payments.helpers import RETURN_URL
+
+    login_as("admin")
+    buyer, course = student(), paid_course("25.00")
+    with as_user(buyer):
+        payment = services.pay_course(buyer, course, idempotency_key=uuid.uuid4().hex, method_kind="card",
+                                      return_url=RETURN_URL)
+    services.apply_provider_payment(fake.complete(payment.provider_ref), provider="sandbox", source="webhook")
+    refund = Refund(payment_id=payment.id, user_id=buyer.id, amount=Decimal("25.00"), currency="USD",
+                    reason="Bought twice", state=RefundState.REQUESTED, requested_by_id=buyer.id,
+                    idempotency_key=f"azora-refund-{uuid.uuid4().hex}")
+    db.session.add(refund)
+    settle()
+    response = _decide(client, refund, "approve")
+    assert response.status_code == 200
+    assert "approved and sent to the provider; the student is told when it settles." in body_of(response)
+    db.session.refresh(refund)
+    assert refund.state == RefundState.PENDING and len(fake.refunds) == 1
+
+
+def test_run_now_with_a_provider_not_set_up_says_so(client, login_as, fake, monkeypatch):
+    from portal.money.payments.providers.base import ProviderUnavailable
+
+    login_as("admin")
+    succeeded_top_up(fake, student(), "12.00")
+    settle()
+
+    def not_configured(name):
+        raise ProviderUnavailable("The sandbox payment provider is not configured.")
+
+    monkeypatch.setattr(services, "get_provider", not_configured)
+    before = admin_queries.last_reconciliation()
+    response = client.post("/wallet/admin/payments/reconciliation", data={"period": "30"}, headers=HX)
+    assert response.status_code == 503
+    assert "Reconciliation could not run: The sandbox payment provider is not configured." in body_of(response)
+    assert admin_queries.last_reconciliation() == before
+
+
+def test_replaying_while_the_provider_is_down_says_to_try_later(client, login_as, fake):
+    login_as("admin")
+    payment = top_up(student(), "30.00")
+    hook = webhook_row(payment, outcome=WebhookOutcome.FAILED)
+    settle()
+    fake.down = True
+    response = client.post(f"/wallet/admin/payments/webhooks/{hook.id}/replay")
+    assert response.status_code == 302
+    page = body_of(client.get(f"/wallet/admin/payments/webhooks/{hook.id}"))
+    assert "Replay refused: The payment service is not answering right now" in page
+    db.session.refresh(hook)
+    assert hook.outcome == WebhookOutcome.FAILED and hook.attempts == 0

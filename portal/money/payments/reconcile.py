@@ -206,9 +206,10 @@ def _check_provider(report: Report, payment: Payment, refunds: list[Refund]) -> 
             report.add("unreachable", payment, "The provider never received this payment (it did not answer); "
                        "the job will send it again.")
         return
-    provider = services.get_provider(payment.provider)
     try:
-        theirs = provider.fetch(payment.provider_ref)
+        # Inside the check: a provider whose settings are missing is one that cannot be asked,
+        # not a reason to stop checking the others.
+        theirs = services.get_provider(payment.provider).fetch(payment.provider_ref)
     except ProviderUnavailable as exc:
         report.add("unreachable", payment, f"The provider could not be asked: {exc}")
         return

@@ -122,6 +122,24 @@ def test_everything_in_order_reports_no_difference(fake):
     assert (report.payments, report.refunds) == (3, 1)
 
 
+def test_a_provider_that_cannot_be_set_up_is_listed_and_the_others_still_checked(fake, monkeypatch):
+    """A provider whose settings are missing (the adapter refuses to be built) is a difference
+    per payment, not the end of the run."""
+    from portal.money.payments.providers.base import ProviderUnavailable
+
+    user = student()
+    payment = top_up(user, "50")
+    fake.complete(payment.provider_ref, PaymentState.SUCCEEDED)
+
+    def unconfigured(name):
+        raise ProviderUnavailable("The sandbox payment provider is not configured.")
+
+    monkeypatch.setattr(services, "get_provider", unconfigured)
+    report = report_for(user)
+    assert [(d.kind, d.payment_id) for d in report.differences] == [("unreachable", payment.id)]
+    assert "not configured" in report.differences[0].message
+
+
 def test_a_payment_the_provider_settled_but_the_portal_did_not_hear_about(fake):
     user = student()
     payment = top_up(user, "50")

@@ -209,7 +209,8 @@ def _check_provider(report: Report, payment: Payment, refunds: list[Refund]) -> 
     try:
         # Inside the check: a provider whose settings are missing is one that cannot be asked,
         # not a reason to stop checking the others.
-        theirs = services.get_provider(payment.provider).fetch(payment.provider_ref)
+        provider = services.get_provider(payment.provider)
+        theirs = provider.fetch(payment.provider_ref)
     except ProviderUnavailable as exc:
         report.add("unreachable", payment, f"The provider could not be asked: {exc}")
         return

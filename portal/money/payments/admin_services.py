@@ -22,8 +22,8 @@ class InvalidRun(DomainError):
 
 
 class ProviderNotReached(DomainError):
-    """A provider could not even be set up to be asked (its settings are missing): the run
-    stopped and recorded nothing."""
+    """A provider error the run could not get past (a provider that cannot be set up is listed
+    per payment instead): the run stopped and recorded nothing."""
 
     status_code = 503
 

@@ -64,7 +64,8 @@ class SystemWallet(enum.StrEnum):
 #: System wallets that nearly every movement of a kind touches are split into shards, so that
 #: concurrent movements do not queue on one row lock: each movement takes the shard its user's
 #: wallet falls on. Their balance is the sum over the shards. The others are one wallet each.
-SYSTEM_SHARDS: dict[SystemWallet, int] = {SystemWallet.FEES: 8, SystemWallet.REWARDS: 8, SystemWallet.EXCHANGE: 8}
+SYSTEM_SHARDS: dict[SystemWallet, int] = {SystemWallet.FEES: 8, SystemWallet.REWARDS: 8, SystemWallet.EXCHANGE: 8,
+                                          SystemWallet.CARD_FLOAT: 8}
 MAX_SHARDS = 64
 
 
@@ -124,6 +125,8 @@ class TransactionType(enum.StrEnum):
     TOP_UP = "top_up"  #: money paid in through a payment provider
     PURCHASE = "purchase"  #: a paid course, from the student's wallet to sales
     REFUND = "refund"  #: money given back for a payment (to the wallet, or out to the provider)
+    CARD_PURCHASE = "card_purchase"  #: a card payment: held at authorization, moved to the card float at capture
+    CARD_REFUND = "card_refund"  #: a merchant's refund to a card, from the card float to the wallet
 
     @property
     def label(self) -> str:

@@ -16,8 +16,8 @@ Create Date: 2026-12-07 20:40:00.000000
 - ``monitoring_alerts`` may judge a card transaction (a declined authorization moves no money, so
   it has no ledger row): ``cardTransactionId``, with exactly one of the two set.
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 from sqlalchemy.dialects import postgresql
 
 from portal.db.migration_helpers import audit_table, disable_rls, drop_audit, enable_rls, own_rows, roles_may

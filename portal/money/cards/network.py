@@ -292,9 +292,9 @@ def _expired(card: VirtualCard, now: datetime) -> bool:
 
 def _merchant_scale_ok(amount: Decimal, code: str) -> bool:
     unit = CURRENCIES[code]
-    if amount <= 0 or amount != amount.quantize(unit.quantum, rounding=ROUND_DOWN):
+    if amount <= 0 or amount.adjusted() >= MAX_INTEGER_DIGITS:
         return False
-    return len(str(int(amount))) <= MAX_INTEGER_DIGITS
+    return amount == amount.quantize(unit.quantum, rounding=ROUND_DOWN)
 
 
 def _in_wallet_currency(amount: Decimal, from_code: str, to_code: str, *, up: bool,
@@ -631,13 +631,13 @@ def receive(kind: str, body: bytes, headers) -> Answer:
         verify(body, headers.get(SIGNATURE_HEADER), config.get("CARD_NETWORK_SECRET") or "",
                int(config.get("CARD_NETWORK_TOLERANCE_SECONDS", 300)))
     except Unauthenticated as exc:
-        with acting_as(NETWORK_ACTOR):
+        with acting_as(NETWORK_ACTOR, db.session):
             security.record(SecurityEventKind.CARD_NETWORK_REJECTED, Severity.MEDIUM,
                             f"Card network message refused: {exc.message}"[:500],
                             details={"kind": kind, "bytes": len(body)})
         raise
     message = parse(kind, body)
-    with acting_as(NETWORK_ACTOR):
+    with acting_as(NETWORK_ACTOR, db.session):
         return _HANDLERS[kind](message)
 
 

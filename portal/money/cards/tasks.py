@@ -17,10 +17,11 @@ log = logging.getLogger(__name__)
 
 @periodic(cron="7 * * * *", queue="money")
 def expire_card_holds(timestamp: int) -> int:  # noqa: ARG001 - procrastinate passes the schedule time
+    from portal.db import db
     from portal.db.context import acting_as
     from portal.money.cards.network import NETWORK_ACTOR, expire_holds
 
-    with acting_as(NETWORK_ACTOR):
+    with acting_as(NETWORK_ACTOR, db.session):
         released = expire_holds()
     if released:
         log.info("released %d expired card hold(s)", released)

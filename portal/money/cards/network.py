@@ -326,6 +326,15 @@ WHERE "cardId" = :card_id AND kind = 'authorization' AND state IN ('pending', 'c
 """)
 
 
+def _monitor_later(row: CardTransaction) -> None:
+    """Have the card monitoring rules judge the authorization once this transaction commits
+    (a job: the answer to the network does not wait for them)."""
+    from portal.compliance.aml.tasks import monitor_card_transactions
+    from portal.platform.jobs import defer_after_commit
+
+    defer_after_commit(db.session, monitor_card_transactions, card_transaction_ids=[str(row.id)])
+
+
 # -- Authorization --------------------------------------------------------------------------------
 
 
@@ -361,6 +370,7 @@ def authorize(message: Message, now: datetime | None = None) -> Answer:
         row.decline_reason = (reason or codes.reason(code))[:200]
         db.session.add(row)
         db.session.flush()
+        _monitor_later(row)
         return _answer_of(row)
 
     if card.state in (CardState.CANCELED, CardState.REPLACED):
@@ -418,6 +428,7 @@ def authorize(message: Message, now: datetime | None = None) -> Answer:
     row.hold_expires_at = now + timedelta(days=_config_int("CARD_HOLD_DAYS", 7))
     db.session.add(row)
     db.session.flush()
+    _monitor_later(row)
     return _answer_of(row)
 
 

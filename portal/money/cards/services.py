@@ -348,3 +348,25 @@ def set_controls(actor: User, card_id: uuid.UUID, **raw) -> VirtualCard:
         setattr(card, name, value)
     db.session.flush()
     return card
+
+
+# -- Keys -----------------------------------------------------------------------------------------
+
+
+def rotate_keys(batch: int = 500) -> tuple[int, int]:
+    """Re-encrypt every card number not under the first key of ``CARD_DATA_KEYS``; returns
+    ``(re-encrypted, cards in all)``. Run as a system actor (every card)."""
+    current = pan.cipher().current_key_id
+    total = db.session.scalar(select(func.count()).select_from(VirtualCard)) or 0
+    done = 0
+    while True:
+        cards = db.session.scalars(select(VirtualCard).where(VirtualCard.pan_key_id != current)
+                                   .order_by(VirtualCard.id).limit(batch).with_for_update()).all()
+        if not cards:
+            break
+        for card in cards:
+            number = pan.unseal(card.id, card.pan_encrypted)
+            card.pan_encrypted, card.pan_key_id = pan.seal(card.id, number)
+            done += 1
+        db.session.flush()
+    return done, total

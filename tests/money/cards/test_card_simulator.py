@@ -74,7 +74,7 @@ def test_messages_go_over_http_signed(app):
     received = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - the standard library's name
+        def do_POST(self):
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append((self.path, body, self.headers[network.SIGNATURE_HEADER]))
             answer = json.dumps({"approved": True, "code": "00"}).encode()

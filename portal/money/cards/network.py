@@ -69,9 +69,14 @@ from portal.money.cards.services import freeze_for_security
 from portal.money.currency import CURRENCIES, MAX_INTEGER_DIGITS, currency
 from portal.money.wallets import ledger
 from portal.money.wallets.ledger import InsufficientFunds, Leg, WalletUnavailable
-from portal.money.wallets.models import SystemWallet, Transaction, TransactionType, Wallet
+from portal.money.wallets.models import SYSTEM_SHARDS, SystemWallet, Transaction, TransactionType, Wallet, WalletKind
 
 NETWORK_ACTOR = Actor.system("card-network")
+#: The same actor with the ledger's row-level-security role, for the messages themselves: they
+#: read the card, the wallet and the card float and post on the ledger, and acting with the
+#: ledger's role from the start spares the identity switches (a statement each) the ledger would
+#: make around every movement. The audit trail still names ``system:card-network``.
+NETWORK_LEDGER_ACTOR = Actor(label=NETWORK_ACTOR.label, role=ledger.LEDGER_ROLE)
 SIGNATURE_HEADER = "Azora-Card-Signature"
 #: Larger than any real message; bigger bodies are refused before they are parsed.
 MAX_BODY = 16 * 1024
@@ -268,10 +273,11 @@ def _existing(network_id: str) -> CardTransaction | None:
 
 def _noted(message: Message, code: str, outcome: NetworkMessageOutcome, detail: str) -> Answer:
     """A message that reaches no card or original: noted for reconciliation, answered ``code``."""
-    db.session.add(CardNetworkMessage(network_id=message.network_id, kind=_KIND[message.kind],
-                                      original_network_id=message.authorization_id, outcome=outcome,
-                                      response_code=code, detail=detail[:300], summary=message.summary()))
-    db.session.flush()
+    with acting_as(NETWORK_ACTOR, db.session):
+        db.session.add(CardNetworkMessage(network_id=message.network_id, kind=_KIND[message.kind],
+                                          original_network_id=message.authorization_id, outcome=outcome,
+                                          response_code=code, detail=detail[:300], summary=message.summary()))
+        db.session.flush()
     return Answer(message.network_id, code, detail)
 
 
@@ -316,8 +322,24 @@ def _float_wallet(card_user_id: uuid.UUID, code: str) -> Wallet:
     return ledger.system_wallet(SystemWallet.CARD_FLOAT, code, spread_by=card_user_id)
 
 
+def _float_shard(user_id: uuid.UUID) -> int:
+    return user_id.int % SYSTEM_SHARDS[SystemWallet.CARD_FLOAT]
+
+
+def _wallet_ref(wallet_id: uuid.UUID, code: str, user_id: uuid.UUID | None) -> Wallet:
+    """A stand-in for a wallet the ledger is about to lock and read afresh: it needs only the
+    id, currency and owner to name the movement, so the authorization reads no wallet row of
+    its own. Never added to the session."""
+    return Wallet(id=wallet_id, currency=code, user_id=user_id,
+                  kind=WalletKind.USER if user_id is not None else WalletKind.SYSTEM)
+
+
+#: In one statement: whether the message was applied already, the card's spending today and this
+#: month (what counts against its limits), and the card float's shard for the holder.
 _SPENT = text("""
 SELECT (SELECT id FROM card_transactions WHERE "networkId" = :network_id) AS existing,
+       (SELECT id FROM wallets WHERE "systemName" = 'card_float' AND currency = :code AND shard = :shard)
+           AS float_id,
        coalesce(sum(CASE WHEN state = 'captured' THEN "capturedAmount" ELSE amount END)
                 FILTER (WHERE "createdAt" >= :day), 0) AS day_sum,
        coalesce(sum(CASE WHEN state = 'captured' THEN "capturedAmount" ELSE amount END), 0) AS month_sum
@@ -352,7 +374,8 @@ def authorize(message: Message, now: datetime | None = None) -> Answer:
         return _noted(message, codes.NO_SUCH_CARD, NetworkMessageOutcome.REJECTED, codes.reason(codes.NO_SUCH_CARD))
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     spent = db.session.execute(_SPENT, {"network_id": message.network_id, "card_id": card.id, "day": day,
-                                        "month": day.replace(day=1)}).one()
+                                        "month": day.replace(day=1), "code": card.currency,
+                                        "shard": _float_shard(card.user_id)}).one()
     if spent.existing is not None:
         return _answer_of(db.session.get(CardTransaction, spent.existing), duplicate=True)
 
@@ -412,9 +435,11 @@ def authorize(message: Message, now: datetime | None = None) -> Answer:
         return decline(codes.EXCEEDS_LIMIT, "Above the card's daily limit")
     if card.monthly_limit is not None and spent.month_sum + amount > card.monthly_limit:
         return decline(codes.EXCEEDS_LIMIT, "Above the card's monthly limit")
-    wallet = db.session.get(Wallet, card.wallet_id)
+    wallet = _wallet_ref(card.wallet_id, card.currency, card.user_id)
+    float_wallet = _wallet_ref(spent.float_id, card.currency, None) if spent.float_id else \
+        _float_wallet(card.user_id, card.currency)
     try:
-        (pending,) = ledger.hold([Leg(wallet, _float_wallet(card.user_id, card.currency), amount,
+        (pending,) = ledger.hold([Leg(wallet, float_wallet, amount,
                                       TransactionType.CARD_PURCHASE, f"Card {card.last4}: {message.merchant_name}"[:300],
                                       {"card": card.last4, "merchant": message.merchant_name, "mcc": message.mcc})])
     except InsufficientFunds:
@@ -648,7 +673,7 @@ def receive(kind: str, body: bytes, headers) -> Answer:
                             details={"kind": kind, "bytes": len(body)})
         raise
     message = parse(kind, body)
-    with acting_as(NETWORK_ACTOR, db.session):
+    with acting_as(NETWORK_LEDGER_ACTOR, db.session):
         return _HANDLERS[kind](message)
 
 

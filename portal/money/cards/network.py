@@ -69,7 +69,14 @@ from portal.money.cards.services import freeze_for_security
 from portal.money.currency import CURRENCIES, MAX_INTEGER_DIGITS, currency
 from portal.money.wallets import ledger
 from portal.money.wallets.ledger import InsufficientFunds, Leg, WalletUnavailable
-from portal.money.wallets.models import SYSTEM_SHARDS, SystemWallet, Transaction, TransactionType, Wallet, WalletKind
+from portal.money.wallets.models import (
+    SYSTEM_SHARDS,
+    SystemWallet,
+    Transaction,
+    TransactionType,
+    Wallet,
+    WalletKind,
+)
 
 NETWORK_ACTOR = Actor.system("card-network")
 #: The same actor with the ledger's row-level-security role, for the messages themselves: they

@@ -106,6 +106,15 @@ def test_declines_leave_no_hold(holder, setup, kwargs, code):
     assert _available(user) == (D("100.00"), D("100.00"))
 
 
+def test_a_card_past_its_expiry_is_declined(holder):
+    _user, card, revealed = holder
+    last_month = utcnow().replace(day=1) - timedelta(days=1)
+    card.exp_month, card.exp_year = last_month.month, last_month.year
+    db.session.flush()
+    answer = _authorize(revealed, exp_month=last_month.month, exp_year=last_month.year)
+    assert answer.code == codes.EXPIRED_CARD and answer.reason == codes.reason(codes.EXPIRED_CARD)
+
+
 def test_daily_and_monthly_limits_count_what_was_approved(holder):
     user, card, revealed = holder
     services.set_controls(user, card.id, daily_limit="30", monthly_limit="40")

@@ -23,6 +23,7 @@ def register(app: Flask) -> None:
     from portal.learning.lms.certificates import certificates_command
     from portal.learning.tutoring.cli import tutor_group
     from portal.money.cards.cli import cards_group
+    from portal.money.payments.cli import payments_group
     from portal.money.wallets.cli import ledger_group
 
     app.cli.add_command(users)
@@ -34,6 +35,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(db_server)
     app.cli.add_command(certificates_command)
     app.cli.add_command(ledger_group)
+    app.cli.add_command(payments_group)
     app.cli.add_command(cards_group)
     app.cli.add_command(watchlist_group)
     app.cli.add_command(tutor_group)

@@ -2,7 +2,8 @@
 
 No login and no CSRF token: a provider's server calls it, and ``portal.money.payments.webhooks``
 checks the provider's signature before believing anything. Answers are small JSON: 200 once the
-event is stored (a duplicate too: the provider stops retrying), 400 for a webhook that does not
+event is stored and applied (a duplicate too: the provider stops retrying), 503 when it is
+stored but applying it failed (the provider's retry applies it again), 400 for a webhook that does not
 verify (a security event is kept), 404 for a provider the portal does not have, 413 for a body
 larger than any real event.
 """
@@ -14,6 +15,7 @@ from flask import jsonify, request
 from blueprints.wallet import bp
 from portal.db import db
 from portal.money.payments import webhooks
+from portal.money.payments.models import WebhookOutcome
 from portal.security.access import public, signed_by_sender
 
 #: Larger than any provider's event; anything bigger is refused before it is read.
@@ -38,4 +40,9 @@ def payment_webhook(provider: str):
         db.session.commit()  # the security event, and nothing else, is kept
         return jsonify(error=exc.message), 400
     db.session.commit()
-    return jsonify(received=True, id=receipt.event_id, duplicate=receipt.duplicate, outcome=receipt.outcome.value)
+    body = dict(received=True, id=receipt.event_id, duplicate=receipt.duplicate, outcome=receipt.outcome.value)
+    if receipt.outcome == WebhookOutcome.FAILED:
+        # Stored, but applying failed: ask the provider to deliver it again later (its retry
+        # applies it), while the job and finance's replay can repair it meanwhile.
+        return jsonify(body), 503, {"Retry-After": "60"}
+    return jsonify(body)

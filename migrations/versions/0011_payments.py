@@ -16,7 +16,7 @@ Create Date: 2026-12-07 20:20:00.000000
 - The string enums of the ledger are CHECK constraints: ``transactions.type`` and
   ``transaction_fees.transactionType`` gain ``top_up``, ``purchase`` and ``refund``;
   ``wallets.systemName`` gains a clearing wallet per provider (``clearing_sandbox``,
-  ``clearing_stripe``) and ``sales``; ``security_events.kind`` gains ``webhook_rejected``.
+  ``clearing_stripe``), ``sales`` and ``provider_fees``; ``security_events.kind`` gains ``webhook_rejected``.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -37,7 +37,7 @@ STAFF = ("admin", "compliance", "system", "ledger")
 OLD_TRANSACTION_TYPES = ("deposit", "transfer", "fee", "conversion", "reward", "withdrawal", "reversal")
 NEW_TRANSACTION_TYPES = OLD_TRANSACTION_TYPES + ("top_up", "purchase", "refund")
 OLD_SYSTEM_WALLETS = ("deposits", "withdrawals", "rewards", "fees", "exchange", "card_float", "loan_book")
-NEW_SYSTEM_WALLETS = OLD_SYSTEM_WALLETS + ("clearing_sandbox", "clearing_stripe", "sales")
+NEW_SYSTEM_WALLETS = OLD_SYSTEM_WALLETS + ("clearing_sandbox", "clearing_stripe", "sales", "provider_fees")
 OLD_SECURITY_KINDS = ("login_failed", "login_throttled", "request_blocked", "permission_denied", "session_new_ip",
                       "account_action", "block_added", "block_lifted", "sessions_ended")
 NEW_SECURITY_KINDS = OLD_SECURITY_KINDS + ("webhook_rejected",)

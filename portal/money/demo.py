@@ -112,7 +112,9 @@ DEMO_MARK = "demo"
 
 def seed_money(admin: User, students: list[User]) -> dict[str, int]:
     """Create what is missing; returns how many of each thing were created."""
-    created = {"pairs": 0, "rates": 0, "fee_rules": 0, "milestones": 0, "deposits": 0, "transfers": 0}
+    created = {"pairs": 0, "rates": 0, "fee_rules": 0, "milestones": 0, "deposits": 0, "transfers": 0,
+               "prices": 0}
+    _course_price(created)
     with ledger.as_ledger():
         _pairs_and_rates(admin, created)
         _fee_rules(admin, created)
@@ -122,6 +124,22 @@ def seed_money(admin: User, students: list[User]) -> dict[str, int]:
             _transfers(students, created)
     db.session.flush()
     return created
+
+
+#: The demo course sold for a price (the others stay free), and its price.
+PAID_COURSE = ("data-literacy-charts-and-statistics", Decimal("19.00"), "USD")
+
+
+def _course_price(created: dict) -> None:
+    """Put a price on one demo course, once (a price set since is left alone). The demo students
+    enrolled in it when it was seeded keep their places."""
+    from portal.learning.education.models import Course
+
+    slug, price, code = PAID_COURSE
+    course = db.session.scalar(select(Course).where(Course.slug == slug))
+    if course is not None and course.price is None and course.price_currency is None:
+        course.price, course.price_currency = price, code
+        created["prices"] += 1
 
 
 def _rate_history(pair: tuple[str, str], now) -> list[tuple[object, Decimal]]:

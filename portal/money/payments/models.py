@@ -175,11 +175,6 @@ class Payment(TimestampedModel):
         Index("ix_payments_state_updated", "state", text('"updatedAt"')),
     )
 
-    @property
-    def refundable(self) -> Decimal:
-        """Captured minus refunded (pending refunds not counted: see ``services.refundable``)."""
-        return self.amount - self.amount_refunded if self.state == PaymentState.SUCCEEDED else Decimal(0)
-
 
 class PaymentMethod(TimestampedModel):
     __tablename__ = "payment_methods"

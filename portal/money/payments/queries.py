@@ -29,6 +29,7 @@ from portal.money.payments.models import (
 )
 from portal.money.payments.providers.base import PaymentState
 from portal.pagination import Page, decode_cursor, encode_cursor
+from portal.security.permissions import Permission, has_permission
 
 PAGE_SIZE = 20
 
@@ -126,7 +127,8 @@ class PaymentDetail:
 
 def payment_detail(viewer: User, payment_id: uuid.UUID | str, *, staff: bool = False) -> PaymentDetail:
     """One payment with its course's title, timeline (oldest first) and refunds: three
-    statements. A student reaches only their own (``NotFound`` otherwise); ``staff`` any."""
+    statements. A student reaches only their own (``NotFound`` otherwise); finance (or
+    ``staff=True``, e.g. a compliance officer's page) any."""
     from portal.learning.education.models import Course
 
     try:
@@ -135,6 +137,7 @@ def payment_detail(viewer: User, payment_id: uuid.UUID | str, *, staff: bool = F
         raise NotFound("There is no such payment.") from None
     row = db.session.execute(select(Payment, Course.title).outerjoin(Course, Course.id == Payment.course_id)
                              .where(Payment.id == payment_id)).first()
+    staff = staff or has_permission(viewer.role, Permission.MANAGE_MONEY)
     if row is None or (not staff and row[0].user_id != viewer.id):
         raise NotFound("There is no such payment.")
     payment, title = row
@@ -185,3 +188,80 @@ def pending_refunds(limit: int = 100) -> list[Refund]:
     """Refunds sent (or to send) to a provider and not settled yet, oldest first."""
     return list(db.session.scalars(select(Refund).where(Refund.state == RefundState.PENDING)
                                    .order_by(Refund.created_at, Refund.id).limit(limit)))
+
+
+@dataclass
+class TopUpLimit:
+    currency: str
+    minimum: Decimal
+    #: What may still be topped up in the next 24 hours at the payer's verification level.
+    maximum: Decimal
+
+
+@dataclass
+class TopUpForm:
+    """What the top-up page needs: the currencies and their limits for this payer, and the
+    payer's saved methods (default first)."""
+
+    limits: list[TopUpLimit]
+    methods: list[PaymentMethod]
+    method_kinds: tuple[PayWith, ...] = (PayWith.CARD, PayWith.MOBILE_MONEY)
+
+    @property
+    def default_method(self) -> PaymentMethod | None:
+        return next((m for m in self.methods if m.is_default), None)
+
+
+def top_up_form(user: User) -> TopUpForm:
+    """The top-up page's facts: 2 statements per currency offered plus one (the verification
+    level, the last day's top-ups, the saved methods)."""
+    from portal.money.payments.services import top_up_limits
+
+    limits = []
+    for code in top_up_currencies():
+        minimum, maximum = top_up_limits(user, code)
+        limits.append(TopUpLimit(code, minimum, maximum))
+    return TopUpForm(limits, saved_methods(user))
+
+
+@dataclass
+class CourseCheckout:
+    """What a paid course's buy box needs."""
+
+    course_id: uuid.UUID
+    title: str
+    price: Decimal | None
+    currency: str | None
+    #: The payer's available balance in the price's currency (None: no wallet in it).
+    available: Decimal | None
+    #: A purchase the payer owns already (bought, not refunded): enrolling again costs nothing.
+    owned_payment_id: uuid.UUID | None
+    enrolled: bool
+    methods: list[PaymentMethod] = field(default_factory=list)
+
+    @property
+    def free(self) -> bool:
+        return self.price is None or self.price <= 0
+
+    @property
+    def wallet_covers(self) -> bool:
+        return not self.free and self.available is not None and self.available >= self.price
+
+
+def course_checkout(user: User, course) -> CourseCheckout:
+    """The buy box of ``course`` for ``user``: its price, the wallet's available balance, whether
+    the payer owns it already or is enrolled, and the saved methods. Four statements."""
+    from portal.learning.education.models import Enrollment, EnrollmentStatus
+    from portal.money.payments.services import owned_purchase
+    from portal.money.wallets import ledger
+
+    available = None
+    if course.price_currency:
+        wallet = ledger.user_wallet(user.id, course.price_currency)
+        available = wallet.available if wallet is not None else None
+    status = db.session.scalar(select(Enrollment.status).where(Enrollment.course_id == course.id,
+                                                               Enrollment.user_id == user.id))
+    owned = owned_purchase(user.id, course.id) if course.is_paid else None
+    return CourseCheckout(course.id, course.title, course.price, course.price_currency, available,
+                          owned.id if owned is not None else None,
+                          status in (EnrollmentStatus.ACTIVE, EnrollmentStatus.COMPLETED), saved_methods(user))

@@ -25,8 +25,9 @@ provider's ``fee`` posts, in one ``ledger.post``:
 
 - ``top_up``: the provider's clearing wallet -> the payer's wallet, ``amount`` (the payer gets
   what they paid: the portal bears the fee);
-- ``fee``: the fees wallet -> the clearing wallet, ``fee`` (the provider keeps its fee, so it
-  owes the portal ``amount - fee``: the clearing wallet's balance is minus the payout due);
+- ``fee``: the ``provider_fees`` wallet (the portal's expense, apart from the fees it
+  collects) -> the clearing wallet, ``fee`` (the provider keeps its fee, so it owes the portal
+  ``amount - fee``: the clearing wallet's balance is minus the payout due);
 - for a course bought with a method, also ``purchase``: the payer's wallet -> ``sales``,
   ``amount``, and the enrolment, in the same transaction: both commit or neither.
 
@@ -473,6 +474,38 @@ def resume_payment(actor: User | None, payment: Payment, *, source: EventSource 
     return apply_provider_payment(snapshot, provider=provider.name, source=source, payment=payment)
 
 
+def cancel_payment(user: User, payment: Payment) -> Payment:
+    """The payer (or finance) cancels a payment that has not been paid yet (waiting for the
+    payer or a challenge). A payment already processing or ended cannot be canceled: the
+    provider decides it."""
+    payment = own_payment(user, payment.id)
+    if payment.state not in (PaymentState.REQUIRES_PAYMENT_METHOD, PaymentState.REQUIRES_ACTION):
+        raise Conflict("This payment can no longer be canceled.")
+    if payment.provider_ref is None:
+        locked = _lock_payment(payment.id)
+        previous = st.move_payment(locked, PaymentState.CANCELED)
+        locked.needs_reconcile = False
+        record_event(locked, EventSource.PORTAL, "state", "Canceled by the payer before it reached the provider",
+                     from_state=previous, to_state=PaymentState.CANCELED)
+        db.session.flush()
+        return locked
+    try:
+        snapshot = get_provider(payment.provider).cancel(payment.provider_ref)
+    except ProviderUnavailable as exc:
+        raise ProviderDown("The payment service is not answering right now, so the payment could not be "
+                           "canceled. Try again in a few minutes.") from exc
+    except ProviderDeclined as exc:
+        raise Conflict(f"The payment could not be canceled: {exc}") from exc
+    return apply_provider_payment(snapshot, provider=payment.provider, source=EventSource.PORTAL, payment=payment)
+
+
+def cancel_abandoned(payment: Payment) -> Payment:
+    """Cancel at the provider a payment the payer never completed, and apply the answer."""
+    provider = get_provider(payment.provider)
+    snapshot = provider.cancel(payment.provider_ref)
+    return apply_provider_payment(snapshot, provider=provider.name, source=EventSource.POLL, payment=payment)
+
+
 # -- Applying the provider's view -----------------------------------------------------------------
 
 
@@ -540,6 +573,8 @@ def apply_provider_payment(snapshot: ProviderPayment, *, provider: str, source: 
         payment.method_last4 = (snapshot.method.last4 or "")[-4:]
     if snapshot.fee is not None and payment.credited_at is None:
         payment.fee = quantize(Decimal(snapshot.fee), payment.currency)
+    elif snapshot.fee is not None and payment.fee is None and payment.credited_at is not None:
+        _book_late_fee(payment, quantize(Decimal(snapshot.fee), payment.currency), source, event_id)
 
     if new_state is None:
         record_event(payment, source, "report", f"The provider reports {snapshot.state.value.replace('_', ' ')}"
@@ -576,7 +611,7 @@ def _credit(payment: Payment, source: EventSource, event_id: str | None) -> None
     code = payment.currency
     with ledger.as_ledger():
         wallet = ledger.open_user_wallet(user.id, code)
-        clearing = ledger.system_wallet(clearing_wallet_name(payment.provider), code)
+        clearing = ledger.system_wallet(clearing_wallet_name(payment.provider), code, spread_by=user.id)
         fee = payment.fee or Decimal(0)
         what = "Top-up" if payment.purpose == Purpose.TOP_UP else "Payment"
         method = f"{payment.method_brand.capitalize()} {payment.method_last4}".strip() or payment.method_kind.label
@@ -584,13 +619,13 @@ def _credit(payment: Payment, source: EventSource, event_id: str | None) -> None
                            {"from_name": f"{what} ({payment.method_kind.label})", "payment_id": str(payment.id),
                             "provider": payment.provider})]
         if fee > 0:
-            fees_wallet = ledger.system_wallet(SystemWallet.FEES, code, spread_by=user.id)
+            fees_wallet = ledger.system_wallet(SystemWallet.PROVIDER_FEES, code, spread_by=user.id)
             legs.append(ledger.Leg(fees_wallet, clearing, fee, TransactionType.FEE, "Payment provider fee",
                                    {"payment_id": str(payment.id), "provider": payment.provider}))
         course = None
         if payment.purpose == Purpose.COURSE_PURCHASE:
             course = _course(payment.course_id)
-            sales = ledger.system_wallet(SystemWallet.SALES, code)
+            sales = ledger.system_wallet(SystemWallet.SALES, code, spread_by=user.id)
             legs.append(ledger.Leg(wallet, sales, payment.amount, TransactionType.PURCHASE,
                                    f"Course: {course.title}"[:300],
                                    {"to_name": course.title, "payment_id": str(payment.id),
@@ -604,6 +639,23 @@ def _credit(payment: Payment, source: EventSource, event_id: str | None) -> None
     if course is not None:
         _enrol(user, course.id)
     _receipt(payment, user, course)
+
+
+def _book_late_fee(payment: Payment, fee: Decimal, source: EventSource, event_id: str | None) -> None:
+    """The provider told its fee only after the payment was credited: book it now, once (the
+    caller holds the row lock; ``fee`` is set with it)."""
+    payment.fee = fee
+    if fee <= 0:
+        return
+    with ledger.as_ledger():
+        clearing = ledger.system_wallet(clearing_wallet_name(payment.provider), payment.currency,
+                                        spread_by=payment.user_id)
+        fees_wallet = ledger.system_wallet(SystemWallet.PROVIDER_FEES, payment.currency, spread_by=payment.user_id)
+    ledger.post([ledger.Leg(fees_wallet, clearing, fee, TransactionType.FEE, "Payment provider fee",
+                            {"payment_id": str(payment.id), "provider": payment.provider})],
+                initiated_by_id=payment.user_id, group_id=payment.ledger_group_id)
+    record_event(payment, source, "fee", f"Provider fee {format_amount(fee, payment.currency)} booked",
+                 provider_event_id=event_id)
 
 
 def _course(course_id: uuid.UUID):
@@ -759,7 +811,7 @@ def pay_course(user: User, course, *, idempotency_key: str, from_wallet: bool = 
         if wallet is None:
             raise ledger.InsufficientFunds(f"Not enough money: you have no {code} wallet yet. Top up first.")
         with ledger.as_ledger():
-            sales = ledger.system_wallet(SystemWallet.SALES, code)
+            sales = ledger.system_wallet(SystemWallet.SALES, code, spread_by=user.id)
         group_id = uuid.uuid4()
         ledger.post([ledger.Leg(wallet, sales, price, TransactionType.PURCHASE, f"Course: {course.title}"[:300],
                                 {"to_name": course.title, "payment_id": str(payment.id),
@@ -1004,7 +1056,7 @@ def _approve(refund: Refund, payment: Payment, actor: User | None) -> None:
         wallet = ledger.open_user_wallet(user.id, code)
         if payment.purpose == Purpose.COURSE_PURCHASE:
             course = _course(payment.course_id)
-            sales = ledger.system_wallet(SystemWallet.SALES, code)
+            sales = ledger.system_wallet(SystemWallet.SALES, code, spread_by=user.id)
     if payment.purpose == Purpose.COURSE_PURCHASE:
         ledger.post([ledger.Leg(sales, wallet, refund.amount, TransactionType.REFUND,
                                 f"Refund: {course.title}"[:300],
@@ -1015,7 +1067,7 @@ def _approve(refund: Refund, payment: Payment, actor: User | None) -> None:
         _settle_refund(refund, payment, RefundState.SUCCEEDED, EventSource.PORTAL)
         return
     with ledger.as_ledger():
-        clearing = ledger.system_wallet(clearing_wallet_name(payment.provider), code)
+        clearing = ledger.system_wallet(clearing_wallet_name(payment.provider), code, spread_by=user.id)
     try:
         holds = ledger.hold([ledger.Leg(wallet, clearing, refund.amount, TransactionType.REFUND,
                                         f"Refund to {payment.method_kind.label.lower()}"[:300],
@@ -1033,7 +1085,11 @@ def _approve(refund: Refund, payment: Payment, actor: User | None) -> None:
     _send_refund(refund, payment)
 
 
-def _send_refund(refund: Refund, payment: Payment, source: EventSource = EventSource.PROVIDER) -> None:
+def _send_refund(refund: Refund, payment: Payment, source: EventSource = EventSource.PROVIDER, *,
+                 resend: bool = False) -> None:
+    """Ask the provider to refund. A refusal on the first asking raises (the caller rolls the
+    refund back whole); on a resend (the first asking got no answer) it fails the refund and
+    releases the held funds."""
     try:
         answer = get_provider(payment.provider).refund(payment.provider_ref, refund.amount,
                                                        idempotency_key=refund.idempotency_key,
@@ -1044,7 +1100,11 @@ def _send_refund(refund: Refund, payment: Payment, source: EventSource = EventSo
         db.session.flush()
         return
     except ProviderDeclined as exc:
-        raise RefundRefused(f"The payment provider refused the refund: {exc}", field=None) from exc
+        if not resend:
+            raise RefundRefused(f"The payment provider refused the refund: {exc}", field=None) from exc
+        refund.failure_reason = f"The payment provider refused the refund: {exc}"[:300]
+        _settle_refund(refund, payment, RefundState.FAILED, source)
+        return
     refund.provider_ref = answer.ref
     db.session.flush()
     apply_provider_refund(answer, provider=payment.provider, source=source, refund=refund)
@@ -1127,7 +1187,7 @@ def resume_refund(refund: Refund, *, source: EventSource = EventSource.POLL) -> 
         return refund
     if refund.provider_ref is None:
         locked = _lock_payment(payment.id)
-        _send_refund(refund, locked, source)
+        _send_refund(refund, locked, source, resend=True)
         return refund
     snapshot = get_provider(payment.provider).fetch_refund(refund.provider_ref)
     return apply_provider_refund(snapshot, provider=payment.provider, source=source, refund=refund)

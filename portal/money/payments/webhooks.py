@@ -8,7 +8,8 @@ signature is the proof):
    nothing else changes, and the route answers 400.
 2. The event is stored in ``webhook_events`` once by ``(provider, eventId)``: an ``INSERT ... ON
    CONFLICT DO NOTHING``; a second delivery (or twenty at once: the unique index makes them wait
-   for the first to commit) finds the row and changes nothing.
+   for the first to commit) finds the row and changes nothing, unless applying it failed the
+   first time: a provider's retry of a failed event applies it again.
 3. It is applied: for a payment, the portal asks the provider for the payment as it is now
    (``fetch``) and applies that, so the order in which events arrive does not matter; if the
    provider cannot be reached, the event's own snapshot is applied (forward-only, so an old one
@@ -87,10 +88,11 @@ def receive(provider_name: str, body: bytes, headers: Mapping[str, str], *, ip: 
             _record_rejection(provider_name, str(exc), ip)
             raise BadWebhook("This webhook could not be verified.") from exc
         stored, duplicate = _store(provider_name, event, body, headers)
-        if duplicate:
+        if duplicate and stored.outcome != WebhookOutcome.FAILED:
             return Receipt(event.id, True, stored.outcome)
+        # A new event, or the provider's retry of one whose applying failed: apply (again).
         _apply(stored, event, EventSource.WEBHOOK)
-        return Receipt(event.id, False, stored.outcome)
+        return Receipt(event.id, duplicate, stored.outcome)
 
 
 def _record_rejection(provider_name: str, reason: str, ip: str | None) -> None:
@@ -162,6 +164,10 @@ def _apply_event(provider_name: str, event: ProviderEvent, source: EventSource):
     if event.type == EventType.PAYMENT_UPDATED and event.payment is not None:
         target = services.find_payment_for(event.payment, provider_name)
         if target is None:
+            if (event.payment.metadata or {}).get("portal_payment_id"):
+                # Ours, but not committed yet (the webhook outran the request that created it):
+                # failed, so the provider's retry (or the job) applies it.
+                raise LookupError("The payment this event names is not in the portal yet.")
             return WebhookOutcome.IGNORED, "No payment of the portal matches.", None
         snapshot = event.payment
         with contextlib.suppress(ProviderUnavailable):  # else the event's own view, applied forward-only

@@ -55,6 +55,9 @@ class SystemWallet(enum.StrEnum):
     CLEARING_STRIPE = "clearing_stripe"
     #: Revenue of paid courses: purchases move value into it, refunds out of it.
     SALES = "sales"
+    #: What payment providers kept as their fees: the portal's expense (a top-up is credited in
+    #: full), kept apart from ``fees`` (what the portal collected) so neither hides the other.
+    PROVIDER_FEES = "provider_fees"
 
     @property
     def label(self) -> str:
@@ -65,6 +68,8 @@ class SystemWallet(enum.StrEnum):
 #: concurrent movements do not queue on one row lock: each movement takes the shard its user's
 #: wallet falls on. Their balance is the sum over the shards. The others are one wallet each.
 SYSTEM_SHARDS: dict[SystemWallet, int] = {SystemWallet.FEES: 8, SystemWallet.REWARDS: 8, SystemWallet.EXCHANGE: 8,
+                                          SystemWallet.CLEARING_SANDBOX: 8, SystemWallet.CLEARING_STRIPE: 8,
+                                          SystemWallet.SALES: 8, SystemWallet.PROVIDER_FEES: 8,
                                           SystemWallet.CARD_FLOAT: 8}
 MAX_SHARDS = 64
 

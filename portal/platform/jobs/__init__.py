@@ -35,6 +35,7 @@ job_app = procrastinate.App(connector=InMemoryConnector(), import_paths=["portal
                                                                       "portal.money.earnings.tasks",
                                                                       "portal.money.exchange.tasks",
                                                                       "portal.money.wallets.tasks",
+                                                                      "portal.money.payments.tasks",
                                                                       "portal.money.cards.tasks",
                                                                       "portal.compliance.aml.tasks",
                                                                       "portal.learning.tutoring.tasks"])

@@ -218,6 +218,8 @@ class FakeProvider:
     def fetch(self, payment_ref: str) -> ProviderPayment:
         with self._lock:
             self._check_up("fetch")
+            if payment_ref not in self.payments:
+                raise ProviderDeclined("No such payment.", code="resource_missing")
             return self.payments[payment_ref].payment
 
     def capture(self, payment_ref: str, amount: Decimal | None = None) -> ProviderPayment:
@@ -249,6 +251,8 @@ class FakeProvider:
     def fetch_refund(self, refund_ref: str) -> ProviderRefund:
         with self._lock:
             self._check_up("fetch_refund")
+            if refund_ref not in self.refunds:
+                raise ProviderDeclined("No such refund.", code="resource_missing")
             return self.refunds[refund_ref]
 
     def list_methods(self, customer_ref: str) -> list[ProviderMethod]:

@@ -181,3 +181,32 @@ def test_two_tabs_submitting_one_checkout_make_one_payment(app, fake):
     assert _read(app, lambda: db.session.scalar(select(func.count()).select_from(Payment).where(
         Payment.user_id == user_id))) == 1
     assert fake.calls.count("create_payment") == 1
+
+
+def test_a_double_click_on_ask_for_a_refund_makes_one_refund(app, fake):
+    from decimal import Decimal as D
+
+    from portal.learning.education.models import CourseStatus
+    from tests.learning.factories.catalog import make_course
+    from tests.money.factories import fund
+
+    def make():
+        user = create_user("student")
+        fund(user, "50")
+        course = make_course(status=CourseStatus.PUBLISHED, price=D("19.00"), price_currency="USD", modules=1,
+                             lessons_per_module=3)
+        with acting_as(Actor.for_user(user.id, "student"), db.session):
+            payment = services.pay_course(user, course, idempotency_key=uuid.uuid4().hex, from_wallet=True)
+        return user.id, payment.id
+
+    user_id, payment_id = _commit(app, make)
+
+    def ask(user: User):
+        return services.request_course_refund(user, db.session.get(Payment, payment_id), "Twice").id
+
+    outcomes = race(app, [(user_id, "student", ask)] * 2, expected=(services.RefundRefused,))
+
+    assert sorted(o.ok for o in outcomes) == [False, True]
+    assert _read(app, lambda: [r.state for r in db.session.scalars(
+        select(Refund).where(Refund.payment_id == payment_id))]) == [RefundState.SUCCEEDED]
+    assert _read(app, lambda: _credited(user_id)) == D("50")

@@ -256,3 +256,15 @@ def test_sales_give_back_what_they_took(fake):
     with as_user(user):
         services.request_course_refund(user, payment, "")
     assert ledger.system_balance(SystemWallet.SALES, "USD") == before
+
+
+def test_a_resent_refund_the_provider_refuses_fails_and_releases_the_hold(fake):
+    user = student()
+    payment = succeeded_top_up(fake, user, "50.00")
+    fake.refund_mode = "down"
+    refund = services.refund_payment(finance(), payment, "10", "Asked")
+    fake.refund_mode = "decline"
+    services.resume_refund(refund)
+    assert refund.state == RefundState.FAILED and "refused" in refund.failure_reason
+    wallet = wallet_of(user)
+    assert (wallet.balance, wallet.locked_balance) == (Decimal("50.00"), Decimal("0"))

@@ -174,11 +174,13 @@ def test_success_credits_the_wallet_gross_with_the_fee_as_its_own_leg(fake):
     rows = ledger_rows(payment)
     assert sorted((r.type, r.amount) for r in rows) == sorted([(TransactionType.TOP_UP, Decimal("100.00")),
                                                                (TransactionType.FEE, fee)])
-    clearing = ledger.system_wallet(SystemWallet.CLEARING_SANDBOX, "USD")
+    clearing = ledger.system_wallet(SystemWallet.CLEARING_SANDBOX, "USD", spread_by=user.id)
     top = next(r for r in rows if r.type == TransactionType.TOP_UP)
     fee_leg = next(r for r in rows if r.type == TransactionType.FEE)
     assert top.debit_wallet_id == clearing.id and top.credit_user_id == user.id
     assert fee_leg.credit_wallet_id == clearing.id
+    provider_fees = ledger.system_wallet(SystemWallet.PROVIDER_FEES, "USD", spread_by=user.id)
+    assert fee_leg.debit_wallet_id == provider_fees.id  # the portal's expense, not the fees it collects
     assert ledger.verify().ok
 
 
@@ -448,3 +450,79 @@ def test_timeline_records_sources(fake):
     user = student()
     payment = succeeded_top_up(fake, user, "10")
     assert {e.source for e in events_of(payment)} >= {EventSource.PORTAL, EventSource.WEBHOOK}
+
+
+def test_a_succeeded_payment_has_a_pdf_receipt_for_its_payer_only(fake):
+    from portal.errors import Conflict, NotFound
+    from portal.money.payments.receipt_pdf import receipt_pdf
+
+    user, other = student(), student()
+    payment = succeeded_top_up(fake, user, "20")
+    pdf = receipt_pdf(user, payment)
+    assert pdf.startswith(b"%PDF-") and len(pdf) > 1000
+    with pytest.raises(NotFound):
+        receipt_pdf(other, payment)
+    pending = top_up(user, "10")
+    with pytest.raises(Conflict):
+        receipt_pdf(user, pending)
+
+
+def test_the_demo_sells_one_course(fake):
+    from portal.learning.education.models import Course
+    from portal.money import demo
+
+    slug, price, code = demo.PAID_COURSE
+    course = db.session.scalar(select(Course).where(Course.slug == slug))
+    if course is None:
+        from tests.learning.factories.catalog import make_course
+
+        course = make_course(slug=slug)
+    course.price, course.price_currency = None, None
+    db.session.flush()
+    created = {"prices": 0}
+    demo._course_price(created)
+    demo._course_price(created)
+    assert (course.price, course.price_currency, created["prices"]) == (price, code, 1)
+
+
+def test_the_payer_cancels_an_unpaid_payment_but_not_a_paid_one(fake):
+    from portal.errors import Conflict, NotFound
+
+    user, other = student(), student()
+    payment = top_up(user, "20")
+    with pytest.raises(NotFound):
+        services.cancel_payment(other, payment)
+    with as_user(user):
+        services.cancel_payment(user, payment)
+    assert payment.state == PaymentState.CANCELED
+    assert fake.payments[payment.provider_ref].payment.state == PaymentState.CANCELED
+    paid = succeeded_top_up(fake, user, "20")
+    with as_user(user), pytest.raises(Conflict):
+        services.cancel_payment(user, paid)
+
+
+def test_the_enrol_button_of_a_paid_course_says_to_buy_it(client, login_as, fake):
+    user = login_as("student")
+    course = paid_course("19.00")
+    response = client.post(f"/learning/courses/{course.slug}/enrol", headers={"HX-Request": "true"})
+    assert response.status_code == 402
+    assert "buy it from its page" in response.get_data(as_text=True)
+    assert db.session.scalar(select(Enrollment).where(Enrollment.user_id == user.id)) is None
+
+
+def test_a_fee_told_after_the_credit_is_booked_once(fake):
+    from dataclasses import replace
+
+    user = student()
+    payment = top_up(user, "100.00")
+    succeeded = fake.complete(payment.provider_ref)
+    services.apply_provider_payment(replace(succeeded, fee=None), provider="sandbox", source="webhook")
+    assert payment.fee is None and wallet_of(user).balance == Decimal("100.00")
+    services.apply_provider_payment(succeeded, provider="sandbox", source="poll")
+    services.apply_provider_payment(succeeded, provider="sandbox", source="webhook")
+    assert payment.fee == Decimal("3.20")
+    fees = [r for r in ledger_rows(payment) if r.type == TransactionType.FEE]
+    assert [r.amount for r in fees] == [Decimal("3.20")]
+    from portal.money.payments import reconcile
+
+    assert reconcile.reconcile(user_id=user.id).ok

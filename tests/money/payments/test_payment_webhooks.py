@@ -149,7 +149,8 @@ def test_a_failure_while_applying_is_kept_and_finance_replays_it(client, fake, m
 
     monkeypatch.setattr(services, "apply_provider_payment", broken)
     response = deliver(client, fake, event)
-    assert response.status_code == 200 and response.get_json()["outcome"] == "failed"
+    assert response.status_code == 503 and response.get_json()["outcome"] == "failed"
+    assert response.headers["Retry-After"] == "60"
     row = stored(event.id)
     assert row.outcome == WebhookOutcome.FAILED and "database hiccup" in row.detail and row.payment_id == payment.id
     assert wallet_of(user).balance == 0
@@ -162,3 +163,35 @@ def test_a_failure_while_applying_is_kept_and_finance_replays_it(client, fake, m
     assert wallet_of(user).balance == Decimal("30")
     webhooks.replay_webhook(create_user("admin"), row)
     assert wallet_of(user).balance == Decimal("30")
+
+
+def test_the_providers_retry_of_a_failed_event_applies_it(client, fake, monkeypatch):
+    from portal.money.payments import services
+
+    user = student()
+    payment = top_up(user, "30")
+    event = fake.event(payment=fake.complete(payment.provider_ref))
+    real = services.apply_provider_payment
+    monkeypatch.setattr(services, "apply_provider_payment", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    assert deliver(client, fake, event).get_json()["outcome"] == "failed"
+    monkeypatch.setattr(services, "apply_provider_payment", real)
+    retry = deliver(client, fake, event)
+    assert retry.get_json() == {"received": True, "id": event.id, "duplicate": True, "outcome": "applied"}
+    assert wallet_of(user).balance == Decimal("30")
+    assert deliver(client, fake, event).get_json()["outcome"] == "applied"
+    assert wallet_of(user).balance == Decimal("30")
+    assert stored(event.id).attempts == 2
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(client, fake):
+    response = client.post(URL, data=b"x" * (256 * 1024 + 1), csrf=False)
+    assert response.status_code == 413
+
+
+def test_an_event_for_a_payment_not_committed_yet_asks_for_a_retry(client, fake):
+    from portal.money.payments.providers.base import ProviderPayment
+
+    early = ProviderPayment(ref="pay_early", state=PaymentState.SUCCEEDED, amount=Decimal("5"), currency="USD",
+                            metadata={"portal_payment_id": "7d3c1f1e-0000-4000-8000-000000000001"})
+    response = deliver(client, fake, fake.event(payment=early))
+    assert response.status_code == 503 and response.get_json()["outcome"] == "failed"

@@ -11,12 +11,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import select, tuple_
+from sqlalchemy import select, text, tuple_
 
 from portal.accounts.models import User
 from portal.db import db
+from portal.db.base import utcnow
 from portal.errors import NotFound
 from portal.money.cards import codes
 from portal.money.cards.models import LIVE_STATES, CardTransaction, VirtualCard
@@ -68,6 +70,31 @@ def newer_than(user_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, *, 
     if after is not None:
         query = query.where(tuple_(CardTransaction.created_at, CardTransaction.id) > tuple_(*after))
     return list(db.session.scalars(query.order_by(CardTransaction.created_at, CardTransaction.id).limit(limit)))
+
+
+@dataclass(frozen=True)
+class Spending:
+    """What counts against a card's daily and monthly limits now (wallet currency)."""
+
+    today: Decimal
+    this_month: Decimal
+
+
+_SPENDING = text("""
+SELECT coalesce(sum(CASE WHEN state = 'captured' THEN "capturedAmount" ELSE amount END)
+                FILTER (WHERE "createdAt" >= :day), 0) AS today,
+       coalesce(sum(CASE WHEN state = 'captured' THEN "capturedAmount" ELSE amount END), 0) AS this_month
+FROM card_transactions
+WHERE "cardId" = :card_id AND kind = 'authorization' AND state IN ('pending', 'captured') AND "createdAt" >= :month
+""")
+
+
+def spending(card: VirtualCard, now: datetime | None = None) -> Spending:
+    """The card's spending today and this month (UTC), as the network's limits count it: open
+    holds and captured purchases (one statement)."""
+    day = (now or utcnow()).replace(hour=0, minute=0, second=0, microsecond=0)
+    row = db.session.execute(_SPENDING, {"card_id": card.id, "day": day, "month": day.replace(day=1)}).one()
+    return Spending(row.today, row.this_month)
 
 
 def decline_reason(row: CardTransaction) -> str:

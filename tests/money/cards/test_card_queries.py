@@ -3,6 +3,8 @@ a page was drawn), staff's log with its filters, and row-level security on the c
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from sqlalchemy import func, select, text
 
@@ -39,6 +41,22 @@ def test_transactions_page_and_what_is_new(app):
     later = network.authorize(message("authorize", auth_body(revealed, amount="2")))
     assert [r.id for r in queries.newer_than(user.id, (shown.created_at, shown.id))] == [later.reference]
     assert {a.reference for a in answers} <= {r.id for r in page.items + rest.items}
+
+
+def test_spending_counts_holds_and_captures_not_declines_or_reversals(app):
+    user = card_holder("100")
+    card, revealed = issued(user)
+    held = auth_body(revealed, amount="10")
+    network.authorize(message("authorize", held))
+    network.capture(message("capture", {"id": new_id(), "authorization_id": held["id"], "amount": "12",
+                                        "currency": "USD"}))
+    network.authorize(message("authorize", auth_body(revealed, amount="5")))
+    gone = auth_body(revealed, amount="7")
+    network.authorize(message("authorize", gone))
+    network.reverse(message("reverse", {"id": new_id(), "authorization_id": gone["id"]}))
+    network.authorize(message("authorize", auth_body(revealed, amount="500")))  # declined
+    spent = queries.spending(card)
+    assert (spent.today, spent.this_month) == (Decimal("17"), Decimal("17"))
 
 
 def test_the_staff_log_filters_declines_by_code(app):

@@ -4,7 +4,7 @@ pairs and rates, and withdrawal approval.
 
 One blueprint, a module per part: ``overview`` (balances, history, CSV), ``transfers``,
 ``exchange`` (conversions; pairs and rates for admins), ``earnings`` (earnings, milestones),
-``withdrawals``, ``payment_webhooks`` (providers' signed reports), ``card_network`` (the card network's signed messages) and ``admin`` (system wallets, ledger verification, fee rules, a user's wallets).
+``withdrawals``, ``payment_webhooks`` (providers' signed reports), ``card_network`` (the card network's signed messages), ``cards`` (a holder's virtual cards), ``cards_admin`` (staff's card pages and the card terminal) and ``admin`` (system wallets, ledger verification, fee rules, a user's wallets).
 """
 
 from flask import Blueprint
@@ -14,6 +14,8 @@ bp = Blueprint("wallet", __name__, url_prefix="/wallet")
 from blueprints.wallet import (  # noqa: E402,F401
     admin,
     card_network,
+    cards,
+    cards_admin,
     earnings,
     exchange,
     overview,

@@ -72,3 +72,28 @@ def authorization_log(filters: LogFilters, cursor: str | None = None, size: int 
 def network_messages(cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
     """Messages that reached no card or original (unknown numbers, out-of-order captures)."""
     return keyset_page(select(CardNetworkMessage), CardNetworkMessage.created_at, CardNetworkMessage.id, cursor, size)
+
+
+def cards_page(email: str | None = None, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
+    """Cards of everyone (or of the users whose e-mail starts with ``email``), newest first, with
+    the holder: items are ``(VirtualCard, full_name, email)`` rows (one statement per page)."""
+    query = select(VirtualCard, User.full_name, User.email).join(User, User.id == VirtualCard.user_id)
+    if email:
+        prefix = email.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(User.email.like(prefix + "%"))
+    position = decode_cursor(cursor)
+    if position is not None:
+        query = query.where(tuple_(VirtualCard.created_at, VirtualCard.id) < tuple_(*position))
+    rows = db.session.execute(query.order_by(VirtualCard.created_at.desc(), VirtualCard.id.desc())
+                              .limit(size + 1)).all()
+    next_cursor = None
+    if len(rows) > size:
+        rows = rows[:size]
+        next_cursor = encode_cursor(rows[-1][0].created_at, rows[-1][0].id)
+    return Page([tuple(row) for row in rows], next_cursor)
+
+
+def card_with_holder(card_id: uuid.UUID) -> tuple[VirtualCard, User] | None:
+    row = db.session.execute(select(VirtualCard, User).join(User, User.id == VirtualCard.user_id)
+                             .where(VirtualCard.id == card_id)).first()
+    return (row[0], row[1]) if row else None

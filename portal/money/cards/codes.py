@@ -67,3 +67,24 @@ def group_of(mcc: str) -> str | None:
         if mcc in codes:
             return name
     return None
+
+
+#: Names of common merchant categories (ISO 18245), for the pages; others show their group or code.
+MCC_NAMES = {
+    "4111": "Transit", "4511": "Airlines", "4722": "Travel agencies", "4829": "Money transfer",
+    "4899": "Streaming and subscriptions", "5411": "Groceries", "5812": "Restaurants and cafes",
+    "5814": "Fast food", "5815": "Digital media", "5816": "Games", "5817": "Apps and software",
+    "5818": "Digital goods", "5921": "Alcohol", "5942": "Books", "5993": "Tobacco", "5967": "Adult content",
+    "6051": "Crypto and quasi-cash", "6012": "Financial institutions", "7011": "Hotels", "7512": "Car rental",
+    "7995": "Gambling", "8220": "Colleges and universities", "8299": "Schools and courses",
+}
+
+
+def category(mcc: str) -> str:
+    """The merchant category in words: its name, else its group's, else the code."""
+    if mcc in MCC_NAMES:
+        return MCC_NAMES[mcc]
+    group = group_of(mcc)
+    if group:
+        return MCC_GROUPS[group][0]
+    return f"Category {mcc}" if mcc else "Unknown category"

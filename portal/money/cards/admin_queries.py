@@ -42,9 +42,10 @@ class LogFilters:
     kind: CardTransactionKind | None = None
 
 
-def authorization_log(filters: LogFilters, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
+def authorization_log(filters: LogFilters, cursor: str | None = None, size: int | None = None) -> Page:
     """Card transactions of everyone, newest first, with the holder's name and e-mail: items are
     ``(CardTransaction, full_name, email)`` rows."""
+    size = size or PAGE_SIZE
     query = (select(CardTransaction, User.full_name, User.email)
              .join(User, User.id == CardTransaction.user_id))
     if filters.declined:
@@ -69,14 +70,16 @@ def authorization_log(filters: LogFilters, cursor: str | None = None, size: int 
     return Page([tuple(row) for row in rows], next_cursor)
 
 
-def network_messages(cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
+def network_messages(cursor: str | None = None, size: int | None = None) -> Page:
     """Messages that reached no card or original (unknown numbers, out-of-order captures)."""
+    size = size or PAGE_SIZE
     return keyset_page(select(CardNetworkMessage), CardNetworkMessage.created_at, CardNetworkMessage.id, cursor, size)
 
 
-def cards_page(email: str | None = None, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
+def cards_page(email: str | None = None, cursor: str | None = None, size: int | None = None) -> Page:
     """Cards of everyone (or of the users whose e-mail starts with ``email``), newest first, with
     the holder: items are ``(VirtualCard, full_name, email)`` rows (one statement per page)."""
+    size = size or PAGE_SIZE
     query = select(VirtualCard, User.full_name, User.email).join(User, User.id == VirtualCard.user_id)
     if email:
         prefix = email.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy import select
 
 from portal.db import db
-from portal.money.cards import services
+from portal.money.cards import queries, services
 from portal.money.cards.models import CardState, CardTransaction, VirtualCard
 from portal.money.wallets import ledger
 from portal.money.wallets.models import WalletStatus
 from tests.compliance.factories import verify
 from tests.factories import PASSWORD
-from tests.money.cards.helpers import auth_body, card_holder, issued, post
+from tests.money.cards.helpers import auth_body, card_holder, post
 from tests.money.factories import fund, wallet_of
 from tests.money.factories.exchange import make_pair, make_rate
 
@@ -342,12 +342,49 @@ def test_the_poll_with_a_malformed_cursor_and_without_htmx(client, holder):
     assert client.get(f"/wallet/cards/{card.id}/transactions?after=garbage").status_code == 200
 
 
-def test_older_transactions_come_a_page_at_a_time(client, holder, monkeypatch):
-    from portal.money.cards import queries
-    monkeypatch.setattr(queries, "PAGE_SIZE", 2)
+def test_older_transactions_come_a_page_at_a_time(client, holder):
     card = card_of(holder)
     revealed = revealed_of(holder, card)
-    for n in range(3):
-        post(client, "authorize", auth_body(revealed, f"1.0{n}"))
-    rows = db.session.scalars(select(CardTransaction).where(CardTransaction.card_id == card.id)).all()
-    assert len(rows) == 3
+    for n in range(queries.PAGE_SIZE + 2):
+        assert post(client, "authorize", auth_body(revealed, f"0.{n + 10}")).get_json()["approved"]
+    page = body(client.get(f"/wallet/cards/{card.id}"))
+    assert page.count('class="card-tx card-tx-') == queries.PAGE_SIZE
+    more = re.search(r'href="(/wallet/cards/[^"]*/transactions\?after=[^"]+)"', page).group(1)
+    rest = client.get(more, headers=HX)
+    html = body(rest)
+    assert rest.status_code == 200 and "<html" not in html and html.count('class="card-tx card-tx-') == 2
+    assert "0.10 USD" in html and "0.11 USD" in html  # the two oldest
+    plain = client.get(more)
+    assert "<html" in body(plain) and body(plain).count('class="card-tx card-tx-') == 2
+
+
+#: The statements of the list and the card page, whatever the number of cards and transactions
+#: (the request's own session lookup included).
+PAGE_BUDGET = {"list": 8, "card": 9}
+
+
+def _purchases(client, user, card, count):
+    revealed = revealed_of(user, card)
+    for n in range(count):
+        post(client, "authorize", auth_body(revealed, f"1.{n:02d}"))
+
+
+def test_the_pages_statements_stay_flat_with_data(client, holder, statements):
+    first = card_of(holder)
+    _purchases(client, holder, first, 1)
+    with statements() as few_list:
+        client.get("/wallet/cards")
+    with statements() as few_card:
+        client.get(f"/wallet/cards/{first.id}")
+    for _ in range(2):
+        card_of(holder)
+    _purchases(client, holder, first, 6)
+    with statements() as many_list:
+        client.get("/wallet/cards")
+    with statements() as many_card:
+        client.get(f"/wallet/cards/{first.id}")
+    assert many_list.count == few_list.count <= PAGE_BUDGET["list"], many_list.statements
+    assert many_card.count == few_card.count <= PAGE_BUDGET["card"], many_card.statements
+    with statements() as poll:
+        client.get(f"/wallet/cards/{first.id}/transactions?since=", headers=HX)
+    assert poll.count <= 5, poll.statements

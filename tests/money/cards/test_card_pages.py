@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from portal.db import db
 from portal.money.cards import queries, services
-from portal.money.cards.models import CardState, CardTransaction, VirtualCard
+from portal.money.cards.models import CardState, VirtualCard
 from portal.money.wallets import ledger
 from portal.money.wallets.models import WalletStatus
 from tests.compliance.factories import verify

@@ -54,7 +54,7 @@ def test_the_list_shows_brand_last4_expiry_state_and_wallet(client, holder):
     card = card_of(holder)
     page = body(client.get("/wallet/cards"))
     assert f"•••• {card.last4}" in page or f"{card.last4}" in page
-    assert card.expiry in page and card.brand in page and "USD wallet" in page and "Active" in page
+    assert card.expiry in page and card.brand.capitalize() in page and "USD wallet" in page and "Active" in page
     assert 'aria-current="page">Cards' in page
 
 

@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from tests.perf import load, pages, servers, settings, transfers
+from tests.perf import cards, load, pages, servers, settings, transfers
 from tests.perf.database import scratch_database
 from tests.perf.load import LoadResult
 
@@ -182,6 +182,9 @@ def main() -> int:
                                                     students))
         else:
             print("POST /wallet/send is not served by this build: HTTP transfers not measured.")
+        authorizations = cards.http_authorizations(portal.port, app)  # signed card authorizations (cards.py)
+        if authorizations is not None:
+            results.append(authorizations)
     failures += [f"the portal's server logged: {line}" for line in portal.problems]
 
     wallets = transfers.funded_wallets(app)

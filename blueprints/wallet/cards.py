@@ -22,7 +22,7 @@ from blueprints.wallet import bp
 from blueprints.web import redirect_to, refusal, render, wants_fragment
 from portal.compliance.kyc.queries import effective_level
 from portal.db import db
-from portal.errors import DomainError
+from portal.errors import DomainError, Throttled
 from portal.money.cards import codes, queries, services
 from portal.money.currency import format_amount, quantize
 from portal.money.wallets import queries as wallet_queries
@@ -118,10 +118,15 @@ def card(card_id: uuid.UUID):
 @requires(Permission.USE_WALLET)
 def reveal_card(card_id: uuid.UUID):
     """The number and the security code, once, after the password. Nothing of it is stored."""
+    exc_seen = None
     try:
         revealed = services.reveal(current_user, card_id, request.form.get("password"))
     except DomainError as exc:
         refusal(exc)
+        exc_seen = exc
+        if exc.field == "password" and exc.status_code == 422:
+            services.count_wrong_reveal(current_user)  # kept: the next tries are counted against it
+            db.session.commit()
         card = queries.my_card(current_user, card_id)
         response = render("wallet/cards/card.html", "reveal", status=exc.status_code,
                           **_card_context(card, reveal_error=exc.message))
@@ -129,6 +134,8 @@ def reveal_card(card_id: uuid.UUID):
         card = queries.my_card(current_user, card_id)
         response = render("wallet/cards/card.html", "reveal", revealed=revealed, reveal_seconds=REVEAL_SECONDS,
                           **_card_context(card))
+    if isinstance(exc_seen, Throttled):
+        response.headers["Retry-After"] = str(exc_seen.retry_after)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     response.headers["Vary"] = "HX-Request"

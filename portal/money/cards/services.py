@@ -5,7 +5,8 @@ caller commits.
 - ``issue_card``: identity level 2 or higher, the wallet active, at most
   ``CARD_MAX_LIVE_PER_USER`` live (active or frozen) cards per user.
 - ``reveal``: the full number, expiry and security code, only after the password was entered
-  again. What it returns is never written anywhere: not to the database, the audit trail or a
+  again; after ``REVEAL_ATTEMPTS`` wrong passwords (``count_wrong_reveal``) reveals pause for the
+  window. What it returns is never written anywhere: not to the database, the audit trail or a
   log. The security code is derived on the spot (``portal.money.cards.pan``).
 - ``freeze`` / ``unfreeze``: the owner or staff (admins, compliance officers); staff give a
   reason, and a card frozen by staff (or by the security-code lockout) is unfrozen only by staff.
@@ -32,7 +33,7 @@ from portal.accounts.models import User
 from portal.compliance.kyc import queries as kyc
 from portal.db import db
 from portal.db.base import utcnow
-from portal.errors import DomainError, Forbidden, NotFound
+from portal.errors import DomainError, Forbidden, NotFound, Throttled
 from portal.money.cards import codes, pan
 from portal.money.cards.models import (
     LIVE_STATES,
@@ -43,12 +44,16 @@ from portal.money.cards.models import (
 from portal.money.currency import UnknownCurrency, currency, parse_amount
 from portal.money.wallets import ledger
 from portal.money.wallets.models import WalletStatus
+from portal.platform.gateway import services as rate_limits
 from portal.security.permissions import Permission, has_permission
 
 #: The identity-verification level a card needs (an identity document: level 2).
 CARD_LEVEL = 2
 #: Most countries one card may block (the whole list is a canceled card, in effect).
 MAX_BLOCKED_COUNTRIES = 60
+#: Wrong passwords on a reveal a user may give in ``REVEAL_WINDOW_SECONDS`` before reveals pause.
+REVEAL_ATTEMPTS = 5
+REVEAL_WINDOW_SECONDS = 15 * 60
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
@@ -184,6 +189,11 @@ def reveal(user: User, card_id: uuid.UUID, password: str | None) -> RevealedCard
     """The full number and security code of ``user``'s own live card, once the password is right."""
     card = get_card(user, card_id)
     _owner_only(user, card, "see its number")
+    window = rate_limits.peek(_reveal_key(user.id), REVEAL_WINDOW_SECONDS)
+    if window is not None and window.count >= REVEAL_ATTEMPTS:
+        minutes = max(1, round(window.retry_after / 60))
+        raise Throttled(f"Too many wrong passwords: card details can be shown again in {minutes} minute"
+                        f"{'s' if minutes != 1 else ''}.", retry_after=window.retry_after)
     accounts.confirm_password(user, password)
     if not card.live:
         raise CardError(f"This card is {card.state.value}: its number no longer works.")
@@ -191,6 +201,16 @@ def reveal(user: User, card_id: uuid.UUID, password: str | None) -> RevealedCard
     return RevealedCard(card_id=card.id, number=number,
                         security_code=pan.security_code(number, card.exp_month, card.exp_year),
                         exp_month=card.exp_month, exp_year=card.exp_year)
+
+
+def _reveal_key(user_id: uuid.UUID) -> str:
+    return f"card-reveal:{user_id}"
+
+
+def count_wrong_reveal(user: User) -> int:
+    """Count a wrong password given to ``reveal`` (the caller rolls the reveal back, counts,
+    then commits the count); returns the count in the window."""
+    return rate_limits.hit(_reveal_key(user.id), REVEAL_WINDOW_SECONDS).count
 
 
 # -- State ----------------------------------------------------------------------------------------

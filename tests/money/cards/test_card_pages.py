@@ -177,6 +177,23 @@ def test_reveal_with_a_wrong_password_is_refused(client, holder, password):
     assert response.headers["Cache-Control"] == "no-store"
 
 
+def test_wrong_passwords_are_counted_and_pause_reveals(client, holder):
+    card = card_of(holder)
+    expected = revealed_of(holder, card)
+    for _ in range(services.REVEAL_ATTEMPTS):
+        assert client.post(f"/wallet/cards/{card.id}/reveal", data={"password": "wrong"}, headers=HX).status_code == 422
+    paused = client.post(f"/wallet/cards/{card.id}/reveal", data={"password": PASSWORD}, headers=HX)
+    html = body(paused)
+    assert paused.status_code == 429 and "Too many wrong passwords" in html and expected.number not in html
+    assert paused.headers["Cache-Control"] == "no-store" and int(paused.headers["Retry-After"]) > 60
+
+
+def test_a_right_password_after_a_wrong_one_reveals(client, holder):
+    card = card_of(holder)
+    assert client.post(f"/wallet/cards/{card.id}/reveal", data={"password": "wrong"}, headers=HX).status_code == 422
+    assert client.post(f"/wallet/cards/{card.id}/reveal", data={"password": PASSWORD}, headers=HX).status_code == 200
+
+
 def test_a_canceled_card_cannot_be_revealed(client, holder):
     card = card_of(holder)
     services.cancel(holder, card.id)

@@ -377,7 +377,7 @@ def test_older_transactions_come_a_page_at_a_time(client, holder):
 
 #: The statements of the list and the card page, whatever the number of cards and transactions
 #: (the request's own session lookup included).
-PAGE_BUDGET = {"list": 8, "card": 9}
+PAGE_BUDGET = {"list": 6, "card": 8}
 
 
 def _purchases(client, user, card, count):

@@ -156,6 +156,19 @@ def test_reveal_after_the_password_shows_number_and_code_not_stored(client, hold
         assert expected.number not in body(client.get(path)), path
 
 
+def test_a_reveal_is_never_logged(client, holder, caplog):
+    import logging
+
+    card = card_of(holder)
+    expected = revealed_of(holder, card)
+    with caplog.at_level(logging.DEBUG):
+        response = client.post(f"/wallet/cards/{card.id}/reveal", data={"password": PASSWORD}, headers=HX)
+        client.post(f"/wallet/cards/{card.id}/reveal", data={"password": "wrong"}, headers=HX)
+    assert expected.grouped_number in body(response)
+    logged = "\n".join(record.getMessage() + repr(record.__dict__) for record in caplog.records)
+    assert expected.number not in logged and expected.grouped_number not in logged and PASSWORD not in logged
+
+
 def test_reveal_without_javascript_is_a_full_page_with_no_store(client, holder):
     card = card_of(holder)
     expected = revealed_of(holder, card)

@@ -138,7 +138,7 @@ def reveal_card(card_id: uuid.UUID):
         response.headers["Retry-After"] = str(exc_seen.retry_after)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
-    response.headers["Vary"] = "HX-Request"
+    response.vary.add("HX-Request")
     return response
 
 

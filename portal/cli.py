@@ -22,6 +22,7 @@ def register(app: Flask) -> None:
     from portal.compliance.aml.watchlist import watchlist_group
     from portal.learning.lms.certificates import certificates_command
     from portal.learning.tutoring.cli import tutor_group
+    from portal.money.cards.cli import cards_group
     from portal.money.payments.cli import payments_group
     from portal.money.wallets.cli import ledger_group
 
@@ -35,6 +36,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(certificates_command)
     app.cli.add_command(ledger_group)
     app.cli.add_command(payments_group)
+    app.cli.add_command(cards_group)
     app.cli.add_command(watchlist_group)
     app.cli.add_command(tutor_group)
 

@@ -73,6 +73,12 @@ def _file_key() -> str:
     return generate_key_entry("dev")
 
 
+def _card_data_key() -> str:
+    from portal.security.crypto import generate_key_entry
+
+    return generate_key_entry("card1")
+
+
 def load_config(overrides: dict | None = None) -> dict:
     """Flask config dict built from the environment, with ``overrides`` applied last."""
     env = (overrides or {}).get("AZORA_ENV") or os.environ.get("AZORA_ENV", "development")
@@ -183,6 +189,32 @@ def load_config(overrides: dict | None = None) -> dict:
         "COURSE_REFUND_MAX_PROGRESS_PERCENT": _int("COURSE_REFUND_MAX_PROGRESS_PERCENT", 20),
         # A payment still processing after this many minutes is asked about by the reconciliation job.
         "PAYMENT_STUCK_MINUTES": _int("PAYMENT_STUCK_MINUTES", 10),
+        # Virtual cards (README: cards). AES-GCM keys for card numbers, "keyid:base64key,...", the
+        # first encrypts (``flask cards rotate-key`` re-encrypts under it); separate from every
+        # other key. The HMAC key of the numbers' lookup hash, the key the security codes are
+        # derived from (never stored), and the secret the card network signs its messages with.
+        "CARD_DATA_KEYS": _kept_secret("CARD_DATA_KEYS", "card_data_key", _card_data_key,
+                                       required=env == "production"),
+        "CARD_LOOKUP_KEY": _kept_secret("CARD_LOOKUP_KEY", "card_lookup_key", lambda: secrets.token_urlsafe(32),
+                                        required=env == "production"),
+        "CARD_VERIFICATION_KEY": _kept_secret("CARD_VERIFICATION_KEY", "card_verification_key",
+                                              lambda: secrets.token_urlsafe(32), required=env == "production"),
+        "CARD_NETWORK_SECRET": _kept_secret("CARD_NETWORK_SECRET", "card_network_secret",
+                                            lambda: "cnsec_" + secrets.token_urlsafe(24),
+                                            required=env == "production"),
+        # The issuer's BIN (the first six digits of every card number): a test range by default.
+        "CARD_BIN": os.environ.get("CARD_BIN", "999100"),
+        # Live (not canceled or replaced) cards one user may hold; years a new card is valid.
+        "CARD_MAX_LIVE_PER_USER": _int("CARD_MAX_LIVE_PER_USER", 3),
+        "CARD_VALID_YEARS": _int("CARD_VALID_YEARS", 3),
+        # A network message whose signed timestamp is older (or further ahead) than this is refused.
+        "CARD_NETWORK_TOLERANCE_SECONDS": _int("CARD_NETWORK_TOLERANCE_SECONDS", 300),
+        # A capture may exceed its authorization by this share (tips), in percent.
+        "CARD_TIP_TOLERANCE_PERCENT": _int("CARD_TIP_TOLERANCE_PERCENT", 20),
+        # An authorization not captured within this many days is released by the expiry job.
+        "CARD_HOLD_DAYS": _int("CARD_HOLD_DAYS", 7),
+        # Wrong security codes in a row before the card is frozen.
+        "CARD_MAX_WRONG_CVV": _int("CARD_MAX_WRONG_CVV", 3),
         # Compliance. Screening: a watchlist candidate scoring at least this (0-100) is a hit.
         "AML_MATCH_THRESHOLD": _int("AML_MATCH_THRESHOLD", 85),
         # Transaction monitoring: a single movement at or above this is large, per currency

@@ -5,9 +5,11 @@ currency pairs and rates, and withdrawal approval.
 One blueprint, a module per part: ``overview`` (balances, history, CSV), ``transfers``,
 ``exchange`` (conversions; pairs and rates for admins), ``earnings`` (earnings, milestones),
 ``withdrawals``, ``payments`` (top-ups, payments, saved methods, course checkout, refunds and
-receipts), ``payment_webhooks`` (providers' signed reports), ``admin`` (system wallets, ledger
-verification, fee rules, a user's wallets) and ``payments_admin`` (finance: payments, refunds,
-reconciliation, the webhook log).
+receipts), ``payment_webhooks`` (providers' signed reports), ``card_network`` (the card
+network's signed messages), ``cards`` (a holder's virtual cards), ``cards_admin`` (staff's card
+pages and the card terminal), ``admin`` (system wallets, ledger verification, fee rules, a
+user's wallets) and ``payments_admin`` (finance: payments, refunds, reconciliation, the webhook
+log).
 """
 
 from flask import Blueprint
@@ -16,6 +18,9 @@ bp = Blueprint("wallet", __name__, url_prefix="/wallet")
 
 from blueprints.wallet import (  # noqa: E402,F401
     admin,
+    card_network,
+    cards,
+    cards_admin,
     earnings,
     exchange,
     overview,

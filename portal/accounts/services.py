@@ -373,6 +373,13 @@ def logout(token: str | None) -> None:
 
 # ---------------------------------------------------------------- passwords
 
+def confirm_password(user: User, password: str | None, *, field: str = "password") -> None:
+    """Re-verify a logged-in user's password before a sensitive step (revealing a card number);
+    raises with a message for ``field`` when it is not right."""
+    if not password or not passwords.verify_password(user.password_hash, password):
+        raise InvalidInput("Your password is not right.", field=field)
+
+
 def change_password(user: User, current_password: str, new_password: str, *, keep_token: str | None) -> None:
     """Change the password and end every other session of the user."""
     if not passwords.verify_password(user.password_hash, current_password or ""):

@@ -38,35 +38,36 @@ def generate_key_entry(key_id: str | None = None) -> str:
     return f"{key_id}:{base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()}"
 
 
-def parse_keys(spec: str) -> list[tuple[str, bytes]]:
-    """``"id1:b64,id2:b64"`` -> ``[("id1", key), ("id2", key)]``, checked."""
+def parse_keys(spec: str, setting: str = "FILE_ENCRYPTION_KEYS") -> list[tuple[str, bytes]]:
+    """``"id1:b64,id2:b64"`` -> ``[("id1", key), ("id2", key)]``, checked; ``setting`` names the
+    configuration variable in the messages (card data has keys of its own, ``CARD_DATA_KEYS``)."""
     keys: list[tuple[str, bytes]] = []
     for entry in (part.strip() for part in (spec or "").split(",")):
         if not entry:
             continue
         key_id, sep, encoded = entry.partition(":")
         if not sep or not _KEY_ID.match(key_id):
-            raise CryptoError("FILE_ENCRYPTION_KEYS entries are keyid:base64key; key ids are letters, "
+            raise CryptoError(f"{setting} entries are keyid:base64key; key ids are letters, "
                               "digits, - and _ (at most 32).")
         try:
             key = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise CryptoError(f"FILE_ENCRYPTION_KEYS: key {key_id} is not valid base64.") from exc
+            raise CryptoError(f"{setting}: key {key_id} is not valid base64.") from exc
         if len(key) != 32:
-            raise CryptoError(f"FILE_ENCRYPTION_KEYS: key {key_id} must be 32 bytes (AES-256).")
+            raise CryptoError(f"{setting}: key {key_id} must be 32 bytes (AES-256).")
         if any(existing == key_id for existing, _ in keys):
-            raise CryptoError(f"FILE_ENCRYPTION_KEYS: key id {key_id} appears twice.")
+            raise CryptoError(f"{setting}: key id {key_id} appears twice.")
         keys.append((key_id, key))
     if not keys:
-        raise CryptoError("FILE_ENCRYPTION_KEYS is empty: uploaded files cannot be encrypted.")
+        raise CryptoError(f"{setting} is empty: nothing can be encrypted under it.")
     return keys
 
 
 class FileCipher:
     """Encrypts with the first key, decrypts with whichever key a blob names."""
 
-    def __init__(self, spec: str):
-        keys = parse_keys(spec)
+    def __init__(self, spec: str, setting: str = "FILE_ENCRYPTION_KEYS"):
+        keys = parse_keys(spec, setting)
         self.current_key_id = keys[0][0]
         self._keys = dict(keys)
 

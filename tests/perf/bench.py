@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from tests.perf import load, pages, servers, settings, topups, transfers
+from tests.perf import cards, load, pages, servers, settings, topups, transfers
 from tests.perf.database import scratch_database
 from tests.perf.load import LoadResult
 
@@ -194,6 +194,9 @@ def main() -> int:
         print(f"Top-up confirmations: {len(webhooks)} webhooks to {topups.WEBHOOK_PATH}, "
               f"{settings.TRANSFER_CLIENTS} connections, {settings.TRANSFER_SECONDS} s ...", flush=True)
         results.append(topups.confirmations(app, portal.port, psp, webhooks))
+        authorizations = cards.http_authorizations(portal.port, app)  # signed card authorizations (cards.py)
+        if authorizations is not None:
+            results.append(authorizations)
     failures += [f"the portal's server logged: {line}" for line in portal.problems]
 
     wallets = transfers.funded_wallets(app)

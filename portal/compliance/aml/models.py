@@ -99,12 +99,15 @@ class AmlCheck(TimestampedModel):
 
 class MonitoringAlert(TimestampedModel):
     """The monitoring rules' findings on one side (the sender's or the recipient's) of one
-    committed ledger transaction."""
+    committed ledger transaction, or on one card transaction of a user (a declined authorization
+    moves no money and has no ledger row): exactly one of the two."""
 
     __tablename__ = "monitoring_alerts"
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id", ondelete="RESTRICT"))
+    transaction_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id", ondelete="RESTRICT"))
+    card_transaction_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("card_transactions.id", ondelete="RESTRICT"))
     #: ``[{"rule": "structuring", "score": 30, "detail": "4 transfers of 9,500-9,999 USD in 3 days"}]``.
     rules: Mapped[list] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"))
     risk_score: Mapped[int] = mapped_column(Integer)
@@ -117,6 +120,9 @@ class MonitoringAlert(TimestampedModel):
         # alert of their own), even when its job runs twice. It serves the transaction's foreign
         # key as well.
         Index("uq_monitoring_alerts_transaction_user", "transaction_id", "user_id", unique=True),
+        Index("uq_monitoring_alerts_card_transaction_user", "card_transaction_id", "user_id", unique=True,
+              postgresql_where=text('"cardTransactionId" IS NOT NULL')),
+        CheckConstraint('("transactionId" IS NULL) <> ("cardTransactionId" IS NULL)', name="one_subject"),
         Index("ix_monitoring_alerts_created", text('"createdAt" DESC')),
     )
 

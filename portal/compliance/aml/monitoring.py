@@ -18,6 +18,17 @@ The rules, in the spirit of Marble's scenarios:
 - ``rapid_in_out``: most of what came in within a short window is sent on again;
 - ``new_account``: an account younger than some days moving a lot of value.
 
+Card activity (``evaluate_card``, on each card authorization, approved or declined, since a
+decline moves no money and has no ledger row; the captures themselves are ledger movements and
+meet the rules above):
+
+- ``card_declines``: many declined card authorizations of one user within a short window;
+- ``card_high_risk_mcc``: an authorization at a high-risk merchant category (gambling,
+  quasi-cash and crypto, money transfer: ``portal.money.cards.codes.HIGH_RISK_MCCS``);
+- ``card_abroad_after_kyc``: a purchase in a country other than the identity-verification
+  country within hours of a change to the user's verification (a new submission or decision),
+  the pattern of a taken-over account.
+
 Amount parameters are percentages of the currency's large amount, so one setting serves every
 currency; the large amounts themselves come from ``MONITORING_LARGE_AMOUNTS`` and may be
 overridden per currency by admins. The defaults are the ``RULES`` table below; a
@@ -109,7 +120,23 @@ RULES: dict[str, RuleSpec] = {spec.name: spec for spec in (
              {"score": 25, "account_days": 14, "amount_percent": 50},
              (_SCORE, Param("account_days", "Account younger than", 1, 365, "days"),
               Param("amount_percent", "Moving more than", 1, 10000, "% of the large amount"))),
+    RuleSpec("card_declines", "Many card declines",
+             "Many declined card authorizations of one user within a short window (card testing, a stolen card).",
+             {"score": 30, "window_minutes": 60, "min_count": 5},
+             (_SCORE, Param("window_minutes", "Within", 1, 1440, "minutes"),
+              Param("min_count", "Fires from", 2, 100, "declines"))),
+    RuleSpec("card_high_risk_mcc", "High-risk card category",
+             "A card authorization at a high-risk merchant category: gambling, quasi-cash and crypto, money transfer.",
+             {"score": 25}, (_SCORE,)),
+    RuleSpec("card_abroad_after_kyc", "Card abroad after a verification change",
+             "A card purchase in a country other than the verified one soon after the user's identity "
+             "verification changed.",
+             {"score": 35, "hours": 72},
+             (_SCORE, Param("hours", "Within", 1, 720, "hours of the change"))),
 )}
+
+#: The rules that judge card authorizations (``evaluate_card``), not ledger movements.
+CARD_RULES = ("card_declines", "card_high_risk_mcc", "card_abroad_after_kyc")
 
 
 @dataclass
@@ -519,6 +546,129 @@ def _record(evaluation: Evaluation) -> MonitoringAlert | None:
         source="monitoring",
         details={"alertId": str(alert_id), "transactionId": str(m.transaction_id), "direction": m.direction,
                  "amount": str(m.amount), "currency": m.currency, "rules": rules})
+    with cases.as_case_system():
+        alert = db.session.get(MonitoringAlert, alert_id)
+        alert.case_id = case.id
+        db.session.flush()
+    return alert
+
+
+# -- Card activity ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CardActivity:
+    """One card authorization, as the card rules see it."""
+
+    card_transaction_id: uuid.UUID
+    user_id: uuid.UUID
+    at: datetime
+    declined: bool
+    mcc: str
+    country: str
+    amount: Decimal
+    currency: str
+
+
+_CARD_FIGURES = text("""
+SELECT
+    (SELECT count(*) FROM card_transactions
+      WHERE "userId" = :user_id AND kind = 'authorization' AND state = 'declined'
+        AND "createdAt" > :declines_since AND "createdAt" <= :at) AS declines,
+    (SELECT max(greatest(k."submittedAt", coalesce(k."decidedAt", k."submittedAt"))) FROM kyc_verifications k
+      WHERE k."userId" = :user_id AND greatest(k."submittedAt", coalesce(k."decidedAt", k."submittedAt")) <= :at)
+        AS kyc_changed_at,
+    (SELECT k.country FROM kyc_verifications k
+      WHERE k."userId" = :user_id AND k.status = 'approved' AND k.country IS NOT NULL
+      ORDER BY k."decidedAt" DESC NULLS LAST LIMIT 1) AS kyc_country
+""")
+
+
+def evaluate_card(activity: CardActivity, settings: Settings) -> Evaluation:
+    """The card rules on one authorization (one query)."""
+    from portal.money.cards.codes import HIGH_RISK_MCCS, MCC_GROUPS, group_of
+
+    movement = Movement(activity.card_transaction_id, activity.user_id, activity.at, "out", activity.amount,
+                        activity.currency, activity.at)
+    evaluation = Evaluation(movement)
+    if not any(settings.enabled(name) for name in CARD_RULES):
+        return evaluation
+    minutes = settings.p("card_declines", "window_minutes")
+    hours = settings.p("card_abroad_after_kyc", "hours")
+    row = db.session.execute(_CARD_FIGURES, {"user_id": activity.user_id, "at": activity.at,
+                                             "declines_since": activity.at - timedelta(minutes=minutes)}).one()
+
+    def add(name: str, fired: bool, detail: str) -> None:
+        if settings.enabled(name):
+            evaluation.results.append(RuleResult(name, fired, settings.p(name, "score") if fired else 0,
+                                                 detail if fired else ""))
+
+    min_count = settings.p("card_declines", "min_count")
+    add("card_declines", activity.declined and row.declines >= min_count,
+        f"{row.declines} declined card authorizations within {minutes} minutes (fires from {min_count}).")
+    group = group_of(activity.mcc)
+    add("card_high_risk_mcc", activity.mcc in HIGH_RISK_MCCS,
+        f"Card authorization at merchant category {activity.mcc} "
+        f"({MCC_GROUPS[group][0].lower() if group else 'high risk'}).")
+    recent = row.kyc_changed_at is not None and activity.at - row.kyc_changed_at <= timedelta(hours=hours)
+    abroad = bool(activity.country) and row.kyc_country is not None and activity.country != row.kyc_country
+    add("card_abroad_after_kyc", recent and abroad,
+        f"Card purchase in {activity.country}, verified country {row.kyc_country}, "
+        f"{_hours(max(1, int((activity.at - row.kyc_changed_at).total_seconds() // 3600))) if recent else ''} "
+        "after the identity verification changed.")
+    return evaluation
+
+
+def monitor_card(card_transaction_ids: Iterable) -> list[MonitoringAlert]:
+    """Run the card rules on card authorizations; an alert (and a case) per authorization that
+    trips them, once (the unique index on ``(cardTransactionId, userId)``)."""
+    from portal.money.cards.models import CardTransaction, CardTransactionKind, CardTransactionState
+
+    ids = _ids(card_transaction_ids)
+    if not ids:
+        return []
+    rows = db.session.scalars(
+        select(CardTransaction).where(CardTransaction.id.in_(ids),
+                                      CardTransaction.kind == CardTransactionKind.AUTHORIZATION,
+                                      ~select(MonitoringAlert.id).where(
+                                          MonitoringAlert.card_transaction_id == CardTransaction.id).exists())
+        .order_by(CardTransaction.created_at, CardTransaction.id)).all()
+    if not rows:
+        return []
+    settings = load_settings()
+    alerts = []
+    for tx in rows:
+        activity = CardActivity(tx.id, tx.user_id, tx.created_at, tx.state == CardTransactionState.DECLINED,
+                                tx.mcc, tx.merchant_country, tx.amount, tx.currency)
+        evaluation = evaluate_card(activity, settings)
+        if evaluation.fired:
+            alert = _record_card(evaluation, tx)
+            if alert is not None:
+                alerts.append(alert)
+    return alerts
+
+
+def _record_card(evaluation: Evaluation, tx) -> MonitoringAlert | None:
+    rules = [r.as_json() for r in evaluation.fired]
+    score = evaluation.risk_score
+    with cases.as_case_system():
+        alert_id = db.session.execute(
+            insert(MonitoringAlert)
+            .values(id=uuid.uuid4(), user_id=tx.user_id, card_transaction_id=tx.id, rules=rules, risk_score=score,
+                    created_at=utcnow(), updated_at=utcnow())
+            .on_conflict_do_nothing(index_elements=[MonitoringAlert.card_transaction_id, MonitoringAlert.user_id],
+                                    index_where=text('"cardTransactionId" IS NOT NULL'))
+            .returning(MonitoringAlert.id)
+        ).scalar_one_or_none()
+    if alert_id is None:
+        return None
+    names = ", ".join(RULES[r.rule].title.lower() for r in evaluation.fired)
+    case = cases.open_or_attach(
+        tx.user_id, title=f"Card activity: {names}"[:200], severity=cases.severity_for_score(score),
+        risk_score=score, source="monitoring",
+        details={"alertId": str(alert_id), "cardTransactionId": str(tx.id), "merchant": tx.merchant_name,
+                 "mcc": tx.mcc, "country": tx.merchant_country, "amount": str(tx.amount), "currency": tx.currency,
+                 "responseCode": tx.response_code, "rules": rules})
     with cases.as_case_system():
         alert = db.session.get(MonitoringAlert, alert_id)
         alert.case_id = case.id

@@ -29,6 +29,16 @@ def monitor_transactions(transaction_ids: list[str]) -> int:
     return len(alerts)
 
 
+@task(queue="monitoring", retry=3)
+def monitor_card_transactions(card_transaction_ids: list[str]) -> int:
+    """Run the card rules on card authorizations (deferred by the card network's side after its
+    commit); returns how many alerts were raised."""
+    alerts = monitoring.monitor_card(card_transaction_ids)
+    if alerts:
+        log.info("card monitoring raised %d alert(s)", len(alerts))
+    return len(alerts)
+
+
 #: The sweep's schedule and the slice of time each run covers: consecutive runs cover consecutive
 #: slices, so every movement is looked at by exactly one sweep, a few minutes after its commit.
 SWEEP_MINUTES = 15

@@ -63,6 +63,8 @@ class SecurityEventKind(enum.StrEnum):
     BLOCK_LIFTED = "block_lifted"
     SESSIONS_ENDED = "sessions_ended"  #: a user's or an admin's ending of sessions
     WEBHOOK_REJECTED = "webhook_rejected"  #: a payment webhook with a bad signature or body
+    CARD_CVV_LOCKOUT = "card_cvv_lockout"  #: a card frozen after too many wrong security codes
+    CARD_NETWORK_REJECTED = "card_network_rejected"  #: a card network message unsigned, forged or replayed
 
 
 class SecurityEvent(TimestampedModel):

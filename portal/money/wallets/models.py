@@ -69,7 +69,8 @@ class SystemWallet(enum.StrEnum):
 #: wallet falls on. Their balance is the sum over the shards. The others are one wallet each.
 SYSTEM_SHARDS: dict[SystemWallet, int] = {SystemWallet.FEES: 8, SystemWallet.REWARDS: 8, SystemWallet.EXCHANGE: 8,
                                           SystemWallet.CLEARING_SANDBOX: 8, SystemWallet.CLEARING_STRIPE: 8,
-                                          SystemWallet.SALES: 8, SystemWallet.PROVIDER_FEES: 8}
+                                          SystemWallet.SALES: 8, SystemWallet.PROVIDER_FEES: 8,
+                                          SystemWallet.CARD_FLOAT: 8}
 MAX_SHARDS = 64
 
 
@@ -129,6 +130,8 @@ class TransactionType(enum.StrEnum):
     TOP_UP = "top_up"  #: money paid in through a payment provider
     PURCHASE = "purchase"  #: a paid course, from the student's wallet to sales
     REFUND = "refund"  #: money given back for a payment (to the wallet, or out to the provider)
+    CARD_PURCHASE = "card_purchase"  #: a card payment: held at authorization, moved to the card float at capture
+    CARD_REFUND = "card_refund"  #: a merchant's refund to a card, from the card float to the wallet
 
     @property
     def label(self) -> str:

@@ -1,0 +1,724 @@
+"""The card network's side: authorizations decided in real time against the wallet, then the
+messages that follow them (capture, reversal, merchant refund) and the expiry of holds.
+
+Messages arrive as JSON signed by the network (``verify``): header ``Azora-Card-Signature:
+t=<unix time>,v1=<hex HMAC-SHA256 over "<t>." + body under CARD_NETWORK_SECRET>``. A message
+whose time is outside ``CARD_NETWORK_TOLERANCE_SECONDS`` is refused as a replay; a missing or
+wrong signature as forged. Nothing is believed before that.
+
+Every message is applied once, by its network id (``card_transactions.networkId`` is unique): a
+second delivery gets the first answer again. Decisions are ISO 8583 response codes
+(``portal.money.cards.codes``); a decline leaves nothing behind but its own row.
+
+Authorization, in one database transaction:
+
+1. the card, found by the keyed hash of its number, is locked (``FOR UPDATE``): authorizations
+   on one card, and a freeze arriving meanwhile, queue here, so a frozen card declines the next
+   one and limits are summed over settled figures;
+2. state, expiry, security code (derived again, never stored; wrong ones count, and the card
+   freezes after ``CARD_MAX_WRONG_CVV`` with a security event), currency and amount, the
+   merchant category and country, per-purchase / daily / monthly limits;
+3. the amount in the wallet's currency (the exchange's current rate when the merchant's
+   currency differs, rounded up: the holder never pays less than the merchant asked);
+4. a hold on the ledger, wallet -> card float (the ledger locks the wallet and refuses what is
+   not available, so fifty authorizations at once never overdraw it).
+
+Capture moves the hold (all of it, part of it, or more within ``CARD_TIP_TOLERANCE_PERCENT``:
+the hold is then released and the captured amount moved in one go); a reversal releases an
+open hold, and is refused after capture (the merchant refunds instead); a refund moves money
+from the card float back to the wallet, at most what was captured when it names its
+authorization. Captures and reversals whose authorization is unknown are declined with ``25``
+and noted in ``card_network_messages`` (the network retries; once the authorization is there
+the retry applies). Holds not captured within ``CARD_HOLD_DAYS`` are released by ``expire_holds``.
+
+Everything runs as the system actor ``system:card-network``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
+
+from flask import current_app
+from sqlalchemy import select, text
+
+from portal.compliance.security import events as security
+from portal.compliance.security.models import SecurityEventKind, Severity
+from portal.db import db
+from portal.db.base import utcnow
+from portal.db.context import Actor, acting_as
+from portal.errors import Conflict, DomainError
+from portal.money.cards import codes, pan
+from portal.money.cards.models import (
+    CardNetworkMessage,
+    CardState,
+    CardTransaction,
+    CardTransactionKind,
+    CardTransactionState,
+    NetworkMessageOutcome,
+    VirtualCard,
+)
+from portal.money.cards.services import freeze_for_security
+from portal.money.currency import CURRENCIES, MAX_INTEGER_DIGITS, currency
+from portal.money.wallets import ledger
+from portal.money.wallets.ledger import InsufficientFunds, Leg, WalletUnavailable
+from portal.money.wallets.models import (
+    SYSTEM_SHARDS,
+    SystemWallet,
+    Transaction,
+    TransactionType,
+    Wallet,
+    WalletKind,
+)
+
+NETWORK_ACTOR = Actor.system("card-network")
+#: The same actor with the ledger's row-level-security role, for the messages themselves: they
+#: read the card, the wallet and the card float and post on the ledger, and acting with the
+#: ledger's role from the start spares the identity switches (a statement each) the ledger would
+#: make around every movement. The audit trail still names ``system:card-network``.
+NETWORK_LEDGER_ACTOR = Actor(label=NETWORK_ACTOR.label, role=ledger.LEDGER_ROLE)
+SIGNATURE_HEADER = "Azora-Card-Signature"
+#: Larger than any real message; bigger bodies are refused before they are parsed.
+MAX_BODY = 16 * 1024
+_NETWORK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_MCC = re.compile(r"^[0-9]{4}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+KINDS = ("authorize", "capture", "reverse", "refund")
+
+
+class Unauthenticated(DomainError):
+    """Unsigned, forged or replayed: answered 400 (and a security event is kept)."""
+
+    status_code = 400
+
+
+class BadMessage(DomainError):
+    """Not a message the network could have meant: answered 400."""
+
+    status_code = 400
+
+
+# -- Signatures -----------------------------------------------------------------------------------
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> str:
+    """The signature header's value for ``body`` (the simulator and tests sign with it)."""
+    stamp = int(time.time()) if timestamp is None else int(timestamp)
+    digest = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={stamp},v1={digest}"
+
+
+def verify(body: bytes, header: str | None, secret: str, tolerance: int, now: float | None = None) -> None:
+    if not secret:
+        raise Unauthenticated("The card network secret is not configured.")
+    parts: dict[str, list[str]] = {}
+    for item in (header or "").split(","):
+        key, sep, value = item.strip().partition("=")
+        if sep:
+            parts.setdefault(key, []).append(value)
+    stamps, signatures = parts.get("t", []), parts.get("v1", [])
+    if len(stamps) != 1 or not stamps[0].isdigit() or not signatures:
+        raise Unauthenticated(f"The message is not signed ({SIGNATURE_HEADER}: t=...,v1=...).")
+    stamp = int(stamps[0])
+    now = time.time() if now is None else now
+    if abs(now - stamp) > tolerance:
+        raise Unauthenticated("The message's timestamp is outside the allowed window (a replay, or a clock "
+                              "out of step).")
+    expected = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    if not any(hmac.compare_digest(expected, given) for given in signatures):
+        raise Unauthenticated("The message's signature does not match.")
+
+
+# -- Messages -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Message:
+    kind: str
+    network_id: str
+    amount: Decimal | None = None
+    currency: str = ""
+    authorization_id: str | None = None
+    number: str | None = None
+    exp_month: int | None = None
+    exp_year: int | None = None
+    cvv: str | None = None
+    merchant_name: str = ""
+    mcc: str = ""
+    country: str = ""
+
+    def summary(self) -> dict:
+        """What may be kept of the message: never the card's number or security code."""
+        return {"amount": str(self.amount) if self.amount is not None else None, "currency": self.currency,
+                "merchant": self.merchant_name, "mcc": self.mcc, "country": self.country}
+
+
+def _text(data: dict, key: str, size: int) -> str:
+    value = data.get(key, "")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise BadMessage(f"{key} must be text.")
+    return value.replace("\x00", "").strip()[:size]
+
+
+def _amount(data: dict) -> Decimal:
+    raw = data.get("amount")
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, Decimal)):
+        raise BadMessage("amount must be a decimal number written as text, such as \"12.50\".")
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation as exc:
+        raise BadMessage("amount is not a number.") from exc
+    if not value.is_finite():
+        raise BadMessage("amount is not a number.")
+    return value
+
+
+def _int(data: dict, key: str) -> int:
+    raw = data.get(key)
+    if isinstance(raw, bool):
+        raise BadMessage(f"{key} must be a whole number.")
+    try:
+        return int(str(raw).strip())
+    except (TypeError, ValueError) as exc:
+        raise BadMessage(f"{key} must be a whole number.") from exc
+
+
+def parse(kind: str, body: bytes) -> Message:
+    """The message of ``kind`` in ``body``; ``BadMessage`` for anything malformed."""
+    try:
+        data = json.loads(body.decode("utf-8"), parse_float=Decimal)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadMessage("The body is not JSON.") from exc
+    if not isinstance(data, dict):
+        raise BadMessage("The body must be a JSON object.")
+    network_id = data.get("id")
+    if not isinstance(network_id, str) or not _NETWORK_ID.match(network_id):
+        raise BadMessage("id must be the network's message id (letters, digits, _ . : -, at most 100).")
+    message = Message(kind=kind, network_id=network_id)
+    if kind in ("authorize", "capture", "refund"):
+        message.amount = _amount(data)
+        message.currency = _text(data, "currency", 8).upper()
+        if not _CURRENCY.match(message.currency):
+            raise BadMessage("currency must be a three-letter ISO 4217 code.")
+    if kind in ("capture", "reverse", "refund"):
+        original = data.get("authorization_id")
+        if original is not None and (not isinstance(original, str) or not _NETWORK_ID.match(original)):
+            raise BadMessage("authorization_id must be the network id of an authorization.")
+        if original is None and kind != "refund":
+            raise BadMessage("authorization_id is required.")
+        message.authorization_id = original
+    if kind == "authorize" or (kind == "refund" and message.authorization_id is None):
+        card = data.get("card")
+        if not isinstance(card, dict):
+            raise BadMessage("card must be an object with number, exp_month, exp_year and cvv.")
+        number = card.get("number")
+        if not isinstance(number, str) or len(number) > 40:
+            raise BadMessage("card.number must be text.")
+        message.number = number
+        if kind == "authorize":
+            message.exp_month = _int(card, "exp_month")
+            message.exp_year = _int(card, "exp_year")
+            cvv = card.get("cvv")
+            if not isinstance(cvv, str) or not re.fullmatch(r"[0-9]{3,4}", cvv):
+                raise BadMessage("card.cvv must be three or four digits, as text.")
+            message.cvv = cvv
+    if kind in ("authorize", "refund"):
+        merchant = data.get("merchant") or {}
+        if not isinstance(merchant, dict):
+            raise BadMessage("merchant must be an object with name, mcc and country.")
+        message.merchant_name = _text(merchant, "name", 100)
+        message.mcc = _text(merchant, "mcc", 4)
+        message.country = _text(merchant, "country", 2).upper()
+        if kind == "authorize" and (not _MCC.match(message.mcc) or not _COUNTRY.match(message.country)):
+            raise BadMessage("merchant.mcc must be four digits and merchant.country two letters.")
+        if message.mcc and not _MCC.match(message.mcc):
+            raise BadMessage("merchant.mcc must be four digits.")
+    return message
+
+
+# -- Answers --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Answer:
+    network_id: str
+    code: str
+    reason: str = ""
+    duplicate: bool = False
+    reference: uuid.UUID | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def approved(self) -> bool:
+        return self.code == codes.APPROVED
+
+    def as_json(self) -> dict:
+        return {"id": self.network_id, "approved": self.approved, "code": self.code,
+                "reason": self.reason or codes.reason(self.code), "duplicate": self.duplicate,
+                "reference": str(self.reference) if self.reference else None, **self.extra}
+
+
+def _answer_of(row: CardTransaction, duplicate: bool = False) -> Answer:
+    extra = {"amount": str(row.amount), "currency": row.currency} if row.approved else {}
+    return Answer(row.network_id, row.response_code, row.decline_reason or codes.reason(row.response_code),
+                  duplicate, row.id, extra)
+
+
+def _existing(network_id: str) -> CardTransaction | None:
+    return db.session.scalar(select(CardTransaction).where(CardTransaction.network_id == network_id))
+
+
+def _noted(message: Message, code: str, outcome: NetworkMessageOutcome, detail: str) -> Answer:
+    """A message that reaches no card or original: noted for reconciliation, answered ``code``."""
+    with acting_as(NETWORK_ACTOR, db.session):
+        db.session.add(CardNetworkMessage(network_id=message.network_id, kind=_KIND[message.kind],
+                                          original_network_id=message.authorization_id, outcome=outcome,
+                                          response_code=code, detail=detail[:300], summary=message.summary()))
+        db.session.flush()
+    return Answer(message.network_id, code, detail)
+
+
+_KIND = {"authorize": CardTransactionKind.AUTHORIZATION, "capture": CardTransactionKind.CAPTURE,
+         "reverse": CardTransactionKind.REVERSAL, "refund": CardTransactionKind.REFUND}
+
+
+# -- Helpers --------------------------------------------------------------------------------------
+
+
+def _config_int(name: str, default: int) -> int:
+    return int(current_app.config.get(name, default))
+
+
+def _expired(card: VirtualCard, now: datetime) -> bool:
+    return (now.year, now.month) > (card.exp_year, card.exp_month)
+
+
+def _merchant_scale_ok(amount: Decimal, code: str) -> bool:
+    unit = CURRENCIES[code]
+    if amount <= 0 or amount.adjusted() >= MAX_INTEGER_DIGITS:
+        return False
+    return amount == amount.quantize(unit.quantum, rounding=ROUND_DOWN)
+
+
+def _in_wallet_currency(amount: Decimal, from_code: str, to_code: str, *, up: bool,
+                        rate: Decimal | None = None) -> tuple[Decimal, Decimal | None]:
+    """``amount`` of ``from_code`` in ``to_code`` and the rate used (None: same currency).
+    ``up``: round up (what the holder pays), else down (what the holder gets back)."""
+    if from_code == to_code:
+        return amount, None
+    if rate is None:
+        from portal.money.exchange.services import usable_rate
+
+        rate = usable_rate(from_code, to_code).rate
+    quantum = currency(to_code).quantum
+    converted = (amount * rate).quantize(quantum, rounding=ROUND_UP if up else ROUND_DOWN)
+    return converted, rate
+
+
+def _float_wallet(card_user_id: uuid.UUID, code: str) -> Wallet:
+    return ledger.system_wallet(SystemWallet.CARD_FLOAT, code, spread_by=card_user_id)
+
+
+def _float_shard(user_id: uuid.UUID) -> int:
+    return user_id.int % SYSTEM_SHARDS[SystemWallet.CARD_FLOAT]
+
+
+def _wallet_ref(wallet_id: uuid.UUID, code: str, user_id: uuid.UUID | None) -> Wallet:
+    """A stand-in for a wallet the ledger is about to lock and read afresh: it needs only the
+    id, currency and owner to name the movement, so the authorization reads no wallet row of
+    its own. Never added to the session."""
+    return Wallet(id=wallet_id, currency=code, user_id=user_id,
+                  kind=WalletKind.USER if user_id is not None else WalletKind.SYSTEM)
+
+
+#: In one statement: whether the message was applied already, the card's spending today and this
+#: month (what counts against its limits), and the card float's shard for the holder.
+_SPENT = text("""
+SELECT (SELECT id FROM card_transactions WHERE "networkId" = :network_id) AS existing,
+       (SELECT id FROM wallets WHERE "systemName" = 'card_float' AND currency = :code AND shard = :shard)
+           AS float_id,
+       coalesce(sum(CASE WHEN state = 'captured' THEN "capturedAmount" ELSE amount END)
+                FILTER (WHERE "createdAt" >= :day), 0) AS day_sum,
+       coalesce(sum(CASE WHEN state = 'captured' THEN "capturedAmount" ELSE amount END), 0) AS month_sum
+FROM card_transactions
+WHERE "cardId" = :card_id AND kind = 'authorization' AND state IN ('pending', 'captured') AND "createdAt" >= :month
+""")
+
+
+def _monitor_later(row: CardTransaction) -> None:
+    """Have the card monitoring rules judge the authorization once this transaction commits
+    (a job: the answer to the network does not wait for them)."""
+    from portal.compliance.aml.tasks import monitor_card_transactions
+    from portal.platform.jobs import defer_after_commit
+
+    defer_after_commit(db.session, monitor_card_transactions, card_transaction_ids=[str(row.id)])
+
+
+# -- Authorization --------------------------------------------------------------------------------
+
+
+def authorize(message: Message, now: datetime | None = None) -> Answer:
+    now = now or utcnow()
+    number = pan.normalise(message.number)
+    card = None
+    if number is not None:
+        card = db.session.scalar(select(VirtualCard).where(VirtualCard.pan_lookup == pan.lookup_hash(number))
+                                 .with_for_update().execution_options(populate_existing=True))
+    if card is None:
+        existing = _existing(message.network_id)
+        if existing is not None:
+            return _answer_of(existing, duplicate=True)
+        return _noted(message, codes.NO_SUCH_CARD, NetworkMessageOutcome.REJECTED, codes.reason(codes.NO_SUCH_CARD))
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    spent = db.session.execute(_SPENT, {"network_id": message.network_id, "card_id": card.id, "day": day,
+                                        "month": day.replace(day=1), "code": card.currency,
+                                        "shard": _float_shard(card.user_id)}).one()
+    if spent.existing is not None:
+        return _answer_of(db.session.get(CardTransaction, spent.existing), duplicate=True)
+
+    row = CardTransaction(id=uuid.uuid4(), card_id=card.id, user_id=card.user_id, wallet_id=card.wallet_id,
+                          kind=CardTransactionKind.AUTHORIZATION, network_id=message.network_id,
+                          merchant_name=message.merchant_name, mcc=message.mcc, merchant_country=message.country,
+                          merchant_amount=max(message.amount, Decimal(0)) if abs(message.amount).adjusted() < 20
+                          else Decimal(0),
+                          merchant_currency=message.currency, amount=Decimal(0), currency=card.currency,
+                          captured_amount=Decimal(0), refunded_amount=Decimal(0), ledger_transaction_ids=[])
+
+    def decline(code: str, reason: str = "") -> Answer:
+        row.state = CardTransactionState.DECLINED
+        row.response_code = code
+        row.decline_reason = (reason or codes.reason(code))[:200]
+        db.session.add(row)
+        db.session.flush()
+        _monitor_later(row)
+        return _answer_of(row)
+
+    if card.state in (CardState.CANCELED, CardState.REPLACED):
+        return decline(codes.CLOSED_ACCOUNT, f"The card is {card.state.value}")
+    if card.state == CardState.FROZEN:
+        return decline(codes.RESTRICTED_CARD)
+    exp_year = message.exp_year + 2000 if message.exp_year < 100 else message.exp_year
+    if _expired(card, now):
+        return decline(codes.EXPIRED_CARD)
+    if (message.exp_month, exp_year) != (card.exp_month, card.exp_year):
+        return decline(codes.EXPIRED_CARD, "The expiry date does not match the card")
+    if not pan.code_matches(number, card.exp_month, card.exp_year, message.cvv):
+        card.wrong_cvv_count += 1
+        if card.wrong_cvv_count >= _config_int("CARD_MAX_WRONG_CVV", 3):
+            freeze_for_security(card, f"Frozen after {card.wrong_cvv_count} wrong security codes in a row")
+            security.record(SecurityEventKind.CARD_CVV_LOCKOUT, Severity.HIGH,
+                            f"Card {card.bin}…{card.last4} frozen after {card.wrong_cvv_count} wrong security codes",
+                            user_id=card.user_id, details={"card_id": str(card.id), "network_id": message.network_id})
+        return decline(codes.BAD_CVV)
+    if card.wrong_cvv_count:
+        card.wrong_cvv_count = 0
+    if message.currency not in CURRENCIES:
+        return decline(codes.UNSUPPORTED_CURRENCY, f"{message.currency} is not a currency the portal settles")
+    if not _merchant_scale_ok(message.amount, message.currency):
+        return decline(codes.INVALID_AMOUNT)
+    group = codes.group_of(message.mcc)
+    if group is not None and group in (card.blocked_mcc_groups or []):
+        return decline(codes.NOT_PERMITTED, f"Merchant category blocked on this card ({codes.MCC_GROUPS[group][0]})")
+    if message.country in (card.blocked_countries or []):
+        return decline(codes.NOT_PERMITTED, f"Purchases in {message.country} are blocked on this card")
+    try:
+        amount, rate = _in_wallet_currency(message.amount, message.currency, card.currency, up=True)
+    except DomainError:
+        return decline(codes.NO_RATE)
+    row.amount, row.rate = amount, rate
+    if card.per_purchase_limit is not None and amount > card.per_purchase_limit:
+        return decline(codes.EXCEEDS_LIMIT, "Above the card's per-purchase limit")
+    if card.daily_limit is not None and spent.day_sum + amount > card.daily_limit:
+        return decline(codes.EXCEEDS_LIMIT, "Above the card's daily limit")
+    if card.monthly_limit is not None and spent.month_sum + amount > card.monthly_limit:
+        return decline(codes.EXCEEDS_LIMIT, "Above the card's monthly limit")
+    wallet = _wallet_ref(card.wallet_id, card.currency, card.user_id)
+    float_wallet = _wallet_ref(spent.float_id, card.currency, None) if spent.float_id else \
+        _float_wallet(card.user_id, card.currency)
+    try:
+        (pending,) = ledger.hold([Leg(wallet, float_wallet, amount,
+                                      TransactionType.CARD_PURCHASE, f"Card {card.last4}: {message.merchant_name}"[:300],
+                                      {"card": card.last4, "merchant": message.merchant_name, "mcc": message.mcc})])
+    except InsufficientFunds:
+        return decline(codes.INSUFFICIENT_FUNDS)
+    except WalletUnavailable:
+        return decline(codes.DO_NOT_HONOR)
+    row.state = CardTransactionState.PENDING
+    row.response_code = codes.APPROVED
+    row.hold_transaction_id = pending.id
+    row.ledger_transaction_ids = [pending.id]
+    row.hold_expires_at = now + timedelta(days=_config_int("CARD_HOLD_DAYS", 7))
+    db.session.add(row)
+    db.session.flush()
+    _monitor_later(row)
+    return _answer_of(row)
+
+
+# -- After the authorization ----------------------------------------------------------------------
+
+
+def _original(message: Message) -> CardTransaction | None:
+    return db.session.scalar(select(CardTransaction).where(CardTransaction.network_id == message.authorization_id,
+                                                           CardTransaction.kind == CardTransactionKind.AUTHORIZATION)
+                             .with_for_update().execution_options(populate_existing=True))
+
+
+def _follow_up(message: Message, auth: CardTransaction, kind: CardTransactionKind) -> CardTransaction:
+    return CardTransaction(id=uuid.uuid4(), card_id=auth.card_id, user_id=auth.user_id, wallet_id=auth.wallet_id,
+                           kind=kind, network_id=message.network_id, authorization_id=auth.id,
+                           merchant_name=auth.merchant_name, mcc=auth.mcc, merchant_country=auth.merchant_country,
+                           merchant_amount=Decimal(0), merchant_currency=auth.merchant_currency,
+                           amount=Decimal(0), currency=auth.currency, rate=auth.rate,
+                           captured_amount=Decimal(0), refunded_amount=Decimal(0), ledger_transaction_ids=[])
+
+
+def _decline_row(row: CardTransaction, code: str, reason: str = "") -> Answer:
+    row.state = CardTransactionState.DECLINED
+    row.response_code = code
+    row.decline_reason = (reason or codes.reason(code))[:200]
+    db.session.add(row)
+    db.session.flush()
+    return _answer_of(row)
+
+
+def _unusable_auth(auth: CardTransaction, what: str) -> str | None:
+    if auth.state == CardTransactionState.PENDING:
+        return None
+    return {CardTransactionState.DECLINED: f"The authorization was declined: nothing to {what}",
+            CardTransactionState.CAPTURED: f"The authorization was captured already: nothing to {what}",
+            CardTransactionState.REVERSED: f"The authorization was reversed: nothing to {what}",
+            CardTransactionState.EXPIRED: f"The authorization expired: nothing to {what}"}[auth.state]
+
+
+def capture(message: Message) -> Answer:
+    auth = _original(message)
+    if auth is None:
+        existing = _existing(message.network_id)
+        if existing is not None:
+            return _answer_of(existing, duplicate=True)
+        return _noted(message, codes.NO_ORIGINAL, NetworkMessageOutcome.PARKED,
+                      "Capture of an authorization not known (yet): retry once it has arrived")
+    existing = _existing(message.network_id)
+    if existing is not None:
+        return _answer_of(existing, duplicate=True)
+    row = _follow_up(message, auth, CardTransactionKind.CAPTURE)
+    row.merchant_amount = max(message.amount, Decimal(0)) if abs(message.amount).adjusted() < 20 else Decimal(0)
+    problem = _unusable_auth(auth, "capture")
+    if problem:
+        return _decline_row(row, codes.INVALID_TRANSACTION, problem)
+    if message.currency != auth.merchant_currency:
+        return _decline_row(row, codes.INVALID_TRANSACTION,
+                            f"The capture's currency ({message.currency}) is not the authorization's "
+                            f"({auth.merchant_currency})")
+    if not _merchant_scale_ok(message.amount, message.currency):
+        return _decline_row(row, codes.INVALID_AMOUNT)
+    if message.amount == auth.merchant_amount:
+        amount = auth.amount
+    else:
+        amount, _rate = _in_wallet_currency(message.amount, message.currency, auth.currency, up=True, rate=auth.rate)
+    tolerance = Decimal(_config_int("CARD_TIP_TOLERANCE_PERCENT", 20))
+    ceiling = auth.amount + (auth.amount * tolerance / 100).quantize(currency(auth.currency).quantum,
+                                                                     rounding=ROUND_DOWN)
+    if amount > ceiling:
+        return _decline_row(row, codes.INVALID_AMOUNT,
+                            f"The capture exceeds the authorization by more than the {tolerance}% tolerance")
+    pending = db.session.get(Transaction, auth.hold_transaction_id)
+    try:
+        with db.session.begin_nested():
+            if amount == auth.amount:
+                moved = ledger.capture([pending], description=f"Card {auth.merchant_name}: captured"[:300])
+            else:
+                released = ledger.release([pending], description="Card hold released for a different capture")
+                wallet = db.session.get(Wallet, auth.wallet_id)
+                float_wallet = db.session.get(Wallet, pending.credit_wallet_id)
+                posted = ledger.post([Leg(wallet, float_wallet, amount, TransactionType.CARD_PURCHASE,
+                                          f"Card: {auth.merchant_name}"[:300], dict(pending.details))],
+                                     group_id=pending.group_id)
+                moved = released + posted
+    except InsufficientFunds:
+        return _decline_row(row, codes.INSUFFICIENT_FUNDS, "Not enough money for the amount above the hold")
+    except WalletUnavailable:
+        return _decline_row(row, codes.DO_NOT_HONOR)
+    auth.state = CardTransactionState.CAPTURED
+    auth.captured_amount = amount
+    row.state = CardTransactionState.CAPTURED
+    row.response_code = codes.APPROVED
+    row.amount = amount
+    row.ledger_transaction_ids = [tx.id for tx in moved]
+    db.session.add(row)
+    db.session.flush()
+    return _answer_of(row)
+
+
+def reverse(message: Message) -> Answer:
+    auth = _original(message)
+    if auth is None:
+        existing = _existing(message.network_id)
+        if existing is not None:
+            return _answer_of(existing, duplicate=True)
+        return _noted(message, codes.NO_ORIGINAL, NetworkMessageOutcome.PARKED,
+                      "Reversal of an authorization not known (yet): retry once it has arrived")
+    existing = _existing(message.network_id)
+    if existing is not None:
+        return _answer_of(existing, duplicate=True)
+    row = _follow_up(message, auth, CardTransactionKind.REVERSAL)
+    row.merchant_amount = auth.merchant_amount
+    problem = _unusable_auth(auth, "reverse")
+    if problem:
+        if auth.state == CardTransactionState.CAPTURED:
+            problem += " (the merchant refunds instead)"
+        return _decline_row(row, codes.INVALID_TRANSACTION, problem)
+    pending = db.session.get(Transaction, auth.hold_transaction_id)
+    released = ledger.release([pending], description=f"Card {auth.merchant_name}: reversed"[:300])
+    auth.state = CardTransactionState.REVERSED
+    row.state = CardTransactionState.REVERSED
+    row.response_code = codes.APPROVED
+    row.amount = auth.amount
+    row.ledger_transaction_ids = [tx.id for tx in released]
+    db.session.add(row)
+    db.session.flush()
+    return _answer_of(row)
+
+
+def refund(message: Message) -> Answer:
+    auth = None
+    if message.authorization_id is not None:
+        auth = _original(message)
+        if auth is None:
+            existing = _existing(message.network_id)
+            if existing is not None:
+                return _answer_of(existing, duplicate=True)
+            return _noted(message, codes.NO_ORIGINAL, NetworkMessageOutcome.PARKED,
+                          "Refund of an authorization not known (yet): retry once it has arrived")
+        card = db.session.get(VirtualCard, auth.card_id)
+    else:
+        number = pan.normalise(message.number)
+        card = None if number is None else db.session.scalar(
+            select(VirtualCard).where(VirtualCard.pan_lookup == pan.lookup_hash(number))
+            .with_for_update().execution_options(populate_existing=True))
+        if card is None:
+            existing = _existing(message.network_id)
+            if existing is not None:
+                return _answer_of(existing, duplicate=True)
+            return _noted(message, codes.NO_SUCH_CARD, NetworkMessageOutcome.REJECTED,
+                          codes.reason(codes.NO_SUCH_CARD))
+    existing = _existing(message.network_id)
+    if existing is not None:
+        return _answer_of(existing, duplicate=True)
+    row = CardTransaction(id=uuid.uuid4(), card_id=card.id, user_id=card.user_id, wallet_id=card.wallet_id,
+                          kind=CardTransactionKind.REFUND, network_id=message.network_id,
+                          authorization_id=auth.id if auth else None,
+                          merchant_name=message.merchant_name or (auth.merchant_name if auth else ""),
+                          mcc=message.mcc or (auth.mcc if auth else ""),
+                          merchant_country=message.country or (auth.merchant_country if auth else ""),
+                          merchant_amount=max(message.amount, Decimal(0)) if abs(message.amount).adjusted() < 20
+                          else Decimal(0), merchant_currency=message.currency, amount=Decimal(0),
+                          currency=card.currency, captured_amount=Decimal(0), refunded_amount=Decimal(0),
+                          ledger_transaction_ids=[])
+    if message.currency not in CURRENCIES:
+        return _decline_row(row, codes.UNSUPPORTED_CURRENCY)
+    if not _merchant_scale_ok(message.amount, message.currency):
+        return _decline_row(row, codes.INVALID_AMOUNT)
+    if auth is not None:
+        if auth.state != CardTransactionState.CAPTURED:
+            return _decline_row(row, codes.INVALID_TRANSACTION, "Only a captured purchase can be refunded")
+        if message.currency != auth.merchant_currency:
+            return _decline_row(row, codes.INVALID_TRANSACTION, "The refund's currency is not the purchase's")
+    try:
+        amount, rate = _in_wallet_currency(message.amount, message.currency, card.currency, up=False,
+                                           rate=auth.rate if auth is not None else None)
+    except DomainError:
+        return _decline_row(row, codes.NO_RATE)
+    row.amount, row.rate = amount, rate
+    if amount <= 0:
+        return _decline_row(row, codes.INVALID_AMOUNT)
+    if auth is not None and auth.refunded_amount + amount > auth.captured_amount:
+        return _decline_row(row, codes.INVALID_AMOUNT, "The refunds would exceed what was captured")
+    wallet = db.session.get(Wallet, card.wallet_id)
+    try:
+        moved = ledger.post([Leg(_float_wallet(card.user_id, card.currency), wallet, amount,
+                                 TransactionType.CARD_REFUND, f"Card refund: {row.merchant_name}"[:300],
+                                 {"card": card.last4, "merchant": row.merchant_name})])
+    except WalletUnavailable:
+        return _decline_row(row, codes.DO_NOT_HONOR)
+    if auth is not None:
+        auth.refunded_amount += amount
+    row.state = CardTransactionState.REFUNDED
+    row.response_code = codes.APPROVED
+    row.ledger_transaction_ids = [tx.id for tx in moved]
+    db.session.add(row)
+    db.session.flush()
+    return _answer_of(row)
+
+
+_HANDLERS = {"authorize": authorize, "capture": capture, "reverse": reverse, "refund": refund}
+
+
+def receive(kind: str, body: bytes, headers) -> Answer:
+    """Verify, parse and apply one message (the route commits). Raises ``Unauthenticated`` or
+    ``BadMessage``; any decision, approve or decline, is an ``Answer``."""
+    if kind not in _HANDLERS:
+        raise BadMessage("There is no such card network message.")
+    config = current_app.config
+    try:
+        verify(body, headers.get(SIGNATURE_HEADER), config.get("CARD_NETWORK_SECRET") or "",
+               int(config.get("CARD_NETWORK_TOLERANCE_SECONDS", 300)))
+    except Unauthenticated as exc:
+        with acting_as(NETWORK_ACTOR, db.session):
+            security.record(SecurityEventKind.CARD_NETWORK_REJECTED, Severity.MEDIUM,
+                            f"Card network message refused: {exc.message}"[:500],
+                            details={"kind": kind, "bytes": len(body)})
+        raise
+    message = parse(kind, body)
+    with acting_as(NETWORK_LEDGER_ACTOR, db.session):
+        return _HANDLERS[kind](message)
+
+
+# -- Expiry ---------------------------------------------------------------------------------------
+
+#: Holds one run of the job releases at most (the next run takes the rest).
+EXPIRY_BATCH = 500
+
+
+def expire_holds(now: datetime | None = None, limit: int = EXPIRY_BATCH) -> int:
+    """Release the holds of authorizations not captured by their expiry; returns how many.
+    Each gets an ``expiry`` row with the network id ``expiry:<authorization id>``, so a second
+    run (or two at once: ``SKIP LOCKED``) releases nothing twice."""
+    now = now or utcnow()
+    auths = db.session.scalars(
+        select(CardTransaction)
+        .where(CardTransaction.kind == CardTransactionKind.AUTHORIZATION,
+               CardTransaction.state == CardTransactionState.PENDING, CardTransaction.hold_expires_at <= now)
+        .order_by(CardTransaction.hold_expires_at).limit(limit)
+        .with_for_update(skip_locked=True).execution_options(populate_existing=True)).all()
+    done = 0
+    for auth in auths:
+        pending = db.session.get(Transaction, auth.hold_transaction_id)
+        try:
+            with db.session.begin_nested():
+                released = ledger.release([pending], description=f"Card {auth.merchant_name}: hold expired"[:300])
+        except Conflict:
+            continue
+        auth.state = CardTransactionState.EXPIRED
+        row = CardTransaction(id=uuid.uuid4(), card_id=auth.card_id, user_id=auth.user_id, wallet_id=auth.wallet_id,
+                              kind=CardTransactionKind.EXPIRY, state=CardTransactionState.EXPIRED,
+                              network_id=f"expiry:{auth.id}", authorization_id=auth.id,
+                              merchant_name=auth.merchant_name, mcc=auth.mcc, merchant_country=auth.merchant_country,
+                              merchant_amount=auth.merchant_amount, merchant_currency=auth.merchant_currency,
+                              amount=auth.amount, currency=auth.currency, rate=auth.rate,
+                              captured_amount=Decimal(0), refunded_amount=Decimal(0), response_code=codes.APPROVED,
+                              ledger_transaction_ids=[tx.id for tx in released])
+        db.session.add(row)
+        done += 1
+    db.session.flush()
+    return done

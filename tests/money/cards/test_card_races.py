@@ -1,0 +1,187 @@
+"""Fifty authorizations on one card at the same moment, each on its own connection: the wallet is
+never overdrawn, exactly as many are approved as the balance covers, and the rest are declined
+for insufficient funds with no hold left behind. And a freeze racing the authorizations: every
+authorization decided after the freeze is declined.
+
+The fixture commits (the threads must see the card); afterwards the holds are released and the
+money returned to the outside world, so the ledger verifies and the system wallets are as before.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from decimal import Decimal
+
+import pytest
+from flask_sqlalchemy.session import Session as FlaskSQLAlchemySession
+from sqlalchemy import create_engine, select
+
+from portal.db import db
+from portal.db.context import Actor, acting_as
+from portal.money.cards import codes, network, services
+from portal.money.cards.models import CardTransaction
+from portal.money.wallets import ledger
+from portal.money.wallets.ledger import Leg
+from portal.money.wallets.models import Phase, SystemWallet, Transaction, TransactionType, Wallet
+from tests.money.cards.helpers import auth_body, card_holder, issued
+
+pytestmark = pytest.mark.no_db_rollback
+
+WORKERS = 50
+TIMEOUT = 30
+
+
+class _BoundSession(FlaskSQLAlchemySession):
+    def get_bind(self, mapper=None, clause=None, bind=None, **kwargs):
+        return bind if bind is not None else self.bind
+
+
+@pytest.fixture(scope="module")
+def race_engine(app):
+    with app.app_context():
+        url = db.engine.url
+    engine = create_engine(url, pool_size=WORKERS + 2, max_overflow=0, pool_timeout=TIMEOUT,
+                           connect_args={"options": "-c lock_timeout=20000 -c statement_timeout=25000"})
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def own_connections(race_engine):
+    original = db.session
+    db.session = db._make_scoped_session({"bind": race_engine, "binds": {}, "class_": _BoundSession})
+    try:
+        yield
+    finally:
+        db.session = original
+
+
+@pytest.fixture
+def funded_card(app, own_connections):
+    """A committed student with 100.00 USD and a card; cleaned up afterwards."""
+    made = {}
+    with app.app_context(), acting_as(Actor.system("tests")):
+        # Every float shard made now: a first use by two open transactions would queue them.
+        for shard_user in range(8):
+            import uuid
+
+            ledger.system_wallet(SystemWallet.CARD_FLOAT, "USD", spread_by=uuid.UUID(int=shard_user))
+        user = card_holder("100.00")
+        card, revealed = issued(user)
+        made.update(user_id=user.id, card_id=card.id, wallet_id=card.wallet_id, revealed=revealed)
+        db.session.commit()
+        db.session.remove()
+    yield made
+    with app.app_context(), acting_as(Actor.system("tests")):
+        try:
+            with ledger.as_ledger():
+                holds = list(db.session.scalars(select(Transaction).where(
+                    Transaction.phase == Phase.PENDING, Transaction.debit_wallet_id == made["wallet_id"])))
+                resolved = set(db.session.scalars(select(Transaction.pending_id).where(
+                    Transaction.pending_id.in_([h.id for h in holds]))))
+            open_holds = [h for h in holds if h.id not in resolved]
+            if open_holds:
+                ledger.release(open_holds, description="Test clean-up")
+            with ledger.as_ledger():
+                wallet = db.session.get(Wallet, made["wallet_id"])
+                db.session.refresh(wallet)
+            if wallet.balance > 0:
+                ledger.post([Leg(wallet, ledger.system_wallet(SystemWallet.DEPOSITS, "USD"), wallet.balance,
+                                 TransactionType.WITHDRAWAL, "Test clean-up")])
+            db.session.commit()
+            assert ledger.verify().ok
+        finally:
+            db.session.rollback()
+            db.session.remove()
+
+
+def _race(app, bodies, before=None):
+    barrier = threading.Barrier(len(bodies) + (1 if before else 0))
+    answers: list = [None] * len(bodies)
+    errors: list[BaseException] = []
+
+    def run(index: int, body: dict) -> None:
+        try:
+            with app.app_context(), acting_as(network.NETWORK_ACTOR):
+                try:
+                    message = network.parse("authorize", json.dumps(body).encode())
+                    barrier.wait(timeout=TIMEOUT)
+                    answers[index] = network.authorize(message)
+                    db.session.commit()
+                finally:
+                    db.session.rollback()
+                    db.session.remove()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(i, body), daemon=True) for i, body in enumerate(bodies)]
+    if before:
+        threads.append(threading.Thread(target=before, args=(barrier,), daemon=True))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=TIMEOUT * 2)
+    assert not any(thread.is_alive() for thread in threads), "an authorization hung"
+    if errors:
+        raise errors[0]
+    return answers
+
+
+def _wallet(app, wallet_id):
+    with app.app_context(), acting_as(Actor.system("tests")), ledger.as_ledger():
+        wallet = db.session.get(Wallet, wallet_id)
+        figures = (wallet.balance, wallet.locked_balance)
+        db.session.remove()
+    return figures
+
+
+def test_fifty_authorizations_at_once_never_overdraw(app, funded_card):
+    bodies = [auth_body(funded_card["revealed"], amount="7.00") for _ in range(WORKERS)]
+    answers = _race(app, bodies)
+    approved = [a for a in answers if a.approved]
+    assert len(approved) == 14  # 14 x 7.00 = 98.00; a fifteenth would need 105.00
+    assert {a.code for a in answers if not a.approved} == {codes.INSUFFICIENT_FUNDS}
+    balance, locked = _wallet(app, funded_card["wallet_id"])
+    assert (balance, locked) == (Decimal("100.00"), Decimal("98.00"))
+    with app.app_context(), acting_as(Actor.system("tests")):
+        rows = db.session.scalars(select(CardTransaction).where(CardTransaction.card_id == funded_card["card_id"])).all()
+        assert len(rows) == WORKERS and sum(1 for r in rows if r.hold_transaction_id) == 14
+        assert ledger.verify().ok
+        db.session.remove()
+
+
+def test_a_freeze_in_flight_leaves_a_consistent_card(app, funded_card):
+    """Ten authorizations and a freeze start together: each authorization is decided wholly
+    before or wholly after the freeze (the card's row lock orders them), so every one approved
+    has its hold and every one after the freeze is declined as restricted."""
+    frozen_at: dict = {}
+
+    def freeze(barrier):
+        with app.app_context(), acting_as(Actor.system("tests")):
+            try:
+                from portal.accounts.models import User
+
+                user = db.session.get(User, funded_card["user_id"])
+                barrier.wait(timeout=TIMEOUT)
+                services.freeze(user, funded_card["card_id"])
+                frozen_at["at"] = db.session.scalar(select(db.func.clock_timestamp()))
+                db.session.commit()
+            finally:
+                db.session.rollback()
+                db.session.remove()
+
+    bodies = [auth_body(funded_card["revealed"], amount="1.00") for _ in range(10)]
+    answers = _race(app, bodies, before=freeze)
+    assert {a.code for a in answers} <= {codes.APPROVED, codes.RESTRICTED_CARD}
+    balance, locked = _wallet(app, funded_card["wallet_id"])
+    assert locked == Decimal(sum(1 for a in answers if a.approved))
+    with app.app_context(), acting_as(Actor.system("tests")):
+        rows = db.session.scalars(select(CardTransaction).where(CardTransaction.card_id == funded_card["card_id"])
+                                  .order_by(CardTransaction.created_at)).all()
+        decided = [r.response_code for r in rows]
+        # Once one is declined as restricted, none after it is approved.
+        if codes.RESTRICTED_CARD in decided:
+            assert codes.APPROVED not in decided[decided.index(codes.RESTRICTED_CARD):]
+        db.session.remove()

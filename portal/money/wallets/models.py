@@ -58,6 +58,9 @@ class SystemWallet(enum.StrEnum):
     #: What payment providers kept as their fees: the portal's expense (a top-up is credited in
     #: full), kept apart from ``fees`` (what the portal collected) so neither hides the other.
     PROVIDER_FEES = "provider_fees"
+    #: Revenue of subscriptions (``portal.money.billing``): invoices paid from wallets move
+    #: value into it; credit for a subscription canceled early comes back out of it.
+    BILLING = "billing"
 
     @property
     def label(self) -> str:
@@ -69,7 +72,8 @@ class SystemWallet(enum.StrEnum):
 #: wallet falls on. Their balance is the sum over the shards. The others are one wallet each.
 SYSTEM_SHARDS: dict[SystemWallet, int] = {SystemWallet.FEES: 8, SystemWallet.REWARDS: 8, SystemWallet.EXCHANGE: 8,
                                           SystemWallet.CLEARING_SANDBOX: 8, SystemWallet.CLEARING_STRIPE: 8,
-                                          SystemWallet.SALES: 8, SystemWallet.PROVIDER_FEES: 8}
+                                          SystemWallet.SALES: 8, SystemWallet.PROVIDER_FEES: 8,
+                                          SystemWallet.BILLING: 8}
 MAX_SHARDS = 64
 
 
@@ -129,6 +133,7 @@ class TransactionType(enum.StrEnum):
     TOP_UP = "top_up"  #: money paid in through a payment provider
     PURCHASE = "purchase"  #: a paid course, from the student's wallet to sales
     REFUND = "refund"  #: money given back for a payment (to the wallet, or out to the provider)
+    SUBSCRIPTION = "subscription"  #: an invoice of a subscription paid from the wallet (to ``billing``)
 
     @property
     def label(self) -> str:

@@ -141,6 +141,7 @@ def _connect_listeners() -> None:
     import portal.learning.education.listeners
     import portal.learning.lms.listeners
     import portal.learning.tutoring.listeners
+    import portal.money.billing.listeners
     import portal.money.earnings.listeners  # noqa: F401
 
 

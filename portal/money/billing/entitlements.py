@@ -8,7 +8,9 @@ listener acting as someone else (a teacher whose grading passed a student's quiz
 the student's plan.
 
 A past-due subscription keeps its entitlements while the dunning retries run; a student with no
-live subscription has the ``free`` plan's, and without a free plan the ``DEFAULTS``.
+live subscription has the ``free`` plan's. A key a plan does not set takes the ``DEFAULTS``,
+which limit nothing: a portal that defines no plans works as it did before billing existed, and
+the free plan (seeded by the demo) is where limits for non-paying students are set.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ FEATURES: dict[str, type] = {
     "transfer_limit_multiplier": Decimal,  #: the daily transfer limits are multiplied by it
 }
 
-#: What a student has without any plan (and what a plan's missing keys fall back to).
+#: What a plan's missing keys fall back to (and everyone's, when no free plan exists): no limit.
 DEFAULTS: dict[str, object] = {
-    "tutor_model": False,
-    "tutor_questions_per_day": 20,
+    "tutor_model": True,
+    "tutor_questions_per_day": None,
     "reward_multiplier": Decimal("1"),
     "transfer_limit_multiplier": Decimal("1"),
 }

@@ -25,7 +25,7 @@ def plans(suffix: str = "") -> dict[str, Plan]:
     admin = create_user("admin")
     made = {}
     for code, name, price, interval, trial, features in (
-        ("free", "Free", "0", "monthly", 0, {"tutor_questions_per_day": 3}),
+        ("free", "Free", "0", "monthly", 0, {"tutor_questions_per_day": 3, "tutor_model": False}),
         ("plus" + suffix, "Plus", "10.00", "monthly", 14, {"tutor_questions_per_day": None, "tutor_model": True,
                                                           "reward_multiplier": "1.5"}),
         ("pro" + suffix, "Pro", "25.00", "monthly", 0, {"tutor_questions_per_day": None, "tutor_model": True,

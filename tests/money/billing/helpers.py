@@ -19,7 +19,7 @@ def utc(*args) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
-def plans(suffix: str = "") -> dict[str, Plan]:
+def plans(suffix: str = "", *, with_free: bool = True) -> dict[str, Plan]:
     """Free, Plus (10.00 USD a month, 14 trial days) and Pro (25.00 USD a month), plus Pro
     Yearly (250.00 USD a year); codes suffixed so tests never meet the demo's plans."""
     admin = create_user("admin")
@@ -32,6 +32,8 @@ def plans(suffix: str = "") -> dict[str, Plan]:
                                                        "reward_multiplier": "2"}),
         ("proyear" + suffix, "Pro Yearly", "250.00", "yearly", 0, {"tutor_model": True}),
     ):
+        if code == "free" and not with_free:
+            continue
         existing = services.active_plan(code)
         if existing is not None:
             made[code.removesuffix(suffix) if suffix else code] = existing

@@ -549,6 +549,15 @@ def charge(invoice_id: uuid.UUID, at: datetime | None = None) -> str:
     return "paid"
 
 
+def _catch_up(subscription: Subscription, at: datetime) -> None:
+    """Before a student's change: the renewals the job has not run yet, and their charges, as
+    the job would run them (a change never acts on a period that was not billed)."""
+    for invoice in renew(subscription, at):
+        with db.session.begin_nested():
+            charge(invoice.id, at)
+    db.session.refresh(subscription)
+
+
 def _failed(invoice: Invoice, subscription: Subscription, message: str, at: datetime) -> str:
     invoice.attempt_count += 1
     schedule = retry_days()
@@ -718,7 +727,7 @@ def change_plan(user: User, plan_id: uuid.UUID | str) -> ChangePreview:
     _serialise(user.id)
     subscription = _subscription_of(user, lock=True)
     now = periods.now()
-    renew(subscription, now)
+    _catch_up(subscription, now)
     if subscription.status not in LIVE:
         raise NoSubscription("Your subscription has ended: choose a plan to subscribe again.")
     if subscription.status == S.PAST_DUE:
@@ -752,7 +761,7 @@ def cancel(user: User, *, now: bool = False) -> Subscription:
     _serialise(user.id)
     subscription = _subscription_of(user, lock=True)
     at = periods.now()
-    renew(subscription, at)
+    _catch_up(subscription, at)
     if subscription.status not in LIVE:
         return subscription
     if not now:
@@ -780,11 +789,11 @@ def cancel(user: User, *, now: bool = False) -> Subscription:
 
 def unused_credit(subscription: Subscription, at: datetime) -> Decimal:
     """What canceling now gives back: the plan's price for the days left of a paid period
-    (``proration``'s credit); nothing while trialing or past due."""
+    (``proration``'s credit); nothing while trialing, past due or with an invoice unpaid."""
     if subscription.status != S.ACTIVE:
         return Decimal(0)
     plan = db.session.get(Plan, subscription.plan_id)
-    if plan.is_free:
+    if plan.is_free or _open_invoices(subscription.id):
         return Decimal(0)
     period_days = periods.days_between(subscription.current_period_start, subscription.current_period_end)
     days_left = max(0, min(period_days, periods.days_between(at, subscription.current_period_end)))
@@ -797,7 +806,7 @@ def resume(user: User) -> Subscription:
     """Undo a cancel at the period end (before it comes)."""
     _serialise(user.id)
     subscription = _subscription_of(user, lock=True)
-    renew(subscription, periods.now())
+    _catch_up(subscription, periods.now())
     if subscription.status not in LIVE:
         raise NoSubscription("Your subscription has ended: choose a plan to subscribe again.")
     if not subscription.cancel_at_period_end:

@@ -264,3 +264,20 @@ def test_a_voided_invoice_keeps_its_number_and_the_next_is_new(catalogue):
     following = services.next_invoice_number()
     assert int(following.rsplit("-", 1)[1]) == int(invoice.number.rsplit("-", 1)[1]) + 1
     assert db.session.scalar(select(func.count()).select_from(Invoice).where(Invoice.number == invoice.number)) == 1
+
+
+def test_cancel_now_after_an_unbilled_renewal_bills_it_first_and_never_returns_unpaid_time(catalogue):
+    user = student("25.00")
+    with time_machine.travel(utc(2026, 8, 1), tick=False):
+        services.subscribe(user, catalogue["pro"].id)
+    # The job has not run since 1 September; the wallet is empty. Canceling on 5 September first
+    # bills the new period (its charge fails: past due), then ends it with nothing returned.
+    with time_machine.travel(utc(2026, 9, 5), tick=False):
+        sub = services.cancel(user, now=True)
+    assert sub.status == S.CANCELED
+    statuses = sorted(i.status.value for i in _invoices(user))
+    assert statuses == ["paid", "void"]
+    assert balance(user) == 0
+    with ledger.as_ledger():
+        assert not db.session.scalars(select(Transaction).where(Transaction.credit_user_id == user.id,
+                                                                Transaction.type == TransactionType.REFUND)).all()

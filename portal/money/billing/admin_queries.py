@@ -83,5 +83,5 @@ def invoices(filters: InvoiceFilters, page: int = 1) -> tuple[list[tuple[Invoice
         query = query.where(Invoice.created_at < filters.until)
     page = max(1, page)
     rows = list(db.session.execute(query.order_by(Invoice.created_at.desc(), Invoice.id.desc())
-                                   .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).tuples())
+                                   .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all())
     return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import reportlab
@@ -52,46 +53,64 @@ def invoice_pdf(viewer: User, invoice_id: uuid.UUID | str) -> bytes:
     return render(queries.invoice(viewer, invoice_id))
 
 
-def render(view: queries.InvoiceView) -> bytes:
+@dataclass(frozen=True)
+class Contents:
+    """Everything the PDF prints, in order (also what a test reads: the PDF's own text is
+    encoded in the embedded font's subset)."""
+
+    title: str
+    seller: list[str]
+    facts: list[tuple[str, str]]
+    lines: list[tuple[str, str]]
+    total: str
+    status: str
+    footer: str
+
+
+def contents(view: queries.InvoiceView) -> Contents:
     invoice, code = view.invoice, view.invoice.currency
-    seller, address, tax_id = legal_details()
-    buffer = io.BytesIO()
-    width, height = A4
-    c = canvas.Canvas(buffer, pagesize=A4, pageCompression=1)
-    c.setTitle(f"Invoice {invoice.number}")
-    c.setAuthor(seller)
-    regular, bold = _font("regular"), _font("bold")
-    margin = 20 * mm
-    y = height - margin
-    c.setFillColor(ACCENT)
-    c.setFont(bold, 18)
-    c.drawString(margin, y, seller[:60])
-    c.setFillColor(MUTED)
-    c.setFont(regular, 9)
-    for line in address[:4]:
-        y -= 5 * mm
-        c.drawString(margin, y, line[:90])
-    if tax_id:
-        y -= 5 * mm
-        c.drawString(margin, y, f"Tax ID: {tax_id[:60]}")
-    c.setFillColor(INK)
-    c.setFont(bold, 14)
-    c.drawRightString(width - margin, height - margin, f"Invoice {invoice.number}")
-    c.setFont(regular, 10)
-    c.drawRightString(width - margin, height - margin - 6 * mm, f"Status: {invoice.status.label}")
-    y -= 12 * mm
+    name, address, tax_id = legal_details()
+    seller = [name[:60], *(line[:90] for line in address[:4])] + ([f"Tax ID: {tax_id[:60]}"] if tax_id else [])
     facts = [("Billed to", f"{view.customer.full_name} ({view.customer.email})"),
              ("Issued", f"{invoice.created_at:%d %b %Y}"),
              ("Due", f"{invoice.due_at:%d %b %Y}"),
              ("Period", f"{invoice.period_start:%d %b %Y} to {invoice.period_end:%d %b %Y} (UTC)")]
     if invoice.paid_at is not None:
         facts.append(("Paid", f"{invoice.paid_at:%d %b %Y}, from the wallet"))
-    for label, value in facts:
+    lines = [(line.description[:110], format_amount(line.amount, code, exact=True)) for line in view.lines]
+    return Contents(title=f"Invoice {invoice.number}", seller=seller, facts=facts, lines=lines,
+                    total=format_amount(invoice.total, code, exact=True), status=invoice.status.label,
+                    footer=f"{name[:60]} - invoice {invoice.number}. Amounts in {code}.")
+
+
+def render(view: queries.InvoiceView) -> bytes:
+    doc = contents(view)
+    buffer = io.BytesIO()
+    width, height = A4
+    c = canvas.Canvas(buffer, pagesize=A4, pageCompression=1)
+    c.setTitle(doc.title)
+    c.setAuthor(doc.seller[0])
+    regular, bold = _font("regular"), _font("bold")
+    margin = 20 * mm
+    y = height - margin
+    c.setFillColor(ACCENT)
+    c.setFont(bold, 18)
+    c.drawString(margin, y, doc.seller[0])
+    c.setFillColor(MUTED)
+    c.setFont(regular, 9)
+    for line in doc.seller[1:]:
+        y -= 5 * mm
+        c.drawString(margin, y, line)
+    c.setFillColor(INK)
+    c.setFont(bold, 14)
+    c.drawRightString(width - margin, height - margin, doc.title)
+    c.setFont(regular, 10)
+    c.drawRightString(width - margin, height - margin - 6 * mm, f"Status: {doc.status}")
+    y -= 12 * mm
+    for label, value in doc.facts:
         c.setFillColor(MUTED)
-        c.setFont(regular, 10)
         c.drawString(margin, y, label)
         c.setFillColor(INK)
-        c.setFont(regular, 10)
         c.drawString(margin + 30 * mm, y, value[:95])
         y -= 6 * mm
     y -= 6 * mm
@@ -103,18 +122,18 @@ def render(view: queries.InvoiceView) -> bytes:
     c.line(margin, y, width - margin, y)
     y -= 6 * mm
     c.setFont(regular, 9)
-    for line in view.lines:
-        c.drawString(margin, y, line.description[:110])
-        c.drawRightString(width - margin, y, format_amount(line.amount, code, exact=True))
+    for description, amount in doc.lines:
+        c.drawString(margin, y, description)
+        c.drawRightString(width - margin, y, amount)
         y -= 6 * mm
     c.line(margin, y + 3 * mm, width - margin, y + 3 * mm)
     y -= 2 * mm
     c.setFont(bold, 11)
     c.drawString(margin, y, "Total")
-    c.drawRightString(width - margin, y, format_amount(invoice.total, code, exact=True))
+    c.drawRightString(width - margin, y, doc.total)
     c.setFillColor(MUTED)
     c.setFont(regular, 8)
-    c.drawString(margin, margin, f"{seller[:60]} - invoice {invoice.number}. Amounts in {code}.")
+    c.drawString(margin, margin, doc.footer)
     c.showPage()
     c.save()
     return buffer.getvalue()

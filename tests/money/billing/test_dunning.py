@@ -218,3 +218,36 @@ def test_two_years_of_renewals_failures_retries_and_month_ends(catalogue):
     assert db.session.scalar(select(func.count()).select_from(Email).where(
         Email.user_id == user.id, Email.template == "billing_restored")) == 1
     assert ledger.verify().ok
+
+
+def test_the_job_is_registered_with_the_queue_on_a_schedule():
+    from portal.platform.jobs import job_app
+
+    job_app.perform_import_paths()
+    assert "portal.money.billing.tasks.run_billing" in job_app.tasks
+    schedules = {p.task.name: p.cron for p in job_app.periodic_registry.periodic_tasks.values()}
+    assert schedules["portal.money.billing.tasks.run_billing"] == "*/5 * * * *"
+
+
+def test_the_job_renews_and_charges_in_one_run(catalogue, app):
+    from portal.money.billing import tasks
+
+    user = student("50.00")
+    with _at(utc(2026, 10, 31, 9)):
+        services.subscribe(user, catalogue["pro"].id)
+    with _at(utc(2026, 11, 30, 9, 2)):
+        counts = tasks.run_billing(0)  # as the worker runs it: its own app context, as system:worker
+    assert counts["renewals"]["invoices"] == 1 and counts["charges"]["paid"] == 1
+    assert balance(user) == 0
+
+
+def test_bad_retry_settings_are_refused_with_a_message(app, monkeypatch):
+    for bad in ("1,x", "3,1", "0,2", "1,1"):
+        monkeypatch.setitem(app.config, "BILLING_RETRY_DAYS", bad)
+        with pytest.raises(ValueError, match="BILLING_RETRY_DAYS"):
+            services.retry_days()
+    monkeypatch.setitem(app.config, "BILLING_RETRY_DAYS", "2, 4")
+    assert services.retry_days() == [2, 4]
+    monkeypatch.setitem(app.config, "BILLING_AFTER_FINAL_FAILURE", "explode")
+    with pytest.raises(ValueError, match="cancel or downgrade"):
+        services.after_final_failure()

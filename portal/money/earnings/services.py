@@ -20,6 +20,8 @@ Rules, in one place:
   the row pays it. Paying is one REWARD leg from the rewards system wallet to the student's
   wallet, in a savepoint: when the ledger refuses (a frozen wallet) the savepoint is undone,
   the earning stays pending and the learning request goes on. Database errors are not caught.
+  The amount earned is the milestone's reward times the student's plan's ``reward_multiplier``
+  (``portal.money.billing.entitlements``; 1 without a plan), rounded down to the currency.
 - A pending earning is paid later: by the next delivery of a matching event, by an admin
   ("Pay" on one, "Pay pending" on all) or by the periodic job (``tasks``). Each locks the
   earning row first, so two of them never pay it twice.

@@ -4,7 +4,8 @@ invoices and their numbers, charging them from the wallet, and dunning.
 Rules, in one place:
 
 - Plans: admins create them, give them a new price as a new version (the old version is
-  archived; its subscribers keep it until they change plan) and archive them. No one new
+  archived; its subscribers keep it until they change plan, or until an admin moves them to the
+  new version at their next renewal, with an e-mail notice now) and archive them. No one new
   subscribes to an archived plan.
 - One live subscription per student (a partial unique index, and a per-student advisory lock so
   a second concurrent subscribe waits and is then refused instead of failing on the index).
@@ -220,6 +221,28 @@ def new_plan_version(actor: User, code: str, data: PlanInput) -> Plan:
     db.session.flush()
     entitlements.forget()
     return plan
+
+
+def move_to_latest_version(actor: User, code: str) -> int:
+    """Move every live subscriber of an older version of plan ``code`` to its active version at
+    their next renewal, each told by e-mail now (the notice); returns how many. Subscribers set
+    to cancel, or with another change scheduled, are left as they are."""
+    _require_admin(actor)
+    latest = active_plan(code)
+    if latest is None:
+        raise PlanUnavailable("There is no active plan with this code.")
+    older = select(Plan.id).where(Plan.code == code, Plan.id != latest.id)
+    subscriptions = db.session.scalars(select(Subscription).where(
+        Subscription.plan_id.in_(older), Subscription.status.in_(LIVE),
+        Subscription.scheduled_plan_id.is_(None), Subscription.cancel_at_period_end.is_(False))
+        .with_for_update().execution_options(populate_existing=True)).all()
+    for subscription in subscriptions:
+        subscription.scheduled_plan_id = latest.id
+        db.session.flush()
+        _email(subscription.user_id, "billing_price_change", old=db.session.get(Plan, subscription.plan_id),
+               new=latest, at=subscription.current_period_end,
+               new_price=format_amount(latest.price, latest.currency))
+    return len(subscriptions)
 
 
 def archive_plan(actor: User, plan_id: uuid.UUID | str) -> Plan:

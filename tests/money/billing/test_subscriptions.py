@@ -281,3 +281,28 @@ def test_cancel_now_after_an_unbilled_renewal_bills_it_first_and_never_returns_u
     with ledger.as_ledger():
         assert not db.session.scalars(select(Transaction).where(Transaction.credit_user_id == user.id,
                                                                 Transaction.type == TransactionType.REFUND)).all()
+
+
+def test_subscribers_of_an_old_version_move_to_the_new_price_at_their_next_renewal_with_notice(catalogue):
+    from portal.platform.email.models import Email
+
+    admin = create_user("admin")
+    user, canceling = student("100"), student("100")
+    with time_machine.travel(utc(2026, 1, 15, 9), tick=False):
+        services.subscribe(user, catalogue["pro"].id)
+        services.subscribe(canceling, catalogue["pro"].id)
+        services.cancel(canceling)
+    with time_machine.travel(utc(2026, 1, 20), tick=False):
+        v2 = services.new_plan_version(admin, catalogue["pro"].code, services.PlanInput(name="Pro", price="30.00"))
+        assert services.move_to_latest_version(admin, catalogue["pro"].code) == 1
+        assert services.move_to_latest_version(admin, catalogue["pro"].code) == 0  # told once
+    [notice] = db.session.scalars(select(Email).where(Email.user_id == user.id,
+                                                      Email.template == "billing_price_change")).all()
+    assert "30.00" in notice.subject and "15 Feb 2026" in notice.subject
+    with time_machine.travel(utc(2026, 2, 15, 9, 1), tick=False):
+        services.run_due()
+    sub = services.live_subscription(user.id)
+    assert sub.plan_id == v2.id
+    assert [i.total for i in _invoices(user)] == [Decimal("25.00"), Decimal("30.00")]
+    with pytest.raises(Forbidden):
+        services.move_to_latest_version(user, catalogue["pro"].code)

@@ -3,9 +3,9 @@
 Cheap enough for every page: one indexed statement (the live subscription by ``userId``, its
 plan's JSONB entitlements, and the free plan's as the fallback, in one SELECT), then kept in the
 database session's ``info`` for the rest of the request (a session lives for one request, job or
-command); billing's writes forget the user's entry. Read with the ``billing`` role, so a
-listener acting as someone else (a teacher whose grading passed a student's quiz) still reads
-the student's plan.
+command); billing's writes forget the user's entry. A student asking about themselves reads with
+their own role; anyone else (a teacher whose grading passed a student's quiz, a job) reads with
+the ``billing`` role, so the student's plan is found whoever acts.
 
 A past-due subscription keeps its entitlements while the dunning retries run; a student with no
 live subscription has the ``free`` plan's. A key a plan does not set takes the ``DEFAULTS``,
@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import text
 
 from portal.db import db
+from portal.db.context import current_actor
 from portal.money.billing.context import as_billing
 
 #: The features a plan can grant, and their type: ``bool`` answers may/may not, ``int`` a count
@@ -93,8 +94,14 @@ def of_user(user_id: uuid.UUID) -> dict[str, object]:
     """Every feature's value for ``user_id`` (one statement per user per session)."""
     cache = db.session.info.setdefault(_CACHE, {})
     if user_id not in cache:
-        with as_billing():
+        actor = current_actor()
+        if actor is not None and actor.user_id == str(user_id):
+            # The student asks about themselves: their own role reads their subscription (one
+            # statement, no change of role).
             stored = db.session.execute(_QUERY, {"user_id": user_id, "free": FREE_PLAN_CODE}).scalar() or {}
+        else:
+            with as_billing():
+                stored = db.session.execute(_QUERY, {"user_id": user_id, "free": FREE_PLAN_CODE}).scalar() or {}
         values = dict(DEFAULTS)
         # A plan edited by hand in the database into a bad value: its defaults, not a broken page.
         with contextlib.suppress(ValueError):

@@ -63,34 +63,43 @@ def test_free_paid_past_due_and_canceled(catalogue):
     assert entitlements.limit(paid.id, "tutor_questions_per_day") == 3
 
 
-def test_one_statement_then_remembered_for_the_session(catalogue):
-    user = student()
-    entitlements.forget()
+def _statements(action) -> int:
     statements = []
+    engine = db.session.get_bind()
 
     def count(*_args, **_kwargs):
         statements.append(1)
 
-    engine = db.session.get_bind()
     event.listen(engine, "before_cursor_execute", count)
     try:
-        for feature in entitlements.FEATURES:
-            if entitlements.FEATURES[feature] is bool:
-                entitlements.may(user.id, feature)
-            else:
-                entitlements.limit(user.id, feature)
+        action()
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    # The identity settings of the billing role (in and out) and the one SELECT.
-    selects = len(statements)
-    assert selects <= 3
-    statements.clear()
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        entitlements.may(user.id, "tutor_model")
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-    assert statements == []
+    return len(statements)
+
+
+def _all_features(user_id):
+    for feature, kind in entitlements.FEATURES.items():
+        entitlements.may(user_id, feature) if kind is bool else entitlements.limit(user_id, feature)
+
+
+def test_one_statement_then_remembered_for_the_session(catalogue):
+    user = student("25")
+    services.subscribe(user, catalogue["pro"].id)
+    db.session.flush()
+    entitlements.forget()
+    with as_user(user):
+        db.session.execute(select(1))  # the request's identity is set already
+        assert _statements(lambda: _all_features(user.id)) == 1
+        assert entitlements.limit(user.id, "reward_multiplier") == Decimal("2")
+        assert _statements(lambda: _all_features(user.id)) == 0
+    # Someone else asking (a teacher's grading paying the student's reward) switches to the
+    # billing role around the one SELECT, and still finds the student's plan.
+    entitlements.forget()
+    with as_user(create_user("faculty")):
+        db.session.execute(select(1))
+        assert _statements(lambda: _all_features(user.id)) <= 3
+        assert entitlements.limit(user.id, "reward_multiplier") == Decimal("2")
 
 
 def test_unknown_features_are_a_callers_bug():

@@ -35,7 +35,7 @@ keeps the last column and the connected receivers in step.
 | ``course_completed`` | learning | student user, course | ``learning.lms``, ``money.earnings`` |
 | ``certificate_issued`` | learning | student user, certificate | (none) |
 | ``transaction_committed`` | money ledger, after the commit | transaction_ids (the rows one commit added) | ``compliance.aml`` |
-| ``entitlement_asked`` | learning (the tutor), asking what a plan allows | user_id, feature; the receiver returns the value (``money.billing.entitlements``) | ``money.billing`` |
+| ``entitlement_asked`` | learning (the tutor), money.wallets (transfer limits): asking what a plan allows | user_id, feature; the receiver returns the value (``money.billing.entitlements``) | ``money.billing`` |
 """
 
 from __future__ import annotations

@@ -173,3 +173,19 @@ def test_earnings_pay_the_multiplied_reward_to_a_pro_subscriber(catalogue):
     amounts = {e.user_id: e.amount for e in db.session.scalars(select(Earning).where(
         Earning.milestone_id == milestone.id))}
     assert amounts == {pro_user.id: Decimal("10"), free_user.id: Decimal("5")}
+
+
+def test_a_plans_transfer_limit_multiplier_raises_the_daily_transfer_limit(app, monkeypatch):
+    from portal.money.wallets import services as wallets
+
+    monkeypatch.setitem(app.config, "TRANSFER_DAILY_LIMITS", {"USD": "5000"})
+    admin = create_user("admin")
+    generous = services.create_plan(admin, "generous", services.PlanInput(
+        name="Generous", price="5.00", entitlements={"transfer_limit_multiplier": "2.5"}))
+    plain, subscriber = student(), student("5")
+    services.subscribe(subscriber, generous.id)
+    entitlements.forget()
+    base = wallets.daily_limit("USD", plain.id)
+    assert base is not None and base > 0
+    # Both at the same verification level: the subscriber's limit is 2.5 times, rounded down.
+    assert wallets.daily_limit("USD", subscriber.id) == (base * Decimal("2.5")).quantize(Decimal("0.01"))

@@ -164,6 +164,7 @@ def test_upgrade_plus_to_pro_charges_the_hand_worked_figures(catalogue):
         done = services.change_plan(user, catalogue["pro"].id)
     # 21 of 31 days: credit -6.77, charge 16.93, total 10.16 (test_proration's first example).
     assert done.total == Decimal("10.16")
+    assert done.text == "You move to Pro now and pay 10.16 USD today; your renewal date stays the same."
     change = db.session.scalar(select(Invoice).where(Invoice.user_id == user.id,
                                                      Invoice.reason == InvoiceReason.CHANGE))
     lines = db.session.scalars(select(InvoiceLine).where(InvoiceLine.invoice_id == change.id)

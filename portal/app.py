@@ -118,6 +118,7 @@ def _import_models() -> None:
     import portal.learning.lms.models
     import portal.learning.tutoring.models
     import portal.money.cards.models
+    import portal.money.billing.models
     import portal.money.earnings.models
     import portal.money.exchange.models
     import portal.money.payments.models
@@ -141,6 +142,7 @@ def _connect_listeners() -> None:
     import portal.learning.education.listeners
     import portal.learning.lms.listeners
     import portal.learning.tutoring.listeners
+    import portal.money.billing.listeners
     import portal.money.earnings.listeners  # noqa: F401
 
 

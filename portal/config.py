@@ -215,6 +215,15 @@ def load_config(overrides: dict | None = None) -> dict:
         "CARD_HOLD_DAYS": _int("CARD_HOLD_DAYS", 7),
         # Wrong security codes in a row before the card is frozen.
         "CARD_MAX_WRONG_CVV": _int("CARD_MAX_WRONG_CVV", 3),
+        # Billing (README: billing). Days after an invoice's due date when a failed charge is
+        # retried, and what happens after the last retry fails: "cancel" or "downgrade" (to the
+        # free plan).
+        "BILLING_RETRY_DAYS": os.environ.get("BILLING_RETRY_DAYS", "1,3,5,7"),
+        "BILLING_AFTER_FINAL_FAILURE": os.environ.get("BILLING_AFTER_FINAL_FAILURE", "cancel"),
+        # The seller's legal details printed on invoices.
+        "BILLING_LEGAL_NAME": os.environ.get("BILLING_LEGAL_NAME", "Azora Portal"),
+        "BILLING_LEGAL_ADDRESS": os.environ.get("BILLING_LEGAL_ADDRESS", ""),
+        "BILLING_TAX_ID": os.environ.get("BILLING_TAX_ID", ""),
         # Compliance. Screening: a watchlist candidate scoring at least this (0-100) is a hit.
         "AML_MATCH_THRESHOLD": _int("AML_MATCH_THRESHOLD", 85),
         # Transaction monitoring: a single movement at or above this is large, per currency

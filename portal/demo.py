@@ -141,13 +141,16 @@ def _seed_learning() -> None:
 
 
 def _seed_money() -> None:
-    """Pairs and rates, fee rules and milestones (made by the demo admin), and the demo students'
-    opening balances and a few transfers between them."""
+    """Pairs and rates, fee rules and milestones (made by the demo admin), the demo students'
+    opening balances and a few transfers between them, and the billing plans (Free, Plus, Pro)."""
     from portal.money.demo import seed_money
 
     by_email = {u.email: u for u in db.session.scalars(select(User).where(User.email.in_([a[0] for a in ACCOUNTS])))}
     students = [by_email[email] for email, _, role in ACCOUNTS if role == Role.STUDENT and email in by_email]
     seed_money(by_email["admin@azora.example"], students)
+    from portal.money.billing.demo import seed_plans
+
+    seed_plans(by_email["admin@azora.example"])
 
 
 def _seed_money_scale(progress) -> None:

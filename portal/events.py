@@ -35,6 +35,7 @@ keeps the last column and the connected receivers in step.
 | ``course_completed`` | learning | student user, course | ``learning.lms``, ``money.earnings`` |
 | ``certificate_issued`` | learning | student user, certificate | (none) |
 | ``transaction_committed`` | money ledger, after the commit | transaction_ids (the rows one commit added) | ``compliance.aml`` |
+| ``entitlement_asked`` | learning (the tutor), money.wallets (transfer limits): asking what a plan allows | user_id, feature; the receiver returns the value (``money.billing.entitlements``) | ``money.billing`` |
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ course_completed = _signals.signal("course_completed")
 certificate_issued = _signals.signal("certificate_issued")
 
 transaction_committed = _signals.signal("transaction_committed")
+#: A question, not a notice: ``send`` returns ``[(receiver, value)]``; with no receiver (billing
+#: not wired) the asker applies no limit. Lets learning honour plans without importing money.
+entitlement_asked = _signals.signal("entitlement_asked")
 
 #: Every event name, for documentation and the test that keeps this list and the table in step.
 NAMES = tuple(sorted(_signals))

@@ -25,6 +25,11 @@ Rules, in one place:
   model was not used), and a ``tutor_questions`` row (normalised text, topic, answered, kind).
   If composing the reply fails unexpectedly the question is still kept, with a reply saying the
   tutor could not answer just now.
+- A student's plan may cap the questions asked per UTC day (``tutor_questions_per_day``) and
+  decides whether the optional language model rewords answers (``tutor_model``). The tutor asks
+  through the ``entitlement_asked`` event (learning never imports money); with no answer (billing
+  not wired) there is no cap and the model is used when configured. A repeated question (a
+  double submit) is not counted again.
 - Marks (helpful or not) are the student's own; changing a mark is allowed, marking twice the
   same way changes nothing.
 
@@ -38,11 +43,12 @@ import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import Integer, cast, func, or_, select, text, update
 
+from portal import events
 from portal.accounts.models import Role, User
 from portal.db import base, db
 from portal.errors import Conflict, DomainError, Forbidden, NotFound
@@ -89,6 +95,34 @@ class TutorError(DomainError):
 
     status_code = 422
     field = "question"
+
+
+class TutorLimitReached(DomainError):
+    """The student's plan allows no more questions today."""
+
+    status_code = 429
+    field = "question"
+
+
+def plan_allows(user_id: uuid.UUID, feature: str, default):
+    """What the student's plan says about ``feature`` (``entitlement_asked``), or ``default``
+    when no one answers."""
+    answers_ = [value for _receiver, value in events.entitlement_asked.send(user_id=user_id, feature=feature)]
+    return answers_[0] if answers_ else default
+
+
+def questions_asked_today(user_id: uuid.UUID, now: datetime) -> int:
+    day_start = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return db.session.scalar(select(func.count()).select_from(TutorQuestion).where(
+        TutorQuestion.user_id == user_id, TutorQuestion.created_at >= day_start)) or 0
+
+
+def _within_daily_cap(user: User, now: datetime) -> None:
+    cap = plan_allows(user.id, "tutor_questions_per_day", None)
+    if cap is not None and questions_asked_today(user.id, now) >= cap:
+        raise TutorLimitReached(f"You have asked the {cap} questions your plan allows today. Ask again "
+                                "tomorrow, or move to a paid plan under Wallet, Plan & billing for unlimited "
+                                "questions. Your question is still in the box.")
 
 
 class TutorClosed(Conflict):
@@ -295,7 +329,7 @@ def draft_for_the_model(user: User, course: Course, question: str) -> answers.Dr
     reworded (``answers.finish_reply``) after ending its read-only transaction, so no database
     connection waits on the model, then to pass to ``ask``. None when no model would be asked:
     none configured, nothing found, or a question ``ask`` will refuse (it says why)."""
-    if not llm.config().enabled:
+    if not llm.config().enabled or not plan_allows(user.id, "tutor_model", True):
         return None
     try:
         text_ = clean_question(question)
@@ -333,6 +367,7 @@ def ask(user: User, course: Course, question: str, *, session_id: uuid.UUID | No
     repeated = _repeat(user, course, normalized, now, session)
     if repeated is not None:
         return repeated
+    _within_daily_cap(user, now)
 
     continued_from = None
     if session is not None and session.ended_at is None and session.last_activity_at < idle_cutoff(now):

@@ -20,6 +20,8 @@ Rules, in one place:
   the row pays it. Paying is one REWARD leg from the rewards system wallet to the student's
   wallet, in a savepoint: when the ledger refuses (a frozen wallet) the savepoint is undone,
   the earning stays pending and the learning request goes on. Database errors are not caught.
+  The amount earned is the milestone's reward times the student's plan's ``reward_multiplier``
+  (``portal.money.billing.entitlements``; 1 without a plan), rounded down to the currency.
 - A pending earning is paid later: by the next delivery of a matching event, by an admin
   ("Pay" on one, "Pay pending" on all) or by the periodic job (``tasks``). Each locks the
   earning row first, so two of them never pay it twice.
@@ -36,7 +38,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation, localcontext
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.dialects.postgresql import insert
@@ -48,6 +50,7 @@ from portal.errors import Conflict, DomainError, Forbidden, NotFound
 from portal.learning.assessment.models import Quiz, QuizAttempt
 from portal.learning.education.models import Course, Lesson
 from portal.learning.lms import access
+from portal.money.billing import entitlements
 from portal.money.currency import CURRENCIES, currency, format_amount, parse_amount
 from portal.money.earnings import queries
 from portal.money.earnings.models import (
@@ -348,6 +351,15 @@ def _try_to_pay(earning: Earning, title: str, *, new: bool, initiated_by_id: uui
     return True
 
 
+def boosted_reward(amount: Decimal, code: str, multiplier: Decimal) -> Decimal:
+    """A milestone's reward times the student's plan's ``reward_multiplier``, rounded down to
+    the currency's scale (the treasury never pays a fraction of a unit more than earned)."""
+    if multiplier == 1:
+        return amount
+    with localcontext(prec=100):
+        return (amount * multiplier).quantize(currency(code).quantum, rounding=ROUND_DOWN)
+
+
 def _earn(user: User, milestones: list[Milestone], source: str, refs: dict[uuid.UUID, str]) -> list[Earning]:
     """Record and pay each milestone ``user`` has not earned yet; pending earnings of these
     milestones from before are paid again. Returns the earnings this call inserted."""
@@ -355,7 +367,9 @@ def _earn(user: User, milestones: list[Milestone], source: str, refs: dict[uuid.
         return []
     now = utcnow()
     by_id = {m.id: m for m in milestones}
-    rows = [{"id": uuid.uuid4(), "user_id": user.id, "milestone_id": m.id, "amount": m.reward_amount,
+    multiplier = entitlements.limit(user.id, "reward_multiplier")
+    rows = [{"id": uuid.uuid4(), "user_id": user.id, "milestone_id": m.id,
+             "amount": boosted_reward(m.reward_amount, m.reward_currency, multiplier),
              "currency": m.reward_currency, "source": source, "source_ref": refs.get(m.id, "")[:300],
              "status": EarningStatus.PENDING, "created_at": now, "updated_at": now} for m in milestones]
     with ledger.as_ledger():

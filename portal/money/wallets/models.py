@@ -58,6 +58,9 @@ class SystemWallet(enum.StrEnum):
     #: What payment providers kept as their fees: the portal's expense (a top-up is credited in
     #: full), kept apart from ``fees`` (what the portal collected) so neither hides the other.
     PROVIDER_FEES = "provider_fees"
+    #: Revenue of subscriptions (``portal.money.billing``): invoices paid from wallets move
+    #: value into it; credit for a subscription canceled early comes back out of it.
+    BILLING = "billing"
 
     @property
     def label(self) -> str:
@@ -70,7 +73,7 @@ class SystemWallet(enum.StrEnum):
 SYSTEM_SHARDS: dict[SystemWallet, int] = {SystemWallet.FEES: 8, SystemWallet.REWARDS: 8, SystemWallet.EXCHANGE: 8,
                                           SystemWallet.CLEARING_SANDBOX: 8, SystemWallet.CLEARING_STRIPE: 8,
                                           SystemWallet.SALES: 8, SystemWallet.PROVIDER_FEES: 8,
-                                          SystemWallet.CARD_FLOAT: 8}
+                                          SystemWallet.CARD_FLOAT: 8, SystemWallet.BILLING: 8}
 MAX_SHARDS = 64
 
 
@@ -132,6 +135,7 @@ class TransactionType(enum.StrEnum):
     REFUND = "refund"  #: money given back for a payment (to the wallet, or out to the provider)
     CARD_PURCHASE = "card_purchase"  #: a card payment: held at authorization, moved to the card float at capture
     CARD_REFUND = "card_refund"  #: a merchant's refund to a card, from the card float to the wallet
+    SUBSCRIPTION = "subscription"  #: an invoice of a subscription paid from the wallet (to ``billing``)
 
     @property
     def label(self) -> str:

@@ -13,7 +13,8 @@ Rules, each refused with a message a person can act on, and nothing moved:
 - the amount is positive, has no more decimals than the currency, and the currency is known;
 - the sender's wallet is usable and its available balance covers amount plus fee;
 - the sender's transfers in the currency over the last 24 hours plus this one stay within
-  ``TRANSFER_DAILY_LIMITS``. The check runs after the sender's wallet is locked, so two
+  ``TRANSFER_DAILY_LIMITS`` (scaled by the sender's verification level and their plan's
+  ``transfer_limit_multiplier``). The check runs after the sender's wallet is locked, so two
   transfers racing each other cannot both slip under the limit.
 
 ``preview_transfer`` runs the same checks without writing and collects the problems instead of
@@ -27,11 +28,12 @@ import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal, localcontext
+from decimal import ROUND_DOWN, Decimal, localcontext
 
 from flask import current_app
 from sqlalchemy import func, select
 
+from portal import events
 from portal.accounts.models import User, UserStatus
 from portal.accounts.services import InvalidInput, normalise_email
 from portal.db import db
@@ -228,7 +230,20 @@ def daily_limit(code: str, sender_id: uuid.UUID | None = None) -> Decimal | None
     from portal.compliance.kyc import levels as kyc_levels
     from portal.compliance.kyc.queries import effective_level
 
-    return kyc_levels.transfer_limit(configured, effective_level(sender_id), currency(code).scale)
+    scaled = kyc_levels.transfer_limit(configured, effective_level(sender_id), currency(code).scale)
+    return _with_plan(scaled, sender_id, code)
+
+
+def _with_plan(limit: Decimal, sender_id: uuid.UUID, code: str) -> Decimal:
+    """``limit`` times the sender's plan's ``transfer_limit_multiplier``, rounded down, asked
+    through the ``entitlement_asked`` event (billing stands on the wallets, so they cannot
+    import it); unchanged when no one answers."""
+    answers = [value for _receiver, value in events.entitlement_asked.send(
+        user_id=sender_id, feature="transfer_limit_multiplier")]
+    multiplier = Decimal(str(answers[0])) if answers else Decimal(1)
+    if multiplier == 1:
+        return limit
+    return (limit * multiplier).quantize(currency(code).quantum, rounding=ROUND_DOWN)
 
 
 def sent_in_window(sender_id: uuid.UUID, code: str) -> Decimal:

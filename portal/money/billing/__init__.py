@@ -1,0 +1,1 @@
+"""Billing (spec service 1): plans, subscriptions with proration and dunning, invoices, entitlements."""

@@ -1,0 +1,163 @@
+"""Billing under real concurrency, each call on its own connection and transaction: subscribing
+twice at once, paying one invoice from two tabs, changing plan while the renewal job runs, and
+invoice numbers taken at once. One outcome each, never a double charge. Rows committed here stay
+(the ledger is append-only); each test uses its own users and plans (no free plan, so other
+tests' students are not limited by it)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from decimal import Decimal
+
+import pytest
+import time_machine
+from sqlalchemy import func, select
+
+from portal.accounts.models import User
+from portal.db import db
+from portal.db.context import Actor, acting_as
+from portal.money.billing import services
+from portal.money.billing.models import Invoice, InvoiceReason, InvoiceStatus, Plan, Subscription
+from portal.money.wallets import ledger
+from portal.money.wallets.models import Transaction, TransactionType
+from tests.factories import create_user
+from tests.money.billing.helpers import fund, plans, student, utc
+from tests.races import race
+
+pytestmark = pytest.mark.no_db_rollback
+
+SYSTEM = Actor.system("tests")
+
+
+def _commit(app, fn):
+    with app.app_context(), acting_as(SYSTEM):
+        try:
+            value = fn()
+            db.session.commit()
+            return value
+        finally:
+            db.session.rollback()
+            db.session.remove()
+
+
+def _read(app, fn):
+    with app.app_context(), acting_as(SYSTEM):
+        try:
+            return fn()
+        finally:
+            db.session.rollback()
+            db.session.remove()
+
+
+def _catalogue(app) -> dict[str, uuid.UUID]:
+    suffix = "-" + uuid.uuid4().hex[:8]
+    return _commit(app, lambda: {k: p.id for k, p in plans(suffix, with_free=False).items()})
+
+
+def _new_student(app, funds: str | None) -> uuid.UUID:
+    return _commit(app, lambda: student(funds).id)
+
+
+def _charged(user_id: uuid.UUID) -> list[Transaction]:
+    with ledger.as_ledger():
+        return list(db.session.scalars(select(Transaction).where(Transaction.debit_user_id == user_id,
+                                                                 Transaction.type == TransactionType.SUBSCRIPTION)))
+
+
+def _balance(user_id: uuid.UUID) -> Decimal:
+    with ledger.as_ledger():
+        wallet = ledger.user_wallet(user_id, "USD")
+        return wallet.balance if wallet is not None else Decimal(0)
+
+
+def test_subscribing_twice_at_once_makes_one_subscription_and_one_charge(app):
+    catalogue = _catalogue(app)
+    user_id = _new_student(app, "100")
+    outcomes = race(app, [(user_id, "student", lambda user: services.subscribe(user, catalogue["pro"]).id)] * 2,
+                    expected=(services.AlreadySubscribed,))
+    assert sorted(o.ok for o in outcomes) == [False, True]
+
+    def check():
+        assert db.session.scalar(select(func.count()).select_from(Subscription)
+                                 .where(Subscription.user_id == user_id)) == 1
+        assert [tx.amount for tx in _charged(user_id)] == [Decimal("25.00")]
+        assert _balance(user_id) == Decimal("75.00")
+        assert ledger.verify().ok
+
+    _read(app, check)
+
+
+def test_paying_one_invoice_from_two_tabs_charges_once(app):
+    catalogue = _catalogue(app)
+    user_id = _new_student(app, "25.00")
+    with time_machine.travel(utc(2026, 2, 10, 9), tick=False):
+        _commit(app, lambda: services.subscribe(db.session.get(User, user_id), catalogue["pro"]))
+    with time_machine.travel(utc(2026, 3, 10, 9, 1), tick=False):
+        _commit(app, services.run_due)  # the renewal fails: past due, an open invoice
+        invoice_id = _read(app, lambda: db.session.scalar(select(Invoice.id).where(
+            Invoice.user_id == user_id, Invoice.status == InvoiceStatus.OPEN)))
+        assert invoice_id is not None
+        _commit(app, lambda: fund(db.session.get(User, user_id), "100"))
+        outcomes = race(app, [(user_id, "student", lambda user: services.pay_invoice(user, invoice_id).status)] * 2)
+    assert [o.value for o in outcomes] == [InvoiceStatus.PAID, InvoiceStatus.PAID]
+
+    def check():
+        paying = [tx for tx in _charged(user_id) if tx.details.get("invoice_id") == str(invoice_id)]
+        assert len(paying) == 1
+        assert _balance(user_id) == Decimal("75.00")
+        assert db.session.get(Subscription, db.session.get(Invoice, invoice_id).subscription_id).status.value == "active"
+        assert ledger.verify().ok
+
+    _read(app, check)
+
+
+def test_changing_plan_while_the_renewal_job_runs_bills_the_period_once(app):
+    catalogue = _catalogue(app)
+    user_id = _new_student(app, "200")
+    plus_now = _commit(app, lambda: services.new_plan_version(
+        create_user("admin"), db.session.get(Plan, catalogue["plus"]).code,
+        services.PlanInput(name="Plus", price="10.00", trial_days=0)).id)  # Plus without its trial
+    with time_machine.travel(utc(2026, 4, 5, 9), tick=False):
+        _commit(app, lambda: services.subscribe(db.session.get(User, user_id), plus_now))
+    # The period ended on 5 May; the job and an upgrade to Pro start together on 15 May.
+    with time_machine.travel(utc(2026, 5, 15, 9), tick=False):
+        barrier = threading.Barrier(2)
+
+        def job(_user):
+            barrier.wait(timeout=30)
+            return services.run_due()
+
+        def upgrade(user):
+            barrier.wait(timeout=30)
+            return services.change_plan(user, catalogue["pro"]).total
+
+        outcomes = race(app, [(user_id, "student", upgrade), (user_id, "system", job)], barrier=barrier)
+    assert all(o.ok for o in outcomes)
+
+    def check():
+        invoices = db.session.scalars(select(Invoice).where(Invoice.user_id == user_id)
+                                      .order_by(Invoice.created_at)).all()
+        cycles = [i for i in invoices if i.reason == InvoiceReason.CYCLE]
+        changes = [i for i in invoices if i.reason == InvoiceReason.CHANGE]
+        # 5 April (Plus, paid at once), 5 May (Plus, the renewal): once, whoever made it.
+        assert [i.period_start for i in cycles] == [utc(2026, 4, 5, 9), utc(2026, 5, 5, 9)]
+        assert len(changes) == 1
+        # The upgrade on 15 May: 21 of 31 days left. Credit 10.00 x 21 / 31 -> 6.77; net 15 x 21/31 -> 10.16.
+        assert changes[0].total == Decimal("10.16")
+        assert all(i.status == InvoiceStatus.PAID for i in invoices)
+        charged = sum(tx.amount for tx in _charged(user_id))
+        assert charged == Decimal("10.00") + Decimal("10.00") + Decimal("10.16")
+        assert _balance(user_id) == Decimal("200") - charged
+        assert ledger.verify().ok
+
+    _read(app, check)
+
+
+def test_invoice_numbers_taken_at_once_have_no_gaps_and_no_repeats(app):
+    user_id = _new_student(app, None)
+    with time_machine.travel(utc(2091, 6, 1), tick=False):
+        outcomes = race(app, [(user_id, "student", lambda _user: services.next_invoice_number())] * 8)
+    numbers = sorted(int(o.value.rsplit("-", 1)[1]) for o in outcomes)
+    assert all(o.value.startswith("INV-2091-") for o in outcomes)
+    assert numbers == list(range(numbers[0], numbers[0] + 8))

@@ -117,8 +117,8 @@ def _import_models() -> None:
     import portal.learning.education.models
     import portal.learning.lms.models
     import portal.learning.tutoring.models
-    import portal.money.cards.models
     import portal.money.billing.models
+    import portal.money.cards.models
     import portal.money.earnings.models
     import portal.money.exchange.models
     import portal.money.payments.models

@@ -58,6 +58,9 @@ class SystemWallet(enum.StrEnum):
     #: What payment providers kept as their fees: the portal's expense (a top-up is credited in
     #: full), kept apart from ``fees`` (what the portal collected) so neither hides the other.
     PROVIDER_FEES = "provider_fees"
+    #: Loans written off: the loss moves from here to the loan book, so the book shows what is
+    #: still owed and this shows what was lost.
+    LOAN_LOSSES = "loan_losses"
 
     @property
     def label(self) -> str:
@@ -129,6 +132,11 @@ class TransactionType(enum.StrEnum):
     TOP_UP = "top_up"  #: money paid in through a payment provider
     PURCHASE = "purchase"  #: a paid course, from the student's wallet to sales
     REFUND = "refund"  #: money given back for a payment (to the wallet, or out to the provider)
+    LOAN_DISBURSEMENT = "loan_disbursement"  #: the loan book pays a loan out to the student
+    LOAN_REPAYMENT = "loan_repayment"  #: the student repays (principal, interest, fees, penalties)
+    LOAN_COLLATERAL = "loan_collateral"  #: a hold on pledged crypto
+    LOAN_LIQUIDATION = "loan_liquidation"  #: pledged crypto sold to cover a loan
+    LOAN_WRITE_OFF = "loan_write_off"  #: what a written-off loan still owed, booked as a loss
 
     @property
     def label(self) -> str:

@@ -36,6 +36,7 @@ job_app = procrastinate.App(connector=InMemoryConnector(), import_paths=["portal
                                                                       "portal.money.exchange.tasks",
                                                                       "portal.money.wallets.tasks",
                                                                       "portal.money.payments.tasks",
+                                                                      "portal.money.lending.tasks",
                                                                       "portal.compliance.aml.tasks",
                                                                       "portal.learning.tutoring.tasks"])
 _flask_app = None

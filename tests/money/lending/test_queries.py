@@ -37,7 +37,7 @@ def book():
 
 def test_portfolio_at_risk_and_aging_buckets(book):
     officer, _loans = book
-    (usd,) = admin_queries.portfolio(officer, TODAY)
+    (usd,) = [p for p in admin_queries.portfolio(officer, TODAY) if p.currency == "USD"]
     # Outstanding principal: A 679.84, B 761.08, C 921.15, D 1,000.00 = 3,362.07.
     assert usd.loans == 4 and usd.outstanding_principal == D("3362.07")
     assert usd.par == {1: D("79.78"), 30: D("57.14"), 90: D("29.74")}
@@ -48,7 +48,7 @@ def test_portfolio_at_risk_and_aging_buckets(book):
 
 def test_collections_longest_first(book):
     officer, loans = book
-    rows = admin_queries.collections(officer, TODAY)
+    rows = [r for r in admin_queries.collections(officer, TODAY) if r.currency == "USD"]
     assert [r.loan_id for r in rows] == [loans["d"][1].id, loans["c"][1].id, loans["b"][1].id]
     assert [r.days_in_arrears for r in rows] == [100, 72, 11]
     assert rows[0].overdue_amount == D("88.85") * 4
@@ -66,7 +66,8 @@ def test_book_csv(book):
 def test_the_book_is_for_officers_and_compliance(book):
     with pytest.raises(Forbidden):
         admin_queries.loan_book(book[1]["a"][0], TODAY)
-    assert len(admin_queries.loan_book(create_user("compliance"), TODAY)) == 4
+    ours = {loan.id for _student, loan in book[1].values()}
+    assert {r.loan_id for r in admin_queries.loan_book(create_user("compliance"), TODAY)} >= ours
 
 
 def test_queue_shows_the_assessment():
@@ -74,7 +75,7 @@ def test_queue_shows_the_assessment():
     student = borrower()
     with on(START), as_user(student):
         loan = services.apply(student, prod.id, "800.00", 12, "Books", "application-key-0001")
-    rows = admin_queries.queue(create_user("admin"))
+    rows = [r for r in admin_queries.queue(create_user("admin")) if r.loan.user_id == student.id]
     assert [r.loan.id for r in rows] == [loan.id]
     assert rows[0].assessment.band == "C" and rows[0].assessment.lines[0]["factor"] == "Identity"
 
@@ -95,10 +96,10 @@ def test_student_schedule_shows_paid_due_and_overdue(book):
 
 
 def test_borrowing_overview_explains_the_limit():
-    product()
+    prod = product()
     student = borrower()
     with on(START), as_user(student):
-        (choice,) = queries.borrowing_overview(student)
+        (choice,) = [c for c in queries.borrowing_overview(student) if c.product.id == prod.id]
     assert choice.assessment.limit == D("2000.00")
     assert [line.factor for line in choice.assessment.lines] == ["Identity", "Account age", "Learning record",
                                                                  "Earnings", "Repayment history", "AML screening"]

@@ -267,3 +267,36 @@ def test_another_student_cannot_reach_the_loan(student, prod):
         assert db.session.scalar(select(func.count()).select_from(Loan)) == 0
     with as_user(student):
         assert db.session.scalar(select(func.count()).select_from(Loan)) == 1
+
+
+def test_withdrawing_an_application_releases_the_pledge(student, prod):
+    fund(student, "1.00000000", "ETH")
+    with on(START), as_user(student):
+        loan = services.apply(student, prod.id, "500.00", 6, "Books", "application-key-0001",
+                              collateral_currency="ETH", raw_collateral="0.4")
+        assert wallet_of(student, "ETH").locked_balance == D("0.4")
+        services.withdraw(student, loan.id)
+        assert loan.state == LoanState.WITHDRAWN
+        assert wallet_of(student, "ETH").locked_balance == 0
+        # The slot is free again: a new application goes through.
+        services.apply(student, prod.id, "300.00", 6, "Books", "application-key-0002")
+
+
+@pytest.mark.parametrize("currency_code, amount, field", [("DOGE", "1", "collateral_currency"),
+                                                          ("BTC", "2", "collateral_amount")])
+def test_bad_collateral_is_refused_by_field(student, prod, currency_code, amount, field):
+    fund(student, "1.00000000", "BTC")
+    with on(START), as_user(student), pytest.raises(DomainError) as caught:
+        services.apply(student, prod.id, "500.00", 6, "Books", "application-key-0001",
+                       collateral_currency=currency_code, raw_collateral=amount)
+    assert caught.value.field == field
+
+
+def test_weekly_equal_principal_product(student):
+    weekly = product(name="Weekly loan", frequency="weekly", amortization="equal_principal",
+                     fee_percent=D("0"), annual_rate=D("48"), min_term=4)
+    # Band C adds 4 points: 52% a year is 1% a week; 400 over 4 weeks repays 100 a week.
+    loan = running_loan(student, weekly, amount="400.00", term=4)
+    assert [(x.due_on, x.principal, x.interest) for x in lines(loan)] == [
+        (date(2026, 1, 22), D("100.00"), D("4.00")), (date(2026, 1, 29), D("100.00"), D("3.00")),
+        (date(2026, 2, 5), D("100.00"), D("2.00")), (date(2026, 2, 12), D("100.00"), D("1.00"))]

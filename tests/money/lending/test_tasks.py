@@ -189,3 +189,20 @@ def test_collateral_is_released_on_full_repayment(pledged, student):
     assert loan.state == LoanState.CLOSED
     assert collateral_of(loan).state == CollateralState.RELEASED
     assert wallet_of(student, "BTC").locked_balance == 0
+
+
+def test_auto_repayment_can_be_switched_off(student, prod, app, monkeypatch):
+    monkeypatch.setitem(app.config, "LENDING_AUTO_REPAY", False)
+    loan = running_loan(student, prod)
+    with as_user(student):
+        services.set_auto_repay(student, loan.id, True)
+    with on(date(2026, 2, 15)):
+        assert "auto_repaid" not in tasks.run_daily(date(2026, 2, 15))
+    assert lines(loan)[0].state == InstalmentState.DUE
+
+
+def test_the_daily_job_is_registered():
+    from portal.platform.jobs import job_app
+
+    job_app.perform_import_paths()
+    assert "portal.money.lending.tasks.lending_daily" in job_app.tasks

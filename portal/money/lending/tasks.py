@@ -57,14 +57,16 @@ def _running_with_arrears(day: date) -> list[uuid.UUID]:
     from sqlalchemy import select
 
     from portal.db import db
-    from portal.money.lending.models import InstalmentState, Loan, LoanInstalment
+    from portal.money.lending.models import InstalmentState, Loan, LoanAccrual, LoanInstalment
     from portal.money.lending.states import RUNNING
 
+    # A loan whose row for ``day`` exists is done for the day (days are accrued in order).
     return list(db.session.scalars(
         select(Loan.id).where(Loan.state.in_(RUNNING)).where(
             select(LoanInstalment.id).where(LoanInstalment.loan_id == Loan.id,
                                             LoanInstalment.state != InstalmentState.PAID,
                                             LoanInstalment.due_on < day).exists())
+        .where(~select(LoanAccrual.id).where(LoanAccrual.loan_id == Loan.id, LoanAccrual.day == day).exists())
         .order_by(Loan.id)))
 
 

@@ -520,7 +520,7 @@ def payoff_amount(loan: Loan, on: date | None = None) -> Decimal:
         if not current_seen:
             current_seen = True
             total += _current_interest(loan, lines, line, on)
-    return total
+    return total.quantize(currency(loan.currency).quantum)
 
 
 def _current_interest(loan: Loan, lines: list[LoanInstalment], line: LoanInstalment, on: date) -> Decimal:

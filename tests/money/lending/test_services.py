@@ -192,7 +192,7 @@ def test_early_payoff_charges_interest_to_the_day_and_closes(student, prod):
     # 10 of the 31 days of the first period: 10.00 * 10 / 31 = 3.23 interest.
     with on(date(2026, 1, 25)), as_user(student):
         assert services.payoff_amount(loan) == D("1003.23")
-        with pytest.raises(DomainError, match="more than is owed"):
+        with pytest.raises(DomainError, match=r"more than is owed: 1003\.23 USD closes the loan today"):
             services.repay(student, loan.id, "1003.24", "repayment-key-00001")
         services.repay(student, loan.id, "1003.23", "repayment-key-00002")
     assert loan.state == LoanState.CLOSED

@@ -206,3 +206,17 @@ def test_the_daily_job_is_registered():
 
     job_app.perform_import_paths()
     assert "portal.money.lending.tasks.lending_daily" in job_app.tasks
+
+
+def test_a_crash_sells_all_the_collateral_and_the_loan_runs_on(pledged, student):
+    loan, pair = pledged
+    with on(START + timedelta(hours=1)):
+        make_rate(pair, "10000")  # 0.05 BTC is worth 500: all of it is sold, 500.00 repaid
+        assert tasks.value_collaterals()["liquidations"] == 1
+        assert tasks.value_collaterals().get("liquidations", 0) == 0  # nothing left pledged
+    collateral = collateral_of(loan)
+    assert collateral.state == CollateralState.LIQUIDATED and collateral.amount == 0
+    assert wallet_of(student, "BTC").balance == 0 and wallet_of(student, "BTC").locked_balance == 0
+    db.session.refresh(loan)
+    assert loan.state == LoanState.ACTIVE
+    assert sum(x.principal_paid for x in lines(loan)) == D("500.00")

@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast bench breakdown lint doctor worker clean-db
+.PHONY: install run test test-fast bench bench-lending breakdown lint doctor worker clean-db
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)." % sys.version.split()[0])'
@@ -34,6 +34,10 @@ test-fast: install
 ## pgbench, at 10,000 students; prints req/s, p50/p99, the ratio to Fortunes and statements per page.
 bench: install
 	$(BIN)/python -m tests.perf.bench
+
+## The lending daily job (penalty accrual) over LOANS late loans (default 10,000); prints loans/s.
+bench-lending: install
+	$(BIN)/python -m tests.perf.lending
 
 ## Where each main page's time goes (session and access, queries, rendering), in process.
 breakdown: install

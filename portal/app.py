@@ -121,6 +121,7 @@ def _import_models() -> None:
     import portal.money.cards.models
     import portal.money.earnings.models
     import portal.money.exchange.models
+    import portal.money.lending.models
     import portal.money.payments.models
     import portal.money.wallets.models
     import portal.platform.analytics.models

@@ -224,6 +224,19 @@ def load_config(overrides: dict | None = None) -> dict:
         "BILLING_LEGAL_NAME": os.environ.get("BILLING_LEGAL_NAME", "Azora Portal"),
         "BILLING_LEGAL_ADDRESS": os.environ.get("BILLING_LEGAL_ADDRESS", ""),
         "BILLING_TAX_ID": os.environ.get("BILLING_TAX_ID", ""),
+        # Lending (README: lending). A loan above this amount (in its currency) needs a second
+        # officer's confirmation (four eyes).
+        "LENDING_FOUR_EYES_ABOVE": os.environ.get("LENDING_FOUR_EYES_ABOVE", "1000"),
+        # The order a repayment pays the parts of what is due, comma separated.
+        "LENDING_ALLOCATION_ORDER": os.environ.get("LENDING_ALLOCATION_ORDER", "penalty,fee,interest,principal"),
+        # Collateral: the share taken off its market value, the loan-to-value at which the
+        # borrower gets a margin call and the one at which collateral is sold (fractions).
+        "LENDING_COLLATERAL_HAIRCUT": os.environ.get("LENDING_COLLATERAL_HAIRCUT", "0.30"),
+        "LENDING_MARGIN_CALL_LTV": os.environ.get("LENDING_MARGIN_CALL_LTV", "0.75"),
+        "LENDING_LIQUIDATION_LTV": os.environ.get("LENDING_LIQUIDATION_LTV", "0.90"),
+        # Whether the daily job takes due instalments from the wallets of loans set to repay
+        # automatically.
+        "LENDING_AUTO_REPAY": _bool("LENDING_AUTO_REPAY", True),
         # Compliance. Screening: a watchlist candidate scoring at least this (0-100) is a hit.
         "AML_MATCH_THRESHOLD": _int("AML_MATCH_THRESHOLD", 85),
         # Transaction monitoring: a single movement at or above this is large, per currency

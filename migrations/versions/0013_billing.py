@@ -2,7 +2,7 @@
 number counters and the dunning attempts; the ledger's new transaction type and system wallet
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-07 20:38:14.552672
 
 - ``subscriptions``, ``invoices``, ``invoice_lines`` and ``dunning_attempts`` are private to the
@@ -24,7 +24,7 @@ from portal.db.migration_helpers import CURRENT_ROLE, Policy, audit_table, disab
 
 # revision identifiers, used by Alembic.
 revision = '0013'
-down_revision = '0011'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
@@ -33,7 +33,7 @@ SUBSCRIBER_PRIVATE = ("subscriptions", "invoices", "invoice_lines", "dunning_att
 STAFF = ("admin", "compliance", "system", "ledger", "billing")
 
 OLD_TRANSACTION_TYPES = ("deposit", "transfer", "fee", "conversion", "reward", "withdrawal", "reversal",
-                         "top_up", "purchase", "refund")
+                         "top_up", "purchase", "refund", "card_purchase", "card_refund")
 NEW_TRANSACTION_TYPES = OLD_TRANSACTION_TYPES + ("subscription",)
 OLD_SYSTEM_WALLETS = ("deposits", "withdrawals", "rewards", "fees", "exchange", "card_float", "loan_book",
                       "clearing_sandbox", "clearing_stripe", "sales", "provider_fees")

@@ -113,8 +113,9 @@ DEMO_MARK = "demo"
 def seed_money(admin: User, students: list[User]) -> dict[str, int]:
     """Create what is missing; returns how many of each thing were created."""
     created = {"pairs": 0, "rates": 0, "fee_rules": 0, "milestones": 0, "deposits": 0, "transfers": 0,
-               "prices": 0}
+               "prices": 0, "loan_products": 0}
     _course_price(created)
+    _loan_product(admin, created)
     with ledger.as_ledger():
         _pairs_and_rates(admin, created)
         _fee_rules(admin, created)
@@ -140,6 +141,22 @@ def _course_price(created: dict) -> None:
     if course is not None and course.price is None and course.price_currency is None:
         course.price, course.price_currency = price, code
         created["prices"] += 1
+
+
+#: The demo's loan product: small USD loans, monthly annuity on a declining balance.
+LOAN_PRODUCT = {"name": "Student micro-loan", "currency_code": "USD", "min_amount": Decimal("100"),
+                "max_amount": Decimal("3000"), "min_term": 3, "max_term": 24, "annual_rate": Decimal("9"),
+                "fee_percent": Decimal("1.5"), "penalty_daily_percent": Decimal("0.05")}
+
+
+def _loan_product(admin: User, created: dict) -> None:
+    """The demo's loan product, once."""
+    from portal.money.lending import services as lending
+    from portal.money.lending.models import LoanProduct
+
+    if db.session.scalar(select(LoanProduct.id).where(LoanProduct.name == LOAN_PRODUCT["name"])) is None:
+        lending.create_product(admin, **LOAN_PRODUCT)
+        created["loan_products"] += 1
 
 
 def _rate_history(pair: tuple[str, str], now) -> list[tuple[object, Decimal]]:

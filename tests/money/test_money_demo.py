@@ -15,6 +15,7 @@ from portal.db.base import utcnow
 from portal.money import demo as money_demo
 from portal.money.earnings.models import Milestone, MilestoneKind
 from portal.money.exchange.models import CurrencyPair, ExchangeRate
+from portal.money.lending.models import LoanProduct
 from portal.money.wallets import ledger
 from portal.money.wallets.models import Transaction, TransactionFee, TransactionType, Wallet
 
@@ -36,7 +37,8 @@ def _count(model, *where) -> int:
 
 
 def _totals() -> tuple[int, ...]:
-    return tuple(_count(m) for m in (CurrencyPair, ExchangeRate, TransactionFee, Milestone, Wallet, Transaction))
+    return tuple(_count(m) for m in (CurrencyPair, ExchangeRate, TransactionFee, Milestone, LoanProduct, Wallet,
+                                     Transaction))
 
 
 def _user(email: str) -> User:
@@ -49,6 +51,9 @@ def test_the_demo_has_money_and_seeding_twice_adds_nothing(cli):
     first = _totals()
     assert cli("seed-demo").exit_code == 0
     assert _totals() == first
+
+    product = db.session.scalars(select(LoanProduct).where(LoanProduct.name == "Student micro-loan")).one()
+    assert product.currency == "USD" and product.max_amount == Decimal("3000")
 
     pairs = {p.symbol: p for p in db.session.scalars(select(CurrencyPair))}
     assert {"AZR/USD", "BTC/USD", "ETH/USD", "AZR/BTC"} <= set(pairs)

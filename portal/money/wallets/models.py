@@ -61,6 +61,9 @@ class SystemWallet(enum.StrEnum):
     #: Revenue of subscriptions (``portal.money.billing``): invoices paid from wallets move
     #: value into it; credit for a subscription canceled early comes back out of it.
     BILLING = "billing"
+    #: Loans written off: the loss moves from here to the loan book, so the book shows what is
+    #: still owed and this shows what was lost.
+    LOAN_LOSSES = "loan_losses"
 
     @property
     def label(self) -> str:
@@ -136,6 +139,11 @@ class TransactionType(enum.StrEnum):
     CARD_PURCHASE = "card_purchase"  #: a card payment: held at authorization, moved to the card float at capture
     CARD_REFUND = "card_refund"  #: a merchant's refund to a card, from the card float to the wallet
     SUBSCRIPTION = "subscription"  #: an invoice of a subscription paid from the wallet (to ``billing``)
+    LOAN_DISBURSEMENT = "loan_disbursement"  #: the loan book pays a loan out to the student
+    LOAN_REPAYMENT = "loan_repayment"  #: the student repays (principal, interest, fees, penalties)
+    LOAN_COLLATERAL = "loan_collateral"  #: a hold on pledged crypto
+    LOAN_LIQUIDATION = "loan_liquidation"  #: pledged crypto sold to cover a loan
+    LOAN_WRITE_OFF = "loan_write_off"  #: what a written-off loan still owed, booked as a loss
 
     @property
     def label(self) -> str:

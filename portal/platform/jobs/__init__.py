@@ -38,6 +38,7 @@ job_app = procrastinate.App(connector=InMemoryConnector(), import_paths=["portal
                                                                       "portal.money.payments.tasks",
                                                                       "portal.money.cards.tasks",
                                                                       "portal.money.billing.tasks",
+                                                                      "portal.money.lending.tasks",
                                                                       "portal.compliance.aml.tasks",
                                                                       "portal.learning.tutoring.tasks"])
 _flask_app = None

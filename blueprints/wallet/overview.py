@@ -13,6 +13,7 @@ from blueprints.wallet import bp
 from blueprints.web import is_htmx, render, wants_fragment
 from portal.db import context as db_context
 from portal.db import db
+from portal.money.billing import queries as billing_queries
 from portal.money.currency import CURRENCIES
 from portal.money.wallets import queries
 from portal.money.wallets.models import TransactionType
@@ -31,7 +32,8 @@ def overview():
     if wants_fragment():
         return render("wallet/overview/index.html", "balances", balances=queries.overview(current_user), recent=[])
     balances, recent = queries.wallet_page(current_user)
-    return render("wallet/overview/index.html", "balances", balances=balances, recent=recent)
+    return render("wallet/overview/index.html", "balances", balances=balances, recent=recent,
+                  unpaid=billing_queries.past_due_invoice(current_user))
 
 
 def _history_context():

@@ -25,7 +25,7 @@ from portal.errors import DomainError, NotFound
 from portal.money.billing import admin_queries, entitlements, queries, services
 from portal.money.billing.invoice_pdf import invoice_pdf
 from portal.money.billing.models import InvoiceStatus, Plan, Subscription, SubscriptionStatus
-from portal.money.currency import CURRENCIES, format_amount
+from portal.money.currency import CURRENCIES, currency, format_amount
 from portal.security.access import requires
 from portal.security.permissions import Permission
 
@@ -89,7 +89,8 @@ def _input(form: PlanForm) -> services.PlanInput:
 
 def _fill(form: PlanForm, plan: Plan) -> None:
     features = {**entitlements.DEFAULTS, **entitlements.clean(plan.entitlements)}
-    form.name.data, form.code.data, form.price.data = plan.name, plan.code, str(plan.price)
+    form.name.data, form.code.data, form.price.data = plan.name, plan.code, str(
+        plan.price.quantize(currency(plan.currency).quantum))
     form.currency.data, form.interval.data = plan.currency, plan.interval.value
     form.trial_days.data, form.description.data, form.position.data = str(plan.trial_days), plan.description, str(plan.position)
     form.tutor_model.data = bool(features["tutor_model"])

@@ -140,7 +140,8 @@ def test_an_upgrade_shows_the_proration_before_confirming_then_charges_once(clie
     review = client.post("/wallet/billing/change", data={"plan": str(catalogue["proyear"].id),
                                                          "idempotency_key": key})
     html = body(review)
-    assert review.status_code == 200 and "Switch to Pro Yearly?" in html and "Nothing has changed yet" in html
+    assert review.status_code == 200 and "Switch to Pro Yearly?" in html
+    assert "a new yearly period starts today" in html and "Nothing has changed yet" in html
     assert "line-proration_credit" in html and "line-plan" in html
     assert re.search(r"Unused time on Pro: \d+ of \d+ days", html)
     total = re.search(r"Pay ([\d.]+ USD) and switch", html).group(1)
@@ -251,6 +252,7 @@ def test_a_failed_charge_shows_the_banner_and_pay_now_restores_once(client, ada,
     for path in ("/wallet/billing", "/wallet/", "/dashboard"):
         html = body(client.get(path))
         assert "Your payment failed." in html, path
+        assert f"Invoice {unpaid.number} for 25.00 USD is unpaid" in html, path
         assert f'href="/wallet/billing/invoices/{unpaid.id}"' in html and "Pay now" in html
     page = body(client.get(f"/wallet/billing/invoices/{unpaid.id}"))
     assert "Pay 25.00 USD now" in page and "failed" in page

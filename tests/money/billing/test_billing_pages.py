@@ -254,6 +254,9 @@ def test_a_failed_charge_shows_the_banner_and_pay_now_restores_once(client, ada,
         assert "Your payment failed." in html, path
         assert f"Invoice {unpaid.number} for 25.00 USD is unpaid" in html, path
         assert f'href="/wallet/billing/invoices/{unpaid.id}"' in html and "Pay now" in html
+    billing_page = body(client.get("/wallet/billing"))
+    assert "Pay the unpaid invoice first; then you can change plan." in billing_page
+    assert "Switch to" not in billing_page
     page = body(client.get(f"/wallet/billing/invoices/{unpaid.id}"))
     assert "Pay 25.00 USD now" in page and "failed" in page
     key = key_in(page)

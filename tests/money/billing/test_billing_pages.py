@@ -369,3 +369,60 @@ def test_pages_stay_flat_with_data(client, ada, catalogue, statements, path):
     assert len(invoices(ada)) >= 7
     assert many.count == few.count, (few.statements, many.statements)
     assert many.count <= 8, many.statements
+
+
+# ------------------------------------------------------------------ a double click, at once
+
+
+@pytest.mark.no_db_rollback
+def test_two_tabs_posting_one_form_at_once_make_one_subscription_and_one_charge(app):
+    """Two requests with the same form (one idempotency key) at the same moment, each on its own
+    connection: one subscribes and charges, the other waits for it and answers with its outcome."""
+    import threading
+
+    from portal.accounts.models import User
+    from portal.db.context import Actor, acting_as
+    from portal.money.wallets import ledger
+    from tests.factories import PASSWORD
+
+    def committed(fn):
+        with app.app_context(), acting_as(Actor.system("tests")):
+            try:
+                value = fn()
+                db.session.commit()
+                return value
+            finally:
+                db.session.rollback()
+                db.session.remove()
+
+    suffix = "-" + uuid.uuid4().hex[:8]
+    pro_id = committed(lambda: plans(suffix, with_free=False)["pro"].id)
+    email = committed(lambda: (lambda u: (fund(u, "100"), u.email)[1])(create_user("student")))
+    tabs = []
+    for _ in range(2):
+        tab = app.test_client()
+        assert tab.post("/auth/login", data={"email": email, "password": PASSWORD}).status_code in (302, 204)
+        tabs.append(tab)
+    key = ledger.new_key()
+    gate, answers = threading.Barrier(2), []
+
+    def click(tab):
+        gate.wait(timeout=30)
+        answers.append(tab.post("/wallet/billing/subscribe", data={"plan": str(pro_id), "idempotency_key": key}))
+
+    threads = [threading.Thread(target=click, args=(tab,)) for tab in tabs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(a.status_code for a in answers) == [302, 302]
+
+    def check():
+        user = db.session.scalar(select(User).where(User.email == email))
+        assert len(subscriptions(user)) == 1
+        with ledger.as_ledger():
+            wallet = ledger.user_wallet(user.id, "USD")
+        assert wallet.balance == Decimal("75.00")  # charged once
+        assert [i.total for i in invoices(user)] == [Decimal("25.00")]
+
+    committed(check)

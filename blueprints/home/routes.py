@@ -41,10 +41,14 @@ def dashboard():
         context["counts"] = counts_by_role()
     elif current_user.role == Role.STUDENT:
         from portal.learning.education.queries import student_dashboard
+        from portal.money.billing.queries import past_due_invoice
+        from portal.money.currency import format_amount
         from portal.money.wallets.queries import overview as wallet_overview
 
         context.update(student_dashboard(current_user))
         context["wallet"] = wallet_overview(current_user)
+        context["unpaid"] = unpaid = past_due_invoice(current_user)
+        context["unpaid_amount"] = format_amount(unpaid.total, unpaid.currency) if unpaid else None
         context.update(_insights_card(context["enrollments"]))
     elif current_user.role == Role.FACULTY:
         from portal.learning.lms.queries import faculty_dashboard

@@ -7,9 +7,9 @@ One blueprint, a module per part: ``overview`` (balances, history, CSV), ``trans
 ``withdrawals``, ``payments`` (top-ups, payments, saved methods, course checkout, refunds and
 receipts), ``payment_webhooks`` (providers' signed reports), ``card_network`` (the card
 network's signed messages), ``cards`` (a holder's virtual cards), ``cards_admin`` (staff's card
-pages and the card terminal), ``admin`` (system wallets, ledger verification, fee rules, a
-user's wallets) and ``payments_admin`` (finance: payments, refunds, reconciliation, the webhook
-log).
+pages and the card terminal), ``billing`` (plans, subscriptions, invoices), ``admin`` (system
+wallets, ledger verification, fee rules, a user's wallets), ``billing_admin`` (plans, invoices,
+MRR) and ``payments_admin`` (finance: payments, refunds, reconciliation, the webhook log).
 """
 
 from flask import Blueprint
@@ -18,6 +18,8 @@ bp = Blueprint("wallet", __name__, url_prefix="/wallet")
 
 from blueprints.wallet import (  # noqa: E402,F401
     admin,
+    billing,
+    billing_admin,
     card_network,
     cards,
     cards_admin,

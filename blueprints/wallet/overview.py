@@ -13,7 +13,8 @@ from blueprints.wallet import bp
 from blueprints.web import is_htmx, render, wants_fragment
 from portal.db import context as db_context
 from portal.db import db
-from portal.money.currency import CURRENCIES
+from portal.money.billing import queries as billing_queries
+from portal.money.currency import CURRENCIES, format_amount
 from portal.money.wallets import queries
 from portal.money.wallets.models import TransactionType
 from portal.security.access import requires
@@ -31,7 +32,9 @@ def overview():
     if wants_fragment():
         return render("wallet/overview/index.html", "balances", balances=queries.overview(current_user), recent=[])
     balances, recent = queries.wallet_page(current_user)
-    return render("wallet/overview/index.html", "balances", balances=balances, recent=recent)
+    unpaid = billing_queries.past_due_invoice(current_user)
+    return render("wallet/overview/index.html", "balances", balances=balances, recent=recent, unpaid=unpaid,
+                  unpaid_amount=format_amount(unpaid.total, unpaid.currency) if unpaid else None)
 
 
 def _history_context():

@@ -447,10 +447,11 @@ def _many(student, grace, n):
 
 
 #: What each wallet page sends, the request's own statements (its session lookup) included: the
-#: balances and the recent activity are one statement, a history page one, the send form's
-#: balances one, the balance refresh one.
+#: balances and the recent activity are one statement (the overview adds one for the unpaid
+#: invoice of a past-due plan), a history page one, the send form's balances one, the balance
+#: refresh one.
 PAGE_STATEMENTS = {
-    "/wallet/": 2,
+    "/wallet/": 3,
     "/wallet/history": 2,
     "/wallet/history?type=deposit&currency=USD": 2,
     "/wallet/history?from=2000-01-01&to=2999-12-31": 2,

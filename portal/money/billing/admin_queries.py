@@ -1,13 +1,15 @@
 """Reads for the billing administration: subscriptions by state, MRR per currency, churn per
-month, and every invoice with filters (keyset-free offset pages: invoices are few per student)."""
+month, and every invoice with filters, in keyset pages (``after``: the last row shown's
+``cursor``), so a deep page costs what the first does."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, select, tuple_
 
 from portal.accounts.models import User
 from portal.db import db
@@ -59,13 +61,29 @@ class InvoiceFilters:
     status: str = ""
     number: str = ""
     email: str = ""
+    plan: str = ""  #: a plan's code (every version)
     since: datetime | None = None
     until: datetime | None = None
 
 
-def invoices(filters: InvoiceFilters, page: int = 1) -> tuple[list[tuple[Invoice, User]], bool]:
+def cursor(invoice: Invoice) -> str:
+    """Where the page after ``invoice`` starts (``invoices(after=...)``)."""
+    return f"{invoice.created_at.isoformat()}_{invoice.id}"
+
+
+def _after(raw: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        moment, _, ident = raw.rpartition("_")
+        return datetime.fromisoformat(moment), uuid.UUID(ident)
+    except ValueError:
+        raise DomainError("This page link is broken: start again from the first page.", field="after") from None
+
+
+def invoices(filters: InvoiceFilters, page: int = 1, after: str | None = None
+             ) -> tuple[list[tuple[Invoice, User]], bool]:
     """Every invoice with its customer, newest first, filtered; (this page, whether more).
-    Raises DomainError (``field`` set) for an unknown status."""
+    With ``after`` (a ``cursor``) the page after that row, by keyset. Raises DomainError
+    (``field`` set) for an unknown status or a broken cursor."""
     query = select(Invoice, User).join(User, User.id == Invoice.user_id)
     if filters.status:
         try:
@@ -77,11 +95,19 @@ def invoices(filters: InvoiceFilters, page: int = 1) -> tuple[list[tuple[Invoice
         query = query.where(Invoice.number == filters.number.strip().upper())
     if filters.email.strip():
         query = query.where(User.email == filters.email.strip().lower())
+    if filters.plan.strip():
+        query = query.where(Invoice.subscription_id.in_(
+            select(Subscription.id).join(Plan, Plan.id == Subscription.plan_id)
+            .where(Plan.code == filters.plan.strip().lower())))
     if filters.since is not None:
         query = query.where(Invoice.created_at >= filters.since)
     if filters.until is not None:
         query = query.where(Invoice.created_at < filters.until)
-    page = max(1, page)
+    if after:
+        moment, ident = _after(after)
+        query = query.where(tuple_(Invoice.created_at, Invoice.id) < tuple_(moment, ident))
+    else:
+        query = query.offset((max(1, page) - 1) * PAGE_SIZE)
     rows = list(db.session.execute(query.order_by(Invoice.created_at.desc(), Invoice.id.desc())
-                                   .offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE + 1)).all())
+                                   .limit(PAGE_SIZE + 1)).all())
     return rows[:PAGE_SIZE], len(rows) > PAGE_SIZE

@@ -120,3 +120,13 @@ def invoice(viewer: User, invoice_id: uuid.UUID | str) -> InvoiceView:
                                        .order_by(DunningAttempt.attempt)))
     customer = viewer if viewer.id == found.user_id else db.session.get(User, found.user_id)
     return InvoiceView(found, lines, attempts, customer)
+
+
+def past_due_invoice(user: User) -> Invoice | None:
+    """The oldest unpaid invoice of the student's past-due subscription, for the "payment
+    failed" banner of the wallet and the dashboard (one statement; None when all is paid)."""
+    return db.session.scalar(
+        select(Invoice).join(Subscription, Subscription.id == Invoice.subscription_id)
+        .where(Subscription.user_id == user.id, Subscription.status == SubscriptionStatus.PAST_DUE,
+               Invoice.status == InvoiceStatus.OPEN)
+        .order_by(Invoice.period_start).limit(1))

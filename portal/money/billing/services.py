@@ -703,8 +703,12 @@ class ChangePreview:
     @property
     def text(self) -> str:
         if self.when == "now":
+            # A change to another interval starts a new period today (the unused days credited);
+            # within one interval the period, and so the renewal date, stay.
+            renewal = ("a new billing period starts today" if self.plan.interval != self.current_plan.interval
+                       else "your renewal date stays the same")
             return (f"You move to {self.plan.name} now and pay {format_amount(self.total, self.currency)} "
-                    "today; your renewal date stays the same.")
+                    f"today; {renewal}.")
         return (f"You keep {self.current_plan.name} until {self.effective_at:%d %b %Y}, then move to "
                 f"{self.plan.name}.")
 

@@ -152,6 +152,19 @@ def test_upgrade_now_is_prorated_to_the_day_invoiced_and_charged(catalogue):
     assert balance(user) == Decimal("75.00")
 
 
+def test_an_upgrade_to_another_interval_says_a_new_period_starts(catalogue):
+    """Moving from a monthly plan to a yearly one starts a new period today, so the preview must
+    not promise the old renewal date."""
+    user = student("400")
+    with time_machine.travel(utc(2026, 3, 1, 8), tick=False):
+        services.subscribe(user, catalogue["pro"].id)
+    with time_machine.travel(utc(2026, 3, 11, 15), tick=False):
+        preview = services.preview_change(user, catalogue["proyear"].id)
+    assert preview.when == "now"
+    assert preview.text.endswith("today; a new billing period starts today.")
+    assert "renewal date stays the same" not in preview.text
+
+
 def test_upgrade_plus_to_pro_charges_the_hand_worked_figures(catalogue):
     user = student("100")
     admin = create_user("admin")

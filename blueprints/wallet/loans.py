@@ -42,8 +42,14 @@ def _status(exc: DomainError) -> int:
     return exc.status_code if 400 <= exc.status_code < 500 else 422
 
 
+def plain_number(value) -> str:
+    """A Decimal without trailing zeros or an exponent: 12, 12.5, 1000."""
+    return f"{value.normalize():f}"
+
+
 def _context(**extra) -> dict:
-    return {"money": format_amount, "margin_call_ltv": current_app.config.get("LENDING_MARGIN_CALL_LTV"),
+    return {"money": format_amount, "num": plain_number,
+            "margin_call_ltv": current_app.config.get("LENDING_MARGIN_CALL_LTV"),
             "liquidation_ltv": current_app.config.get("LENDING_LIQUIDATION_LTV"), **extra}
 
 

@@ -16,6 +16,7 @@ from flask import Response, flash, request
 from flask_login import current_user
 
 from blueprints.wallet import bp
+from blueprints.wallet.loans import plain_number
 from blueprints.web import redirect_to, refusal, render
 from portal.db import db
 from portal.errors import DomainError
@@ -27,8 +28,8 @@ from portal.security.permissions import Permission, has_permission
 
 
 def _context(**extra) -> dict:
-    return {"money": format_amount, "can_decide": has_permission(current_user.role, Permission.MANAGE_MONEY),
-            **extra}
+    return {"money": format_amount, "num": plain_number,
+            "can_decide": has_permission(current_user.role, Permission.MANAGE_MONEY), **extra}
 
 
 def _text(name: str, most: int = 600) -> str:

@@ -7,9 +7,9 @@ One blueprint, a module per part: ``overview`` (balances, history, CSV), ``trans
 ``withdrawals``, ``payments`` (top-ups, payments, saved methods, course checkout, refunds and
 receipts), ``payment_webhooks`` (providers' signed reports), ``card_network`` (the card
 network's signed messages), ``cards`` (a holder's virtual cards), ``cards_admin`` (staff's card
-pages and the card terminal), ``billing`` (plans, subscriptions, invoices), ``admin`` (system
+pages and the card terminal), ``billing`` (plans, subscriptions, invoices), ``loans`` (a student's loans), ``admin`` (system
 wallets, ledger verification, fee rules, a user's wallets), ``billing_admin`` (plans, invoices,
-MRR) and ``payments_admin`` (finance: payments, refunds, reconciliation, the webhook log).
+MRR), ``loans_admin`` (the loan officers' queue, book and collections) and ``payments_admin`` (finance: payments, refunds, reconciliation, the webhook log).
 """
 
 from flask import Blueprint
@@ -25,6 +25,8 @@ from blueprints.wallet import (  # noqa: E402,F401
     cards_admin,
     earnings,
     exchange,
+    loans,
+    loans_admin,
     overview,
     payment_webhooks,
     payments,

@@ -184,3 +184,35 @@ def book_csv(officer: User, on: date | None = None) -> str:
                                                _cents(r.overdue_amount, r.currency), r.days_in_arrears,
                                                r.disbursed_on)])
     return out.getvalue()
+
+
+@dataclass(frozen=True)
+class OfficerLoanView:
+    detail: object  # queries.LoanDetail
+    borrower: User
+    assessment: LoanAssessment | None
+    #: Above ``LENDING_FOUR_EYES_ABOVE``: two officers approve.
+    needs_two: bool
+    four_eyes_above: Decimal
+    approved_by: User | None
+    confirmed_by: User | None
+
+
+def loan_view(officer: User, loan_id) -> OfficerLoanView:
+    """One loan as an officer sees it: the student's page's facts, the borrower, the assessment
+    and who approved it (four eyes)."""
+    from portal.errors import NotFound
+    from portal.money.lending import queries
+
+    _require_viewer(officer)
+    loan = db.session.get(Loan, loan_id)
+    if loan is None:
+        raise NotFound("No such loan.")
+    borrower = db.session.get(User, loan.user_id)
+    judged = db.session.scalars(select(LoanAssessment).where(LoanAssessment.loan_id == loan.id)
+                                .order_by(LoanAssessment.created_at.desc()).limit(1)).first()
+    people = {u.id: u for u in db.session.scalars(select(User).where(
+        User.id.in_([x for x in (loan.approved_by_id, loan.confirmed_by_id) if x])))}
+    above = services.four_eyes_above()
+    return OfficerLoanView(queries.loan_detail(borrower, loan.id), borrower, judged, loan.principal > above, above,
+                           people.get(loan.approved_by_id), people.get(loan.confirmed_by_id))

@@ -291,4 +291,5 @@ def test_nothing_is_lost_when_smtp_comes_back(smtp_config):
     assert row.status == EmailStatus.SENT
     assert row.attempts == 3
     assert row.last_error is None
-    assert [e.rcpt_tos for e in server.inbox.envelopes] == [[email.to_address]]
+    # Once, to its address (the sweep also sends what other tests committed to the outbox).
+    assert [e.rcpt_tos for e in server.inbox.envelopes].count([email.to_address]) == 1

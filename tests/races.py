@@ -104,3 +104,29 @@ def remove_committed(app, *, course_id: uuid.UUID, user_ids: Sequence[uuid.UUID]
         db.session.execute(delete(User).where(User.id.in_(user_ids)))
         db.session.commit()
         db.session.remove()
+
+
+#: Who sets up and reads the rows of a race (committed, outside any test's transaction).
+SETUP_ACTOR = Actor.system("tests")
+
+
+def committed(app, fn):
+    """``fn()`` in a transaction of its own, as the system actor, committed; its return value."""
+    with app.app_context(), acting_as(SETUP_ACTOR):
+        try:
+            value = fn()
+            db.session.commit()
+            return value
+        finally:
+            db.session.rollback()
+            db.session.remove()
+
+
+def read(app, fn):
+    """``fn()`` in a transaction of its own, as the system actor, rolled back; its return value."""
+    with app.app_context(), acting_as(SETUP_ACTOR):
+        try:
+            return fn()
+        finally:
+            db.session.rollback()
+            db.session.remove()

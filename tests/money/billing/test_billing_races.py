@@ -16,47 +16,24 @@ from sqlalchemy import func, select
 
 from portal.accounts.models import User
 from portal.db import db
-from portal.db.context import Actor, acting_as
 from portal.money.billing import services
 from portal.money.billing.models import Invoice, InvoiceReason, InvoiceStatus, Plan, Subscription
 from portal.money.wallets import ledger
 from portal.money.wallets.models import Transaction, TransactionType
 from tests.factories import create_user
 from tests.money.billing.helpers import fund, plans, student, utc
-from tests.races import race
+from tests.races import committed, race, read
 
 pytestmark = pytest.mark.no_db_rollback
-
-SYSTEM = Actor.system("tests")
-
-
-def _commit(app, fn):
-    with app.app_context(), acting_as(SYSTEM):
-        try:
-            value = fn()
-            db.session.commit()
-            return value
-        finally:
-            db.session.rollback()
-            db.session.remove()
-
-
-def _read(app, fn):
-    with app.app_context(), acting_as(SYSTEM):
-        try:
-            return fn()
-        finally:
-            db.session.rollback()
-            db.session.remove()
 
 
 def _catalogue(app) -> dict[str, uuid.UUID]:
     suffix = "-" + uuid.uuid4().hex[:8]
-    return _commit(app, lambda: {k: p.id for k, p in plans(suffix, with_free=False).items()})
+    return committed(app, lambda: {k: p.id for k, p in plans(suffix, with_free=False).items()})
 
 
 def _new_student(app, funds: str | None) -> uuid.UUID:
-    return _commit(app, lambda: student(funds).id)
+    return committed(app, lambda: student(funds).id)
 
 
 def _charged(user_id: uuid.UUID) -> list[Transaction]:
@@ -85,20 +62,20 @@ def test_subscribing_twice_at_once_makes_one_subscription_and_one_charge(app):
         assert _balance(user_id) == Decimal("75.00")
         assert ledger.verify().ok
 
-    _read(app, check)
+    read(app, check)
 
 
 def test_paying_one_invoice_from_two_tabs_charges_once(app):
     catalogue = _catalogue(app)
     user_id = _new_student(app, "25.00")
     with time_machine.travel(utc(2026, 2, 10, 9), tick=False):
-        _commit(app, lambda: services.subscribe(db.session.get(User, user_id), catalogue["pro"]))
+        committed(app, lambda: services.subscribe(db.session.get(User, user_id), catalogue["pro"]))
     with time_machine.travel(utc(2026, 3, 10, 9, 1), tick=False):
-        _commit(app, services.run_due)  # the renewal fails: past due, an open invoice
-        invoice_id = _read(app, lambda: db.session.scalar(select(Invoice.id).where(
+        committed(app, services.run_due)  # the renewal fails: past due, an open invoice
+        invoice_id = read(app, lambda: db.session.scalar(select(Invoice.id).where(
             Invoice.user_id == user_id, Invoice.status == InvoiceStatus.OPEN)))
         assert invoice_id is not None
-        _commit(app, lambda: fund(db.session.get(User, user_id), "100"))
+        committed(app, lambda: fund(db.session.get(User, user_id), "100"))
         outcomes = race(app, [(user_id, "student", lambda user: services.pay_invoice(user, invoice_id).status)] * 2)
     assert [o.value for o in outcomes] == [InvoiceStatus.PAID, InvoiceStatus.PAID]
 
@@ -109,17 +86,17 @@ def test_paying_one_invoice_from_two_tabs_charges_once(app):
         assert db.session.get(Subscription, db.session.get(Invoice, invoice_id).subscription_id).status.value == "active"
         assert ledger.verify().ok
 
-    _read(app, check)
+    read(app, check)
 
 
 def test_changing_plan_while_the_renewal_job_runs_bills_the_period_once(app):
     catalogue = _catalogue(app)
     user_id = _new_student(app, "200")
-    plus_now = _commit(app, lambda: services.new_plan_version(
+    plus_now = committed(app, lambda: services.new_plan_version(
         create_user("admin"), db.session.get(Plan, catalogue["plus"]).code,
         services.PlanInput(name="Plus", price="10.00", trial_days=0)).id)  # Plus without its trial
     with time_machine.travel(utc(2026, 4, 5, 9), tick=False):
-        _commit(app, lambda: services.subscribe(db.session.get(User, user_id), plus_now))
+        committed(app, lambda: services.subscribe(db.session.get(User, user_id), plus_now))
     # The period ended on 5 May; the job and an upgrade to Pro start together on 15 May.
     with time_machine.travel(utc(2026, 5, 15, 9), tick=False):
         barrier = threading.Barrier(2)
@@ -151,7 +128,7 @@ def test_changing_plan_while_the_renewal_job_runs_bills_the_period_once(app):
         assert _balance(user_id) == Decimal("200") - charged
         assert ledger.verify().ok
 
-    _read(app, check)
+    read(app, check)
 
 
 def test_invoice_numbers_taken_at_once_have_no_gaps_and_no_repeats(app):

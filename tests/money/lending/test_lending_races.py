@@ -20,26 +20,9 @@ from portal.money.lending import services, tasks
 from portal.money.lending.models import Loan, LoanAccrual, LoanInstalment, Repayment
 from tests.factories import create_user
 from tests.money.lending.helpers import START, borrower, fund, on, product
-from tests.races import race
+from tests.races import committed, race, read
 
 pytestmark = pytest.mark.no_db_rollback
-
-SYSTEM = Actor.system("tests")
-
-
-def _commit(app, fn):
-    with app.app_context(), acting_as(SYSTEM):
-        try:
-            value = fn()
-            db.session.commit()
-            return value
-        finally:
-            db.session.rollback()
-            db.session.remove()
-
-
-def _read(app, fn):
-    return _commit(app, fn)
 
 
 def _setup(app, *, disbursed: bool):
@@ -59,7 +42,7 @@ def _setup(app, *, disbursed: bool):
         return student.id, prod.id, loan_id
 
     with on(START):
-        return _commit(app, make)
+        return committed(app, make)
 
 
 def test_two_tabs_applying_make_one_application(app):
@@ -70,7 +53,7 @@ def test_two_tabs_applying_make_one_application(app):
                               for k in (uuid.uuid4().hex, uuid.uuid4().hex)], expected=(Conflict,))
     assert sorted(o.ok for o in outcomes) == [False, True]
     assert "already have an application" in next(o.refused for o in outcomes if not o.ok).message
-    count = _read(app, lambda: db.session.scalar(select(func.count()).select_from(Loan)
+    count = read(app, lambda: db.session.scalar(select(func.count()).select_from(Loan)
                                                  .where(Loan.user_id == student_id)))
     assert count == 1
 
@@ -82,7 +65,7 @@ def test_two_tabs_repaying_one_form_pay_once(app):
         outcomes = race(app, [(student_id, "student",
                                lambda user: services.repay(user, loan_id, "88.84878868", key).id)] * 2)
     assert outcomes[0].value == outcomes[1].value
-    count = _read(app, lambda: db.session.scalar(select(func.count()).select_from(Repayment)
+    count = read(app, lambda: db.session.scalar(select(func.count()).select_from(Repayment)
                                                  .where(Repayment.loan_id == loan_id)))
     assert count == 1
 
@@ -94,7 +77,7 @@ def test_two_tabs_paying_off_pay_once(app):
                                lambda user, k=k: services.repay(user, loan_id, "1000", k).id)
                               for k in (uuid.uuid4().hex, uuid.uuid4().hex)], expected=(DomainError,))
     assert sorted(o.ok for o in outcomes) == [False, True]
-    paid = _read(app, lambda: db.session.scalar(select(func.sum(Repayment.amount))
+    paid = read(app, lambda: db.session.scalar(select(func.sum(Repayment.amount))
                                                 .where(Repayment.loan_id == loan_id)))
     assert paid == Decimal("1000")
 
@@ -122,9 +105,9 @@ def test_the_daily_job_on_two_workers_accrues_once(app):
         for thread in threads:
             thread.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
-    days = _read(app, lambda: db.session.scalar(select(func.count()).select_from(LoanAccrual)
+    days = read(app, lambda: db.session.scalar(select(func.count()).select_from(LoanAccrual)
                                                 .where(LoanAccrual.loan_id == loan_id)))
-    penalty = _read(app, lambda: db.session.scalar(select(LoanInstalment.penalty).where(
+    penalty = read(app, lambda: db.session.scalar(select(LoanInstalment.penalty).where(
         LoanInstalment.loan_id == loan_id, LoanInstalment.number == 1)))
     assert days == 14 and sorted(results) == [0, 14]
     # 0.1% a day of 88.84878868 AZR is 0.08884879; fourteen days once, not twice.

@@ -20,31 +20,9 @@ from portal.money.wallets import ledger
 from portal.money.wallets.models import Transaction, TransactionType
 from tests.factories import create_user
 from tests.money.payments.helpers import RETURN_URL
-from tests.races import race
+from tests.races import committed, race, read
 
 pytestmark = pytest.mark.no_db_rollback
-
-SYSTEM = Actor.system("tests")
-
-
-def _commit(app, fn):
-    with app.app_context(), acting_as(SYSTEM):
-        try:
-            value = fn()
-            db.session.commit()
-            return value
-        finally:
-            db.session.rollback()
-            db.session.remove()
-
-
-def _read(app, fn):
-    with app.app_context(), acting_as(SYSTEM):
-        try:
-            return fn()
-        finally:
-            db.session.rollback()
-            db.session.remove()
 
 
 def _started_top_up(app, amount: str = "40") -> tuple[uuid.UUID, uuid.UUID]:
@@ -55,7 +33,7 @@ def _started_top_up(app, amount: str = "40") -> tuple[uuid.UUID, uuid.UUID]:
                                             return_url=RETURN_URL)
         return user.id, payment.id
 
-    return _commit(app, make)
+    return committed(app, make)
 
 
 def _at_once(app, calls) -> list:
@@ -101,7 +79,7 @@ def _credited(user_id: uuid.UUID) -> Decimal:
 
 def test_twenty_deliveries_of_one_webhook_apply_once(app, fake):
     user_id, payment_id = _started_top_up(app, "40")
-    ref = _read(app, lambda: db.session.get(Payment, payment_id).provider_ref)
+    ref = read(app, lambda: db.session.get(Payment, payment_id).provider_ref)
     event = fake.event(payment=fake.complete(ref, PaymentState.SUCCEEDED))
     body, headers = fake.sign(event)
 
@@ -122,31 +100,31 @@ def test_twenty_deliveries_of_one_webhook_apply_once(app, fake):
         assert db.session.get(Payment, payment_id).state == PaymentState.SUCCEEDED
         assert ledger.verify().ok
 
-    _read(app, check)
+    read(app, check)
 
 
 def test_out_of_order_deliveries_at_once_end_succeeded(app, fake):
     user_id, payment_id = _started_top_up(app, "15")
-    ref = _read(app, lambda: db.session.get(Payment, payment_id).provider_ref)
+    ref = read(app, lambda: db.session.get(Payment, payment_id).provider_ref)
     processing = fake.event(payment=fake.complete(ref, PaymentState.PROCESSING))
     succeeded = fake.event(payment=fake.complete(ref, PaymentState.SUCCEEDED))
     deliveries = [fake.sign(processing), fake.sign(succeeded)] * 3
 
     _at_once(app, [lambda d=d: webhooks.receive("sandbox", *d) for d in deliveries])
 
-    assert _read(app, lambda: db.session.get(Payment, payment_id).state) == PaymentState.SUCCEEDED
-    assert _read(app, lambda: _credited(user_id)) == Decimal("15")
+    assert read(app, lambda: db.session.get(Payment, payment_id).state) == PaymentState.SUCCEEDED
+    assert read(app, lambda: _credited(user_id)) == Decimal("15")
 
 
 def test_two_refunds_racing_never_exceed_what_is_left(app, fake):
     user_id, payment_id = _started_top_up(app, "100")
-    ref = _read(app, lambda: db.session.get(Payment, payment_id).provider_ref)
+    ref = read(app, lambda: db.session.get(Payment, payment_id).provider_ref)
 
     def succeed():
         services.apply_provider_payment(fake.complete(ref), provider="sandbox", source="webhook")
 
-    _commit(app, succeed)
-    admins = _commit(app, lambda: [create_user("admin").id for _ in range(2)])
+    committed(app, succeed)
+    admins = committed(app, lambda: [create_user("admin").id for _ in range(2)])
 
     def refund(user: User):
         payment = db.session.get(Payment, payment_id)
@@ -165,11 +143,11 @@ def test_two_refunds_racing_never_exceed_what_is_left(app, fake):
             wallet = ledger.user_wallet(user_id, "USD")
             assert (wallet.balance, wallet.locked_balance) == (Decimal("100.00"), Decimal("60.00"))
 
-    _read(app, check)
+    read(app, check)
 
 
 def test_two_tabs_submitting_one_checkout_make_one_payment(app, fake):
-    user_id = _commit(app, lambda: create_user("student").id)
+    user_id = committed(app, lambda: create_user("student").id)
     form_key = uuid.uuid4().hex
 
     def submit(user: User):
@@ -178,7 +156,7 @@ def test_two_tabs_submitting_one_checkout_make_one_payment(app, fake):
     outcomes = race(app, [(user_id, "student", submit)] * 2)
 
     assert outcomes[0].value == outcomes[1].value
-    assert _read(app, lambda: db.session.scalar(select(func.count()).select_from(Payment).where(
+    assert read(app, lambda: db.session.scalar(select(func.count()).select_from(Payment).where(
         Payment.user_id == user_id))) == 1
     assert fake.calls.count("create_payment") == 1
 
@@ -199,7 +177,7 @@ def test_a_double_click_on_ask_for_a_refund_makes_one_refund(app, fake):
             payment = services.pay_course(user, course, idempotency_key=uuid.uuid4().hex, from_wallet=True)
         return user.id, payment.id
 
-    user_id, payment_id = _commit(app, make)
+    user_id, payment_id = committed(app, make)
 
     def ask(user: User):
         return services.request_course_refund(user, db.session.get(Payment, payment_id), "Twice").id
@@ -207,6 +185,6 @@ def test_a_double_click_on_ask_for_a_refund_makes_one_refund(app, fake):
     outcomes = race(app, [(user_id, "student", ask)] * 2, expected=(services.RefundRefused,))
 
     assert sorted(o.ok for o in outcomes) == [False, True]
-    assert _read(app, lambda: [r.state for r in db.session.scalars(
+    assert read(app, lambda: [r.state for r in db.session.scalars(
         select(Refund).where(Refund.payment_id == payment_id))]) == [RefundState.SUCCEEDED]
-    assert _read(app, lambda: _credited(user_id)) == D("50")
+    assert read(app, lambda: _credited(user_id)) == D("50")

@@ -29,6 +29,21 @@ from portal.db.provision import provision_database
 TEST_DB = os.environ.get("AZORA_TEST_DB", "azora_test")
 
 
+def _commits_rows(item) -> bool:
+    return (item.get_closest_marker("e2e") is not None or item.get_closest_marker("no_db_rollback") is not None
+            or "/tests/e2e/" in str(item.path))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Tests whose rows are committed (the browser journeys and the races: ``e2e``,
+    ``no_db_rollback``) run after every test that is rolled back, each group in the order the run
+    chose (pytest-randomly shuffles first). Their rows stay in the session's database, and a
+    rolled-back test that reads a whole table (the exchange's rates, a system wallet's balance, the
+    loan book) would otherwise see another test's rows, or not, depending on the order."""
+    items[:] = [item for item in items if not _commits_rows(item)] + [item for item in items if _commits_rows(item)]
+
+
 def _admin_url() -> tuple[str, bool]:
     url = os.environ.get("TEST_DATABASE_URL")
     if url:

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.e2e
 NOT_PAGES = {
     "home.healthz", "home.notification_count", "wallet.history_csv", "wallet.admin_fee_preview",
     "wallet.withdrawal_fee", "learning.manage_slug", "learning.certificate_public_key",
+    "wallet.loans_admin_book_csv",
 }
 
 

@@ -16,17 +16,17 @@ from portal.money.payments import services
 from portal.money.payments.models import Payment, Refund, RefundState
 from portal.money.wallets import ledger
 from tests.factories import create_user
-from tests.money.payments.test_payment_races import _commit, _read, _started_top_up
-from tests.races import race
+from tests.money.payments.test_payment_races import _started_top_up
+from tests.races import committed, race, read
 
 pytestmark = pytest.mark.no_db_rollback
 
 
 def test_one_refund_form_submitted_twice_at_once_refunds_once(app, fake):
     user_id, payment_id = _started_top_up(app, "100")
-    ref = _read(app, lambda: db.session.get(Payment, payment_id).provider_ref)
-    _commit(app, lambda: services.apply_provider_payment(fake.complete(ref), provider="sandbox", source="webhook"))
-    admin = _commit(app, lambda: create_user("admin").id)
+    ref = read(app, lambda: db.session.get(Payment, payment_id).provider_ref)
+    committed(app, lambda: services.apply_provider_payment(fake.complete(ref), provider="sandbox", source="webhook"))
+    admin = committed(app, lambda: create_user("admin").id)
     form_key = uuid.uuid4().hex
 
     def submit(user: User):
@@ -48,4 +48,4 @@ def test_one_refund_form_submitted_twice_at_once_refunds_once(app, fake):
             wallet = ledger.user_wallet(user_id, "USD")
             assert (wallet.balance, wallet.locked_balance) == (Decimal("100.00"), Decimal("30.00"))
 
-    _read(app, check)
+    read(app, check)

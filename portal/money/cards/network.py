@@ -500,17 +500,24 @@ def _unusable_auth(auth: CardTransaction, what: str) -> str | None:
             CardTransactionState.EXPIRED: f"The authorization expired: nothing to {what}"}[auth.state]
 
 
-def capture(message: Message) -> Answer:
+def _original_or_answer(message: Message, what: str):
+    """The authorization a follow-up message is about, or the answer already due: the first
+    answer to a duplicate (looked up after the authorization, which serializes them), or a
+    parked note when the authorization has not arrived yet."""
     auth = _original(message)
-    if auth is None:
-        existing = _existing(message.network_id)
-        if existing is not None:
-            return _answer_of(existing, duplicate=True)
-        return _noted(message, codes.NO_ORIGINAL, NetworkMessageOutcome.PARKED,
-                      "Capture of an authorization not known (yet): retry once it has arrived")
     existing = _existing(message.network_id)
     if existing is not None:
-        return _answer_of(existing, duplicate=True)
+        return None, _answer_of(existing, duplicate=True)
+    if auth is None:
+        return None, _noted(message, codes.NO_ORIGINAL, NetworkMessageOutcome.PARKED,
+                            f"{what} of an authorization not known (yet): retry once it has arrived")
+    return auth, None
+
+
+def capture(message: Message) -> Answer:
+    auth, answer = _original_or_answer(message, "Capture")
+    if answer is not None:
+        return answer
     row = _follow_up(message, auth, CardTransactionKind.CAPTURE)
     row.merchant_amount = max(message.amount, Decimal(0)) if abs(message.amount).adjusted() < 20 else Decimal(0)
     problem = _unusable_auth(auth, "capture")
@@ -561,16 +568,9 @@ def capture(message: Message) -> Answer:
 
 
 def reverse(message: Message) -> Answer:
-    auth = _original(message)
-    if auth is None:
-        existing = _existing(message.network_id)
-        if existing is not None:
-            return _answer_of(existing, duplicate=True)
-        return _noted(message, codes.NO_ORIGINAL, NetworkMessageOutcome.PARKED,
-                      "Reversal of an authorization not known (yet): retry once it has arrived")
-    existing = _existing(message.network_id)
-    if existing is not None:
-        return _answer_of(existing, duplicate=True)
+    auth, answer = _original_or_answer(message, "Reversal")
+    if answer is not None:
+        return answer
     row = _follow_up(message, auth, CardTransactionKind.REVERSAL)
     row.merchant_amount = auth.merchant_amount
     problem = _unusable_auth(auth, "reverse")

@@ -22,13 +22,15 @@ install: $(STAMP)
 run: install
 	$(BIN)/flask --app wsgi dev
 
-## The whole test suite (embedded PostgreSQL, or TEST_DATABASE_URL).
+## The whole test suite (embedded PostgreSQL, or TEST_DATABASE_URL), one process per core (at most
+## 4; TEST_PROCESSES=0 for one process), each on a database of its own.
+TEST_PROCESSES ?= auto
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --maxprocesses 4
 
 ## Everything but the browser journeys.
 test-fast: install
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES) --maxprocesses 4 -m "not e2e"
 
 ## Benchmarks (README): every main page beside hello world and Fortunes under wrk, and transfers beside
 ## pgbench, at 10,000 students; prints req/s, p50/p99, the ratio to Fortunes and statements per page.

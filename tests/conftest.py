@@ -26,7 +26,10 @@ from werkzeug.test import EnvironBuilder
 from portal.db.provision import provision_database
 
 #: One database per run; ``AZORA_TEST_DB`` names another so two runs on one server can overlap.
-TEST_DB = os.environ.get("AZORA_TEST_DB", "azora_test")
+#: Under pytest-xdist each worker process builds and uses a database of its own (``_gw0``, ...),
+#: so one worker's committed rows never meet another's tests.
+TEST_DB = os.environ.get("AZORA_TEST_DB", "azora_test") + (
+    f"_{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else "")
 
 
 def _commits_rows(item) -> bool:

@@ -35,9 +35,15 @@ class Window:
         return max(1, int((end - utcnow()).total_seconds()) + 1)
 
 
+def _now():
+    """The time of the statement, not of its transaction (``now()``): a window is measured against
+    the clock the callers compare it with (``utcnow``), however long the transaction has run."""
+    return func.statement_timestamp()
+
+
 def hit(key: str, window_seconds: int) -> Window:
     """Count one event against ``key`` and return the window after counting."""
-    now = func.now()
+    now = _now()
     expired = RateLimit.window_start <= now - timedelta(seconds=window_seconds)
     stmt = insert(RateLimit).values(key=key, window_start=now, count=1, id=func.gen_random_uuid(),
                                     created_at=now, updated_at=now)
@@ -58,7 +64,7 @@ def peek(key: str, window_seconds: int) -> Window | None:
     row = db.session.execute(
         select(RateLimit.count, RateLimit.window_start, RateLimit.updated_at).where(
             RateLimit.key == key,
-            RateLimit.window_start > func.now() - timedelta(seconds=window_seconds),
+            RateLimit.window_start > _now() - timedelta(seconds=window_seconds),
         )
     ).one_or_none()
     return Window(row.count, row.window_start, window_seconds, row.updated_at) if row else None
@@ -74,9 +80,9 @@ def peek_windows(windows: dict[str, int]) -> dict[str, Window]:
         return {}
     rows = db.session.execute(
         select(RateLimit.key, RateLimit.count, RateLimit.window_start, RateLimit.updated_at,
-               func.now().label("now")).where(
+               _now().label("now")).where(
             RateLimit.key.in_(list(windows)),
-            RateLimit.window_start > func.now() - timedelta(seconds=max(windows.values())),
+            RateLimit.window_start > _now() - timedelta(seconds=max(windows.values())),
         )
     )
     found = {}
@@ -94,9 +100,9 @@ def claim(key: str, window_seconds: int, gap_seconds: float) -> bool:
     claimed = db.session.execute(
         update(RateLimit)
         .where(RateLimit.key == key,
-               RateLimit.window_start > func.now() - timedelta(seconds=window_seconds),
-               RateLimit.updated_at <= func.now() - timedelta(seconds=gap_seconds))
-        .values(updated_at=func.now())
+               RateLimit.window_start > _now() - timedelta(seconds=window_seconds),
+               RateLimit.updated_at <= _now() - timedelta(seconds=gap_seconds))
+        .values(updated_at=_now())
         .returning(RateLimit.id)
         .execution_options(synchronize_session=False)
     ).first()

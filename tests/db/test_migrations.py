@@ -18,11 +18,13 @@ from sqlalchemy import create_engine, inspect, pool, text
 
 from portal.config import PROJECT_ROOT
 from portal.db import db
+from tests.conftest import TEST_DB
 from tests.db import separate_app
 
 pytestmark = pytest.mark.no_db_rollback
 
-MIGRATION_DB = "azora_test_db_mig"
+#: Named after the run's database, so parallel runs and workers each build their own.
+MIGRATION_DB = f"{TEST_DB}_mig"
 
 
 def _include_object():

@@ -24,6 +24,7 @@ from portal.platform import jobs
 from portal.platform.email import services as email_services
 from portal.platform.email import tasks
 from portal.platform.email.models import Email, EmailStatus
+from tests.conftest import TEST_DB
 from tests.factories import PASSWORD, create_user
 
 DELIVER = "portal.platform.email.tasks.deliver_email"
@@ -153,7 +154,7 @@ def test_on_the_database_queue_a_commit_defers_the_job_and_a_worker_delivers_it(
     from portal.db.context import Actor, acting_as
     from tests.db import separate_app
 
-    with separate_app("azora_test_db_jobs", JOB_QUEUE="postgres", MAIL_BACKEND="console") as (
+    with separate_app(f"{TEST_DB}_jobs", JOB_QUEUE="postgres", MAIL_BACKEND="console") as (
             application, _owner, _app_url), application.app_context():
         with acting_as(Actor.system("tests")):
             email = _queue_email()

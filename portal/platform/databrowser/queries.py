@@ -35,7 +35,14 @@ from sqlalchemy import Text, and_, cast, func, literal, select, text, true
 
 from portal.db import db
 from portal.errors import DomainError, NotFound
-from portal.platform.databrowser.catalog import RANGE_KINDS, ColumnInfo, Kind, Reference, TableInfo, table_info
+from portal.platform.databrowser.catalog import (
+    RANGE_KINDS,
+    ColumnInfo,
+    Kind,
+    Reference,
+    TableInfo,
+    table_info,
+)
 
 #: Rows per page.
 PAGE_SIZE = 50

@@ -17,8 +17,9 @@ Personal tables. Viewing their rows writes a security event (``PERSONAL_TABLES``
 listed there, plus every table with a foreign key to ``users`` (whatever a domain adds that
 belongs to a person is personal without a change here).
 
-Sorting is offered on the columns an index leads with (and the primary key), so that a sort
-on a table of a million rows reads an index instead of sorting the table.
+Sorting is offered on unique columns (the primary key, a unique e-mail) and on times, numbers
+and text that an index leads with, so that a sort on a table of a million rows reads an index
+instead of sorting the table (``SORTABLE_KINDS`` says why not statuses or references).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from sqlalchemy import (
     Table,
     Text,
     TextClause,
+    UniqueConstraint,
     Uuid,
 )
 from sqlalchemy.dialects.postgresql import CIDR, INET, JSONB
@@ -196,22 +198,44 @@ def hidden_reason(table: Table, column: Column, declared: tuple[str, ...] = ()) 
 _LEADING_NAME = re.compile(r'^\s*"?([A-Za-z_][A-Za-z0-9_]*)"?')
 
 
-def _index_leaders(table: Table) -> set[str]:
-    """Names of the columns an index (or a unique constraint, or the primary key) starts with."""
-    leaders = {col.name for col in list(table.primary_key.columns)[:1]}
+def _index_leaders(table: Table) -> tuple[set[str], set[str]]:
+    """Names of the columns an index starts with, and of those that are unique on their own
+    (the primary key, a one-column unique index or constraint)."""
+    leaders: set[str] = set()
+    unique = {col.name for col in table.primary_key.columns} if len(table.primary_key.columns) == 1 else set()
     for index in table.indexes:
-        first = next(iter(index.expressions), None)
+        expressions = list(index.expressions)
+        first = expressions[0] if expressions else None
+        name = None
         if isinstance(first, Column):
-            leaders.add(first.name)
+            name = first.name
         elif isinstance(first, TextClause):
             match = _LEADING_NAME.match(first.text)
-            if match:
-                leaders.add(match.group(1))
+            name = match.group(1) if match else None
+        if name:
+            leaders.add(name)
+            if index.unique and len(expressions) == 1 and index.dialect_options["postgresql"]["where"] is None:
+                unique.add(name)
     for constraint in table.constraints:
         columns = list(getattr(constraint, "columns", []))
-        if columns and constraint.__class__.__name__ == "UniqueConstraint":
-            leaders.add(columns[0].name)
-    return leaders
+        if len(columns) == 1 and isinstance(constraint, UniqueConstraint):
+            unique.add(columns[0].name)
+    for column in table.columns:
+        if column.unique:
+            unique.add(column.name)
+    return leaders, unique
+
+
+#: Kinds a sort may use when an index leads with the column: values that rarely tie. Sorting by
+#: a status or a reference would order a million rows by a handful of values, each group then
+#: sorted by the primary key in memory (the tie-breaker that keeps pages apart).
+SORTABLE_KINDS = frozenset({Kind.DATETIME, Kind.DATE, Kind.INTEGER, Kind.NUMBER, Kind.TEXT})
+
+
+def _sortable(name: str, kind: Kind, hidden: str | None, leaders: set[str], unique: set[str]) -> bool:
+    if hidden is not None or kind in (Kind.JSON, Kind.OTHER, Kind.BINARY):
+        return False
+    return name in unique or (name in leaders and kind in SORTABLE_KINDS)
 
 
 def _choices(column: Column) -> tuple[str, ...]:
@@ -221,7 +245,7 @@ def _choices(column: Column) -> tuple[str, ...]:
 def describe(table: Table, model: type | None = None, referenced_by: tuple[Reference, ...] = ()) -> TableInfo:
     """The browser's view of one table (``model`` gives its declared secrets and its summary)."""
     declared = tuple(getattr(model, "__audit_secret_columns__", ()) or ())
-    leaders = _index_leaders(table)
+    leaders, unique = _index_leaders(table)
     primary = {col.name for col in table.primary_key.columns}
     columns = []
     for column in table.columns:
@@ -233,7 +257,7 @@ def describe(table: Table, model: type | None = None, referenced_by: tuple[Refer
             name=column.name, column=column, kind=kind, nullable=bool(column.nullable),
             primary=column.name in primary, hidden=hidden,
             choices=_choices(column) if kind == Kind.CHOICE else (),
-            sortable=hidden is None and column.name in leaders and kind not in (Kind.JSON, Kind.OTHER),
+            sortable=_sortable(column.name, kind, hidden, leaders, unique),
             refers_to=refers_to,
         ))
     by_name = {c.name: c for c in columns}

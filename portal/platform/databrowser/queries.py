@@ -236,6 +236,8 @@ def _condition(flt: Filter):
 class Cell:
     column: ColumnInfo
     text: str
+    #: The whole value, where ``text`` shortens it (an id in a list).
+    title: str | None = None
     #: ``(table, key)`` of the row this value refers to, for a reference to a primary key.
     row_link: tuple[str, str] | None = None
     #: ``(table, params)`` of the rows holding this value, for a reference to another column.
@@ -262,6 +264,8 @@ def _text(value, full: bool) -> str:
     if isinstance(value, datetime):
         stamp = value.astimezone(UTC) if value.tzinfo else value
         return stamp.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if value.tzinfo else "")
+    if isinstance(value, uuid.UUID) and not full:
+        return str(value)[:8] + "…"  # a list shows enough to tell rows apart; the title has it whole
     if hasattr(value, "value") and isinstance(getattr(value, "value", None), str):  # an enum member
         return value.value
     if isinstance(value, Decimal):
@@ -289,13 +293,14 @@ def _cell(column: ColumnInfo, row: Mapping, full: bool) -> Cell:
         return Cell(column, mask(column))
     value = row[column.column]
     text = _text(value, full)
+    title = str(value) if isinstance(value, uuid.UUID) and not full else None
     if column.refers_to is None or value is None:
-        return Cell(column, text)
+        return Cell(column, text, title)
     table, target = column.refers_to
     info = table_info(table)
     if info is not None and len(info.primary_key) == 1 and info.primary_key[0].name == target:
-        return Cell(column, text, row_link=(table, str(value)))
-    return Cell(column, text, list_link=(table, {f"{FILTER_PREFIX}{target}": str(value)}))
+        return Cell(column, text, title, row_link=(table, str(value)))
+    return Cell(column, text, title, list_link=(table, {f"{FILTER_PREFIX}{target}": str(value)}))
 
 
 def row_key(table: TableInfo, row: Mapping) -> str:

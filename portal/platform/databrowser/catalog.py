@@ -19,7 +19,10 @@ belongs to a person is personal without a change here).
 
 Sorting is offered on unique columns (the primary key, a unique e-mail) and on times, numbers
 and text that an index leads with, so that a sort on a table of a million rows reads an index
-instead of sorting the table (``SORTABLE_KINDS`` says why not statuses or references).
+instead of sorting the table (``SORTABLE_KINDS`` says why not statuses or references). A column
+an index holds second becomes sortable once the list is filtered on the column that index
+leads with (``sortable_after``): a user's ledger by time, read from
+``("debitUserId", "createdAt" DESC)``.
 """
 
 from __future__ import annotations
@@ -100,6 +103,10 @@ class ColumnInfo:
     hidden: str | None
     choices: tuple[str, ...] = ()
     sortable: bool = False
+    #: Columns an equality filter on which makes this one sortable too: an index leads with
+    #: that column and continues with this one (``("debitUserId", "createdAt")``: one user's
+    #: ledger by time).
+    sortable_after: frozenset[str] = frozenset()
     #: ``(table, column)`` this column refers to, for a single-column foreign key.
     refers_to: tuple[str, str] | None = None
 
@@ -205,13 +212,7 @@ def _index_leaders(table: Table) -> tuple[set[str], set[str]]:
     unique = {col.name for col in table.primary_key.columns} if len(table.primary_key.columns) == 1 else set()
     for index in table.indexes:
         expressions = list(index.expressions)
-        first = expressions[0] if expressions else None
-        name = None
-        if isinstance(first, Column):
-            name = first.name
-        elif isinstance(first, TextClause):
-            match = _LEADING_NAME.match(first.text)
-            name = match.group(1) if match else None
+        name = _expression_name(expressions[0]) if expressions else None
         if name:
             leaders.add(name)
             if index.unique and len(expressions) == 1 and index.dialect_options["postgresql"]["where"] is None:
@@ -224,6 +225,25 @@ def _index_leaders(table: Table) -> tuple[set[str], set[str]]:
         if column.unique:
             unique.add(column.name)
     return leaders, unique
+
+
+def _expression_name(expression) -> str | None:
+    if isinstance(expression, Column):
+        return expression.name
+    if isinstance(expression, TextClause):
+        match = _LEADING_NAME.match(expression.text)
+        return match.group(1) if match else None
+    return None
+
+
+def _second_columns(table: Table) -> dict[str, set[str]]:
+    """For each column that is second in an index, the columns its index leads with."""
+    after: dict[str, set[str]] = {}
+    for index in table.indexes:
+        names = [_expression_name(e) for e in list(index.expressions)[:2]]
+        if len(names) == 2 and all(names):
+            after.setdefault(names[1], set()).add(names[0])
+    return after
 
 
 #: Kinds a sort may use when an index leads with the column: values that rarely tie. Sorting by
@@ -246,6 +266,7 @@ def describe(table: Table, model: type | None = None, referenced_by: tuple[Refer
     """The browser's view of one table (``model`` gives its declared secrets and its summary)."""
     declared = tuple(getattr(model, "__audit_secret_columns__", ()) or ())
     leaders, unique = _index_leaders(table)
+    second = _second_columns(table)
     primary = {col.name for col in table.primary_key.columns}
     columns = []
     for column in table.columns:
@@ -258,6 +279,8 @@ def describe(table: Table, model: type | None = None, referenced_by: tuple[Refer
             primary=column.name in primary, hidden=hidden,
             choices=_choices(column) if kind == Kind.CHOICE else (),
             sortable=_sortable(column.name, kind, hidden, leaders, unique),
+            sortable_after=frozenset(second.get(column.name, ()))
+            if _sortable(column.name, kind, hidden, {column.name}, set()) else frozenset(),
             refers_to=refers_to,
         ))
     by_name = {c.name: c for c in columns}

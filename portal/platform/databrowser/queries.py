@@ -96,6 +96,11 @@ class ListQuery:
     sort: ColumnInfo
     descending: bool
     page: int
+    #: The sort when the address names none (newest first where an index allows).
+    default_sort: ColumnInfo
+
+    def can_sort(self, column: ColumnInfo) -> bool:
+        return sortable_with(column, self.filters)
 
     def params(self, **changes) -> dict[str, str]:
         """The address's query for this list, with ``changes`` (``page``, ``sort``, ``dir``);
@@ -103,7 +108,7 @@ class ListQuery:
         values: dict[str, str] = {f.param: f.raw for f in self.filters}
         sort = changes.get("sort", self.sort.name)
         descending = changes.get("dir", "desc" if self.descending else "asc") == "desc"
-        if sort != self.table.default_sort.name or not descending:
+        if sort != self.default_sort.name or not descending:
             values["sort"] = sort
             values["dir"] = "desc" if descending else "asc"
         page = changes.get("page", self.page)
@@ -205,16 +210,28 @@ def parse_list_query(table: TableInfo, args: Mapping[str, str]) -> ListQuery:
         if after:
             raise InvalidQuery(f"The filter on {name}: “from” ({low.raw}) is after “to” ({high.raw}).")
 
-    sort_name = args.get("sort") or table.default_sort.name
+    default = table.default_sort
+    created = table.column("createdAt")
+    if default is not created and created is not None and sortable_with(created, filters):
+        default = created  # filtered on the column an index of times leads with
+    sort_name = args.get("sort") or default.name
     sort = table.column(sort_name)
-    if sort is None or not sort.sortable:
-        offered = ", ".join(c.name for c in table.columns if c.sortable)
+    if sort is None or not sortable_with(sort, filters):
+        offered = ", ".join(c.name for c in table.columns if sortable_with(c, filters))
         raise InvalidQuery(f"{table.name} cannot be sorted by “{sort_name[:63]}”: sort by one of {offered}.")
     direction = args.get("dir") or "desc"
     if direction not in ("asc", "desc"):
         raise InvalidQuery(f"“{direction[:20]}” is not a direction: use asc or desc.")
     page = _positive_int(args.get("page") or "1", "page number", MAX_PAGE)
-    return ListQuery(table, tuple(filters), sort, direction == "desc", page)
+    return ListQuery(table, tuple(filters), sort, direction == "desc", page, default)
+
+
+def sortable_with(column: ColumnInfo, filters) -> bool:
+    """Whether a list so filtered may be sorted by ``column`` (``catalog``: sorting)."""
+    if column.sortable:
+        return True
+    pinned = {f.column.name for f in filters if f.op == "eq"}
+    return bool(column.sortable_after & pinned)
 
 
 def _condition(flt: Filter):

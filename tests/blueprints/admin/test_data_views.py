@@ -125,6 +125,10 @@ def test_a_row_page_links_to_related_rows_both_ways(client, admin):
     assert re.search(r'by creditWalletId</span>\s*<span class="count-pill">1</span>', page)
     transactions = client.get(f"/admin/data/transactions?f.creditWalletId={wallet.id}").get_data(as_text=True)
     assert f'href="/admin/data/wallets/{wallet.id}"' in transactions and "12.00" in transactions
+    # One user's ledger sorts by time (an index leads with the user): the header links it.
+    ledger = client.get(f"/admin/data/transactions?f.creditUserId={student.id}").get_data(as_text=True)
+    assert re.search(r'aria-sort="descending">\s*<a href="[^"]*sort=createdAt&amp;dir=asc"', ledger)
+    assert "sorted by createdAt, descending" in ledger
 
 
 # ------------------------------------------------------------------ the security event of each view

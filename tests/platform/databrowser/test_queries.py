@@ -121,6 +121,21 @@ def test_sorting_by_an_indexed_column_either_way(app):
     assert descending == ascending[::-1]
 
 
+def test_a_ledger_filtered_by_user_sorts_by_time_through_its_index(app):
+    user = create_user("student")
+    first, second = fund(user, "1.00"), fund(user, "2.00")  # the ledger is append-only: times as made
+    assert first.created_at < second.created_at
+    transactions = catalog()["transactions"]
+    with pytest.raises(InvalidQuery, match="cannot be sorted by “createdAt”"):
+        parse_list_query(transactions, {"sort": "createdAt"})  # the whole ledger: no index by time
+    newest = listing("transactions", **{"f.creditUserId": str(user.id)})
+    assert newest.query.sort.name == "createdAt" and newest.query.descending  # the default, once filtered
+    assert keys(newest) == [str(second.id), str(first.id)]
+    assert newest.query.params() == {"f.creditUserId": str(user.id)}
+    oldest = listing("transactions", **{"f.creditUserId": str(user.id), "sort": "createdAt", "dir": "asc"})
+    assert keys(oldest) == [str(first.id), str(second.id)]
+
+
 def test_pages_do_not_overlap_and_the_count_is_capped(app, monkeypatch):
     user = create_user("student")
     with as_user(user):

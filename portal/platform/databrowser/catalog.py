@@ -287,7 +287,7 @@ def describe(table: Table, model: type | None = None, referenced_by: tuple[Refer
     summary = ""
     doc = (getattr(model, "__doc__", None) or "").strip()
     if doc and model is not None and doc != (db.Model.__doc__ or "").strip():
-        summary = " ".join(doc.split("\n\n")[0].split())
+        summary = " ".join(doc.split("\n\n")[0].split()).replace("``", "")  # reST literals, read as text
     module = getattr(model, "__module__", "") or ""
     area = module.split(".")[1] if module.startswith("portal.") and module.count(".") >= 2 else "other"
     return TableInfo(

@@ -35,6 +35,7 @@ def test_every_mapped_table_is_browsable(app):
     assert len(tables) >= 70
     assert list(tables) == sorted(tables)
     assert tables["security_events"].summary.startswith("Something the portal's defences saw")
+    assert "while liftedAt is NULL" in tables["blocked_entities"].summary  # reST literals read as text
     assert tables["wallets"].area == "money" and tables["users"].area == "accounts"
 
 

@@ -147,6 +147,10 @@ def test_each_view_of_personal_data_is_a_security_event(client, admin):
     assert listing.details["filters"] == {"f.userId": str(student.id)} and listing.details["rows"] == 1
     assert client.get(f"/admin/data/users/{student.id}").status_code == 200
     assert len(viewed_events(admin)) == 3  # every view, not once per row
+    # Compliance reads them with the other security events, and may filter on them.
+    page = client.get("/compliance/security/events?kind=personal_data_viewed").get_data(as_text=True)
+    assert "Personal data viewed (data browser)" in page
+    assert html.escape(f"{admin.email} viewed row {student.id} of users in the data browser") in page
 
 
 def test_tables_without_personal_data_are_read_without_an_event(client, admin):

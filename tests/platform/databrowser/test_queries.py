@@ -8,13 +8,13 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Column, DateTime, MetaData, Table, Text, Uuid, event
 
 from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import NotFound
 from portal.platform.databrowser import queries
-from portal.platform.databrowser.catalog import catalog
+from portal.platform.databrowser.catalog import catalog, describe
 from portal.platform.databrowser.queries import InvalidQuery, list_page, parse_list_query, row_detail
 from portal.platform.notifications.models import Notification
 from tests.factories import create_notification, create_user
@@ -78,6 +78,21 @@ def test_unknown_tables_and_keys_are_not_found(app):
     cache = catalog()["cache_entries"]  # a text key: any string is a key, this one matches nothing
     with pytest.raises(NotFound, match="has no row"):
         row_detail(cache, "no/such/key")
+
+
+def test_a_composite_key_names_a_row_by_each_part(app):
+    """A table keyed by two columns (a table partitioned by month keeps its time in the key)."""
+    metadata = MetaData()
+    table = Table("events_by_month", metadata, Column("id", Uuid, primary_key=True),
+                  Column("createdAt", DateTime(timezone=True), primary_key=True), Column("name", Text))
+    info = describe(table, None)
+    row_id, at = uuid.uuid4(), utcnow()
+    key = queries.row_key(info, {table.c.id: row_id, table.c.createdAt: at})
+    assert queries.parse_key(info, key) == (row_id, at)
+    with pytest.raises(NotFound, match="is not a key of events_by_month"):
+        queries.parse_key(info, str(row_id))
+    with pytest.raises(NotFound, match="its createdAt is a datetime"):
+        queries.parse_key(info, f"{row_id}/yesterday")
 
 
 def test_filters_per_column_type(app):

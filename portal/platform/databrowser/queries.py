@@ -121,7 +121,7 @@ class ListQuery:
 
 
 def _positive_int(raw: str, what: str, ceiling: int) -> int:
-    if not raw.isdigit() or len(raw) > 9 or not 1 <= int(raw) <= ceiling:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not 1 <= int(raw) <= ceiling:
         raise InvalidQuery(f"“{raw[:20]}” is not a {what} the browser serves: use a whole number from 1 to "
                            f"{ceiling:,}. Past page {ceiling:,}, narrow the list with filters instead.")
     return int(raw)

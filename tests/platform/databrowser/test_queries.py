@@ -56,6 +56,7 @@ def texts(page, column: str) -> list[str]:
     ("users", {"dir": "sideways"}, "is not a direction"),
     ("users", {"page": "0"}, "is not a page number"),
     ("users", {"page": "two"}, "is not a page number"),
+    ("users", {"page": "²"}, "is not a page number"),  # a digit to str.isdigit, not to int()
     ("users", {"page": "99999999999999999999"}, "is not a page number"),
     ("users", {"page": str(queries.MAX_PAGE + 1)}, "narrow the list with filters"),
     ("users", {"f.email": "x" * 201}, "longer than 200 characters"),

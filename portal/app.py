@@ -523,8 +523,8 @@ def _register_error_handlers(app: Flask) -> None:
                                "The portal hit an error it did not expect. It has been logged; please try again.")
 
 
-#: The layout's main navigation: label, endpoint, the endpoints it stands for (a prefix, or the
-#: one endpoint), and the permissions of which any one shows it. "Wallet" and "Money" share a
+#: The layout's main navigation: label, endpoint, the endpoints it stands for (a prefix ending in
+#: "." or "_", or the one endpoint), and the permissions of which any one shows it. "Wallet" and "Money" share a
 #: place: a role with a wallet sees its own, one that manages money sees the admin side.
 MAIN_NAV = (
     ("Dashboard", "home.dashboard", "home.dashboard", ()),
@@ -533,6 +533,7 @@ MAIN_NAV = (
     ("Money", "wallet.admin_dashboard", "wallet.", (Permission.MANAGE_MONEY,)),
     ("Compliance", "compliance.dashboard", "compliance.", (Permission.REVIEW_COMPLIANCE,)),
     ("Admin", "admin.users", "admin.", (Permission.MANAGE_USERS,)),
+    ("Data", "admin.data_tables", "admin.data_", (Permission.VIEW_SYSTEM,)),
 )
 
 
@@ -587,8 +588,12 @@ def _register_template_helpers(app: Flask) -> None:
     def main_nav() -> list[tuple[str, str, bool]]:
         """(label, address, whether the page is in that section) for the logged-in user."""
         here = request.endpoint or ""
-        return [(label, fixed_url(endpoint), here.startswith(section) if section.endswith(".") else here == section)
-                for label, endpoint, section in nav_by_role[current_user.role]]
+        entries = nav_by_role[current_user.role]
+        # The one section the page is in: the longest that matches ("admin.data_" before "admin.").
+        matching = [section for _, _, section in entries
+                    if (here.startswith(section) if section.endswith((".", "_")) else here == section)]
+        current = max(matching, key=len, default=None)
+        return [(label, fixed_url(endpoint), section == current) for label, endpoint, section in entries]
 
     app.jinja_env.globals.update(fixed_url=fixed_url, id_url=id_url, main_nav=main_nav)
 

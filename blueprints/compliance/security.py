@@ -37,6 +37,7 @@ KIND_LABELS = {
     SecurityEventKind.BLOCK_ADDED: "Block added",
     SecurityEventKind.BLOCK_LIFTED: "Block lifted",
     SecurityEventKind.SESSIONS_ENDED: "Sessions ended",
+    SecurityEventKind.PERSONAL_DATA_VIEWED: "Personal data viewed (data browser)",
 }
 TARGET_LABELS = {BlockKind.IP: "One address", BlockKind.NETWORK: "Address range (CIDR)", BlockKind.USER: "User"}
 

@@ -109,3 +109,14 @@ def sessions_ended(user, actor, count: int, how: str) -> None:
         summary = f"{user.email} ended {count} of their own session{'s' if count != 1 else ''}"
     record(SecurityEventKind.SESSIONS_ENDED, Severity.MEDIUM if by_admin else Severity.INFO, summary,
            user_id=user.id, actor_id=getattr(actor, "id", None), details={"count": count, "how": how})
+
+
+def personal_data_viewed(actor, table: str, *, row: str | None = None, subject_id: uuid.UUID | None = None,
+                         details: dict | None = None) -> None:
+    """An admin read personal rows in the data browser: one row (``row``, about ``subject_id``
+    when the row says whose it is), or a page of a list (``row`` None, the filters and page in
+    ``details``)."""
+    what = f"row {row} of {table}" if row is not None else f"a list of {table}"
+    record(SecurityEventKind.PERSONAL_DATA_VIEWED, Severity.INFO,
+           f"{actor.email} viewed {what} in the data browser", user_id=subject_id, actor_id=actor.id,
+           details={"table": table, **({"row": row} if row is not None else {}), **(details or {})})

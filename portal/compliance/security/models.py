@@ -65,6 +65,7 @@ class SecurityEventKind(enum.StrEnum):
     WEBHOOK_REJECTED = "webhook_rejected"  #: a payment webhook with a bad signature or body
     CARD_CVV_LOCKOUT = "card_cvv_lockout"  #: a card frozen after too many wrong security codes
     CARD_NETWORK_REJECTED = "card_network_rejected"  #: a card network message unsigned, forged or replayed
+    PERSONAL_DATA_VIEWED = "personal_data_viewed"  #: an admin read personal rows in the data browser
 
 
 class SecurityEvent(TimestampedModel):

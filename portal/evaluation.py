@@ -14,7 +14,8 @@ The figures:
 - tutor, on-topic: the share whose reply cites the expected lesson (the reply cites at most three
   sections, the best first);
 - tutor, off-topic: the share answered "not found";
-- tutor, quiz-like: the share answered with a hint that cites the expected lesson;
+- tutor, quiz-like: the share answered with a hint whose first citation (the section it sends the
+  student to first) is in the expected lesson;
 - screening: precision and recall of ``name_similarity >= threshold`` (the configured
   ``AML_MATCH_THRESHOLD`` unless another is given).
 
@@ -162,7 +163,7 @@ def tutor_figures(rows: list[dict], courses: dict) -> TutorFigures:
         elif row["kind"] == "off_topic":
             figures.off_topic.add(reply.kind == ReplyKind.NOT_FOUND, "off-topic " + seen)
         else:
-            figures.quiz_like.add(reply.kind == ReplyKind.HINT and row["lesson"] in cited, "quiz-like " + seen)
+            figures.quiz_like.add(reply.kind == ReplyKind.HINT and cited[:1] == [row["lesson"]], "quiz-like " + seen)
     return figures
 
 

@@ -19,8 +19,8 @@ from portal.db import CLI_ACTOR, as_cli_actor, db, unit_of_work
 
 def register(app: Flask) -> None:
     from portal import demo, doctor
-    from portal.evaluation import eval_group
     from portal.compliance.aml.watchlist import watchlist_group
+    from portal.evaluation import eval_group
     from portal.learning.lms.certificates import certificates_command
     from portal.learning.tutoring.cli import tutor_group
     from portal.money.cards.cli import cards_group

@@ -109,3 +109,16 @@ def test_the_command_prints_the_screening_figures(app, tmp_path):
     result = app.test_cli_runner().invoke(args=["eval", "matching", "--set", "test", "--data", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "screening [test] at threshold 85 on 2 pairs: precision 1.000 (1/1), recall 1.000 (1/1)" in result.output
+
+
+def test_the_command_prints_the_tutor_figures_when_the_demo_courses_are_there(app, tmp_path):
+    seed_demo_courses()
+    (tmp_path / "tutor_test.toml").write_text(
+        '[[question]]\ncourse = "intro-to-python-programming"\nkind = "on_topic"\n'
+        'question = "I sorted my list and now it is None, what happened?"\nlesson = "Working with Lists"\n\n'
+        '[[question]]\ncourse = "intro-to-python-programming"\nkind = "off_topic"\n'
+        'question = "who wrote romeo and juliet?"\nlesson = ""\n')
+    result = app.test_cli_runner().invoke(args=["eval", "matching", "--set", "test", "--data", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert ("tutor [test]: right lesson cited (top 3) 1.000 (1/1); off-topic answered not found 1.000 (1/1); "
+            "quiz-like hinted at the lesson 1.000 (0/0)") in result.output

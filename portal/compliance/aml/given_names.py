@@ -84,8 +84,8 @@ def _pairs() -> dict[str, set[str]]:
     return related
 
 
-@lru_cache(maxsize=1)
-def _folded(fold_id: int, fold: Callable[[str], str]) -> dict[str, set[str]]:
+@lru_cache(maxsize=4)
+def _folded(fold: Callable[[str], str]) -> dict[str, set[str]]:
     folded: dict[str, set[str]] = {}
     for name, others in _pairs().items():
         folded.setdefault(fold(name), set()).update(fold(other) for other in others)
@@ -97,6 +97,6 @@ def equivalent(a: str, b: str, fold: Callable[[str], str]) -> bool:
     ``fold`` is the matcher's spelling key, applied to both sides and to the list."""
     if len(a) < 2 or len(b) < 2:
         return False
-    table = _folded(id(fold), fold)
+    table = _folded(fold)
     ka, kb = fold(a), fold(b)
     return ka != kb and kb in table.get(ka, ())

@@ -5,8 +5,8 @@ of names and their diminutives, shipped with the package). Common diminutives of
 languages that screening meets, which that list lacks, are added here (``OTHER_DIMINUTIVES``).
 
 Two given names are equivalent when one is listed as a nickname of the other, in either
-direction, compared by their spelling-folded keys (so "Aleksandr" finds the list's
-"Alexander"). Two nicknames that merely share a full name (Bill and Bob, both listed under
+direction: one as written, the other by its spelling-folded key (so "Aleksandr" finds the
+list's "Alexander"). Two nicknames that merely share a full name (Bill and Bob, both listed under
 Robert) are not: that would make too many different people alike.
 """
 
@@ -84,19 +84,17 @@ def _pairs() -> dict[str, set[str]]:
     return related
 
 
-@lru_cache(maxsize=4)
-def _folded(fold: Callable[[str], str]) -> dict[str, set[str]]:
-    folded: dict[str, set[str]] = {}
-    for name, others in _pairs().items():
-        folded.setdefault(fold(name), set()).update(fold(other) for other in others)
-    return folded
-
-
 def equivalent(a: str, b: str, fold: Callable[[str], str]) -> bool:
     """Is one of the two given names (normalised tokens) a nickname or short form of the other?
-    ``fold`` is the matcher's spelling key, applied to both sides and to the list."""
-    if len(a) < 2 or len(b) < 2:
+    One of them must be in the list as it is written; the other may be any spelling of a name
+    listed beside it, compared by ``fold`` (the matcher's spelling key): "Aleksandr" finds the
+    list's "Alexander" beside "Sasha". Comparing both sides by their keys would let a key shared
+    by two unrelated names (Carlos and Charles) join their nicknames."""
+    if len(a) < 2 or len(b) < 2 or fold(a) == fold(b):
         return False
-    table = _folded(fold)
-    ka, kb = fold(a), fold(b)
-    return ka != kb and kb in table.get(ka, ())
+    pairs = _pairs()
+    for written, other in ((a, b), (b, a)):
+        names = pairs.get(written)
+        if names and (other in names or fold(other) in {fold(name) for name in names}):
+            return True
+    return False

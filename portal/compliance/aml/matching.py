@@ -19,8 +19,13 @@ Similarity (``name_similarity``), a score from 0 to 100:
 
 - an alignment of name parts: each token of the shorter name paired with its best partner in the
   other (exact, a spelling variant by folded key such as Mohammed/Muhammad or Sergei/Sergey, a
-  vowel-less Arabic transliteration, an initial, or a strict edit similarity), weighted by
-  length, with a gendered ending (Ivan/Ivana, Maria/Mario) counted as a different name;
+  nickname or short form such as Bob/Robert or Sasha/Aleksandr (``given_names``), a vowel-less
+  Arabic transliteration, one typo in a long part, an initial, or a strict edit similarity),
+  weighted by length, with a gendered ending (Ivan/Ivana, Maria/Mario) counted as a different
+  name, so one weak part lowers a strong match without sinking it, and every part is explained
+  (``name_match``);
+- a name in Arabic script against one in Latin script is also compared by consonant skeletons,
+  since Arabic writes no short vowels ("حسن" and "Hassan" are both h-s-n);
 - rapidfuzz's ``token_sort_ratio`` and ``token_set_ratio`` over the whole normalised strings,
   which temper the alignment (20% of the score): alone they are too forgiving for names.
 
@@ -361,6 +366,8 @@ _LATIN_DIGRAPHS = ((re.compile(r"kh"), "k"), (re.compile(r"gh|g"), "j"), (re.com
                    (re.compile(r"dj"), "j"), (re.compile(r"[qc]"), "k"), (re.compile(r"x"), "ks"),
                    (re.compile(r"p"), "b"))
 _ARABIC_ARTICLE = re.compile(r"^(?:ال|لل)(?=..)")
+#: "Son of" and "daughter of", written or left out in one record or the other: not compared.
+_ARABIC_SON_OF = frozenset({"بن", "ابن", "بنت"})
 _LATIN_ARTICLES = frozenset({"al", "el", "ul", "ad", "ar", "as", "ash", "az", "an", "at"})
 
 
@@ -386,13 +393,14 @@ def _skeleton_match(a: str, b: str) -> tuple[float, str]:
 def _arabic_match(a: str, b: str) -> tuple[float, list[PartMatch]] | None:
     """A name in Arabic script against one in Latin script: their consonant skeletons, part by
     part (aligned as other names are) and whole in written order (so "عبد الله" meets
-    "Abdullah"). None unless exactly one side is in Arabic script."""
+    "Abdullah"), the article "al" and "bin" (son of) left out on both sides. None unless exactly
+    one side is in Arabic script."""
     if bool(_ARABIC.search(a or "")) == bool(_ARABIC.search(b or "")):
         return None
     flip = bool(_ARABIC.search(b))
     arabic_name, latin_name = (b, a) if flip else (a, b)
-    arabic = [t for t in re.split(r"[^\w]+", unicodedata.normalize("NFKC", arabic_name)) if t]
-    latin = [t for t in _raw_tokens(latin_name) if t not in _LATIN_ARTICLES]
+    arabic = [t for t in re.split(r"[^\w]+", unicodedata.normalize("NFKC", arabic_name)) if t and t not in _ARABIC_SON_OF]
+    latin = [t for t in _raw_tokens(latin_name) if t not in _LATIN_ARTICLES and _PARTICLES.get(t, t) != "bin"]
     sa = [sk for sk in (_arabic_skeleton(t) for t in arabic) if sk]
     sl = [sk for sk in (_latin_skeleton(_PARTICLES.get(t, t)) for t in latin) if sk]
     if not sa or not sl:
@@ -480,8 +488,9 @@ def combined_score(name_score: float, facts: FactComparison) -> float:
 # --------------------------------------------------------------------------- candidate keys
 
 def blocking_keys(normalized: str) -> set[str]:
-    """Keys for the candidate pass: per token, its first three letters and its spelling-folded
-    key's first three letters. Two names share a key when some token of one begins like some
+    """Keys for the candidate pass: per token, its first three letters, its spelling-folded
+    key's first three letters and its first three consonants (so a name transliterated from
+    Arabic script without its vowels, "hmd", meets "Ahmed"). Two names share a key when some token of one begins like some
     token of the other, which every pair worth scoring does (a name with no token in common
     even by prefix scores far below any sensible threshold)."""
     keys: set[str] = set()
@@ -492,5 +501,8 @@ def blocking_keys(normalized: str) -> set[str]:
         folded = _phonetic_key(token)
         if folded:
             keys.add("f:" + folded[:3])
+        consonants = _latin_skeleton(token)
+        if len(consonants) >= 2:
+            keys.add("s:" + consonants[:3])
     keys.add("j:" + normalized.replace(" ", "")[:4])
     return keys

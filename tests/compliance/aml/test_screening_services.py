@@ -61,6 +61,12 @@ def test_transliterated_and_reordered_names_hit(sample, student):
     assert chinese.hits[0]["name"] == "Zhang Weiqiang"
 
 
+def test_a_name_in_arabic_script_finds_its_latin_spelling(sample, student):
+    check = screening.screen_user(student.id, "محمد راشدون القطراني", None, None)
+    assert check.hits and check.hits[0]["name"] == "Mohammed bin Rashidun Al-Qatrani"
+    assert check.hits[0]["nameParts"][0]["how"] == "same consonants (Arabic script)"
+
+
 def test_each_hit_is_explained_part_by_part(sample, student):
     check = screening.screen_user(student.id, "Mohamed bin Rashidun Al-Qatrani", None, None)
     parts = {part["screened"]: part for part in check.hits[0]["nameParts"]}

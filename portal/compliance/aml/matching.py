@@ -406,14 +406,16 @@ def _arabic_match(a: str, b: str) -> tuple[float, list[PartMatch]] | None:
     if not sa or not sl:
         return None
     score, parts = _align(sl, sa, _skeleton_match)
-    if "".join(sa) == "".join(sl):
-        score, parts = SKELETON, [PartMatch(" ".join(latin), " ".join(arabic), SKELETON, "same consonants (Arabic script)")]
-    else:
-        # The skeletons stand for the parts as written.
-        by_sk_l = dict(zip(sl, latin, strict=False))
-        by_sk_a = dict(zip(sa, arabic, strict=False))
-        parts = [PartMatch(by_sk_l.get(p.screened, p.screened), by_sk_a.get(p.listed, p.listed), p.score, p.how)
-                 for p in parts]
+    # The skeletons stand for the parts as written.
+    by_sk_l = dict(zip(sl, latin, strict=False))
+    by_sk_a = dict(zip(sa, arabic, strict=False))
+    parts = [PartMatch(by_sk_l.get(p.screened, p.screened), by_sk_a.get(p.listed, p.listed), p.score, p.how)
+             for p in parts]
+    if "".join(sa) == "".join(sl) and score < SKELETON:
+        # The same consonants in the same order, cut into parts differently ("عبد الله" / "Abdullah").
+        score = SKELETON
+        if any(p.score < SKELETON for p in parts):
+            parts = [PartMatch(" ".join(latin), " ".join(arabic), SKELETON, "same consonants (Arabic script)")]
     if flip:
         return score, parts
     return score, [PartMatch(p.listed, p.screened, p.score, p.how) for p in parts]

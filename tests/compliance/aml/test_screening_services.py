@@ -62,9 +62,10 @@ def test_transliterated_and_reordered_names_hit(sample, student):
 
 
 def test_a_name_in_arabic_script_finds_its_latin_spelling(sample, student):
-    check = screening.screen_user(student.id, "محمد راشدون القطراني", None, None)
-    assert check.hits and check.hits[0]["name"] == "Mohammed bin Rashidun Al-Qatrani"
-    assert check.hits[0]["nameParts"][0]["how"] == "same consonants (Arabic script)"
+    """The list has this person only in Latin script; Arabic writes no short vowels."""
+    check = screening.screen_user(student.id, "عمر فاروق زبيداني", None, None)
+    assert check.hits and check.hits[0]["name"] == "Omar Farouk Zubaydani"
+    assert {part["how"] for part in check.hits[0]["nameParts"]} == {"same consonants (Arabic script)"}
 
 
 def test_each_hit_is_explained_part_by_part(sample, student):

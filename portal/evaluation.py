@@ -248,7 +248,10 @@ def matching_command(which: str | None, folder: Path | None, misses: bool):
             courses = None
         return report(folder, which, courses, float(current_app.config["AML_MATCH_THRESHOLD"]), show_misses=misses)
 
-    lines, ok = as_cli_actor(run)()
+    try:
+        lines, ok = as_cli_actor(run)()
+    except (EvaluationSetError, tomllib.TOMLDecodeError) as error:
+        raise click.ClickException(str(error)) from None
     if not lines:
         raise click.ClickException(f"No set files in {folder}.")
     for line in lines:

@@ -122,3 +122,9 @@ def test_the_command_prints_the_tutor_figures_when_the_demo_courses_are_there(ap
     assert result.exit_code == 0, result.output
     assert ("tutor [test]: right lesson cited (top 3) 1.000 (1/1); off-topic answered not found 1.000 (1/1); "
             "quiz-like hinted at the lesson 1.000 (0/0)") in result.output
+
+
+def test_the_command_names_a_bad_set_file_instead_of_failing(app, tmp_path):
+    (tmp_path / "names_test.toml").write_text('[[pair]]\nquery = "A"\nlisted = "B"\nkind = "x"\n')
+    result = app.test_cli_runner().invoke(args=["eval", "matching", "--data", str(tmp_path)])
+    assert result.exit_code == 1 and "names_test.toml: [[pair]] number 1 lacks match" in result.output

@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast bench bench-lending breakdown lint doctor worker clean-db
+.PHONY: install run test test-fast bench bench-lending breakdown eval lint doctor worker clean-db
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)." % sys.version.split()[0])'
@@ -44,6 +44,12 @@ bench-lending: install
 ## Where each main page's time goes (session and access, queries, rendering), in process.
 breakdown: install
 	$(BIN)/python -m tests.perf.breakdown
+
+## The matching engines (tutor retrieval, AML name screening) on the labelled sets of tests/eval/data
+## (tuning and, when present, held-out test sets): prints each set's figures against the goal. The
+## tutor's figures need the demo courses in the database (flask seed-demo, or make run once).
+eval: install
+	$(BIN)/flask --app wsgi eval matching
 
 ## Ruff, then the import contracts of pyproject.toml (layers, independent blueprints, no circles).
 lint: install

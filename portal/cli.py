@@ -20,6 +20,7 @@ from portal.db import CLI_ACTOR, as_cli_actor, db, unit_of_work
 def register(app: Flask) -> None:
     from portal import demo, doctor
     from portal.compliance.aml.watchlist import watchlist_group
+    from portal.evaluation import eval_group
     from portal.learning.lms.certificates import certificates_command
     from portal.learning.tutoring.cli import tutor_group
     from portal.money.cards.cli import cards_group
@@ -39,6 +40,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(cards_group)
     app.cli.add_command(watchlist_group)
     app.cli.add_command(tutor_group)
+    app.cli.add_command(eval_group)
 
 
 # ---------------------------------------------------------------- users

@@ -115,14 +115,14 @@ def _load_candidates(screened_keys: set[str]) -> list[_Candidate]:
 
 def _explain(candidate: _Candidate, screened_name: str, birth_date: date | None,
              country: str | None) -> dict:
-    """One candidate scored and explained: its best-matching name or alias, the name score, the
-    facts that agreed or disagreed and how much they moved it, and where the entry comes from."""
+    """One candidate scored and explained: its best-matching name or alias, the name score and
+    the name parts it is made of, the facts that agreed or disagreed and how much they moved it, and where the entry comes from."""
     names = (candidate.name, *candidate.aliases)
-    best_name, best_score = names[0], -1.0
+    best_name, best_score, best_parts = names[0], -1.0, []
     for listed in names:
-        score = matching.name_similarity(screened_name, listed)
+        score, parts = matching.name_match(screened_name, listed)
         if score > best_score:
-            best_name, best_score = listed, score
+            best_name, best_score, best_parts = listed, score, parts
     facts = matching.compare_facts(birth_date, country, candidate.birth_date, candidate.country)
     return {
         "entryId": str(candidate.entry_id),
@@ -131,6 +131,10 @@ def _explain(candidate: _Candidate, screened_name: str, birth_date: date | None,
         "matchedAlias": best_name != candidate.name,
         "screenedName": screened_name,
         "nameScore": best_score,
+        # Part by part: each part of the screened name, its partner in the listed name ("" when
+        # left over), the part's score and why (a nickname, a spelling variant, one typo ...).
+        "nameParts": [{"screened": part.screened, "listed": part.listed, "score": round(part.score, 1),
+                       "how": part.how} for part in best_parts],
         "score": matching.combined_score(best_score, facts),
         "adjustment": facts.adjustment,
         "agreeing": facts.agreeing,

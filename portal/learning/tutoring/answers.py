@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rapidfuzz import fuzz
 from sqlalchemy import select
@@ -240,16 +240,46 @@ def _gives_away(text: str, secrets: Sequence[str]) -> bool:
     return False
 
 
+#: How much the search steered by the quiz question's feedback counts against the question's own
+#: words alone (1): the feedback names the idea, the question's words may be incidental.
+STEERED_WEIGHT = 2.0
+
+
+def fuse(*rankings: tuple[list[Hit], float]) -> list[Hit]:
+    """Several searches' hits combined: each hit's score divided by the best score of its search
+    (so each search counts on one scale), times the search's weight, summed over the searches
+    that found it; best first, each hit's ``rank`` its combined score. Ranks alone (reciprocal rank fusion)
+    throw away how far apart two passages were in each search, which decides close calls here."""
+    scores: dict[uuid.UUID, float] = {}
+    first: dict[uuid.UUID, Hit] = {}
+    for ranking, weight in rankings:
+        best = max((hit.rank for hit in ranking), default=0.0)
+        for hit in ranking:
+            scores[hit.passage_id] = scores.get(hit.passage_id, 0.0) + weight * (hit.rank / best if best > 0 else 0.0)
+            first.setdefault(hit.passage_id, hit)
+    order = sorted(first, key=lambda pid: -scores[pid])
+    return [replace(first[pid], rank=scores[pid]) for pid in order]
+
+
 def _hint_search(course_ids: list[uuid.UUID], question: str, match: QuizMatch) -> list[Hit]:
-    """The passages to point to for a quiz question: searched with the question's content words
-    (without the quiz's own wording, "select all that apply"), and with no relevance floor: the
-    question is known to be about the course, so its best passages are the place to look."""
+    """The passages to point to for a quiz question, with no relevance floor: the question is
+    known to be about the course, so its best passages are the place to look.
+
+    Two searches, combined (``fuse``, the second counting STEERED_WEIGHT times the first): one with the question's content words
+    (without the quiz's own wording, "select all that apply"; the prompt's when the question
+    has none that match), one with those words and the quiz question's feedback, which names the
+    idea the question tests ("``//`` is floor division"). The sections cited first are then
+    those that teach that idea, not any that shares a word with the prompt. The feedback only
+    steers the search: the hint never quotes it."""
+    plain: list[Hit] = []
     for text in (question, match.prompt):
         words = hints.search_words(text)
-        hits = retrieval.search(course_ids, words, min_score=0, min_coverage=0) if words else []
-        if hits:
-            return hits
-    return []
+        plain = retrieval.search(course_ids, words, min_score=0, min_coverage=0) if words else []
+        if plain:
+            break
+    steered_words = hints.search_words(f"{question} {match.explanation}") if match.explanation else ""
+    steered = retrieval.search(course_ids, steered_words, min_score=0, min_coverage=0) if steered_words else []
+    return fuse((plain, 1.0), (steered, STEERED_WEIGHT)) if steered else plain
 
 
 def _hint(question: str, match: QuizMatch, hits: list[Hit]) -> Reply:

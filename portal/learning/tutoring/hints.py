@@ -100,6 +100,9 @@ class QuizMatch:
     #: What must never appear in a hint: the correct options' text, the accepted answers, the
     #: numeric answer.
     secrets: tuple[str, ...] = field(default=())
+    #: The question's feedback as plain text: the instructor's word on the idea it tests, which
+    #: says where in the lessons to look (used to search, never shown: it may hold the answer).
+    explanation: str = ""
 
 
 def _secrets(question: QuizQuestion, options: list[QuestionOption]) -> tuple[str, ...]:
@@ -156,4 +159,5 @@ def match_quiz_question(course_id: uuid.UUID, question: str) -> QuizMatch | None
     options = db.session.scalars(select(QuestionOption).where(QuestionOption.question_id == quiz_question.id)).all()
     return QuizMatch(question_id=quiz_question.id, quiz_id=quiz_question.quiz_id, quiz_title=quiz_title,
                      module_id=module_id, prompt=markdown_to_text(quiz_question.prompt, limit=None),
-                     ratio=ratio, coverage=coverage, secrets=_secrets(quiz_question, list(options)))
+                     ratio=ratio, coverage=coverage, secrets=_secrets(quiz_question, list(options)),
+                     explanation=markdown_to_text(quiz_question.feedback or "", limit=None))

@@ -90,3 +90,26 @@ def test_blocking_keys_meet_for_variants_and_not_for_strangers():
     assert keys("Сергей Иванов") & keys("Sergey Ivanov")
     assert keys("Yusuf Karimzadeh") & keys("Youssef Kareemzadeh")
     assert not keys("Thabo Mokoena") & keys("Sergei Zlatogorov")
+
+
+def test_part_kinds_are_named_in_the_explanation():
+    assert matching.token_match("bob", "robert") == (matching.NICKNAME, "nickname")
+    assert matching.token_match("sasha", "aleksandr") == (matching.NICKNAME, "nickname")
+    assert matching.token_match("kowalczky", "kowalczyk") == (matching.ONE_TYPO, "one typo")
+    assert matching.token_match("henderson", "anderson")[1] != "one typo"  # first letter differs
+    assert matching.token_match("petrov", "petrova")[1] == "gendered ending"
+    assert matching.token_match("carlos", "carla")[1] != "nickname"  # not linked through a shared key
+    assert matching.token_match("william", "wilma")[1] != "nickname"
+
+
+def test_one_weak_part_does_not_sink_a_strong_match_and_every_part_is_explained():
+    score, parts = matching.name_match("Bob Mitchell", "Robert Mitchell")
+    assert score >= 85
+    assert [(p.screened, p.listed, p.how) for p in parts] == [
+        ("mitchell", "mitchell", "same"), ("bob", "robert", "nickname")]
+
+
+def test_arabic_script_against_latin_by_consonants():
+    score, parts = matching.name_match("خالد منصور", "Khalid Mansour")
+    assert score >= 85 and {p.how for p in parts} == {"same consonants (Arabic script)"}
+    assert matching.name_similarity("خالد منصور", "Khalil Mansour") < 85

@@ -40,6 +40,8 @@ def test_a_namesake_spelled_differently_is_a_hit_explained(sample, student):
     assert hit["name"] == "Sergei Petrovich Zlatogorov"
     assert hit["matchedName"] == "Sergey Zlatogorov" and hit["matchedAlias"] is True
     assert hit["nameScore"] == 100.0
+    assert hit["nameParts"] == [{"screened": "sergey", "listed": "sergey", "score": 100.0, "how": "same"},
+                                {"screened": "zlatogorov", "listed": "zlatogorov", "score": 100.0, "how": "same"}]
     assert hit["agreeing"] == ["birth_date", "country"] and hit["disagreeing"] == []
     assert hit["score"] == 100.0 and hit["adjustment"] == 8.0
     assert hit["listSource"] == "Sample sanctions list" and hit["kind"] == "sanction"
@@ -57,6 +59,20 @@ def test_transliterated_and_reordered_names_hit(sample, student):
     assert arabic.hits[0]["name"] == "Mohammed bin Rashidun Al-Qatrani"
     chinese = screening.screen_user(student.id, "张伟强", None, None)
     assert chinese.hits[0]["name"] == "Zhang Weiqiang"
+
+
+def test_a_name_in_arabic_script_finds_its_latin_spelling(sample, student):
+    """The list has this person only in Latin script; Arabic writes no short vowels."""
+    check = screening.screen_user(student.id, "عمر فاروق زبيداني", None, None)
+    assert check.hits and check.hits[0]["name"] == "Omar Farouk Zubaydani"
+    assert {part["how"] for part in check.hits[0]["nameParts"]} == {"same consonants (Arabic script)"}
+
+
+def test_each_hit_is_explained_part_by_part(sample, student):
+    check = screening.screen_user(student.id, "Mohamed bin Rashidun Al-Qatrani", None, None)
+    parts = {part["screened"]: part for part in check.hits[0]["nameParts"]}
+    assert parts["mohamed"]["listed"] == "mohammed" and parts["mohamed"]["how"] == "spelling variant"
+    assert parts["qatrani"] == {"screened": "qatrani", "listed": "qatrani", "score": 100.0, "how": "same"}
 
 
 def test_a_different_person_is_clear(sample, student):

@@ -176,6 +176,7 @@ def test_the_check_page_explains_each_hit_side_by_side(client, login_as, pending
     assert "Sample sanctions list" in body
     assert "Same date" in body and "1958-11-02" in body
     assert "name score 100.0" in body
+    assert "Name parts:" in body and "zlatogorov / zlatogorov: same (100)" in body
     assert 'name="decision"' in body and 'name="reason"' in body
 
 

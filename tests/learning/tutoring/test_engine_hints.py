@@ -140,3 +140,24 @@ def test_demo_quiz_questions_in_a_students_words_get_hints(app, slug, question):
     assert reply.kind == ReplyKind.HINT
     for secret in ("break", "None", "9", "median"):
         assert_no_secret(reply.body, [secret])
+
+
+def test_a_hint_cites_first_the_section_that_teaches_the_quizzed_idea(app):
+    """The quiz question's feedback ("// is floor division") steers the search: the first section
+    cited is the one on division, not one that merely shares a word with the prompt."""
+    courses = seed_demo_courses()
+    reply = compose_reply(courses["intro-to-python-programming"], "what does 7 // 2 evaluate to in python?")
+    assert reply.kind == ReplyKind.HINT
+    first = reply.citations[0]
+    assert (first["lesson_title"], first["heading"]) == ("Values and Variables", "Numbers and text"), \
+        [(c["lesson_title"], c["heading"]) for c in reply.citations]
+    assert "floor division" not in reply.body.lower()  # the feedback steers, it is not quoted
+    assert_no_secret(reply.body, ["3"])
+
+
+def test_the_feedback_is_kept_for_the_search(garden):
+    course, _module, _quiz, questions = garden
+    questions["single"].feedback = "Slugs feed at night on young seedlings."
+    db.session.flush()
+    match = hints.match_quiz_question(course.id, "which animal eats young seedlings at night?")
+    assert match.explanation == "Slugs feed at night on young seedlings."

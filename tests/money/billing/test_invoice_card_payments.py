@@ -350,3 +350,27 @@ def test_an_unpaid_invoice_is_paid_with_a_card_from_its_page_once(client, login_
     db.session.refresh(invoice)
     assert invoice.status == InvoiceStatus.PAID
     assert "Paid by card (Visa 4242)" in _body(client.get(f"/wallet/billing/invoices/{invoice.id}"))
+
+
+def test_the_payments_pages_show_invoice_payments_and_lead_back_to_the_invoice(client, login_as, fake):
+    catalogue = plans("_cp")
+    ada = login_as("student")
+    card = saved_card(fake, ada)
+    fake.mode = "succeed"
+    with as_user(ada):
+        services.subscribe(ada, catalogue["pro"].id, method_id=card.id, idempotency_key=ledger.new_key())
+    [invoice] = cycle_invoices(ada)
+    [paid] = invoice_payments(invoice)
+    failed = Payment(user_id=ada.id, purpose=Purpose.INVOICE, invoice_id=invoice.id, wallet_currency="USD",
+                     amount=invoice.total, currency="USD", state=PaymentState.FAILED, provider="sandbox",
+                     method_kind=PayWith.CARD, idempotency_key=ledger.new_key(), description=f"Invoice {invoice.number}")
+    db.session.add(failed)
+    db.session.commit()
+    listing = _body(client.get("/wallet/payments"))
+    assert listing.count(f"Invoice {invoice.number}</a> <small class=\"muted\">Invoice</small>") == 2
+    for payment in (paid, failed):
+        page = client.get(f"/wallet/payments/{payment.id}")
+        assert page.status_code == 200
+        assert f'href="/wallet/billing/invoices/{invoice.id}"' in _body(page)
+    assert client.get(f"/wallet/payments/{paid.id}/receipt").status_code == 200
+    assert client.get(f"/wallet/payments/{paid.id}/receipt.pdf").status_code == 200

@@ -374,3 +374,33 @@ def test_the_payments_pages_show_invoice_payments_and_lead_back_to_the_invoice(c
         assert f'href="/wallet/billing/invoices/{invoice.id}"' in _body(page)
     assert client.get(f"/wallet/payments/{paid.id}/receipt").status_code == 200
     assert client.get(f"/wallet/payments/{paid.id}/receipt.pdf").status_code == 200
+
+
+def test_the_signed_webhook_through_the_route_pays_a_pending_invoice(client, fake, catalogue):
+    """The gateway's webhook, delivered to ``/wallet/payments/webhooks/sandbox`` as the provider
+    sends it (signed), settles the pending payment and pays the invoice, once."""
+    user = student()
+    card = saved_card(fake, user)
+    fake.mode = "succeed"
+    with _at(utcnow() - timedelta(days=40)), as_user(user):
+        sub = services.subscribe(user, catalogue["pro"].id, method_id=card.id, idempotency_key=ledger.new_key())
+    fake.mode = "processing"
+    services.run_due()
+    invoice = cycle_invoices(user)[-1]
+    [pending] = invoice_payments(invoice)
+    assert pending.state == PaymentState.PROCESSING
+    db.session.commit()
+    event = fake.event(payment=fake.complete(pending.provider_ref, PaymentState.SUCCEEDED))
+    body, headers = fake.sign(event)
+    for _ in range(2):
+        response = client.post("/wallet/payments/webhooks/sandbox", data=body,
+                               headers={**headers, "Content-Type": "application/json"}, csrf=False)
+        assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["duplicate"] is True
+    db.session.expire_all()
+    invoice = db.session.get(Invoice, invoice.id)
+    assert invoice.status == InvoiceStatus.PAID
+    assert db.session.get(type(sub), sub.id).status == S.ACTIVE
+    assert balance(user) == Decimal(0)
+    assert db.session.scalar(select(func.count()).select_from(DunningAttempt).where(
+        DunningAttempt.invoice_id == invoice.id, DunningAttempt.succeeded.is_(True))) == 1

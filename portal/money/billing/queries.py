@@ -27,6 +27,8 @@ from portal.money.billing.models import (
 )
 from portal.money.payments import services as payments
 from portal.money.payments.models import Payment, PaymentMethod
+from portal.money.payments.pages import safe_external
+from portal.money.payments.providers.base import PaymentState
 from portal.money.payments.states import OPEN_PAYMENT_STATES
 
 #: Invoices per page.
@@ -110,6 +112,14 @@ class InvoiceView:
     @property
     def payment_pending(self) -> bool:
         return self.card_payment is not None and self.card_payment.state in OPEN_PAYMENT_STATES
+
+    @property
+    def continue_url(self) -> str | None:
+        """Where the payer confirms a pending card payment with their bank (a challenge), if
+        the provider asks and its address may be followed."""
+        if not self.payment_pending or self.card_payment.state != PaymentState.REQUIRES_ACTION:
+            return None
+        return safe_external(self.card_payment.next_action_url)
 
 
 def invoice(viewer: User, invoice_id: uuid.UUID | str) -> InvoiceView:

@@ -404,3 +404,27 @@ def test_the_signed_webhook_through_the_route_pays_a_pending_invoice(client, fak
     assert balance(user) == Decimal(0)
     assert db.session.scalar(select(func.count()).select_from(DunningAttempt).where(
         DunningAttempt.invoice_id == invoice.id, DunningAttempt.succeeded.is_(True))) == 1
+
+
+def test_a_payment_the_bank_must_confirm_links_its_page_and_only_a_safe_one(client, login_as, fake):
+    catalogue = plans("_cp")
+    ada = login_as("student")
+    from tests.money.billing.helpers import fund
+
+    fund(ada, "25.00")
+    with _at(utcnow() - timedelta(days=40)):
+        services.subscribe(ada, catalogue["pro"].id)
+    card = saved_card(fake, ada)
+    services.run_due()
+    invoice = cycle_invoices(ada)[-1]
+    fake.mode = "action"  # the bank asks the payer to confirm (a challenge)
+    with as_user(ada):
+        payment = services.pay_invoice_with_method(ada, invoice.id, card.id, idempotency_key=ledger.new_key())
+    assert payment.state == PaymentState.REQUIRES_ACTION
+    db.session.commit()
+    page = _body(client.get(f"/wallet/billing/invoices/{invoice.id}"))
+    assert f'<a href="{payment.next_action_url}" hx-boost="false">Confirm the payment with your bank</a>' in page
+    payment.next_action_url = "javascript:alert(1)"
+    db.session.commit()
+    page = _body(client.get(f"/wallet/billing/invoices/{invoice.id}"))
+    assert "A card payment of this invoice" in page and "javascript:" not in page

@@ -579,9 +579,11 @@ def _lock_subscription(subscription_id: uuid.UUID) -> Subscription:
 
 
 def charge(invoice_id: uuid.UUID, at: datetime | None = None) -> str:
-    """One automatic charge of an open invoice (the job's): ``paid``, ``failed``, ``final``
-    (the last retry failed) or ``skipped`` (not open, or not due yet). Locks the subscription,
-    then the invoice, in the order every billing change takes them."""
+    """One automatic charge of an open invoice (the job's), from the wallet or to the
+    subscription's saved method: ``paid``, ``failed``, ``final`` (the last retry failed),
+    ``pending`` (a card payment is under way: its outcome decides, no second charge) or
+    ``skipped`` (not open, or not due yet). Locks the subscription, then the invoice, in the
+    order every billing change takes them."""
     at = at or periods.now()
     subscription_id = db.session.scalar(select(Invoice.subscription_id).where(Invoice.id == invoice_id))
     if subscription_id is None:

@@ -282,3 +282,20 @@ def test_penalties_accrued_in_batches_match_one_loan_at_a_time(prod):
     assert any(amount > 0 for *_, amount, _n in rows)
     assert {state for _, _, state in penalties} >= {InstalmentState.OVERDUE, InstalmentState.PAID}
     assert not [r for r in rows if r[0] == paid_up.id]
+
+
+def test_a_batch_that_fails_is_accrued_one_loan_at_a_time(student, prod, monkeypatch):
+    """Whatever stops a batch (here a refusal from inside it), its loans still get their days,
+    each once, by the one-loan path."""
+    from portal.errors import DomainError
+
+    loan = running_loan(student, prod)
+
+    def broken(loan_ids, day):
+        raise DomainError("the batch could not run")
+
+    monkeypatch.setattr(tasks, "_accrue_batch", broken)
+    with on(date(2026, 2, 20)):
+        counts = tasks.accrue_penalties(date(2026, 2, 20))
+    assert (counts["loans_accrued"], counts["days_accrued"], counts["accrual_errors"]) == (1, 5, 0)
+    assert lines(loan)[0].penalty == D("0.45") and accruals(loan) == 5

@@ -72,7 +72,8 @@ def _page(*, status: int = 200, error: str | None = None, error_plan: str | None
     invoices, more = queries.invoices(current_user)
     return render("wallet/billing/index.html", status=status, **_context(
         current=current, plans=queries.offered_plans(), invoices=invoices, more_invoices=more,
-        error=error, error_plan=error_plan, key=ledger.new_key(), now=periods.now()))
+        methods=queries.saved_methods(current_user), error=error, error_plan=error_plan, key=ledger.new_key(),
+        now=periods.now()))
 
 
 def _refused(exc: DomainError, plan_id: str | None = None):
@@ -92,9 +93,12 @@ def billing():
 @requires(Permission.USE_WALLET)
 def billing_subscribe():
     plan_id = (request.form.get("plan") or "").strip()[:100]
+    method_id = (request.form.get("method") or "").strip()[:100]
     try:
-        replayed = _once("billing-subscribe", {"plan": plan_id},
-                         lambda: {"subscription": str(services.subscribe(current_user, plan_id).id)})
+        replayed = _once("billing-subscribe", {"plan": plan_id, "method": method_id},
+                         lambda: {"subscription": str(services.subscribe(
+                             current_user, plan_id, method_id=method_id or None,
+                             idempotency_key=f"subscribe-{_key()}"[:100]).id)})
     except DomainError as exc:
         return _refused(exc, plan_id)
     db.session.commit()
@@ -218,11 +222,48 @@ def billing_invoice_pdf(invoice_id: str):
     return response
 
 
+@bp.post("/billing/payment-method")
+@requires(Permission.USE_WALLET)
+def billing_payment_method():
+    """Choose what pays the subscription's invoices automatically: a saved method, or the wallet."""
+    method_id = (request.form.get("method") or "").strip()[:100]
+    try:
+        method = services.set_payment_method(current_user, method_id or None)
+    except DomainError as exc:
+        return _refused(exc)
+    db.session.commit()
+    flash(f"Your invoices will be charged to your {method.brand.capitalize()} ending {method.last4}."
+          if method is not None else "Your invoices will be paid from your wallet.", "success")
+    return redirect_to("wallet.billing")
+
+
+def _pay_with_method(view, method_id: str):
+    """Pay the invoice with a saved method: the form's key is the payment's, so a double submit
+    finds the same payment; the gateway may answer later."""
+    from flask import url_for
+
+    payment = services.pay_invoice_with_method(
+        current_user, view.invoice.id, method_id, idempotency_key=_key(),
+        return_url=url_for("wallet.billing_invoice", invoice_id=view.invoice.id, _external=True))
+    db.session.commit()
+    if payment.state.value == "succeeded":
+        flash(f"Invoice {view.invoice.number} is paid with your card. Thank you.", "success")
+    elif payment.next_action_url:
+        flash("Your bank asks you to confirm this payment: follow the link on the invoice.", "info")
+    else:
+        flash(f"Your card payment of invoice {view.invoice.number} is being processed; the invoice is marked "
+              "paid as soon as it goes through.", "info")
+    return redirect_to("wallet.billing_invoice", invoice_id=view.invoice.id)
+
+
 @bp.post("/billing/invoices/<invoice_id>/pay")
 @requires(Permission.USE_WALLET)
 def billing_pay(invoice_id: str):
     view = queries.invoice(current_user, invoice_id)  # NotFound for another's invoice
+    method_id = (request.form.get("method") or "").strip()[:100]
     try:
+        if method_id:
+            return _pay_with_method(view, method_id)
         replayed = _once("billing-pay", {"invoice": str(view.invoice.id)},
                          lambda: {"status": services.pay_invoice(current_user, view.invoice.id).status.value})
     except DomainError as exc:

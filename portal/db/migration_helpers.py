@@ -130,3 +130,12 @@ def show_columns(table: str) -> None:
             END LOOP;
         END $$
     """)
+
+
+def enum_check(table: str, name: str, column: str, values: tuple[str, ...]) -> None:
+    """Replace the CHECK ``name`` of a ``string_enum`` column with one listing ``values`` (all of
+    them: a migration that adds a value passes the earlier ones too, and its downgrade the old
+    list)."""
+    listed = ", ".join(_quote_literal(v) for v in values)
+    op.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT IF EXISTS {name}')
+    op.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT {name} CHECK ("{column}" IN ({listed}))')

@@ -17,7 +17,9 @@ with the same settings and loaded with ``wrk``, and money transfers beside ``pgb
    wrk, ``ledger.post`` from several processes, and pgbench's TPC-B-like run; then the ledger
    must verify; and top-up confirmations (``topups.py``): webhooks of top-ups paid on the sandbox
    provider, sent by wrk to the portal's webhook route, counted as wallets credited;
-6. times the billing renewal job over 10,000 subscriptions (``billing.py``): invoices/s;
+6. times the billing renewal job over 10,000 subscriptions (``billing.py``): invoices/s; and the
+   lending daily penalty accrual over 10,000 late loans in a scratch database (``lending.py``):
+   loans/s, beside pgbench's rate;
 7. prints the table: req/s, p50 and p99, req/s as a multiple of Fortunes', whether p99 is under
    150 ms, and statements per page; then the budgets missed.
 
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 
 from tests.perf import billing as billing_bench
 from tests.perf import cards, load, pages, servers, settings, topups, transfers
+from tests.perf import lending as lending_bench
 from tests.perf.database import scratch_database
 from tests.perf.load import LoadResult
 
@@ -211,6 +214,8 @@ def main() -> int:
         print("No funded scale wallets (no money at scale in the demo data): ledger.post not measured.")
     print(f"Billing renewal job over {billing_bench.SUBSCRIPTIONS:,} subscriptions ...", flush=True)
     renewals = billing_bench.renewals(app)
+    print(f"Lending daily penalty accrual over {lending_bench.BENCH_LOANS:,} late loans ...", flush=True)
+    accrual = lending_bench.accruals(lending_bench.BENCH_LOANS)
     print("pgbench (TPC-B-like) on the same server ...", flush=True)
     pgbench_tps, pgbench_label = transfers.run_pgbench()
 
@@ -219,6 +224,8 @@ def main() -> int:
     missed = print_table(rows)
     missed += print_transfers(results, pgbench_tps, pgbench_label)
     billing_bench.print_renewals(renewals)
+    print(f"\nLending daily job over {lending_bench.BENCH_LOANS:,} late loans, beside pgbench on the same server")
+    lending_bench.print_accruals(accrual, pgbench_tps)
     failures += [f"{t.label}: {t.failed} failed" if t.failed else f"{t.label}: no transfer answered"
                  for t in results if t.failed or not t.done + t.refused]
     if not transfers.ledger_verifies(app):

@@ -1,6 +1,8 @@
 """The daily penalty accrual over many late loans: ``make bench-lending`` (``LOANS``, default
-10,000). Prints loans accrued per second for a first run (one day of penalties on every loan)
-and for a second run of the same day (nothing to add: the unique accrual rows say so).
+10,000), and a part of ``make bench`` (``BENCH_LENDING_LOANS``, default ``LOANS``). Prints loans
+accrued per second for a first run (one day of penalties on every loan) and for a second run of
+the same day (nothing to add: the unique accrual rows say so); ``make bench`` prints them beside
+pgbench's transactions per second.
 
 The loans are written straight into a scratch database (a hundred borrowers, each loan twelve
 monthly instalments, the first due the day before), not through the services: the bench measures
@@ -11,10 +13,13 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 LOANS = int(os.environ.get("LOANS", "10000"))
+#: Loans of the lending part of ``make bench``.
+BENCH_LOANS = int(os.environ.get("BENCH_LENDING_LOANS", str(LOANS)))
 BORROWERS = 100
 DAY = date(2026, 2, 16)
 
@@ -52,22 +57,48 @@ def _seed(loans: int) -> None:
     db.session.commit()
 
 
-def main() -> None:
+@dataclass
+class Accrual:
+    label: str
+    loans: int
+    seconds: float
+    days_accrued: int
+
+    @property
+    def rate(self) -> float:
+        return self.loans / self.seconds if self.seconds else float("nan")
+
+
+def accruals(loans: int = LOANS) -> list[Accrual]:
+    """Seed ``loans`` late loans in the scratch database and time the accrual twice (the first
+    run accrues a day on each, the second finds it done)."""
     from portal.db import db
     from portal.db.context import Actor, acting_as
     from portal.money.lending import tasks
     from tests.db import separate_app
 
+    results = []
     with separate_app("azora_bench_lending") as (app, _owner, _app_url), app.app_context(), \
             acting_as(Actor.system("bench")):
-        _seed(LOANS)
+        _seed(loans)
         for label in ("first run", "second run, same day"):
             began = time.perf_counter()
             counts = tasks.accrue_penalties(DAY)
             db.session.commit()
-            seconds = time.perf_counter() - began
-            print(f"Penalty accrual, {label}: {LOANS} loans in {seconds:.1f} s "
-                  f"({LOANS / seconds:.0f} loans/s), {counts['days_accrued']} loan-days accrued")
+            results.append(Accrual(label, loans, time.perf_counter() - began, counts["days_accrued"]))
+        db.session.remove()
+    return results
+
+
+def print_accruals(results: list[Accrual], pgbench_tps: float | None = None) -> None:
+    for r in results:
+        beside = f"; {r.rate / pgbench_tps:.2f} x pgbench's {pgbench_tps:.0f} tps" if pgbench_tps else ""
+        print(f"Penalty accrual, {r.label}: {r.loans} loans in {r.seconds:.1f} s ({r.rate:.0f} loans/s), "
+              f"{r.days_accrued} loan-days accrued{beside}")
+
+
+def main() -> None:
+    print_accruals(accruals(LOANS))
 
 
 if __name__ == "__main__":

@@ -170,6 +170,10 @@ class Subscription(TimestampedModel):
     #: Why it ended (``requested``, ``period_end``, ``unpaid``).
     end_reason: Mapped[str | None] = mapped_column(String(40))
     past_due_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The saved payment method (payment gateway) that pays its invoices automatically; NULL:
+    #: they are paid from the wallet.
+    payment_method_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("payment_methods.id", ondelete="SET NULL"), index=True)
 
     __table_args__ = (
         # One live subscription per student: subscribing twice at once makes one.

@@ -25,6 +25,11 @@ from portal.money.billing.models import (
     Subscription,
     SubscriptionStatus,
 )
+from portal.money.payments import services as payments
+from portal.money.payments.models import Payment, PaymentMethod
+from portal.money.payments.pages import safe_external
+from portal.money.payments.providers.base import PaymentState
+from portal.money.payments.states import OPEN_PAYMENT_STATES
 
 #: Invoices per page.
 PAGE_SIZE = 20
@@ -99,6 +104,22 @@ class InvoiceView:
     lines: list[InvoiceLine]
     attempts: list[DunningAttempt]
     customer: User
+    #: The latest payment of the invoice through the payment gateway (pending, paid or failed).
+    card_payment: Payment | None = None
+    #: The owner's saved payment methods, to pay an unpaid invoice with (the owner's view only).
+    methods: tuple[PaymentMethod, ...] = ()
+
+    @property
+    def payment_pending(self) -> bool:
+        return self.card_payment is not None and self.card_payment.state in OPEN_PAYMENT_STATES
+
+    @property
+    def continue_url(self) -> str | None:
+        """Where the payer confirms a pending card payment with their bank (a challenge), if
+        the provider asks and its address may be followed."""
+        if not self.payment_pending or self.card_payment.state != PaymentState.REQUIRES_ACTION:
+            return None
+        return safe_external(self.card_payment.next_action_url)
 
 
 def invoice(viewer: User, invoice_id: uuid.UUID | str) -> InvoiceView:
@@ -119,7 +140,17 @@ def invoice(viewer: User, invoice_id: uuid.UUID | str) -> InvoiceView:
     attempts = list(db.session.scalars(select(DunningAttempt).where(DunningAttempt.invoice_id == found.id)
                                        .order_by(DunningAttempt.attempt)))
     customer = viewer if viewer.id == found.user_id else db.session.get(User, found.user_id)
-    return InvoiceView(found, lines, attempts, customer)
+    card_payment = db.session.scalar(select(Payment).where(Payment.invoice_id == found.id)
+                                     .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(1))
+    unpaid = found.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+    methods = tuple(saved_methods(viewer)) if unpaid and viewer.id == found.user_id else ()
+    return InvoiceView(found, lines, attempts, customer, card_payment, methods)
+
+
+def saved_methods(user: User) -> list[PaymentMethod]:
+    """The student's saved payment methods (the gateway's), default first: what an invoice or a
+    subscription can be paid with besides the wallet."""
+    return payments.list_methods(user)
 
 
 def past_due_invoice(user: User) -> Invoice | None:

@@ -31,6 +31,17 @@ Rules, in one place:
   (default 1, 3, 5 and 7), with an e-mail each time. After the last retry the invoice is
   uncollectible and the subscription canceled or moved to the free plan
   (``BILLING_AFTER_FINAL_FAILURE``). Paying by hand in between restores it at once.
+- Paying with a saved method of the payment gateway: a subscription may name one
+  (``paymentMethodId``, chosen when subscribing or later); its open invoices are then charged to
+  it off-session instead of the wallet, and a student may pay an invoice with one by hand. The
+  gateway is asynchronous: the charge is a payment of purpose ``invoice``; the invoice stays
+  open while it is pending, and no other charge is tried meanwhile (the charging job skips it;
+  the database allows one pending or succeeded payment per invoice). When the payment succeeds
+  (at once, by webhook or by the reconciliation poll) its amount is credited to the wallet and
+  the invoice paid from there in the same transaction (``on_invoice_payment_ended``), which
+  restores a past-due subscription; a failed or canceled one counts as a failed charge and is
+  retried on the dunning schedule. A payment that succeeds for an invoice no longer open (voided
+  meanwhile) leaves its money in the wallet.
 
 Services validate, change rows and flush; the caller commits.
 """
@@ -68,6 +79,9 @@ from portal.money.billing.models import (
 )
 from portal.money.billing.states import move_invoice, move_subscription
 from portal.money.currency import UnknownCurrency, currency, format_amount
+from portal.money.payments import services as payments
+from portal.money.payments.models import PaymentMethod
+from portal.money.payments.providers.base import PaymentState
 from portal.money.wallets import ledger
 from portal.money.wallets.models import SystemWallet, TransactionType
 
@@ -371,11 +385,18 @@ def _require_student(user: User) -> None:
         raise Forbidden("Only students subscribe to plans.")
 
 
-def subscribe(user: User, plan_id: uuid.UUID | str) -> Subscription:
-    """Subscribe ``user`` to an offered plan (see the module docstring). Raises
-    ``AlreadySubscribed``, ``PlanUnavailable``, and the ledger's ``InsufficientFunds``."""
+def subscribe(user: User, plan_id: uuid.UUID | str, *, method_id: uuid.UUID | str | None = None,
+              idempotency_key: str | None = None) -> Subscription:
+    """Subscribe ``user`` to an offered plan (see the module docstring), paid from the wallet, or
+    with the saved payment method ``method_id`` (it then pays every invoice automatically; the
+    first is charged to it at once, keyed ``idempotency_key``). Raises ``AlreadySubscribed``,
+    ``PlanUnavailable``, the ledger's ``InsufficientFunds``, and the payment gateway's
+    ``MethodInvalid`` and ``PaymentDeclined`` (nothing subscribed)."""
     _require_student(user)
     plan = _offered(plan_id)
+    method = payments.usable_method(user, method_id)
+    if method is not None and not plan.is_free and plan.currency not in payments.card_currencies():
+        raise payments.MethodInvalid(f"Plans in {plan.currency} cannot be paid by card: pay from your wallet.")
     _serialise(user.id)
     existing = live_subscription(user.id)
     if existing is not None:
@@ -386,20 +407,26 @@ def subscribe(user: User, plan_id: uuid.UUID | str) -> Subscription:
             trial_end = now + timedelta(days=plan.trial_days)
             subscription = Subscription(user_id=user.id, plan_id=plan.id, status=S.TRIALING, anchor_at=now,
                                         anchor_day=now.day, period_index=0, current_period_start=now,
-                                        current_period_end=trial_end, trial_end=trial_end)
+                                        current_period_end=trial_end, trial_end=trial_end,
+                                        payment_method_id=method.id if method is not None else None)
             db.session.add(subscription)
             db.session.flush()
         else:
             start, end = periods.period_bounds(now, plan.interval.months, 0)
             subscription = Subscription(user_id=user.id, plan_id=plan.id, status=S.ACTIVE, anchor_at=now,
                                         anchor_day=now.day, period_index=0, current_period_start=start,
-                                        current_period_end=end)
+                                        current_period_end=end,
+                                        payment_method_id=method.id if method is not None else None)
             db.session.add(subscription)
             db.session.flush()
             if not plan.is_free:
                 invoice = _make_invoice(subscription, InvoiceReason.CYCLE, start, end,
                                         [_plan_line(plan, start, end)], plan, now)
-                _pay(invoice, initiated_by_id=user.id)
+                if method is not None and invoice.total > 0:
+                    payments.start_invoice_payment(user, invoice, method,
+                                                   idempotency_key=idempotency_key or f"subscribe-{invoice.id.hex}")
+                else:
+                    _pay(invoice, initiated_by_id=user.id)
     entitlements.forget(user.id)
     return subscription
 
@@ -552,9 +579,11 @@ def _lock_subscription(subscription_id: uuid.UUID) -> Subscription:
 
 
 def charge(invoice_id: uuid.UUID, at: datetime | None = None) -> str:
-    """One automatic charge of an open invoice (the job's): ``paid``, ``failed``, ``final``
-    (the last retry failed) or ``skipped`` (not open, or not due yet). Locks the subscription,
-    then the invoice, in the order every billing change takes them."""
+    """One automatic charge of an open invoice (the job's), from the wallet or to the
+    subscription's saved method: ``paid``, ``failed``, ``final`` (the last retry failed),
+    ``pending`` (a card payment is under way: its outcome decides, no second charge) or
+    ``skipped`` (not open, or not due yet). Locks the subscription, then the invoice, in the
+    order every billing change takes them."""
     at = at or periods.now()
     subscription_id = db.session.scalar(select(Invoice.subscription_id).where(Invoice.id == invoice_id))
     if subscription_id is None:
@@ -563,6 +592,11 @@ def charge(invoice_id: uuid.UUID, at: datetime | None = None) -> str:
     invoice = _lock_invoice(invoice_id)
     if invoice.status != InvoiceStatus.OPEN or invoice.next_attempt_at is None or invoice.next_attempt_at > at:
         return "skipped"
+    if payments.live_invoice_payment(invoice.id) is not None:
+        return "pending"  # a card payment is under way: its end decides, never a second charge
+    method = _automatic_method(subscription)
+    if method is not None and invoice.total > 0:
+        return _charge_method(invoice, subscription, method, at)
     try:
         _pay(invoice, initiated_by_id=None)
     except DomainError as exc:
@@ -570,6 +604,55 @@ def charge(invoice_id: uuid.UUID, at: datetime | None = None) -> str:
     if _restore_if_settled(subscription):
         _email(subscription.user_id, "billing_restored", invoice=invoice)
     return "paid"
+
+
+def _automatic_method(subscription: Subscription) -> PaymentMethod | None:
+    """The saved method that pays the subscription's invoices (None: the wallet, also when the
+    method was removed since)."""
+    if subscription.payment_method_id is None:
+        return None
+    method = db.session.get(PaymentMethod, subscription.payment_method_id)
+    return method if method is not None and method.removed_at is None else None
+
+
+def _charge_method(invoice: Invoice, subscription: Subscription, method: PaymentMethod, at: datetime) -> str:
+    """The automatic charge of a locked open invoice to the saved ``method``: ``paid``,
+    ``pending`` (the gateway answers later), ``failed`` or ``final``. A decline reaches
+    ``on_invoice_payment_ended``, which counts it; a refusal before the gateway is asked
+    (a blocked payer) is counted here."""
+    user = db.session.get(User, invoice.user_id)
+    key = f"invoice-{invoice.id.hex}-{invoice.attempt_count + 1}"
+    try:
+        payment = payments.start_invoice_payment(user, invoice, method, idempotency_key=key)
+    except payments.PaymentDeclined:
+        db.session.refresh(invoice)
+        return "final" if invoice.status == InvoiceStatus.UNCOLLECTIBLE else "failed"
+    except DomainError as exc:
+        return _failed(invoice, subscription, exc.message, at)
+    return "paid" if payment.state == PaymentState.SUCCEEDED else "pending"
+
+
+def on_invoice_payment_ended(payment, *, outcome: str) -> None:
+    """An invoice payment through the gateway ended (the payments area's hook; the payment row
+    is locked). Succeeded: its money is in the wallet now, so the invoice is paid from there if
+    it is still open or uncollectible, and a past-due subscription with nothing else unpaid is
+    restored. Failed or canceled: a failed charge of an open invoice, retried on the schedule."""
+    subscription_id = db.session.scalar(select(Invoice.subscription_id).where(Invoice.id == payment.invoice_id))
+    if subscription_id is None:
+        return
+    subscription = _lock_subscription(subscription_id)
+    invoice = _lock_invoice(payment.invoice_id)
+    if outcome == "succeeded":
+        if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
+            return
+        _pay(invoice, initiated_by_id=payment.user_id)
+        if _restore_if_settled(subscription):
+            _email(subscription.user_id, "billing_restored", invoice=invoice)
+        entitlements.forget(invoice.user_id)
+        return
+    if invoice.status == InvoiceStatus.OPEN:
+        _failed(invoice, subscription, payment.failure_message or "The card payment did not go through.",
+                periods.now())
 
 
 def _catch_up(subscription: Subscription, at: datetime) -> None:
@@ -629,9 +712,13 @@ def _downgrade_to_free(subscription: Subscription, at: datetime) -> None:
 def charge_due(at: datetime | None = None, limit: int = 500) -> dict:
     """One pass of the charging job: open invoices whose charge is due, each in a savepoint."""
     at = at or periods.now()
-    counts = {"paid": 0, "failed": 0, "final": 0, "skipped": 0, "errors": 0}
+    from portal.money.payments.models import Payment
+
+    counts = {"paid": 0, "failed": 0, "final": 0, "skipped": 0, "pending": 0, "errors": 0}
+    pending = select(Payment.id).where(Payment.invoice_id == Invoice.id,
+                                       Payment.state.not_in((PaymentState.FAILED, PaymentState.CANCELED)))
     ids = db.session.scalars(select(Invoice.id).where(Invoice.status == InvoiceStatus.OPEN,
-                                                      Invoice.next_attempt_at <= at)
+                                                      Invoice.next_attempt_at <= at, ~pending.exists())
                              .order_by(Invoice.next_attempt_at, Invoice.id).limit(limit)).all()
     for invoice_id in ids:
         try:
@@ -676,11 +763,62 @@ def pay_invoice(user: User, invoice_id: uuid.UUID | str) -> Invoice:
         return invoice
     if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
         raise ChargeFailed(f"Invoice {invoice.number} is {invoice.status.value}: there is nothing to pay.")
+    if payments.live_invoice_payment(invoice.id) is not None:
+        raise PaymentPending(f"A card payment of invoice {invoice.number} is under way: wait for its outcome "
+                             "before paying again.")
     _pay(invoice, initiated_by_id=user.id)
     if _restore_if_settled(subscription):
         _email(subscription.user_id, "billing_restored", invoice=invoice)
     entitlements.forget(user.id)
     return invoice
+
+
+class PaymentPending(Conflict):
+    """An invoice with a card payment under way is not charged again until it ends."""
+
+
+def pay_invoice_with_method(user: User, invoice_id: uuid.UUID | str, method_id: uuid.UUID | str | None, *,
+                            idempotency_key: str, return_url: str = ""):
+    """The student pays an open (or uncollectible) invoice of theirs with a saved payment method.
+    Returns the gateway's payment: ``succeeded`` (the invoice is paid), pending (``processing``,
+    or ``requires_action`` with the challenge's address), or failed never (a decline raises
+    ``PaymentDeclined``). A second submit, or a second tab while one is pending, returns the
+    payment under way; an invoice already paid raises ``ChargeFailed``."""
+    invoice = own_invoice(user, invoice_id)
+    if invoice.user_id != user.id:
+        raise Forbidden("Only the subscriber pays their invoices.")
+    method = payments.usable_method(user, method_id)
+    if method is None:
+        raise payments.MethodInvalid("Choose one of your saved payment methods.")
+    _lock_subscription(invoice.subscription_id)
+    invoice = _lock_invoice(invoice.id)
+    live = payments.live_invoice_payment(invoice.id)
+    if live is not None:
+        return live
+    if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE) or invoice.total <= 0:
+        raise ChargeFailed(f"Invoice {invoice.number} is {invoice.status.value}: there is nothing to pay.")
+    payment = payments.start_invoice_payment(user, invoice, method, idempotency_key=idempotency_key,
+                                             return_url=return_url)
+    entitlements.forget(user.id)
+    return payment
+
+
+def set_payment_method(user: User, method_id: uuid.UUID | str | None):
+    """The saved method that pays the student's subscription automatically (None or "": the
+    wallet). Returns the method or None."""
+    _require_student(user)
+    method = payments.usable_method(user, method_id)
+    _serialise(user.id)
+    subscription = live_subscription(user.id, lock=True)
+    if subscription is None:
+        raise NoSubscription("You have no subscription.")
+    plan = db.session.get(Plan, subscription.plan_id)
+    if method is not None and plan.currency not in payments.card_currencies():
+        raise payments.MethodInvalid(f"Plans in {plan.currency} cannot be paid by card: they are paid from "
+                                     "your wallet.")
+    subscription.payment_method_id = method.id if method is not None else None
+    db.session.flush()
+    return method
 
 
 # -- Changing plan, canceling, resuming -------------------------------------------------------------

@@ -43,6 +43,13 @@ def borrowing_overview(user: User) -> list[ProductChoice]:
     return [ProductChoice(p, services.assessment_for(user, p)) for p in products]
 
 
+def overdue_on(on: date):
+    """The one definition of an overdue instalment for the student's pages, as SQL: due before
+    ``on`` (today's date on the lending clock) and not fully paid. The nightly job marks such
+    lines ``overdue`` (and accrues penalties) later; the pages do not wait for it."""
+    return (LoanInstalment.state != InstalmentState.PAID) & (LoanInstalment.due_on < on)
+
+
 @dataclass(frozen=True)
 class LoanRow:
     loan: Loan
@@ -51,13 +58,15 @@ class LoanRow:
     overdue: int
 
 
-def my_loans(user: User) -> list[LoanRow]:
-    """The student's loans, newest first, with what is left and the next due date (one query)."""
+def my_loans(user: User, on: date | None = None) -> list[LoanRow]:
+    """The student's loans, newest first, with what is left, the next due date and how many
+    instalments are overdue on ``on`` (``overdue_on``, as the loan's page counts them; one query)."""
+    on = on or services.today()
     unpaid = LoanInstalment.state != InstalmentState.PAID
     stmt = (select(Loan,
                    func.coalesce(func.sum(LoanInstalment.principal - LoanInstalment.principal_paid), 0),
                    func.min(case((unpaid, LoanInstalment.due_on))),
-                   func.count(case((LoanInstalment.state == InstalmentState.OVERDUE, 1))))
+                   func.count(case((overdue_on(on), 1))))
             .outerjoin(LoanInstalment, LoanInstalment.loan_id == Loan.id)
             .where(Loan.user_id == user.id).group_by(Loan.id)
             .order_by(Loan.created_at.desc(), Loan.id.desc()))
@@ -67,8 +76,8 @@ def my_loans(user: User) -> list[LoanRow]:
 @dataclass(frozen=True)
 class ScheduleLine:
     instalment: LoanInstalment
-    #: What the page shows: paid, partially paid, due, overdue (an unpaid past one is overdue
-    #: even before the nightly job marks it).
+    #: What the page shows: paid, partially paid, due, overdue (``overdue_on``: an unpaid past
+    #: one is overdue even before the nightly job marks it).
     status: InstalmentState
     outstanding: Decimal
 
@@ -90,13 +99,10 @@ class LoanDetail:
 def loan_detail(user: User, loan_id: uuid.UUID, on: date | None = None) -> LoanDetail:
     on = on or services.today()
     loan = services.own_loan(user, loan_id)
-    lines = services.instalments(loan)
-    schedule = []
-    for line in lines:
-        status = InstalmentState(line.state)
-        if status != InstalmentState.PAID and line.due_on < on:
-            status = InstalmentState.OVERDUE
-        schedule.append(ScheduleLine(line, status, line.outstanding))
+    rows = db.session.execute(select(LoanInstalment, overdue_on(on)).where(LoanInstalment.loan_id == loan.id)
+                              .order_by(LoanInstalment.number))
+    schedule = [ScheduleLine(line, InstalmentState.OVERDUE if overdue else InstalmentState(line.state),
+                             line.outstanding) for line, overdue in rows]
     repayments = db.session.scalars(select(Repayment).where(Repayment.loan_id == loan.id)
                                     .order_by(Repayment.paid_on.desc(), Repayment.created_at.desc())).all()
     collaterals = db.session.scalars(select(Collateral).where(Collateral.loan_id == loan.id)

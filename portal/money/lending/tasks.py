@@ -70,23 +70,141 @@ def _running_with_arrears(day: date) -> list[uuid.UUID]:
         .order_by(Loan.id)))
 
 
-def accrue_penalties(day: date) -> dict:
-    """Penalties and overdue marks up to ``day``; returns the counts."""
+def accrue_penalties(day: date, *, batch_size: int | None = None) -> dict:
+    """Penalties and overdue marks up to ``day``; returns the counts.
+
+    Loans are taken ``batch_size`` at a time (``BATCH_SIZE``) and each batch is accrued with a
+    handful of statements whatever its size (``_accrue_batch``). A batch that fails for any
+    reason is rolled back to its savepoint and its loans accrued one at a time (``accrue_loan``,
+    the same arithmetic), so one odd loan never holds up the others."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from portal.db import db
     from portal.errors import DomainError
 
+    size = batch_size or BATCH_SIZE
     counts = {"loans_accrued": 0, "days_accrued": 0, "accrual_errors": 0}
-    for loan_id in _running_with_arrears(day):
+    ids = _running_with_arrears(day)
+    for start in range(0, len(ids), size):
+        batch = ids[start:start + size]
         try:
             with db.session.begin_nested():
-                days = accrue_loan(loan_id, day)
-        except DomainError as exc:
-            counts["accrual_errors"] += 1
-            log.warning("loan %s: penalties not accrued: %s", loan_id, exc)
-            continue
-        counts["loans_accrued"] += bool(days)
-        counts["days_accrued"] += days
+                accrued = _accrue_batch(batch, day)
+        except (DomainError, SQLAlchemyError) as exc:
+            log.warning("penalties of %d loans not accrued together (%s): one loan at a time", len(batch), exc)
+            accrued = {}
+            for loan_id in batch:
+                try:
+                    with db.session.begin_nested():
+                        accrued[loan_id] = accrue_loan(loan_id, day)
+                except DomainError as one:
+                    counts["accrual_errors"] += 1
+                    log.warning("loan %s: penalties not accrued: %s", loan_id, one)
+        for days in accrued.values():
+            counts["loans_accrued"] += bool(days)
+            counts["days_accrued"] += days
     return counts
+
+
+#: Loans one statement of the penalty accrual covers.
+BATCH_SIZE = 500
+
+
+def _accrue_batch(loan_ids: list[uuid.UUID], day: date) -> dict[uuid.UUID, int]:
+    """``accrue_loan`` for many loans at once, in five statements: lock the running loans (in
+    id order, as a repayment locks its loan first), read their unpaid late instalments (locked)
+    and their last accrued day, insert every day's ``loan_accruals`` row of every loan in one
+    statement (``ON CONFLICT DO NOTHING`` on the row per loan per day: a day accrued by anyone
+    else adds nothing), then add the penalties of the days actually inserted and mark the
+    instalments overdue in one ``UPDATE``. The amounts are ``accrue_loan``'s: computed here in
+    ``Decimal`` at the currency's scale, half to even. Returns the days accrued per loan."""
+    from collections import defaultdict
+
+    from sqlalchemy import bindparam, func, select, text
+    from sqlalchemy.dialects.postgresql import ARRAY
+    from sqlalchemy.types import Date, Integer, Numeric, Uuid
+
+    from portal.db import db
+    from portal.db.base import utcnow
+    from portal.money.currency import currency
+    from portal.money.lending.models import InstalmentState, Loan, LoanAccrual, LoanInstalment
+    from portal.money.lending.states import RUNNING
+
+    loans = db.session.execute(select(Loan.id, Loan.user_id, Loan.currency, Loan.penalty_daily_percent)
+                               .where(Loan.id.in_(loan_ids), Loan.state.in_(RUNNING))
+                               .order_by(Loan.id).with_for_update()).all()
+    if not loans:
+        return {}
+    running = [loan.id for loan in loans]
+    late_lines = defaultdict(list)
+    for line in db.session.execute(
+            select(LoanInstalment.id, LoanInstalment.loan_id, LoanInstalment.due_on, LoanInstalment.principal,
+                   LoanInstalment.principal_paid, LoanInstalment.interest, LoanInstalment.interest_paid,
+                   LoanInstalment.interest_waived)
+            .where(LoanInstalment.loan_id.in_(running), LoanInstalment.state != InstalmentState.PAID,
+                   LoanInstalment.due_on < day)
+            .order_by(LoanInstalment.loan_id, LoanInstalment.number).with_for_update()):
+        late_lines[line.loan_id].append(line)
+    last_day = dict(db.session.execute(select(LoanAccrual.loan_id, func.max(LoanAccrual.day))
+                                       .where(LoanAccrual.loan_id.in_(running)).group_by(LoanAccrual.loan_id)).all())
+
+    now = utcnow()
+    rows: dict[str, list] = {"id": [], "loan": [], "user": [], "day": [], "amount": [], "count": []}
+    overdue_on: dict[tuple[uuid.UUID, date], list] = {}
+    amounts: dict[uuid.UUID, Decimal] = {}
+    for loan in loans:
+        late = late_lines.get(loan.id)
+        if not late:
+            continue
+        quantum = currency(loan.currency).quantum
+        rate = loan.penalty_daily_percent / 100
+        for x in late:
+            outstanding = x.principal - x.principal_paid + (x.interest - x.interest_paid - x.interest_waived)
+            amounts[x.id] = (outstanding * rate).quantize(quantum, rounding=ROUND_HALF_EVEN)
+        first = min(x.due_on for x in late) + timedelta(days=1)
+        if last_day.get(loan.id) is not None:
+            first = max(first, last_day[loan.id] + timedelta(days=1))
+        current, taken = first, 0
+        while current <= day and taken < MAX_CATCH_UP_DAYS:
+            overdue = [x.id for x in late if x.due_on < current]
+            overdue_on[(loan.id, current)] = overdue
+            for name, value in (("id", uuid.uuid4()), ("loan", loan.id), ("user", loan.user_id), ("day", current),
+                                ("amount", sum((amounts[i] for i in overdue), Decimal(0))),
+                                ("count", len(overdue))):
+                rows[name].append(value)
+            current += timedelta(days=1)
+            taken += 1
+    accrued: dict[uuid.UUID, int] = dict.fromkeys(running, 0)
+    if not rows["id"]:
+        return accrued
+
+    inserted = db.session.execute(text(
+        'INSERT INTO loan_accruals (id, "loanId", "userId", day, amount, "overdueInstalments", "createdAt", '
+        '"updatedAt") SELECT v.id, v.loan, v.usr, v.day, v.amount, v.n, :now, :now '
+        "FROM unnest(:ids, :loans, :users, :days, :amounts, :counts) AS v(id, loan, usr, day, amount, n) "
+        'ON CONFLICT ("loanId", day) DO NOTHING RETURNING "loanId", day').bindparams(
+        bindparam("ids", rows["id"], type_=ARRAY(Uuid())), bindparam("loans", rows["loan"], type_=ARRAY(Uuid())),
+        bindparam("users", rows["user"], type_=ARRAY(Uuid())), bindparam("days", rows["day"], type_=ARRAY(Date())),
+        bindparam("amounts", rows["amount"], type_=ARRAY(Numeric())),
+        bindparam("counts", rows["count"], type_=ARRAY(Integer())), bindparam("now", now))).all()
+
+    added: dict[uuid.UUID, Decimal] = defaultdict(Decimal)
+    for loan_id, accrued_day in inserted:
+        accrued[loan_id] += 1
+        for line_id in overdue_on[(loan_id, accrued_day)]:
+            added[line_id] += amounts[line_id]
+    if added:
+        db.session.execute(text(
+            "UPDATE loan_instalments AS i SET penalty = i.penalty + v.amount, state = :overdue, "
+            '"updatedAt" = :now FROM unnest(:ids, :amounts) AS v(id, amount) WHERE i.id = v.id').bindparams(
+            bindparam("ids", list(added), type_=ARRAY(Uuid())),
+            bindparam("amounts", list(added.values()), type_=ARRAY(Numeric())),
+            bindparam("overdue", InstalmentState.OVERDUE.value), bindparam("now", now)))
+    # The session may hold these instalments from before: they are read afresh from now on.
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, LoanInstalment) and obj.id in added:
+            db.session.expire(obj)
+    return accrued
 
 
 def accrue_loan(loan_id: uuid.UUID, day: date) -> int:

@@ -53,10 +53,11 @@ from portal.money.types import AMOUNT, CURRENCY_CODE, currency_check
 class Purpose(enum.StrEnum):
     TOP_UP = "top_up"  #: money into the payer's wallet
     COURSE_PURCHASE = "course_purchase"  #: a paid course
+    INVOICE = "invoice"  #: a billing invoice paid with a saved method
 
     @property
     def label(self) -> str:
-        return "Top-up" if self is Purpose.TOP_UP else "Course purchase"
+        return {"top_up": "Top-up", "course_purchase": "Course purchase", "invoice": "Invoice"}[self.value]
 
 
 class PayWith(enum.StrEnum):
@@ -115,6 +116,9 @@ class Payment(TimestampedModel):
     purpose: Mapped[Purpose] = mapped_column(string_enum(Purpose, "purpose"), index=True)
     #: The course bought (course purchases only).
     course_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("courses.id", ondelete="RESTRICT"), index=True)
+    #: The invoice paid (invoice payments only). At most one payment per invoice that has not
+    #: failed or been canceled (``uq_payments_one_live_per_invoice``): an invoice is never paid twice.
+    invoice_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"), index=True)
     #: The wallet the money lands in (the payer's wallet in this currency). Equal to
     #: ``currency`` today: a top-up is never converted on the way in.
     wallet_currency: Mapped[str] = mapped_column(CURRENCY_CODE)
@@ -166,6 +170,9 @@ class Payment(TimestampedModel):
         CheckConstraint('"amountRefunded" >= 0 AND "amountRefunded" <= amount', name="refunded_range"),
         CheckConstraint(_PROVIDER_CHECK, name="provider_known"),
         CheckConstraint("""(purpose = 'course_purchase') = ("courseId" IS NOT NULL)""", name="course_for_purchases"),
+        CheckConstraint("""(purpose = 'invoice') = ("invoiceId" IS NOT NULL)""", name="invoice_for_invoice_payments"),
+        Index("uq_payments_one_live_per_invoice", "invoice_id", unique=True,
+              postgresql_where=text("\"invoiceId\" IS NOT NULL AND state NOT IN ('failed', 'canceled')")),
         CheckConstraint("""(provider = 'wallet') = ("methodKind" = 'wallet')""", name="wallet_paid_from_wallet"),
         CheckConstraint("""purpose = 'course_purchase' OR "methodKind" <> 'wallet'""", name="top_up_from_outside"),
         CheckConstraint("""state <> 'succeeded' OR "creditedAt" IS NOT NULL""", name="succeeded_is_credited"),

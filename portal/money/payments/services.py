@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from blinker import Namespace
 from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -146,6 +147,21 @@ class RefundRefused(DomainError):
 
 class IdempotencyMismatch(Conflict):
     """A checkout form's key reused for a different payment."""
+
+
+# -- Invoice payments' hook ------------------------------------------------------------------------
+
+#: Sent when a payment of purpose ``invoice`` ends, inside the transaction that ended it (the
+#: payment row locked): ``send(payment, outcome="succeeded" | "failed")``. On success the amount
+#: is already credited to the payer's wallet; billing, the receiver, pays the invoice from there
+#: (or leaves the money in the wallet when the invoice no longer wants it). Payments never
+#: import billing: the arrow points from billing to here.
+invoice_payment_ended = Namespace().signal("invoice_payment_ended")
+
+
+def _invoice_payment_ended(payment: Payment, outcome: str) -> None:
+    if payment.purpose == Purpose.INVOICE:
+        invoice_payment_ended.send(payment, outcome=outcome)
 
 
 # -- Providers ------------------------------------------------------------------------------------
@@ -304,7 +320,8 @@ def _insert_payment(user: User, key: str, values: dict) -> tuple[Payment, bool]:
     if inserted is None:
         same = (payment.purpose == values["purpose"] and payment.amount == values["amount"]
                 and payment.currency == values["currency"] and payment.method_kind == values["method_kind"]
-                and payment.course_id == values.get("course_id"))
+                and payment.course_id == values.get("course_id")
+                and payment.invoice_id == values.get("invoice_id"))
         if not same:
             raise IdempotencyMismatch("This form was already sent with other details. Nothing was changed: "
                                       "start again from a fresh form.")
@@ -369,6 +386,7 @@ def _ask_provider_to_create(payment: Payment, user: User, provider: Provider, me
         record_event(payment, source, "declined", str(exc), from_state=previous, to_state=PaymentState.FAILED,
                      data={"code": exc.code})
         db.session.flush()
+        _invoice_payment_ended(payment, "failed")
         raise PaymentDeclined(str(exc) or "The payment was declined.", code=exc.code) from exc
     payment.needs_reconcile = False
     return apply_provider_payment(snapshot, provider=provider.name, source=source, payment=payment)
@@ -488,6 +506,7 @@ def cancel_payment(user: User, payment: Payment) -> Payment:
         record_event(locked, EventSource.PORTAL, "state", "Canceled by the payer before it reached the provider",
                      from_state=previous, to_state=PaymentState.CANCELED)
         db.session.flush()
+        _invoice_payment_ended(locked, "failed")
         return locked
     try:
         snapshot = get_provider(payment.provider).cancel(payment.provider_ref)
@@ -593,8 +612,15 @@ def apply_provider_payment(snapshot: ProviderPayment, *, provider: str, source: 
         _credit(payment, source, event_id)
         if snapshot.method_saved and snapshot.method is not None:
             _save_method(payment, snapshot)
+        db.session.flush()
+        _invoice_payment_ended(payment, "succeeded")
     elif new_state == PaymentState.FAILED:
         _notify_failed(payment)
+        db.session.flush()
+        _invoice_payment_ended(payment, "failed")
+    elif new_state == PaymentState.CANCELED:
+        db.session.flush()
+        _invoice_payment_ended(payment, "failed")
     db.session.flush()
     return payment
 
@@ -680,6 +706,7 @@ def _receipt(payment: Payment, user: User, course) -> None:
     path = PAYMENT_PATH.format(id=payment.id)
     shown = format_amount(payment.amount, payment.currency)
     title = (f"Your top-up of {shown} arrived" if payment.purpose == Purpose.TOP_UP
+             else f"Your payment of {shown} arrived" if payment.purpose == Purpose.INVOICE
              else f"You bought {course.title}")
     notify(user.id, "payment_succeeded", title, None, path)
     queue_email(user.email, "payment_receipt", user_id=user.id, user=user, payment=payment, course=course,
@@ -763,6 +790,72 @@ def owned_purchase(user_id: uuid.UUID, course_id: uuid.UUID) -> Payment | None:
         ~select(Refund.id).where(Refund.payment_id == Payment.id,
                                  Refund.state.in_((RefundState.SUCCEEDED, RefundState.PENDING))).exists())
         .order_by(Payment.created_at.desc()).limit(1))
+
+
+def card_currencies() -> frozenset[str]:
+    """The currencies the payment providers take (those top-ups are configured for)."""
+    return frozenset(current_app.config.get("TOP_UP_MINIMUMS", {})) & frozenset(
+        current_app.config.get("TOP_UP_MAXIMUMS", {}))
+
+
+def usable_method(user: User, method_id: uuid.UUID | str | None) -> PaymentMethod | None:
+    """The payer's saved method ``method_id`` (any kind), None for none; ``MethodInvalid`` when
+    it is not theirs or was removed."""
+    if method_id in (None, ""):
+        return None
+    try:
+        method = db.session.get(PaymentMethod, uuid.UUID(str(method_id)))
+    except ValueError:
+        raise MethodInvalid("Choose one of your saved payment methods.") from None
+    if method is None or method.user_id != user.id or method.removed_at is not None:
+        raise MethodInvalid("That payment method is not saved on your account any more.")
+    return method
+
+
+def live_invoice_payment(invoice_id: uuid.UUID) -> Payment | None:
+    """The invoice's payment that is pending or succeeded (at most one: the database holds it)."""
+    return db.session.scalar(select(Payment).where(
+        Payment.invoice_id == invoice_id, Payment.state.not_in((PaymentState.FAILED, PaymentState.CANCELED)))
+        .execution_options(populate_existing=True))
+
+
+def start_invoice_payment(user: User, invoice, method: PaymentMethod, *, idempotency_key: str,
+                          return_url: str = "") -> Payment:
+    """Charge ``invoice``'s total (billing's, locked by the caller) to the payer's saved
+    ``method`` off-session: a payment of purpose ``invoice``. Returns it ``succeeded`` (credited
+    to the wallet; the ``invoice_payment_ended`` receivers have paid the invoice), pending
+    (``processing``, or ``requires_action`` with the challenge's address), or with
+    ``needs_reconcile``. The same key returns the same payment; an invoice with a payment
+    pending or succeeded returns that one (``uq_payments_one_live_per_invoice`` enforces it
+    when two requests race). Raises ``MethodInvalid`` (a currency the providers do not take),
+    ``PayerBlocked``, ``PaymentDeclined`` (the failed payment is kept only if the caller
+    commits; the receivers have counted the failure)."""
+    key = _checkout_key(idempotency_key)
+    check_payer(user, invoice.currency)
+    if invoice.currency not in card_currencies():
+        raise MethodInvalid(f"Invoices in {invoice.currency} cannot be paid by card: pay them from your wallet.")
+    kind = MethodKind(method.kind.value)
+    existing = _find_by_key(user.id, key)
+    if existing is not None:
+        if existing.invoice_id != invoice.id:
+            raise IdempotencyMismatch("This form was already sent with other details. Nothing was changed: "
+                                      "start again from a fresh form.")
+        return existing
+    live = live_invoice_payment(invoice.id)
+    if live is not None:
+        return live
+    provider = get_provider(method.provider)
+    payment, created = _insert_payment(user, key, dict(
+        purpose=Purpose.INVOICE, course_id=None, invoice_id=invoice.id, wallet_currency=invoice.currency,
+        amount=invoice.total, currency=invoice.currency, state=PaymentState.REQUIRES_PAYMENT_METHOD,
+        provider=provider.name, method_kind=PayWith(kind.value), method_id=method.id, save_method=False,
+        return_url=(return_url or "")[:1000], description=f"Invoice {invoice.number}"[:300]))
+    if not created:
+        return payment
+    record_event(payment, EventSource.PORTAL, "created",
+                 f"Payment of invoice {invoice.number} ({format_amount(invoice.total, invoice.currency)}) "
+                 f"with {method.brand.capitalize()} {method.last4}".strip() + " started")
+    return _ask_provider_to_create(payment, user, provider, method)
 
 
 def pay_course(user: User, course, *, idempotency_key: str, from_wallet: bool = False,

@@ -138,3 +138,50 @@ def test_invoice_numbers_taken_at_once_have_no_gaps_and_no_repeats(app):
     numbers = sorted(int(o.value.rsplit("-", 1)[1]) for o in outcomes)
     assert all(o.value.startswith("INV-2091-") for o in outcomes)
     assert numbers == list(range(numbers[0], numbers[0] + 8))
+
+
+def test_paying_one_invoice_by_card_from_two_tabs_and_the_wallet_from_a_third_pays_it_once(app, monkeypatch):
+    """Two tabs pay the open invoice with the saved card (each its own form key) while a third
+    pays it from the wallet: the invoice is paid once, by one of them; the others find it paid
+    or the card payment under way. Never two charges."""
+    from portal.money.payments import services as payments
+    from portal.money.payments.models import Payment
+    from portal.money.payments.providers.base import PaymentState
+    from tests.money.billing.test_invoice_card_payments import saved_card
+    from tests.money.payments.fakes import FakeProvider
+
+    fake = FakeProvider("sandbox")
+    fake.mode = "succeed"
+    monkeypatch.setattr(payments, "get_provider", lambda name: fake)
+    catalogue = _catalogue(app)
+    user_id = _new_student(app, "25.00")
+    card_id = committed(app, lambda: saved_card(fake, db.session.get(User, user_id)).id)
+    with time_machine.travel(utc(2026, 2, 10, 9), tick=False):
+        committed(app, lambda: services.subscribe(db.session.get(User, user_id), catalogue["pro"]))
+    with time_machine.travel(utc(2026, 3, 10, 9, 1), tick=False):
+        committed(app, services.run_due)  # the renewal fails: past due, an open invoice
+        invoice_id = read(app, lambda: db.session.scalar(select(Invoice.id).where(
+            Invoice.user_id == user_id, Invoice.status == InvoiceStatus.OPEN)))
+        committed(app, lambda: fund(db.session.get(User, user_id), "100"))
+
+        def by_card(user):
+            return services.pay_invoice_with_method(user, invoice_id, card_id, idempotency_key=ledger.new_key()).id
+
+        outcomes = race(app, [(user_id, "student", by_card), (user_id, "student", by_card),
+                              (user_id, "student", lambda user: services.pay_invoice(user, invoice_id).id)],
+                        expected=(services.ChargeFailed, services.PaymentPending))
+    assert any(o.ok for o in outcomes)
+
+    def check():
+        invoice = db.session.get(Invoice, invoice_id)
+        assert invoice.status == InvoiceStatus.PAID
+        card_payments = list(db.session.scalars(select(Payment).where(Payment.invoice_id == invoice_id)))
+        succeeded = [p for p in card_payments if p.state == PaymentState.SUCCEEDED]
+        assert len(succeeded) <= 1 and len(card_payments) == len(succeeded)
+        # The first month and this invoice: two charges, never three.
+        assert [tx.amount for tx in _charged(user_id)] == [Decimal("25.00"), Decimal("25.00")]
+        # Card money passed through the wallet; a wallet payment took it from the 100 added.
+        assert _balance(user_id) == (Decimal("100.00") if succeeded else Decimal("75.00"))
+        assert ledger.verify().ok
+
+    read(app, check)

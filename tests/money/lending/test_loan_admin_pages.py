@@ -216,6 +216,20 @@ def test_compliance_reads_but_does_not_decide(client, login_as, prod):
     assert state_of(loan) == LoanState.SUBMITTED
 
 
+
+def test_compliance_finds_the_loan_book_in_its_navigation(client, login_as, prod):
+    """The compliance area's menu links the loan book (the pages answer compliance), and the
+    link leads to the book."""
+    import re
+
+    login_as("compliance")
+    page = body(client.get("/compliance/"))
+    nav = page.split('<nav class="case-nav" aria-label="Compliance">', 1)[1].split("</nav>", 1)[0]
+    links = dict((label, href) for href, label in re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', nav))
+    assert links["Loan book"] == "/wallet/admin/loans/book"
+    book = client.get(links["Loan book"])
+    assert book.status_code == 200 and "Every loan paid out" in body(book)
+
 ADMIN_PAGES = ["/wallet/admin/loans", "/wallet/admin/loans/book", "/wallet/admin/loans/collections",
                "/wallet/admin/loans/book.csv"]
 

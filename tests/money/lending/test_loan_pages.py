@@ -223,6 +223,40 @@ def test_the_schedule_shows_paid_due_and_overdue(client, ada, prod):
     assert "Pay what is due" in html
 
 
+
+def test_the_list_badge_and_the_loan_page_count_overdue_alike_before_the_nightly_job(client, ada, prod):
+    """Overdue means due before today's clock and not fully paid, for the list's badge and the
+    loan's page alike, whether or not the nightly job has marked the lines yet."""
+    from portal.money.lending import queries
+    from portal.money.lending.models import InstalmentState
+
+    fund(ada, "500")
+    with time_machine.travel(utcnow() - timedelta(days=75), tick=False):
+        loan = approved_and_paid(services.apply(ada, prod.id, "1000", 12, "Laptop", ledger.new_key()))
+    first, second, third, fourth = lines(loan)[:4]
+    with time_machine.travel(datetime.combine(first.due_on, time(9), UTC), tick=False):
+        services.repay(ada, loan.id, str(first.outstanding), ledger.new_key())
+        db.session.commit()
+    assert {x.state for x in lines(loan)[1:]} == {InstalmentState.DUE}  # no job has run
+
+    def counts(day) -> tuple[int, int]:
+        with time_machine.travel(datetime.combine(day, time(9), UTC), tick=False):
+            [row] = queries.my_loans(ada)
+            detail = queries.loan_detail(ada, loan.id)
+        return row.overdue, sum(x.status == InstalmentState.OVERDUE for x in detail.schedule)
+
+    assert counts(second.due_on) == (0, 0)  # due today is not overdue yet
+    assert counts(second.due_on + timedelta(days=1)) == (1, 1)
+    assert counts(third.due_on + timedelta(days=1)) == (2, 2)
+    assert counts(fourth.due_on) == (2, 2)
+    # The pages today say the same: the list's badge and the loan's schedule.
+    expected = sum(1 for x in (second, third, fourth) if x.due_on < services.today())
+    assert expected >= 1
+    listed = re.search(r'status-inst-overdue">(\d+) overdue', body(client.get("/wallet/loans")))
+    assert listed is not None and int(listed.group(1)) == expected
+    assert body(client.get(f"/wallet/loans/{loan.id}")).count('status status-inst-overdue">Overdue') == expected
+
+
 def test_repaying_an_instalment_early_confirms_first_and_a_double_submit_pays_once(client, ada, prod):
     loan = approved_and_paid(apply_via_pages(client, prod))
     fund(ada, "500")

@@ -220,3 +220,82 @@ def test_a_crash_sells_all_the_collateral_and_the_loan_runs_on(pledged, student)
     db.session.refresh(loan)
     assert loan.state == LoanState.ACTIVE
     assert sum(x.principal_paid for x in lines(loan)) == D("500.00")
+
+
+def test_penalties_accrued_in_batches_match_one_loan_at_a_time(prod):
+    """Many loans in different arrears (never accrued, accrued up to an earlier day, partly
+    repaid, repaid, odd amounts that round half to even at the cent): the batched accrual, in
+    batches smaller than the set, writes exactly the rows and penalties that accruing each loan
+    on its own writes; a second run adds nothing."""
+    from portal.money.lending.models import LoanInstalment
+
+    odd = product(name="Odd loan", penalty_daily_percent=D("0.15"))
+    loans = []
+    for n in range(11):
+        student = borrower(email=f"batch.{n}@tests.example")
+        loan = running_loan(student, odd if n % 2 else prod, amount=str(D("150.00") + D("79.37") * n),
+                            term=3 + n % 5, key=f"batch-application-{n:04d}")
+        loans.append((student, loan))
+    # Some history before the day: partial repayments, a loan accrued up to mid-March, one repaid.
+    for n, (student, loan) in enumerate(loans):
+        if n % 3 == 0:
+            fund(student, "60.00")
+            with on(date(2026, 2, 25)), as_user(student):
+                services.repay(student, loan.id, "37.11", f"batch-repayment-{n:04d}")
+        if n == 4:
+            with on(date(2026, 3, 16)):
+                tasks.accrue_loan(loan.id, date(2026, 3, 16))
+    student, paid_up = loans[10]
+    fund(student, "2000.00")
+    with on(date(2026, 2, 10)), as_user(student):
+        services.repay(student, paid_up.id, str(services.payoff_amount(paid_up)), "batch-repayment-payoff")
+    ids = [loan.id for _, loan in loans]
+    day = date(2026, 4, 20)
+
+    def outcome():
+        db.session.expire_all()
+        rows = db.session.execute(select(LoanAccrual.loan_id, LoanAccrual.day, LoanAccrual.amount,
+                                         LoanAccrual.overdue_instalments)
+                                  .where(LoanAccrual.loan_id.in_(ids)).order_by(LoanAccrual.loan_id,
+                                                                               LoanAccrual.day)).all()
+        penalties = db.session.execute(select(LoanInstalment.id, LoanInstalment.penalty, LoanInstalment.state)
+                                       .where(LoanInstalment.loan_id.in_(ids)).order_by(LoanInstalment.id)).all()
+        return [tuple(r) for r in rows], [tuple(p) for p in penalties]
+
+    with on(day):
+        savepoint = db.session.begin_nested()
+        counts = tasks.accrue_penalties(day, batch_size=4)
+        batched = outcome()
+        assert tasks.accrue_penalties(day, batch_size=4)["days_accrued"] == 0
+        savepoint.rollback()
+        one_by_one = {"loans_accrued": 0, "days_accrued": 0}
+        for loan_id in tasks._running_with_arrears(day):
+            days = tasks.accrue_loan(loan_id, day)
+            one_by_one["loans_accrued"] += bool(days)
+            one_by_one["days_accrued"] += days
+        single = outcome()
+    assert batched == single
+    assert (counts["loans_accrued"], counts["days_accrued"]) == (one_by_one["loans_accrued"],
+                                                                 one_by_one["days_accrued"])
+    assert counts["loans_accrued"] == 10 and counts["accrual_errors"] == 0
+    rows, penalties = batched
+    assert any(amount > 0 for *_, amount, _n in rows)
+    assert {state for _, _, state in penalties} >= {InstalmentState.OVERDUE, InstalmentState.PAID}
+    assert not [r for r in rows if r[0] == paid_up.id]
+
+
+def test_a_batch_that_fails_is_accrued_one_loan_at_a_time(student, prod, monkeypatch):
+    """Whatever stops a batch (here a refusal from inside it), its loans still get their days,
+    each once, by the one-loan path."""
+    from portal.errors import DomainError
+
+    loan = running_loan(student, prod)
+
+    def broken(loan_ids, day):
+        raise DomainError("the batch could not run")
+
+    monkeypatch.setattr(tasks, "_accrue_batch", broken)
+    with on(date(2026, 2, 20)):
+        counts = tasks.accrue_penalties(date(2026, 2, 20))
+    assert (counts["loans_accrued"], counts["days_accrued"], counts["accrual_errors"]) == (1, 5, 0)
+    assert lines(loan)[0].penalty == D("0.45") and accruals(loan) == 5

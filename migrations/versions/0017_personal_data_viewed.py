@@ -1,7 +1,7 @@
 """Security events of the data browser: ``security_events.kind`` gains ``personal_data_viewed``
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-07 23:30:00.000000
 
 An admin's view of personal rows in the data browser (Admin > Data) is recorded as a security
@@ -10,8 +10,8 @@ event of this kind; nothing else changes.
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = '0015'
-down_revision = '0014'
+revision = '0017'
+down_revision = '0016'
 branch_labels = None
 depends_on = None
 

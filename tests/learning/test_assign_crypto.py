@@ -47,7 +47,7 @@ def test_key_rotation():
 @pytest.mark.parametrize("spec", [
     "", "nokey", "bad id:" + base64.b64encode(b"x" * 32).decode(), "k1:not-base64!!",
     "k1:" + base64.b64encode(b"short").decode(),
-    generate_key_entry("dup") + "," + generate_key_entry("dup"),
+    "dup:" + base64.b64encode(b"k" * 32).decode() + ",dup:" + base64.b64encode(b"l" * 32).decode(),
 ])
 def test_bad_key_lists_are_refused(spec):
     with pytest.raises(CryptoError):

@@ -20,6 +20,9 @@ from portal.money.billing.models import Invoice, InvoiceStatus, Plan, PlanStatus
 from portal.platform.email.models import Email
 from tests.money.billing.helpers import plans, student
 
+#: An id no row has (fixed, so every test process collects the same test ids).
+UNKNOWN_ID = uuid.UUID("00000000-0000-4000-8000-00000000dead")
+
 HX = {"HX-Request": "true"}
 
 
@@ -123,13 +126,13 @@ def test_archive_stops_new_subscriptions(client, admin, catalogue):
 
 
 @pytest.mark.parametrize("path", ["/wallet/admin/billing/plans/nope/version", "/wallet/admin/billing/invoices/nope",
-                                  f"/wallet/admin/billing/invoices/{uuid.uuid4()}.pdf"])
+                                  f"/wallet/admin/billing/invoices/{UNKNOWN_ID}.pdf"])
 def test_unknown_things_are_not_found(client, admin, path):
     assert client.get(path).status_code == 404
 
 
 @pytest.mark.parametrize("path", ["/wallet/admin/billing/plans/nope/move", "/wallet/admin/billing/plans/nope/archive",
-                                  f"/wallet/admin/billing/plans/{uuid.uuid4()}/archive"])
+                                  f"/wallet/admin/billing/plans/{UNKNOWN_ID}/archive"])
 def test_bad_plan_actions_are_messages(client, admin, path):
     response = client.post(path)
     assert response.status_code == 302

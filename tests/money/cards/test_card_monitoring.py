@@ -88,7 +88,7 @@ def test_a_switched_off_rule_does_not_fire(app, make_user):
     assert monitoring.monitor_card([betting.reference]) == []
 
 
-def test_authorizations_are_sent_to_monitoring_after_commit(app, monkeypatch):
+def test_an_authorization_defers_no_card_monitoring_on_its_path(app, monkeypatch):
     from portal.compliance.aml import tasks
     from portal.platform import jobs
 
@@ -96,6 +96,37 @@ def test_authorizations_are_sent_to_monitoring_after_commit(app, monkeypatch):
     monkeypatch.setattr(jobs, "defer_now", lambda job, **kwargs: deferred.append((job, kwargs)))
     user = card_holder()
     _card, revealed = issued(user)
-    answer = _authorize(revealed, amount="1")
+    answer = _authorize(revealed, amount="1", mcc="7995")
     db.session.commit()
-    assert (tasks.monitor_card_transactions, {"card_transaction_ids": [str(answer.reference)]}) in deferred
+    assert answer.approved
+    assert [job for job, _ in deferred if job is tasks.monitor_card_transactions] == []
+
+
+def test_the_sweep_judges_the_authorizations_of_its_slice_once(app):
+    from portal.money.cards import tasks
+    from portal.money.cards.models import CardTransaction
+
+    user = card_holder()
+    _card, revealed = issued(user)
+    _age_kyc(user, 30)
+    betting = _authorize(revealed, amount="20", mcc="7995", country="ZA")
+    declines = [_authorize(revealed, amount="500", country="ZA") for _ in range(5)]
+    made = db.session.get(CardTransaction, betting.reference).created_at
+    slice_ = timedelta(seconds=tasks.MONITOR_SLICE_SECONDS)
+    assert tasks.monitor_slice(made) == 0  # the slice before: nothing of this card's
+    assert tasks.monitor_slice(made + slice_) == 2  # the category, and the fifth decline
+    alerts = db.session.scalars(select(MonitoringAlert).where(MonitoringAlert.user_id == user.id)).all()
+    assert sorted((a.card_transaction_id, frozenset(_rules(a))) for a in alerts) == sorted(
+        [(betting.reference, frozenset({"card_high_risk_mcc"})), (declines[-1].reference, frozenset({"card_declines"}))])
+    assert tasks.monitor_slice(made + slice_) == 0  # judged once
+
+
+def test_the_sweep_runs_every_slice_behind_the_present():
+    from portal.money.cards import tasks
+    from portal.platform.jobs import job_app
+
+    job_app.perform_import_paths()
+    task = job_app.tasks["portal.money.cards.tasks.monitor_card_activity"]
+    (periodic,) = [p for p in job_app.periodic_registry.periodic_tasks.values() if p.task is task]
+    assert periodic.cron == f"* * * * * */{tasks.MONITOR_SLICE_SECONDS}" and task.queue == "monitoring"
+    assert tasks.MONITOR_DELAY_SECONDS >= 30

@@ -49,7 +49,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
@@ -529,18 +529,35 @@ def _unusable_auth(auth: CardTransaction, what: str) -> str | None:
             CardTransactionState.EXPIRED: f"The authorization expired: nothing to {what}"}[auth.state]
 
 
-def _original_or_answer(message: Message, what: str):
-    """The authorization a follow-up message is about, or the answer already due: the first
-    answer to a duplicate (looked up after the authorization, which serializes them), or a
-    parked note when the authorization has not arrived yet."""
-    auth = _original(message)
+def _subject_or_answer(message: Message, subject, missing: Callable[[], Answer]):
+    """``subject`` (the locked authorization or card a message acts on), or the answer already
+    due: the first answer to a duplicate (looked up after the subject's lock, which serializes
+    deliveries), or ``missing()`` when there is no subject."""
     existing = _existing(message.network_id)
     if existing is not None:
         return None, _answer_of(existing, duplicate=True)
-    if auth is None:
-        return None, _noted(message, codes.NO_ORIGINAL, NetworkMessageOutcome.PARKED,
-                            f"{what} of an authorization not known (yet): retry once it has arrived")
-    return auth, None
+    if subject is None:
+        return None, missing()
+    return subject, None
+
+
+def _original_or_answer(message: Message, what: str):
+    """The authorization a follow-up message is about, or the answer already due: the first
+    answer to a duplicate, or a parked note when the authorization has not arrived yet."""
+    return _subject_or_answer(message, _original(message), lambda: _noted(
+        message, codes.NO_ORIGINAL, NetworkMessageOutcome.PARKED,
+        f"{what} of an authorization not known (yet): retry once it has arrived"))
+
+
+def _card_or_answer(message: Message):
+    """The card a refund without an authorization names (by its number, locked), or the answer
+    already due: the first answer to a duplicate, or a note that no such card exists."""
+    number = pan.normalise(message.number)
+    card = None if number is None else db.session.scalar(
+        select(VirtualCard).where(VirtualCard.pan_lookup == pan.lookup_hash(number))
+        .with_for_update().execution_options(populate_existing=True))
+    return _subject_or_answer(message, card, lambda: _noted(
+        message, codes.NO_SUCH_CARD, NetworkMessageOutcome.REJECTED, codes.reason(codes.NO_SUCH_CARD)))
 
 
 def capture(message: Message) -> Answer:
@@ -620,30 +637,14 @@ def reverse(message: Message) -> Answer:
 
 
 def refund(message: Message) -> Answer:
-    auth = None
     if message.authorization_id is not None:
-        auth = _original(message)
-        if auth is None:
-            existing = _existing(message.network_id)
-            if existing is not None:
-                return _answer_of(existing, duplicate=True)
-            return _noted(message, codes.NO_ORIGINAL, NetworkMessageOutcome.PARKED,
-                          "Refund of an authorization not known (yet): retry once it has arrived")
-        card = db.session.get(VirtualCard, auth.card_id)
+        auth, answer = _original_or_answer(message, "Refund")
+        card = db.session.get(VirtualCard, auth.card_id) if auth is not None else None
     else:
-        number = pan.normalise(message.number)
-        card = None if number is None else db.session.scalar(
-            select(VirtualCard).where(VirtualCard.pan_lookup == pan.lookup_hash(number))
-            .with_for_update().execution_options(populate_existing=True))
-        if card is None:
-            existing = _existing(message.network_id)
-            if existing is not None:
-                return _answer_of(existing, duplicate=True)
-            return _noted(message, codes.NO_SUCH_CARD, NetworkMessageOutcome.REJECTED,
-                          codes.reason(codes.NO_SUCH_CARD))
-    existing = _existing(message.network_id)
-    if existing is not None:
-        return _answer_of(existing, duplicate=True)
+        auth = None
+        card, answer = _card_or_answer(message)
+    if answer is not None:
+        return answer
     row = CardTransaction(id=uuid.uuid4(), card_id=card.id, user_id=card.user_id, wallet_id=card.wallet_id,
                           kind=CardTransactionKind.REFUND, network_id=message.network_id,
                           authorization_id=auth.id if auth else None,

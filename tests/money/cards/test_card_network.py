@@ -245,6 +245,37 @@ def test_refunds_credit_the_wallet_up_to_what_was_captured(holder):
     assert ledger.verify().ok
 
 
+def test_refunds_share_the_prologue_of_captures_and_reversals(holder):
+    """A refund of an authorization not (yet) known is parked like a capture and applies when
+    retried; one naming no card the portal issued is noted as rejected; every one, by its
+    authorization or by the card's number, is answered once."""
+    user, _card, revealed = holder
+    body = auth_body(revealed, amount="30")
+    early_id = new_id("ref")
+    early = {"id": early_id, "authorization_id": body["id"], "amount": "10", "currency": "USD"}
+    parked = network.refund(message("refund", early))
+    assert parked.code == codes.NO_ORIGINAL and "Refund of an authorization not known" in parked.reason
+    assert db.session.scalar(select(CardNetworkMessage.outcome).where(CardNetworkMessage.network_id == early_id)) \
+        == "parked"
+    network.authorize(message("authorize", body))
+    _capture(body["id"], "30")
+    applied = network.refund(message("refund", early))
+    assert applied.approved and not applied.duplicate
+    assert network.refund(message("refund", early)).duplicate
+
+    unknown_id = new_id("ref")
+    unknown = network.refund(message("refund", {"id": unknown_id, "amount": "5", "currency": "USD",
+                                                "card": {"number": "4000000000000002"}}))
+    assert unknown.code == codes.NO_SUCH_CARD
+    assert db.session.scalar(select(CardNetworkMessage.outcome).where(CardNetworkMessage.network_id == unknown_id)) \
+        == "rejected"
+    by_number = {"id": new_id("ref"), "amount": "5", "currency": "USD", "card": {"number": revealed.number}}
+    first = network.refund(message("refund", by_number))
+    again = network.refund(message("refund", by_number))
+    assert first.approved and again.duplicate and again.reference == first.reference
+    assert _available(user) == (D("85.00"), D("85.00"))
+
+
 def test_uncaptured_holds_expire_after_the_hold_days(holder):
     user, _card, revealed = holder
     body = auth_body(revealed, amount="50")

@@ -80,3 +80,20 @@ def test_card_and_ledger_alerts_share_the_list_for_the_same_statements(client, l
     assert "card purchase at Night Owl Electronics" in items[0]  # newest first
     assert all("card purchase" not in item for item in items[1:])
     assert after.count == before.count == 4, after.statements
+
+
+def test_the_report_counts_a_card_alert_of_its_case():
+    from portal.compliance.cases import reports
+    from portal.compliance.cases import services as cases
+    from tests.factories import create_user
+
+    officer = create_user("compliance")
+    user = card_holder("1")
+    alert = _declined_five_times(user)
+    cases.assign(officer, alert.case_id)
+    case = cases.build_report(officer, alert.case_id, "Five declined card purchases within minutes.")
+    report = case.report
+    assert [(a["id"], a["transactionId"], a["cardTransactionId"]) for a in report["alerts"]] == [
+        (str(alert.id), None, str(alert.card_transaction_id))]
+    assert {r["rule"] for r in report["rulesFired"]} == {"card_declines"}
+    assert reports.render_pdf(report).startswith(b"%PDF")

@@ -358,3 +358,29 @@ def test_every_route_follows_the_message_kinds(client, holder):
     post(client, "authorize", other)
     assert post(client, "reverse", {"id": new_id(), "authorization_id": other["id"]}).get_json()["approved"]
     assert client.post("/wallet/cards/network/refund", data=b"x" * (network.MAX_BODY + 1)).status_code == 413
+
+
+def test_a_delivery_that_lost_a_race_is_received_again(client, holder, monkeypatch):
+    """The route rolls back a delivery whose row the same message's other delivery beat, and
+    receives it again (the answer then found is the first one); it never loops for ever."""
+    _user, _card, revealed = holder
+    real, calls = network.receive, []
+
+    def lose_once(kind, body, headers):
+        calls.append(kind)
+        if len(calls) == 1:
+            raise network.DeliveredAtOnce("lost")
+        return real(kind, body, headers)
+
+    monkeypatch.setattr(network, "receive", lose_once)
+    answer = post(client, "authorize", auth_body(revealed, amount="2"))
+    assert answer.status_code == 200 and answer.get_json()["approved"] and calls == ["authorize", "authorize"]
+
+    def always_lose(kind, body, headers):
+        calls.append(kind)
+        raise network.DeliveredAtOnce("lost")
+
+    monkeypatch.setattr(network, "receive", always_lose)
+    calls.clear()
+    refused = post(client, "authorize", auth_body(revealed, amount="2"))
+    assert refused.status_code == 409 and "send it again" in refused.get_json()["error"] and len(calls) == 2

@@ -106,11 +106,13 @@ def mcc_group_choices() -> list[tuple[str, str]]:
     return [(name, label) for name, (label, _codes) in codes.MCC_GROUPS.items()]
 
 
-def authorizations_between(start: datetime, end: datetime) -> list[uuid.UUID]:
-    """The ids of the card authorizations made in ``[start, end)``, oldest first: what one run
-    of the card monitoring sweep judges (``tasks.monitor_card_activity``)."""
-    return list(db.session.scalars(
-        select(CardTransaction.id)
+def authorizations_between(start: datetime, end: datetime, limit: int | None = None
+                           ) -> list[tuple[uuid.UUID, datetime]]:
+    """``(id, createdAt)`` of the card authorizations made in ``[start, end)``, oldest first, at
+    most ``limit``: what the card monitoring sweep judges next (``tasks.monitor_card_activity``)."""
+    return [tuple(row) for row in db.session.execute(
+        select(CardTransaction.id, CardTransaction.created_at)
         .where(CardTransaction.kind == CardTransactionKind.AUTHORIZATION,
                CardTransaction.created_at >= start, CardTransaction.created_at < end)
-        .order_by(CardTransaction.created_at, CardTransaction.id)))
+        .order_by(CardTransaction.created_at, CardTransaction.id)
+        .limit(limit))]

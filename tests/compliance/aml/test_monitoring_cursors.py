@@ -142,3 +142,25 @@ def test_two_runs_at_once_judge_nothing_twice(app, committed_cursor):
     assert outcomes["first"].judged == len(rows)
     assert sorted(judged) == sorted(r[0] for r in rows)  # each once
     assert read(app, lambda: _until(name)) == now - timedelta(minutes=1)
+
+
+def test_cursors_are_private_to_compliance_and_audited():
+    from sqlalchemy import text
+
+    from portal.db.audit import AuditLog
+    from tests.factories import create_user
+    from tests.helpers import as_user
+    from tests.rls import visible
+
+    _start("test_private", utcnow())
+    row_id = db.session.scalar(select(MonitoringCursor.id).where(MonitoringCursor.name == "test_private"))
+    assert db.session.scalar(select(AuditLog.id).where(AuditLog.table_name == "monitoring_cursors",
+                                                       AuditLog.row_id == str(row_id))) is not None
+    for role in ("student", "faculty"):
+        with as_user(create_user(role)):
+            assert visible(MonitoringCursor) == set()
+            moved = db.session.execute(text('UPDATE monitoring_cursors SET "checkedUntil" = now()'))
+            assert moved.rowcount == 0
+    with as_user(create_user("compliance")):
+        assert row_id in visible(MonitoringCursor)
+        assert db.session.execute(text('UPDATE monitoring_cursors SET "checkedUntil" = now()')).rowcount == 0

@@ -6,7 +6,8 @@ are small JSON: 200 with the decision (approved or a decline code) for every mes
 understood, duplicates included; 400 for one malformed, unsigned, forged or replayed (as the
 payment webhooks answer: no credentials are asked of a caller, so 401 would promise a login the
 route does not have; the message says which), 413 for a body larger than any real message. A
-refused message leaves no hold behind.
+refused message leaves no hold behind. The same message delivered twice at the same moment is
+applied once: the second delivery is rolled back and received again, and gets the first answer.
 """
 
 from __future__ import annotations
@@ -25,16 +26,22 @@ def _receive(kind: str):
     body = request.get_data(cache=False)
     if len(body) > network.MAX_BODY:
         return jsonify(error="The body is too large."), 413
-    try:
-        answer = network.receive(kind, body, request.headers)
-    except network.Unauthenticated as exc:
-        db.session.commit()  # the security event, and nothing else, is kept
-        return jsonify(error=exc.message), 400
-    except network.BadMessage as exc:
-        db.session.rollback()
-        return jsonify(error=exc.message), 400
-    db.session.commit()
-    return jsonify(answer.as_json())
+    for _attempt in range(2):
+        try:
+            with network.acting_for_network():
+                answer = network.receive(kind, body, request.headers)
+                db.session.commit()
+        except network.Unauthenticated as exc:
+            db.session.commit()  # the security event, and nothing else, is kept
+            return jsonify(error=exc.message), 400
+        except network.BadMessage as exc:
+            db.session.rollback()
+            return jsonify(error=exc.message), 400
+        except network.DeliveredAtOnce:
+            db.session.rollback()  # the other delivery committed: receiving again finds its answer
+            continue
+        return jsonify(answer.as_json())
+    return jsonify(error="The message is being applied by another delivery; send it again."), 409
 
 
 @bp.post("/cards/network/authorize")

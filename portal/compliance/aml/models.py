@@ -138,3 +138,23 @@ class MonitoringRule(TimestampedModel):
     enabled: Mapped[bool] = mapped_column(default=True, server_default="true")
     params: Mapped[dict] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
     updated_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+
+
+class MonitoringCursor(TimestampedModel):
+    """How far one monitoring sweep has judged: one row per sweep (``card_authorizations``,
+    ``ledger_movements``), its watermark moved forward in the same transaction as the alerts the
+    sweep raises, so a run that rolls back moves nothing and the next run judges the same rows.
+
+    A table of its own rather than a column of ``monitoring_rules``: those rows are per rule and
+    edited by admins (each save is audited as an admin's change), while a cursor is per sweep,
+    written only by the worker, and locked by it for the length of a run (``FOR UPDATE SKIP
+    LOCKED``), which must not block an admin saving a rule. Nor can the job queue's own tables
+    hold it: procrastinate keeps only the last deferred schedule time, not what was judged, and
+    commits it in its own transaction. See ``portal.compliance.aml.cursors``."""
+
+    __tablename__ = "monitoring_cursors"
+
+    #: The sweep this row belongs to.
+    name: Mapped[str] = mapped_column(String(40), unique=True)
+    #: Everything created before this instant has been judged (the end of the last batch).
+    checked_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -462,27 +462,23 @@ def _title(evaluation: Evaluation) -> str:
     return f"{joined}: {format_amount(m.amount, m.currency)} {verb}"[:200]
 
 
-#: The most movements one sweep judges (a backlog beyond it is left to the next runs' slices, and
-#: logged by the caller through the count it returns).
-SWEEP_LIMIT = 5000
-
-
 def _judgeable():
     return (Transaction.phase.in_([Phase.SINGLE, Phase.POST]), Transaction.type != TransactionType.FEE,
             or_(Transaction.debit_user_id.is_not(None), Transaction.credit_user_id.is_not(None)))
 
 
-def unjudged_between(start: datetime, end: datetime) -> list[uuid.UUID]:
-    """Movements committed in ``[start, end)`` that the rules may judge and that have no alert.
+def unjudged_between(start: datetime, end: datetime, limit: int | None = None) -> list[tuple[uuid.UUID, datetime]]:
+    """``(id, createdAt)`` of the movements committed in ``[start, end)`` that the rules may judge
+    and that have no alert, oldest first, at most ``limit``: what the sweep judges next.
 
     A movement with an alert on one side was judged whole (``monitor`` looks at both sides in
     one go), so the sweep passes it by; ``monitor`` would add nothing for it anyway."""
     judged = select(MonitoringAlert.transaction_id).where(MonitoringAlert.transaction_id == Transaction.id)
-    return list(db.session.scalars(
-        select(Transaction.id)
+    return [tuple(row) for row in db.session.execute(
+        select(Transaction.id, Transaction.created_at)
         .where(Transaction.created_at >= start, Transaction.created_at < end, *_judgeable(), ~judged.exists())
         .order_by(Transaction.created_at, Transaction.id)
-        .limit(SWEEP_LIMIT)))
+        .limit(limit))]
 
 
 def monitor(transaction_ids: Iterable) -> list[MonitoringAlert]:

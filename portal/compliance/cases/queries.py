@@ -213,6 +213,10 @@ class AlertView:
     counterparty: str
     #: The counterparty's user id when it is a person (for the admins' link), else None.
     counterparty_id: uuid.UUID | None = None
+    #: For an alert on card activity: the card authorization's ``card_id``, ``merchant_name``,
+    #: ``mcc``, ``merchant_country``, ``merchant_amount``/``merchant_currency``,
+    #: ``card_amount``/``card_currency`` (the wallet's), ``card_state`` and ``decline_reason``.
+    card: Row | None = None
 
 
 @dataclass
@@ -309,19 +313,30 @@ def _case_statement(with_officers: bool):
 
 @functools.cache
 def _alerts_statement():
-    """The case's latest alerts with their transactions and counterparties (``case_id`` bound)."""
+    """The case's latest alerts with what each is about (``case_id`` bound): a ledger movement
+    and its counterparties, or a card authorization (a declined one has no ledger row, hence the
+    outer joins), with its merchant, amounts, state and decline reason."""
+    from portal.money.cards.models import CardTransaction
+
     debit_user, credit_user = aliased(User), aliased(User)
     debit_wallet, credit_wallet = aliased(Wallet), aliased(Wallet)
     return (select(MonitoringAlert.user_id.label("alert_user_id"), MonitoringAlert.risk_score, MonitoringAlert.rules,
                    Transaction.id, Transaction.amount, Transaction.currency, Transaction.type, Transaction.description,
-                   Transaction.created_at, Transaction.debit_user_id, Transaction.credit_user_id,
+                   func.coalesce(Transaction.created_at, CardTransaction.created_at).label("created_at"),
+                   Transaction.debit_user_id, Transaction.credit_user_id,
                    debit_user.full_name.label("debit_name"), credit_user.full_name.label("credit_name"),
-                   debit_wallet.system_name.label("debit_system"), credit_wallet.system_name.label("credit_system"))
-            .join(Transaction, Transaction.id == MonitoringAlert.transaction_id)
-            .join(debit_wallet, debit_wallet.id == Transaction.debit_wallet_id)
-            .join(credit_wallet, credit_wallet.id == Transaction.credit_wallet_id)
+                   debit_wallet.system_name.label("debit_system"), credit_wallet.system_name.label("credit_system"),
+                   CardTransaction.id.label("card_id"), CardTransaction.merchant_name, CardTransaction.mcc,
+                   CardTransaction.merchant_country, CardTransaction.merchant_amount,
+                   CardTransaction.merchant_currency, CardTransaction.amount.label("card_amount"),
+                   CardTransaction.currency.label("card_currency"), CardTransaction.state.label("card_state"),
+                   CardTransaction.decline_reason)
+            .outerjoin(Transaction, Transaction.id == MonitoringAlert.transaction_id)
+            .outerjoin(debit_wallet, debit_wallet.id == Transaction.debit_wallet_id)
+            .outerjoin(credit_wallet, credit_wallet.id == Transaction.credit_wallet_id)
             .outerjoin(debit_user, debit_user.id == Transaction.debit_user_id)
             .outerjoin(credit_user, credit_user.id == Transaction.credit_user_id)
+            .outerjoin(CardTransaction, CardTransaction.id == MonitoringAlert.card_transaction_id)
             .where(MonitoringAlert.case_id == bindparam("case_id"))
             .order_by(MonitoringAlert.created_at.desc(), MonitoringAlert.id.desc())
             .limit(MAX_ALERTS_SHOWN))
@@ -339,6 +354,8 @@ def _events_statement():
 
 
 def _alert_view(row) -> AlertView:
+    if row.card_id is not None:
+        return AlertView(row, row, f"at {row.merchant_name or 'an unnamed merchant'}", card=row)
     if row.debit_user_id == row.alert_user_id:
         other = row.credit_name or (row.credit_system.label if row.credit_system else "")
         return AlertView(row, row, f"to {other}", row.credit_user_id)

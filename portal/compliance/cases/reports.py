@@ -26,7 +26,7 @@ from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import aliased
 
 from portal.accounts.models import User
@@ -54,13 +54,16 @@ def _kyc_level(user_id: uuid.UUID) -> int:
 def assemble(case: SuspiciousActivity, narrative: str, officer: User, now: datetime) -> dict:
     """The report as JSON-ready data (a few queries: subject, alerts, movements, totals)."""
     subject = db.session.get(User, case.user_id)
+    # An alert on card activity has no ledger row (a declined authorization moved nothing): it
+    # counts from when it was raised.
+    at = func.coalesce(Transaction.created_at, MonitoringAlert.created_at)
     alert_rows = db.session.execute(
-        select(MonitoringAlert, Transaction.created_at)
-        .join(Transaction, Transaction.id == MonitoringAlert.transaction_id)
+        select(MonitoringAlert, at)
+        .outerjoin(Transaction, Transaction.id == MonitoringAlert.transaction_id)
         .where(MonitoringAlert.case_id == case.id)
-        .order_by(Transaction.created_at, MonitoringAlert.id)
+        .order_by(at, MonitoringAlert.id)
     ).all()
-    alerted = {alert.transaction_id for alert, _ in alert_rows}
+    alerted = {alert.transaction_id for alert, _ in alert_rows if alert.transaction_id is not None}
     if alert_rows:
         start = alert_rows[0][1] - timedelta(days=LOOKBACK_DAYS)
         end = alert_rows[-1][1]
@@ -132,8 +135,11 @@ def assemble(case: SuspiciousActivity, narrative: str, officer: User, now: datet
         "totals": [{"currency": code, "in": str(quantize(v["in"], code)), "out": str(quantize(v["out"], code)),
                     "inDisplay": format_amount(v["in"], code), "outDisplay": format_amount(v["out"], code)}
                    for code, v in sorted(totals.items())],
-        "alerts": [{"id": str(alert.id), "transactionId": str(alert.transaction_id), "at": at.isoformat(),
-                    "riskScore": alert.risk_score, "rules": alert.rules} for alert, at in alert_rows],
+        "alerts": [{"id": str(alert.id),
+                    "transactionId": str(alert.transaction_id) if alert.transaction_id else None,
+                    "cardTransactionId": str(alert.card_transaction_id) if alert.card_transaction_id else None,
+                    "at": at.isoformat(), "riskScore": alert.risk_score, "rules": alert.rules}
+                   for alert, at in alert_rows],
         "rulesFired": sorted(rules.values(), key=lambda r: (-r["highestScore"], r["title"])),
         "narrative": narrative,
     }

@@ -21,7 +21,7 @@ from portal.db import db
 from portal.db.base import utcnow
 from portal.errors import NotFound
 from portal.money.cards import codes
-from portal.money.cards.models import LIVE_STATES, CardTransaction, VirtualCard
+from portal.money.cards.models import LIVE_STATES, CardTransaction, CardTransactionKind, VirtualCard
 from portal.pagination import Page, keyset_page
 
 PAGE_SIZE = 25
@@ -104,3 +104,15 @@ def decline_reason(row: CardTransaction) -> str:
 def mcc_group_choices() -> list[tuple[str, str]]:
     """``[(name, label)]`` of the merchant-category groups a holder may block."""
     return [(name, label) for name, (label, _codes) in codes.MCC_GROUPS.items()]
+
+
+def authorizations_between(start: datetime, end: datetime, limit: int | None = None
+                           ) -> list[tuple[uuid.UUID, datetime]]:
+    """``(id, createdAt)`` of the card authorizations made in ``[start, end)``, oldest first, at
+    most ``limit``: what the card monitoring sweep judges next (``tasks.monitor_card_activity``)."""
+    return [tuple(row) for row in db.session.execute(
+        select(CardTransaction.id, CardTransaction.created_at)
+        .where(CardTransaction.kind == CardTransactionKind.AUTHORIZATION,
+               CardTransaction.created_at >= start, CardTransaction.created_at < end)
+        .order_by(CardTransaction.created_at, CardTransaction.id)
+        .limit(limit))]

@@ -276,6 +276,17 @@ def test_a_student_sees_no_case_rows_even_their_own():
         assert db.session.execute(text("SELECT count(*) FROM case_events")).scalar() >= 1
 
 
+def _sweep_cursor_at(at) -> None:
+    from portal.compliance.aml.models import MonitoringCursor
+
+    cursor = db.session.scalar(select(MonitoringCursor).where(MonitoringCursor.name == tasks.CURSOR))
+    if cursor is None:
+        db.session.add(MonitoringCursor(name=tasks.CURSOR, checked_until=at))
+    else:
+        cursor.checked_until = at
+    db.session.flush()
+
+
 def test_the_sweep_judges_movements_whose_job_never_ran():
     from datetime import timedelta
 
@@ -283,11 +294,51 @@ def test_the_sweep_judges_movements_whose_job_never_ran():
     fund(alice, "30000")
     tx = transfer(alice, bob, "12000")
     db.session.flush()
-    before = int((tx.created_at - timedelta(minutes=30)).timestamp())
-    assert tasks.sweep_unjudged(timestamp=before) == 0  # its slice is not this one
-    assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 0
-    covering = int((tx.created_at + timedelta(minutes=tasks.SWEEP_DELAY_MINUTES + 1)).timestamp())
-    assert tasks.sweep_unjudged(timestamp=covering) >= 2
+    _sweep_cursor_at(tx.created_at - timedelta(minutes=30))
+    delay = timedelta(minutes=tasks.SWEEP_DELAY_MINUTES)
+    tasks.sweep_backlog(now=tx.created_at + delay)  # judges the funding before it, not the transfer
+    assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 0  # not settled yet
+    assert _sweep_watermark() == tx.created_at
+    assert tasks.sweep_backlog(now=tx.created_at + delay + timedelta(minutes=1)) >= 2
     assert _count(MonitoringAlert, MonitoringAlert.transaction_id == tx.id) == 2  # the sender's and Bob's
-    assert tasks.sweep_unjudged(timestamp=covering) == 0  # nothing twice
+    assert tasks.sweep_backlog(now=tx.created_at + delay + timedelta(minutes=2)) == 0  # nothing twice
     assert "portal.compliance.aml.tasks.sweep_unjudged" in jobs.job_app.tasks
+
+
+def test_the_sweep_catches_up_a_long_outage_each_movement_once(monkeypatch):
+    from datetime import timedelta
+
+    import time_machine
+
+    from portal.db.base import utcnow
+
+    alice, bob = old_student(), old_student()
+    fund(alice, "40000")
+    now = utcnow()
+    down_since = now - timedelta(hours=2)
+    moves = []
+    for i, minutes in enumerate(range(10, 120, 20)):  # the worker and the jobs were down meanwhile
+        with time_machine.travel(down_since + timedelta(minutes=minutes), tick=False):
+            moves.append(transfer(alice, bob, "12000" if i % 2 else "5"))
+    db.session.flush()
+    _sweep_cursor_at(down_since)
+    judged = []
+    real = monitoring.monitor
+    monkeypatch.setattr(monitoring, "monitor", lambda ids: judged.extend(ids) or real(ids))
+    monkeypatch.setattr(tasks, "SWEEP_BATCH", 2)
+    monkeypatch.setattr(tasks, "SWEEP_BATCHES", 1)
+    runs = 0
+    while runs < 200 and tasks.sweep_backlog(now=now) is not None and _sweep_watermark() < now - timedelta(
+            minutes=tasks.SWEEP_DELAY_MINUTES):
+        runs += 1
+    mine = [tx.id for tx in moves]
+    assert runs >= 2
+    assert [i for i in judged if i in set(mine)] == mine  # each once, oldest first
+    assert _count(MonitoringAlert, MonitoringAlert.transaction_id.in_(mine[1::2])) == 6  # both sides of 3 large
+    assert _sweep_watermark() == now - timedelta(minutes=tasks.SWEEP_DELAY_MINUTES)
+
+
+def _sweep_watermark():
+    from portal.compliance.aml.models import MonitoringCursor
+
+    return db.session.scalar(select(MonitoringCursor.checked_until).where(MonitoringCursor.name == tasks.CURSOR))

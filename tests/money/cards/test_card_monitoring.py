@@ -88,14 +88,120 @@ def test_a_switched_off_rule_does_not_fire(app, make_user):
     assert monitoring.monitor_card([betting.reference]) == []
 
 
-def test_authorizations_are_sent_to_monitoring_after_commit(app, monkeypatch):
-    from portal.compliance.aml import tasks
+def test_an_authorization_defers_no_card_monitoring_on_its_path(app, monkeypatch):
     from portal.platform import jobs
 
     deferred = []
     monkeypatch.setattr(jobs, "defer_now", lambda job, **kwargs: deferred.append((job, kwargs)))
     user = card_holder()
     _card, revealed = issued(user)
-    answer = _authorize(revealed, amount="1")
+    db.session.commit()  # the set-up's funding defers its own (ledger) monitoring
+    deferred.clear()
+    answer = _authorize(revealed, amount="1", mcc="7995")
     db.session.commit()
-    assert (tasks.monitor_card_transactions, {"card_transaction_ids": [str(answer.reference)]}) in deferred
+    assert answer.approved
+    # The hold's pending ledger row is announced as every ledger row is; no job is about the
+    # authorization itself, and there is no card monitoring job left to defer.
+    assert deferred and all(str(answer.reference) not in repr(kwargs) for _job, kwargs in deferred)
+    jobs.job_app.perform_import_paths()
+    assert not [name for name in jobs.job_app.tasks if "monitor_card" in name and "activity" not in name]
+
+
+def _cursor_at(at) -> None:
+    from portal.compliance.aml.models import MonitoringCursor
+    from portal.money.cards import tasks
+
+    cursor = db.session.scalar(select(MonitoringCursor).where(MonitoringCursor.name == tasks.CURSOR))
+    if cursor is None:
+        db.session.add(MonitoringCursor(name=tasks.CURSOR, checked_until=at))
+    else:
+        cursor.checked_until = at
+    db.session.flush()
+
+
+def _watermark():
+    from portal.compliance.aml.models import MonitoringCursor
+    from portal.money.cards import tasks
+
+    return db.session.scalar(select(MonitoringCursor.checked_until).where(MonitoringCursor.name == tasks.CURSOR))
+
+
+def _spy(monkeypatch) -> list:
+    """Every authorization id the card rules are run on, in order (the rules still run)."""
+    judged = []
+    real = monitoring.monitor_card
+
+    def spy(ids):
+        judged.extend(ids)
+        return real(ids)
+
+    monkeypatch.setattr(monitoring, "monitor_card", spy)
+    return judged
+
+
+def test_the_sweep_judges_the_authorizations_once_and_stays_behind_the_settle_delay(app, monkeypatch):
+    from portal.money.cards import tasks
+    from portal.money.cards.models import CardTransaction
+
+    user = card_holder()
+    _card, revealed = issued(user)
+    _age_kyc(user, 30)
+    betting = _authorize(revealed, amount="20", mcc="7995", country="ZA")
+    declines = [_authorize(revealed, amount="500", country="ZA") for _ in range(5)]
+    made = db.session.get(CardTransaction, betting.reference).created_at
+    _cursor_at(made - timedelta(seconds=1))
+    judged = _spy(monkeypatch)
+    delay = timedelta(seconds=tasks.MONITOR_DELAY_SECONDS)
+    assert tasks.monitor_backlog(made + delay) == 0  # not settled yet: nothing of this card's
+    assert judged == [] and _watermark() == made
+    assert tasks.monitor_backlog(made + delay + timedelta(minutes=1)) == 2  # the category, the fifth decline
+    alerts = db.session.scalars(select(MonitoringAlert).where(MonitoringAlert.user_id == user.id)).all()
+    assert sorted((a.card_transaction_id, frozenset(_rules(a))) for a in alerts) == sorted(
+        [(betting.reference, frozenset({"card_high_risk_mcc"})), (declines[-1].reference, frozenset({"card_declines"}))])
+    mine = {betting.reference, *(d.reference for d in declines)}
+    assert sorted(i for i in judged if i in mine) == sorted(mine)  # each once
+    assert _watermark() == made + timedelta(minutes=1)
+    assert tasks.monitor_backlog(made + delay + timedelta(minutes=2)) == 0  # never again
+    assert sorted(i for i in judged if i in mine) == sorted(mine)
+
+
+def test_a_two_hour_outage_is_caught_up_over_a_few_runs(app, monkeypatch):
+    from portal.db.base import utcnow
+    from portal.money.cards import tasks
+    from portal.money.cards.models import CardTransaction
+
+    user = card_holder()
+    _card, revealed = issued(user)
+    _age_kyc(user, 30)
+    answers = [_authorize(revealed, amount="1", mcc="7995", country="ZA") for _ in range(12)]
+    now = utcnow()
+    down_since = now - timedelta(hours=2)
+    # The worker was down for two hours; an authorization every ten minutes in them.
+    for minutes, answer in zip(range(5, 120, 10), answers, strict=True):
+        db.session.get(CardTransaction, answer.reference).created_at = down_since + timedelta(minutes=minutes)
+    db.session.flush()
+    _cursor_at(down_since)
+    monkeypatch.setattr(tasks, "MONITOR_BATCH", 3)
+    monkeypatch.setattr(tasks, "MONITOR_BATCHES", 2)
+    judged = _spy(monkeypatch)
+    runs = 0
+    while _watermark() < now - timedelta(seconds=tasks.MONITOR_DELAY_SECONDS) and runs < 100:
+        assert tasks.monitor_backlog(now) is not None
+        runs += 1
+    mine = [a.reference for a in answers]
+    assert runs >= 2  # bounded runs: the backlog is not taken in one
+    assert [i for i in judged if i in set(mine)] == mine  # every one, once, oldest first
+    alerts = db.session.scalars(select(MonitoringAlert).where(MonitoringAlert.user_id == user.id)).all()
+    assert sorted(a.card_transaction_id for a in alerts) == sorted(mine)
+    assert _watermark() == now - timedelta(seconds=tasks.MONITOR_DELAY_SECONDS)
+
+
+def test_the_sweep_runs_every_period_behind_the_present():
+    from portal.money.cards import tasks
+    from portal.platform.jobs import job_app
+
+    job_app.perform_import_paths()
+    task = job_app.tasks["portal.money.cards.tasks.monitor_card_activity"]
+    (periodic,) = [p for p in job_app.periodic_registry.periodic_tasks.values() if p.task is task]
+    assert periodic.cron == f"* * * * * */{tasks.MONITOR_PERIOD_SECONDS}" and task.queue == "monitoring"
+    assert tasks.MONITOR_DELAY_SECONDS >= 30

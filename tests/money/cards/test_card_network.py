@@ -245,6 +245,37 @@ def test_refunds_credit_the_wallet_up_to_what_was_captured(holder):
     assert ledger.verify().ok
 
 
+def test_refunds_share_the_prologue_of_captures_and_reversals(holder):
+    """A refund of an authorization not (yet) known is parked like a capture and applies when
+    retried; one naming no card the portal issued is noted as rejected; every one, by its
+    authorization or by the card's number, is answered once."""
+    user, _card, revealed = holder
+    body = auth_body(revealed, amount="30")
+    early_id = new_id("ref")
+    early = {"id": early_id, "authorization_id": body["id"], "amount": "10", "currency": "USD"}
+    parked = network.refund(message("refund", early))
+    assert parked.code == codes.NO_ORIGINAL and "Refund of an authorization not known" in parked.reason
+    assert db.session.scalar(select(CardNetworkMessage.outcome).where(CardNetworkMessage.network_id == early_id)) \
+        == "parked"
+    network.authorize(message("authorize", body))
+    _capture(body["id"], "30")
+    applied = network.refund(message("refund", early))
+    assert applied.approved and not applied.duplicate
+    assert network.refund(message("refund", early)).duplicate
+
+    unknown_id = new_id("ref")
+    unknown = network.refund(message("refund", {"id": unknown_id, "amount": "5", "currency": "USD",
+                                                "card": {"number": "4000000000000002"}}))
+    assert unknown.code == codes.NO_SUCH_CARD
+    assert db.session.scalar(select(CardNetworkMessage.outcome).where(CardNetworkMessage.network_id == unknown_id)) \
+        == "rejected"
+    by_number = {"id": new_id("ref"), "amount": "5", "currency": "USD", "card": {"number": revealed.number}}
+    first = network.refund(message("refund", by_number))
+    again = network.refund(message("refund", by_number))
+    assert first.approved and again.duplicate and again.reference == first.reference
+    assert _available(user) == (D("85.00"), D("85.00"))
+
+
 def test_uncaptured_holds_expire_after_the_hold_days(holder):
     user, _card, revealed = holder
     body = auth_body(revealed, amount="50")
@@ -327,3 +358,29 @@ def test_every_route_follows_the_message_kinds(client, holder):
     post(client, "authorize", other)
     assert post(client, "reverse", {"id": new_id(), "authorization_id": other["id"]}).get_json()["approved"]
     assert client.post("/wallet/cards/network/refund", data=b"x" * (network.MAX_BODY + 1)).status_code == 413
+
+
+def test_a_delivery_that_lost_a_race_is_received_again(client, holder, monkeypatch):
+    """The route rolls back a delivery whose row the same message's other delivery beat, and
+    receives it again (the answer then found is the first one); it never loops for ever."""
+    _user, _card, revealed = holder
+    real, calls = network.receive, []
+
+    def lose_once(kind, body, headers):
+        calls.append(kind)
+        if len(calls) == 1:
+            raise network.DeliveredAtOnce("lost")
+        return real(kind, body, headers)
+
+    monkeypatch.setattr(network, "receive", lose_once)
+    answer = post(client, "authorize", auth_body(revealed, amount="2"))
+    assert answer.status_code == 200 and answer.get_json()["approved"] and calls == ["authorize", "authorize"]
+
+    def always_lose(kind, body, headers):
+        calls.append(kind)
+        raise network.DeliveredAtOnce("lost")
+
+    monkeypatch.setattr(network, "receive", always_lose)
+    calls.clear()
+    refused = post(client, "authorize", auth_body(revealed, amount="2"))
+    assert refused.status_code == 409 and "send it again" in refused.get_json()["error"] and len(calls) == 2

@@ -185,3 +185,72 @@ def test_a_freeze_in_flight_leaves_a_consistent_card(app, funded_card):
         if codes.RESTRICTED_CARD in decided:
             assert codes.APPROVED not in decided[decided.index(codes.RESTRICTED_CARD):]
         db.session.remove()
+
+
+def test_a_daily_limit_holds_when_authorizations_arrive_together(app, funded_card):
+    """The spending sums are read after the card's lock: of ten 7.00 purchases at once under a
+    20.00 daily limit, two are approved and the rest declined for the limit."""
+    with app.app_context(), acting_as(Actor.system("tests")):
+        from portal.accounts.models import User
+
+        services.set_controls(db.session.get(User, funded_card["user_id"]), funded_card["card_id"], daily_limit="20")
+        db.session.commit()
+        db.session.remove()
+    answers = _race(app, [auth_body(funded_card["revealed"], amount="7.00") for _ in range(10)])
+    assert sorted(a.code for a in answers) == [codes.APPROVED] * 2 + [codes.EXCEEDS_LIMIT] * 8
+    assert _wallet(app, funded_card["wallet_id"]) == (Decimal("100.00"), Decimal("14.00"))
+
+
+def test_one_message_delivered_twice_at_once_holds_once(app, funded_card, monkeypatch):
+    """Both deliveries look for the message before either is committed; the second's row is
+    refused by the unique network id, and received again (as the route does) it gets the first
+    answer: one hold, one reference, one answer marked as a duplicate."""
+    from portal.money.cards import pan
+    from tests.money.cards.helpers import signed_headers
+
+    raw = json.dumps(auth_body(funded_card["revealed"], amount="3.00")).encode()
+    with app.app_context():
+        headers = signed_headers(raw)
+    barrier = threading.Barrier(2)
+    lookup = pan.lookup_hash
+    meet = threading.local()
+
+    def lookup_after_meeting(number):
+        if not getattr(meet, "done", False):  # the first attempt only: both start together
+            meet.done = True
+            barrier.wait(timeout=TIMEOUT)
+        return lookup(number)
+
+    monkeypatch.setattr(pan, "lookup_hash", lookup_after_meeting)
+    answers, retried, errors = [None, None], [0, 0], []
+
+    def deliver(index):
+        try:
+            with app.app_context():
+                for _attempt in range(2):
+                    try:
+                        with network.acting_for_network():
+                            answers[index] = network.receive("authorize", raw, headers)
+                            db.session.commit()
+                        break
+                    except network.DeliveredAtOnce:
+                        db.session.rollback()
+                        retried[index] += 1
+                    finally:
+                        db.session.rollback()
+                db.session.remove()
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=deliver, args=(i,), daemon=True) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=TIMEOUT * 2)
+    if errors:
+        raise errors[0]
+    assert sum(retried) <= 1  # the one that lost the race (when they met inside the database)
+    assert all(a.approved for a in answers) and answers[0].reference == answers[1].reference
+    assert sorted(a.duplicate for a in answers) == [False, True]
+    assert _wallet(app, funded_card["wallet_id"]) == (Decimal("100.00"), Decimal("3.00"))

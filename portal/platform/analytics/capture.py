@@ -88,7 +88,10 @@ def record(name: str, user_id, *, committed: bool = False, **properties) -> None
         if not _in_request.get():
             flush()
         return
-    db.session().info.setdefault(_PENDING, []).append(row)
+    session = db.session()
+    if not session.in_transaction():
+        session.begin()  # so that a rollback before the commit drops the event with the rest
+    session.info.setdefault(_PENDING, []).append(row)
 
 
 def _to_buffer(rows: list[dict]) -> None:

@@ -165,9 +165,9 @@ def _roll(period: str, start: datetime, end: datetime) -> None:
     rows = [{"id": uuid.uuid4(), "name": name, "labels": labels, "value": value, "recorded_at": start,
              "period": period, "created_at": now, "updated_at": now}
             for name, labels, value in compute(start, end)]
-    table = Metric.__table__
-    statement = insert(table).values(rows)
+    columns = Metric.__mapper__.columns  # by attribute name
+    statement = insert(Metric).values(rows)
     db.session.execute(statement.on_conflict_do_update(
-        index_elements=[table.c.name, table.c.period, table.c.recorded_at, table.c.labels],
+        index_elements=[columns.name, columns.period, columns.recorded_at, columns.labels],
         index_where=text("period IS NOT NULL"),
-        set_={table.c.value: statement.excluded.value, table.c.updated_at: now}))
+        set_={columns.value: statement.excluded.value, columns.updated_at: now}))

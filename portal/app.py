@@ -551,6 +551,7 @@ MAIN_NAV = (
     ("Wallet", "wallet.overview", "wallet.", (Permission.USE_WALLET,)),
     ("Money", "wallet.admin_dashboard", "wallet.", (Permission.MANAGE_MONEY,)),
     ("Compliance", "compliance.dashboard", "compliance.", (Permission.REVIEW_COMPLIANCE,)),
+    ("Analytics", "admin.analytics", "admin.analytics", (Permission.VIEW_SYSTEM,)),
     ("Admin", "admin.users", "admin.", (Permission.MANAGE_USERS,)),
 )
 

@@ -55,6 +55,9 @@ class Figure:
     label: str  #: what a page calls it
     sql: str  #: selects (labels jsonb, value) rows for :start, :end
     unit: str = ""
+    #: How the days of a range make one figure: ``sum`` (counts, volumes), ``mean`` (rates,
+    #: durations, daily actives) or ``last`` (levels: a queue, open cases).
+    aggregate: str = "sum"
 
 
 def _count(name: str, label: str, table: str, column: str, extra: str = "") -> Figure:
@@ -63,16 +66,16 @@ def _count(name: str, label: str, table: str, column: str, extra: str = "") -> F
 
 
 FIGURES: tuple[Figure, ...] = (
-    Figure("analytics.active_students", "Active students",
+    Figure("analytics.active_students", "Active students (daily)",
            "SELECT '{}'::jsonb, count(DISTINCT e.\"userId\") FROM events AS e JOIN users AS u ON u.id = e.\"userId\" "
-           "WHERE e.\"occurredAt\" >= :start AND e.\"occurredAt\" < :end AND u.role = 'student'"),
+           "WHERE e.\"occurredAt\" >= :start AND e.\"occurredAt\" < :end AND u.role = 'student'", aggregate="mean"),
     _count("learning.enrolments", "Enrolments", "enrollments", "createdAt"),
     _count("learning.completions", "Course completions", "enrollments", "completedAt"),
     _count("learning.quiz_attempts", "Quiz attempts graded", "quiz_attempts", "submittedAt", "status = 'graded'"),
     Figure("learning.quiz_pass_rate", "Quiz pass rate",
            "SELECT '{}'::jsonb, round(100.0 * count(*) FILTER (WHERE passed) / count(*), 2) FROM quiz_attempts "
            "WHERE \"submittedAt\" >= :start AND \"submittedAt\" < :end AND status = 'graded' HAVING count(*) > 0",
-           unit="%"),
+           unit="%", aggregate="mean"),
     _count("tutoring.questions", "Tutor questions", "tutor_questions", "createdAt"),
     Figure("money.transfer_volume", "Transfer volume",
            "SELECT jsonb_build_object('currency', currency), sum(amount) FROM transactions "
@@ -84,18 +87,18 @@ FIGURES: tuple[Figure, ...] = (
            "AND \"createdAt\" < :end GROUP BY currency"),
     Figure("kyc.queue_size", "KYC queue",
            "SELECT '{}'::jsonb, count(*) FROM kyc_verifications WHERE \"submittedAt\" < :end "
-           "AND (\"decidedAt\" IS NULL OR \"decidedAt\" >= :end)"),
+           "AND (\"decidedAt\" IS NULL OR \"decidedAt\" >= :end)", aggregate="last"),
     Figure("kyc.time_to_decision_hours", "KYC time to decision",
            "SELECT jsonb_build_object('decision', status), "
            "round(avg(extract(epoch FROM \"decidedAt\" - \"submittedAt\")) / 3600, 2) FROM kyc_verifications "
            "WHERE \"decidedAt\" >= :start AND \"decidedAt\" < :end AND status IN ('approved', 'rejected') "
-           "GROUP BY status", unit="h"),
+           "GROUP BY status", unit="h", aggregate="mean"),
     Figure("cases.open", "Open cases",
            "SELECT '{}'::jsonb, count(*) FROM suspicious_activities WHERE \"detectedAt\" < :end "
-           "AND (\"closedAt\" IS NULL OR \"closedAt\" >= :end)"),
+           "AND (\"closedAt\" IS NULL OR \"closedAt\" >= :end)", aggregate="last"),
     Figure("ledger.verification", "Ledger problems found",
            "SELECT '{}'::jsonb, value FROM metrics WHERE name = 'ledger.verification' AND period IS NULL "
-           "AND \"recordedAt\" < :end ORDER BY \"recordedAt\" DESC LIMIT 1"),
+           "AND \"recordedAt\" < :end ORDER BY \"recordedAt\" DESC LIMIT 1", aggregate="last"),
 )
 BY_NAME = {figure.name: figure for figure in FIGURES}
 
@@ -171,3 +174,13 @@ def _roll(period: str, start: datetime, end: datetime) -> None:
         index_elements=[columns.name, columns.period, columns.recorded_at, columns.labels],
         index_where=text("period IS NOT NULL"),
         set_={columns.value: statement.excluded.value, columns.updated_at: now}))
+
+
+def bring_days_up_to_date(now: datetime | None = None) -> list[datetime]:
+    """Every missing finished day, then today so far (rewritten when today ends): what an admin's
+    "bring up to date" asks for. Returns the day starts computed."""
+    now = now or utcnow()
+    done = rollup("day", now)
+    today = floor(now, "day")
+    _roll("day", today, today + STEPS["day"])
+    return [*done, today]

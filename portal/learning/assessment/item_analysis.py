@@ -25,7 +25,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.db import db
 from portal.learning.assessment.models import Answer, AttemptStatus, QuestionOption, QuizAttempt, QuizQuestion
@@ -109,14 +109,14 @@ def quiz_items(quiz_id: uuid.UUID) -> QuizItems:
         .outerjoin(QuestionOption, QuestionOption.question_id == QuizQuestion.id)
         .where(QuizQuestion.quiz_id == quiz_id)
         .order_by(QuizQuestion.position, QuestionOption.position)))
-    first_attempts = (
-        select(QuizAttempt.id).distinct(QuizAttempt.user_id)
+    ranked = (
+        select(QuizAttempt.id.label("attempt"),
+               func.row_number().over(partition_by=QuizAttempt.user_id, order_by=QuizAttempt.number).label("n"))
         .where(QuizAttempt.quiz_id == quiz_id, QuizAttempt.status == AttemptStatus.GRADED)
-        .order_by(QuizAttempt.user_id, QuizAttempt.number)
     ).subquery()
     answers = db.session.execute(
         select(Answer.attempt_id, Answer.question_id, Answer.points_awarded, Answer.selected_option_ids)
-        .where(Answer.attempt_id.in_(select(first_attempts.c.id))))
+        .where(Answer.attempt_id.in_(select(ranked.c.attempt).where(ranked.c.n == 1))))
     order: list[uuid.UUID] = []
     info: dict[uuid.UUID, tuple] = {}
     options: dict[uuid.UUID, list[tuple[uuid.UUID, str, bool]]] = {}

@@ -25,14 +25,14 @@ class FunnelStep:
 
 def funnel(course_id: uuid.UUID) -> list[FunnelStep]:
     """Enrolled -> opened a lesson -> halfway -> completed."""
-    started = select(Progress.user_id).where(Progress.course_id == course_id).distinct().subquery()
+    started = select(Progress.user_id.label("uid")).where(Progress.course_id == course_id).distinct().subquery()
     row = db.session.execute(
         select(func.count(Enrollment.id),
-               func.count(started.c.userId),
+               func.count(started.c.uid),
                func.count(Enrollment.id).filter(Enrollment.progress_percent >= 50),
                func.count(Enrollment.id).filter(Enrollment.status == EnrollmentStatus.COMPLETED))
         .select_from(Enrollment)
-        .outerjoin(started, started.c.userId == Enrollment.user_id)
+        .outerjoin(started, started.c.uid == Enrollment.user_id)
         .where(Enrollment.course_id == course_id)).one()
     enrolled = row[0]
     labels = ("Enrolled", "Opened a lesson", "Halfway", "Completed")

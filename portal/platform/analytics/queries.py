@@ -58,7 +58,7 @@ def _date(text: str, what: str) -> date:
         return date.fromisoformat(text.strip())
     except ValueError:
         raise BadRange(f"The {what} date must be written YYYY-MM-DD (for example 2026-12-01); "
-                       f"{text[:20]!r} is not a date.", field=what) from None
+                       f"\"{text[:20]}\" is not a date.", field=what) from None
 
 
 def parse_range(start: str | None, end: str | None, today: date) -> DateRange:
@@ -103,6 +103,12 @@ def _aggregate(kind: str, values: list[Decimal]) -> Decimal | None:
     return values[-1]
 
 
+def plain(value: Decimal) -> Decimal:
+    """``value`` without trailing zeros and never in exponent form: 12.500000 -> 12.5, 100 -> 100."""
+    value = value.normalize()
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value
+
+
 def _daily(period: DateRange) -> dict[tuple[str, str | None], dict[date, Decimal]]:
     found: dict[tuple[str, str | None], dict[date, Decimal]] = {}
     rows = db.session.execute(
@@ -111,7 +117,7 @@ def _daily(period: DateRange) -> dict[tuple[str, str | None], dict[date, Decimal
                Metric.recorded_at < period.end_at, Metric.name.in_(list(rollups.BY_NAME))))
     for name, labels, at, value in rows:
         label_value = next(iter(labels.values()), None) if labels else None
-        found.setdefault((name, label_value), {})[at.astimezone(UTC).date()] = value
+        found.setdefault((name, label_value), {})[at.astimezone(UTC).date()] = plain(value)
     return found
 
 

@@ -186,3 +186,20 @@ def test_the_course_page_budget_does_not_grow_with_students(client, login_as, st
     assert counted.count <= 12 and again.count == counted.count
     funnel = response.get_data(as_text=True)
     assert '<th scope="row">Enrolled</th><td>5</td>' in funnel
+
+
+def test_an_admin_s_refresh_counts_rows_the_admin_cannot_read(client, login_as):
+    """Enrolments are private to their students and the course's staff: the rollup counts them
+    all, as the job does, whoever asked for it."""
+    login_as("admin")
+    today = datetime.combine(utcnow().date(), datetime.min.time(), UTC)
+    client.post("/admin/analytics/refresh")
+    before = db.session.scalar(select(Metric.value).where(
+        Metric.period == "day", Metric.recorded_at == today, Metric.name == "learning.enrolments"))
+    course = make_course()
+    for _ in range(2):
+        enroll(create_user("student"), course)
+    client.post("/admin/analytics/refresh")
+    after = db.session.scalar(select(Metric.value).where(
+        Metric.period == "day", Metric.recorded_at == today, Metric.name == "learning.enrolments"))
+    assert after - before == 2

@@ -17,7 +17,8 @@ with the same settings and loaded with ``wrk``, and money transfers beside ``pgb
    wrk, ``ledger.post`` from several processes, and pgbench's TPC-B-like run; then the ledger
    must verify; and top-up confirmations (``topups.py``): webhooks of top-ups paid on the sandbox
    provider, sent by wrk to the portal's webhook route, counted as wallets credited;
-6. times the billing renewal job over 10,000 subscriptions (``billing.py``): invoices/s;
+6. times the billing renewal job over 10,000 subscriptions (``billing.py``): invoices/s; and the
+   cost of event capture on a page and on a commit that records events (``analytics.py``);
 7. prints the table: req/s, p50 and p99, req/s as a multiple of Fortunes', whether p99 is under
    150 ms, and statements per page; then the budgets missed.
 
@@ -34,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from tests.perf import analytics as analytics_bench
 from tests.perf import billing as billing_bench
 from tests.perf import cards, load, pages, servers, settings, topups, transfers
 from tests.perf.database import scratch_database
@@ -211,6 +213,8 @@ def main() -> int:
         print("No funded scale wallets (no money at scale in the demo data): ledger.post not measured.")
     print(f"Billing renewal job over {billing_bench.SUBSCRIPTIONS:,} subscriptions ...", flush=True)
     renewals = billing_bench.renewals(app)
+    print(f"Event capture: {analytics_bench.REQUESTS} requests with capture on and off ...", flush=True)
+    capture = analytics_bench.capture_costs(app, clients["learner"], "/wallet/")
     print("pgbench (TPC-B-like) on the same server ...", flush=True)
     pgbench_tps, pgbench_label = transfers.run_pgbench()
 
@@ -219,6 +223,7 @@ def main() -> int:
     missed = print_table(rows)
     missed += print_transfers(results, pgbench_tps, pgbench_label)
     billing_bench.print_renewals(renewals)
+    analytics_bench.print_costs(capture)
     failures += [f"{t.label}: {t.failed} failed" if t.failed else f"{t.label}: no transfer answered"
                  for t in results if t.failed or not t.done + t.refused]
     if not transfers.ledger_verifies(app):

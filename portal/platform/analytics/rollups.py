@@ -23,7 +23,9 @@ name                                    value (labels)
 ``kyc.queue_size``                      verifications waiting at the period's end
 ``kyc.time_to_decision_hours``          mean hours from submission to decision (``decision``)
 ``cases.open``                          cases open at the period's end
-``ledger.verification``                 problems found by the last verification before the end
+``ledger.problems``                     problems found by the last verification before the end (the
+                                        points are ``ledger.verification``: a rollup has a name of
+                                        its own, so a reader of the last run never takes it for one)
 ======================================  ================================================
 """
 
@@ -99,7 +101,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("cases.open", "Open cases",
            "SELECT '{}'::jsonb, count(*) FROM suspicious_activities WHERE \"detectedAt\" < :end "
            "AND (\"closedAt\" IS NULL OR \"closedAt\" >= :end)", aggregate="last"),
-    Figure("ledger.verification", "Ledger problems found",
+    Figure("ledger.problems", "Ledger problems found",
            "SELECT '{}'::jsonb, value FROM metrics WHERE name = 'ledger.verification' AND period IS NULL "
            "AND \"recordedAt\" < :end ORDER BY \"recordedAt\" DESC LIMIT 1", aggregate="last"),
 )

@@ -152,3 +152,14 @@ def test_the_jobs_are_registered_with_the_queue():
     crons = {d.task.name: d.cron for d in jobs.job_app.periodic_registry.periodic_tasks.values()}
     assert crons[tasks.roll_up_hours.name] == "5 * * * *"
     assert crons[tasks.roll_up_days_and_partitions.name] == "20 0 * * *"
+
+
+def test_the_rollup_of_the_ledger_check_never_reads_as_a_verification_run():
+    """The admin pages read the last ``ledger.verification`` point as the last run: a rollup of
+    it goes under a name of its own, with the value of the last run before the period's end."""
+    db.session.add(Metric(name="ledger.verification", value=Decimal(2), labels={}, recorded_at=HOUR))
+    db.session.flush()
+    rollups.rollup_range("hour", HOUR + timedelta(hours=1), HOUR + timedelta(hours=1))
+    names = set(db.session.scalars(select(Metric.name).where(Metric.period.is_not(None))))
+    assert "ledger.verification" not in names
+    assert _rollup_rows("hour", HOUR + timedelta(hours=1))[("ledger.problems", ())] == 2

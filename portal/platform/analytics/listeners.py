@@ -39,8 +39,10 @@ def _on_quiz_submitted(_sender=None, *, user, quiz, attempt, **_) -> None:
 
 
 @events.quiz_passed.connect
-def _on_quiz_passed(_sender=None, *, user, quiz, attempt, **_) -> None:
-    record("quiz_passed", user.id, course_id=quiz.course_id, quiz_id=quiz.id, percent=attempt.percent)
+def _on_quiz_passed(_sender=None, *, user, quiz, score, attempt=None, **_) -> None:
+    """``attempt`` may be left out by a sender (the event's table names the score first)."""
+    record("quiz_passed", user.id, course_id=quiz.course_id, quiz_id=quiz.id, score=score,
+           percent=attempt.percent if attempt is not None else None)
 
 
 @events.assignment_submitted.connect

@@ -7,8 +7,9 @@
    (nothing happened), so the log never shows an enrolment that did not take place.
 2. On commit it moves to the process's buffer.
 3. The buffer is written in one multi-row ``INSERT`` (``flush``): at the end of the request
-   (``end_request``, called by the app factory once the response is made), or at once after a
-   commit outside any request (a job, a command).
+   (``end_request``, called by the app factory once the response is made), or, outside any
+   request (a job, a command), once the committed transaction has returned its connection to
+   the pool: never a second connection held beside the first.
 
 The write runs on a connection of its own, in a transaction of its own, after the request's
 transaction has ended, so it can neither fail nor roll back the user's work, and it holds no
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 #: ``Session.info`` key of the events waiting for their transaction's commit.
 _PENDING = "analytics_events"
+#: ``Session.info`` flag: events committed outside a request, to write when the transaction ends.
+_FLUSH_DUE = "analytics_flush_due"
 #: Rows per INSERT statement; a larger buffer is written in several.
 BATCH_ROWS = 500
 #: The most events a process keeps waiting; past it the oldest go (a write failing for long).
@@ -61,10 +64,13 @@ def enabled() -> bool:
 
 
 def _jsonable(value: object) -> object:
+    """Decimals exactly (as positional text), ids and times as text; the rest as given."""
     if isinstance(value, Decimal):
         return format(value, "f")
-    if isinstance(value, uuid.UUID | datetime):
-        return str(value) if isinstance(value, uuid.UUID) else value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
     return value
 
 
@@ -86,7 +92,7 @@ def record(name: str, user_id, *, committed: bool = False, **properties) -> None
     if committed:
         _to_buffer([row])
         if not _in_request.get():
-            flush()
+            db.session().info[_FLUSH_DUE] = True
         return
     session = db.session()
     if not session.in_transaction():
@@ -110,6 +116,14 @@ def _committed(session: Session) -> None:
         return
     _to_buffer(pending)
     if not _in_request.get():
+        session.info[_FLUSH_DUE] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction) -> None:
+    """Outside a request, write once the committed transaction has given its connection back
+    (so a process never holds two of the pool's connections at once, however many threads)."""
+    if transaction.parent is None and session.info.pop(_FLUSH_DUE, False):
         flush(session)
 
 

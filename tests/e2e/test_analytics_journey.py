@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from portal.db.base import utcnow
-from tests.e2e.helpers import address, log_in
+from tests.e2e.helpers import address, log_in, wait_for_htmx
 from tests.factories import create_user
 from tests.platform.analytics.test_item_analysis import _quiz_of_the_example
 
@@ -45,7 +45,8 @@ def test_admin_reads_the_dashboard_and_exports_a_chart_s_data(page: Page, analyt
     with page.expect_response(lambda r: r.url.endswith("/admin/analytics/refresh")) as refreshed:
         page.get_by_role("button", name="Bring figures up to date").click()
     assert refreshed.value.status in (200, 204, 302)
-    page.wait_for_load_state()
+    page.wait_for_load_state("networkidle")  # the page shown again after the redirect (htmx swaps the body)
+    wait_for_htmx(page)
     expect(page.get_by_role("heading", name="Analytics", level=1)).to_be_visible()
 
     today = utcnow().date().isoformat()

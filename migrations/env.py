@@ -18,12 +18,17 @@ target_db = current_app.extensions["migrate"].db
 
 
 def include_object(obj, name, type_, reflected, compare_to):  # noqa: ARG001 - Alembic's hook signature
-    """Leave the job queue's own tables (installed from its schema file) to the job queue."""
-    if type_ == "table" and name.startswith("procrastinate_"):
+    """Leave the job queue's own tables (installed from its schema file) to the job queue, and
+    the monthly partitions of ``events`` (``events_YYYY_MM``, migration 0018) to the analytics jobs."""
+
+    def is_partition(table: str) -> bool:
+        return len(table) == 14 and table.startswith("events_") and table[7:].replace("_", "").isdigit()
+
+    if type_ == "table" and (name.startswith("procrastinate_") or is_partition(name)):
         return False
     if type_ in {"index", "column", "unique_constraint", "foreign_key_constraint"}:
         table = getattr(getattr(obj, "table", None), "name", "") or ""
-        if table.startswith("procrastinate_"):
+        if table.startswith("procrastinate_") or is_partition(table):
             return False
     return True
 

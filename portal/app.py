@@ -144,7 +144,8 @@ def _connect_listeners() -> None:
     import portal.learning.lms.listeners
     import portal.learning.tutoring.listeners
     import portal.money.billing.listeners
-    import portal.money.earnings.listeners  # noqa: F401
+    import portal.money.earnings.listeners
+    import portal.platform.analytics.listeners  # noqa: F401
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -286,6 +287,7 @@ def _has_nul(value) -> bool:
 
 def _register_hooks(app: Flask) -> None:
     from portal.compliance.security import events as security_events
+    from portal.platform.analytics import capture as analytics_capture
 
     # First of all hooks: nothing else (the session lookup, security events, views) should see
     # a NUL the database would refuse.
@@ -296,6 +298,12 @@ def _register_hooks(app: Flask) -> None:
             return None
         return _error_response(400, _TITLES[400], f"The {where} contains a NUL character (\\0), which the "
                                "portal does not accept anywhere. Remove it and try again.")
+
+    @app.before_request
+    def hold_analytics_events():
+        # Events the request records wait for its end (``forget_actor`` below writes them).
+        g.analytics_tokens = analytics_capture.begin_request(
+            lambda: getattr(g.get("session_record"), "id", None))
 
     @app.before_request
     def identify_and_authorise():
@@ -373,6 +381,17 @@ def _register_hooks(app: Flask) -> None:
         # The request's transaction ends with the app context (Flask-SQLAlchemy removes the
         # session), so only the context variables need restoring, not the database settings.
         _forget_identity()
+
+    # Registered after ``forget_actor``, so it runs before it (teardown runs last-first): the
+    # response is made, the request's work committed; the events it recorded are written now.
+    @app.teardown_request
+    def write_analytics_events(_exc):
+        tokens = g.pop("analytics_tokens", None)
+        if tokens is not None:
+            try:
+                analytics_capture.end_request(tokens)
+            except Exception:  # never turn a finished answer into an error
+                log.exception("could not end the request's analytics")
 
 
 def _error_response(status: int, title: str, message: str, headers: dict | None = None):
@@ -532,6 +551,7 @@ MAIN_NAV = (
     ("Wallet", "wallet.overview", "wallet.", (Permission.USE_WALLET,)),
     ("Money", "wallet.admin_dashboard", "wallet.", (Permission.MANAGE_MONEY,)),
     ("Compliance", "compliance.dashboard", "compliance.", (Permission.REVIEW_COMPLIANCE,)),
+    ("Analytics", "admin.analytics", "admin.analytics", (Permission.VIEW_SYSTEM,)),
     ("Admin", "admin.users", "admin.", (Permission.MANAGE_USERS,)),
     ("Data", "admin.data_tables", "admin.data_", (Permission.VIEW_SYSTEM,)),
 )

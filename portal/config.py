@@ -146,6 +146,13 @@ def load_config(overrides: dict | None = None) -> dict:
         "SMTP_STARTTLS": _bool("SMTP_STARTTLS", False),
         "SMTP_TIMEOUT": _int("SMTP_TIMEOUT", 10),
         "MAIL_MAX_ATTEMPTS": _int("MAIL_MAX_ATTEMPTS", 8),
+        # Analytics (portal/platform/analytics). Record events from domain events (the bench
+        # turns it off to measure its cost); months of events kept (older partitions are dropped
+        # by the daily job); months of partitions made ahead; how far the first rollup reaches back.
+        "ANALYTICS_CAPTURE": _bool("ANALYTICS_CAPTURE", True),
+        "ANALYTICS_RETENTION_MONTHS": _int("ANALYTICS_RETENTION_MONTHS", 13),
+        "ANALYTICS_PARTITIONS_AHEAD": _int("ANALYTICS_PARTITIONS_AHEAD", 3),
+        "ANALYTICS_BACKFILL_DAYS": _int("ANALYTICS_BACKFILL_DAYS", 7),
         # Money. What one user may send to others per rolling 24 hours, per currency.
         "TRANSFER_DAILY_LIMITS": _limits("TRANSFER_DAILY_LIMITS", "AZR=100000,USD=5000,BTC=1,ETH=20"),
         # Exchange: a rate older than this is not used; a quote can be accepted for this long.

@@ -74,5 +74,5 @@ def test_connecting_the_listeners_needs_no_blueprint():
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert out[0] == str(["portal.learning.education.listeners", "portal.learning.tutoring.listeners",
-                          "portal.money.earnings.listeners"])
+                          "portal.money.earnings.listeners", "portal.platform.analytics.listeners"])
     assert out[1] == "[]"

@@ -58,4 +58,4 @@ def query_url(endpoint: str, name: str, **fixed) -> QueryUrl:
     return found
 
 
-from blueprints.compliance import cases, kyc_review, screening, security  # noqa: E402,F401
+from blueprints.compliance import cases, kyc_review, screening, security, sla  # noqa: E402,F401

@@ -14,6 +14,7 @@ from blueprints.learning import (  # noqa: E402,F401
     assignments,
     catalog,
     certificates,
+    course_analytics,
     manage,
     paths,
     quizzes,

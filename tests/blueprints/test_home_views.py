@@ -251,7 +251,7 @@ MAIN_NAV = {
     "student": ["Dashboard", "Learning", "Wallet"],
     "faculty": ["Dashboard", "Learning"],
     "compliance": ["Dashboard", "Compliance"],
-    "admin": ["Dashboard", "Learning", "Money", "Compliance", "Admin", "Data"],
+    "admin": ["Dashboard", "Learning", "Money", "Compliance", "Analytics", "Admin", "Data"],
 }
 
 

@@ -19,7 +19,7 @@ with the same settings and loaded with ``wrk``, and money transfers beside ``pgb
    provider, sent by wrk to the portal's webhook route, counted as wallets credited;
 6. times the billing renewal job over 10,000 subscriptions (``billing.py``): invoices/s; and the
    lending daily penalty accrual over 10,000 late loans in a scratch database (``lending.py``):
-   loans/s, beside pgbench's rate;
+   loans/s, beside pgbench's rate; and the cost of event capture on a page and on a commit that records events (``analytics.py``);
 7. prints the table: req/s, p50 and p99, req/s as a multiple of Fortunes', whether p99 is under
    150 ms, and statements per page; then the budgets missed.
 
@@ -36,6 +36,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from tests.perf import analytics as analytics_bench
 from tests.perf import billing as billing_bench
 from tests.perf import cards, load, pages, servers, settings, topups, transfers
 from tests.perf import lending as lending_bench
@@ -216,6 +217,8 @@ def main() -> int:
     renewals = billing_bench.renewals(app)
     print(f"Lending daily penalty accrual over {lending_bench.BENCH_LOANS:,} late loans ...", flush=True)
     accrual = lending_bench.accruals(lending_bench.BENCH_LOANS)
+    print(f"Event capture: {analytics_bench.REQUESTS} requests with capture on and off ...", flush=True)
+    capture = analytics_bench.capture_costs(app, clients["learner"], "/wallet/")
     print("pgbench (TPC-B-like) on the same server ...", flush=True)
     pgbench_tps, pgbench_label = transfers.run_pgbench()
 
@@ -226,6 +229,7 @@ def main() -> int:
     billing_bench.print_renewals(renewals)
     print(f"\nLending daily job over {lending_bench.BENCH_LOANS:,} late loans, beside pgbench on the same server")
     lending_bench.print_accruals(accrual, pgbench_tps)
+    analytics_bench.print_costs(capture)
     failures += [f"{t.label}: {t.failed} failed" if t.failed else f"{t.label}: no transfer answered"
                  for t in results if t.failed or not t.done + t.refused]
     if not transfers.ledger_verifies(app):

@@ -41,6 +41,8 @@ PAGES = [
     Page(f"catalog search ?q={SEARCH}", f"/learning/courses?{urllib.parse.urlencode({'q': SEARCH})}", "student"),
     Page("KYC queue", "/compliance/kyc", "compliance"),
     Page("compliance dashboard", "/compliance/", "compliance"),
+    Page("compliance service levels", "/compliance/sla", "compliance"),
+    Page("analytics dashboard", "/admin/analytics", "admin"),
     Page("to grade (faculty)", "/learning/grading", "faculty"),
     Page("faculty dashboard", "/dashboard", "faculty"),
     Page("wallet (learner)", "/wallet/", "learner"),

@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import undefer
 
+from portal import events
 from portal.accounts.models import Role, User, UserStatus
 from portal.compliance.cases.models import (
     CASE_TRANSITIONS,
@@ -133,6 +134,7 @@ def _open_or_attach(user_id: uuid.UUID, *, title: str, severity: CaseSeverity, r
         db.session.add(CaseEvent(case_id=case.id, kind=CaseEventKind.CREATED, actor_id=actor_id,
                                  body=title[:2000], data={"source": source, "riskScore": risk_score,
                                                           "severity": severity.value, **details}))
+        events.case_opened.send(case=case, source=source)
     else:
         case = db.session.execute(
             select(SuspiciousActivity)

@@ -112,6 +112,7 @@ def enrol(user: User, course_id: uuid.UUID, *, paid: bool = False) -> Enrollment
             select(Enrollment).where(Enrollment.course_id == course.id, Enrollment.user_id == user.id)
             .execution_options(populate_existing=True)
         )
+        events.enrolled.send(user=user, course=course)
         return enrollment
     if enrollment.status == EnrollmentStatus.LEFT:
         _move(enrollment, EnrollmentStatus.ACTIVE)
@@ -119,6 +120,7 @@ def enrol(user: User, course_id: uuid.UUID, *, paid: bool = False) -> Enrollment
         enrollment.last_activity_at = now
         enrollment.progress_percent = _progress_percent(user.id, course.id)
         db.session.flush()
+        events.enrolled.send(user=user, course=course)
     return enrollment
 
 

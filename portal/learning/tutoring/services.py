@@ -412,6 +412,7 @@ def ask(user: User, course: Course, question: str, *, session_id: uuid.UUID | No
     )
     db.session.flush()
     db.session.refresh(session, ["message_count", "last_activity_at"])
+    events.tutor_asked.send(user=user, course=course, question=record)
     return Exchange(session, asked, answer, record, continued_from=continued_from, started=started)
 
 

@@ -374,14 +374,18 @@ _POSTED = "ledger_posted"
 
 def _committed_later(tx: Transaction) -> None:
     # The row itself is kept beside its id: a rolled-back savepoint turns the rows it inserted
-    # back into transient objects, which is how ``_forget`` tells them apart.
-    db.session.info.setdefault(_POSTED, []).append((tx.id, tx))
+    # back into transient objects, which is how ``_forget`` tells them apart. What a listener
+    # may want of it is copied now: after the commit the row's attributes are expired.
+    moved = {"type": tx.type.value, "phase": tx.phase.value, "amount": tx.amount, "currency": tx.currency,
+             "debit_user_id": tx.debit_user_id, "credit_user_id": tx.credit_user_id}
+    db.session.info.setdefault(_POSTED, []).append((tx.id, tx, moved))
 
 
 def _announce(session: Session) -> None:
     posted = session.info.pop(_POSTED, [])
     if posted:
-        events.transaction_committed.send(transaction_ids=[tx_id for tx_id, _ in posted])
+        events.transaction_committed.send(transaction_ids=[tx_id for tx_id, _, _ in posted],
+                                          moved=[moved for _, _, moved in posted])
 
 
 def _forget(session: Session, previous_transaction) -> None:
@@ -389,8 +393,7 @@ def _forget(session: Session, previous_transaction) -> None:
         session.info.pop(_POSTED, None)
     elif session.info.get(_POSTED):
         # A savepoint rolled back (``begin_nested``): only the rows it made are gone.
-        session.info[_POSTED] = [(tx_id, tx) for tx_id, tx in session.info[_POSTED]
-                                 if not inspect(tx).transient]
+        session.info[_POSTED] = [entry for entry in session.info[_POSTED] if not inspect(entry[1]).transient]
 
 
 def install_session_hooks() -> None:

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 #: The one procrastinate app of the process. Its connector is set by ``configure``.
 job_app = procrastinate.App(connector=InMemoryConnector(), import_paths=["portal.platform.email.tasks",
                                                                       "portal.platform.cache.tasks",
+                                                                      "portal.platform.analytics.tasks",
                                                                       "portal.learning.assessment.tasks",
                                                                       "portal.money.earnings.tasks",
                                                                       "portal.money.exchange.tasks",

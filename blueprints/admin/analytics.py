@@ -1,0 +1,63 @@
+"""The analytics dashboard: the daily rollups of a date range beside the period before it,
+a chart per figure (SVG drawn on the server) with its table and CSV, and a button that brings
+the daily figures up to date without waiting for the worker."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+from flask import request
+from werkzeug.wrappers import Response
+
+from blueprints.admin import bp
+from blueprints.web import redirect_to, render
+from portal.db import db
+from portal.db.base import utcnow
+from portal.platform.analytics import queries, rollups
+from portal.security.access import requires
+from portal.security.permissions import Permission
+
+
+def _given() -> dict:
+    return {"start": request.values.get("from", "")[:20], "end": request.values.get("to", "")[:20]}
+
+
+@bp.get("/analytics")
+@requires(Permission.VIEW_SYSTEM)
+def analytics():
+    given = _given()
+    try:
+        period = queries.parse_range(given["start"], given["end"], utcnow().date())
+    except queries.BadRange as exc:
+        return render("admin/analytics/dashboard.html", "results", status=400, error=exc, given=given,
+                      period=None, panels=[])
+    return render("admin/analytics/dashboard.html", "results", error=None, given=given, period=period,
+                  panels=queries.dashboard(period))
+
+
+@bp.get("/analytics/<key>.csv")
+@requires(Permission.VIEW_SYSTEM)
+def analytics_csv(key: str):
+    given = _given()
+    period = queries.parse_range(given["start"], given["end"], utcnow().date())
+    panel = queries.panel(key, period)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["day", panel.figure.name, "previous_day", "previous_value"])
+    for label, value, previous_label, previous in panel.chart.rows:
+        writer.writerow([label, value, previous_label or "", "" if previous is None else previous])
+    name = re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-")
+    return Response(out.getvalue(), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="{name}-{period.start}-{period.end}.csv"'})
+
+
+@bp.post("/analytics/refresh")
+@requires(Permission.VIEW_SYSTEM)
+def analytics_refresh():
+    rollups.bring_days_up_to_date()
+    db.session.commit()
+    values = {k: v for k, v in (("from", request.form.get("from", "")[:20]), ("to", request.form.get("to", "")[:20]))
+              if v}
+    return redirect_to("admin.analytics", **values)

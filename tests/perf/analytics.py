@@ -1,0 +1,83 @@
+"""The cost of event capture (``portal.platform.analytics.capture``), in this process.
+
+Two figures, each with capture on and off in the same run:
+
+1. **A page**: ``BENCH_CAPTURE_REQUESTS`` (300) GETs of the learner's wallet through the test
+   client. A read records nothing, so this is the price of the request hooks alone.
+2. **A write with events**: ``BENCH_CAPTURE_REQUESTS`` units of work that record
+   ``EVENTS_PER_WRITE`` events (a quiz submitted, passed, a lesson completed: what one quiz
+   submission sends) and commit, as a request does, then end as a request ends (the buffer
+   written in one INSERT). Off, the same work records nothing.
+
+Printed as mean milliseconds per request and the difference: what capture adds to a request.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+
+REQUESTS = int(os.environ.get("BENCH_CAPTURE_REQUESTS", "300"))
+EVENTS_PER_WRITE = 3
+
+
+@dataclass
+class CaptureCost:
+    label: str
+    on_ms: float
+    off_ms: float
+
+    @property
+    def added_ms(self) -> float:
+        return self.on_ms - self.off_ms
+
+
+def _page(client, path: str) -> float:
+    client.get(path)  # warm-up
+    started = time.perf_counter()
+    for _ in range(REQUESTS):
+        response = client.get(path)
+        if response.status_code != 200:
+            raise SystemExit(f"capture bench: GET {path} answered {response.status_code}")
+    return (time.perf_counter() - started) * 1000 / REQUESTS
+
+
+def _writes(app) -> float:
+    from portal.db import db
+    from portal.db.context import Actor, acting_as
+    from portal.platform.analytics import capture
+
+    user_id, course_id = uuid.uuid4(), uuid.uuid4()
+    started = time.perf_counter()
+    for _ in range(REQUESTS):
+        with app.app_context(), acting_as(Actor.system("bench")):
+            tokens = capture.begin_request(lambda: None)
+            for name in ("quiz_submitted", "quiz_passed", "lesson_completed")[:EVENTS_PER_WRITE]:
+                capture.record(name, user_id, course_id=course_id)
+            db.session.commit()
+            capture.end_request(tokens)
+            db.session.remove()
+    return (time.perf_counter() - started) * 1000 / REQUESTS
+
+
+def capture_costs(app, client, path: str) -> list[CaptureCost]:
+    """The page and the write, capture on then off; the setting is restored afterwards."""
+    saved = app.config.get("ANALYTICS_CAPTURE", True)
+    results = {}
+    try:
+        for on in (True, False):
+            app.config["ANALYTICS_CAPTURE"] = on
+            results[on] = (_page(client, path), _writes(app))
+    finally:
+        app.config["ANALYTICS_CAPTURE"] = saved
+    return [CaptureCost(f"GET {path} (records nothing)", results[True][0], results[False][0]),
+            CaptureCost(f"a commit recording {EVENTS_PER_WRITE} events", results[True][1], results[False][1])]
+
+
+def print_costs(costs: list[CaptureCost]) -> None:
+    print(f"\nEvent capture, {REQUESTS} requests each, in process (mean ms per request):")
+    print(f"  {'':44} {'on':>8} {'off':>8} {'added':>8}")
+    for cost in costs:
+        print(f"  {cost.label:44} {cost.on_ms:8.2f} {cost.off_ms:8.2f} {cost.added_ms:8.2f}")

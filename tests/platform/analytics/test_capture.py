@@ -1,0 +1,189 @@
+"""Events recorded from the domain events: after the commit, in one INSERT per request or
+commit, never failing the user's request; private to admins and their own user."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from decimal import Decimal
+from types import SimpleNamespace
+
+import blinker
+import pytest
+
+from portal import events
+from portal.db import db
+from portal.money.wallets import ledger
+from portal.money.wallets.models import TransactionType
+from portal.platform.analytics import capture
+from portal.platform.analytics.models import Event
+from tests.factories import PASSWORD, create_user
+from tests.helpers import as_user
+from tests.money.factories import fund
+from tests.platform.analytics.helpers import event_inserts, events_of
+from tests.rls import visible
+
+
+def _to_analytics(signal: str, **arguments) -> None:
+    """Send ``signal`` to the analytics receivers only (the others want real rows)."""
+    receivers = [r for r in getattr(events, signal).receivers_for(blinker.ANY)
+                 if r.__module__ == "portal.platform.analytics.listeners"]
+    assert len(receivers) == 1, f"{signal} has no analytics receiver"
+    receivers[0](None, **arguments)
+
+
+def _thing(**fields):
+    return SimpleNamespace(id=uuid.uuid4(), **fields)
+
+
+def _student():
+    return SimpleNamespace(id=uuid.uuid4(), role="student")
+
+
+#: (signal, its arguments given the user, the event's name, the properties it must carry)
+def _cases():
+    course, quiz, lesson = _thing(), _thing(), None
+    lesson = _thing(course_id=course.id)
+    quiz = _thing(course_id=course.id)
+    attempt = _thing(percent=Decimal("75.00"))
+    submission = _thing(assignment_id=uuid.uuid4())
+    certificate = _thing(course_id=course.id)
+    question = _thing(answered=True)
+    return [
+        ("user_registered", {}, "signed_up", {"role": "student"}),
+        ("user_logged_in", {"ip": "192.0.2.1", "user_agent": "tests"}, "logged_in", {"role": "student"}),
+        ("enrolled", {"course": course}, "enrolled", {"course_id": str(course.id)}),
+        ("lesson_completed", {"lesson": lesson}, "lesson_completed",
+         {"course_id": str(course.id), "lesson_id": str(lesson.id)}),
+        ("quiz_submitted", {"quiz": quiz, "attempt": attempt}, "quiz_submitted",
+         {"quiz_id": str(quiz.id), "attempt_id": str(attempt.id)}),
+        ("quiz_passed", {"quiz": quiz, "attempt": attempt, "score": Decimal(3)}, "quiz_passed",
+         {"quiz_id": str(quiz.id), "percent": "75.00"}),
+        ("assignment_submitted", {"submission": submission}, "assignment_submitted",
+         {"assignment_id": str(submission.assignment_id), "submission_id": str(submission.id)}),
+        ("course_completed", {"course": course}, "course_completed", {"course_id": str(course.id)}),
+        ("certificate_issued", {"certificate": certificate}, "certificate_issued", {"course_id": str(course.id)}),
+        ("tutor_asked", {"course": course, "question": question}, "tutor_asked",
+         {"course_id": str(course.id), "answered": True}),
+    ]
+
+
+@pytest.mark.parametrize(("signal", "arguments", "name", "properties"), _cases(),
+                         ids=[case[0] for case in _cases()])
+def test_each_domain_event_is_recorded_once_its_transaction_commits(signal, arguments, name, properties):
+    user = _student()
+    _to_analytics(signal, user=user, **arguments)
+    assert events_of(user.id) == []  # not before the commit
+    db.session.commit()
+    [row] = events_of(user.id)
+    assert row.name == name
+    assert properties.items() <= row.properties.items()
+
+
+def test_an_opened_case_is_recorded_for_its_subject():
+    case = _thing(user_id=uuid.uuid4())
+    events.case_opened.send(case=case, source="monitoring")
+    db.session.commit()
+    [row] = events_of(case.user_id)
+    assert (row.name, row.properties) == ("case_opened", {"case_id": str(case.id), "source": "monitoring"})
+
+
+def test_a_rolled_back_transaction_records_nothing():
+    user = _student()
+    events.enrolled.send(user=user, course=_thing())
+    db.session.rollback()
+    db.session.commit()
+    assert events_of(user.id) == []
+
+
+def test_a_transfer_and_a_top_up_are_recorded_with_amount_and_currency_but_a_deposit_is_not():
+    sender, recipient = create_user("student"), create_user("student")
+    fund(sender, "40", "USD")
+    ledger.open_user_wallet(recipient.id, "USD")
+    db.session.commit()
+    source, target = ledger.user_wallet(sender.id, "USD"), ledger.user_wallet(recipient.id, "USD")
+    ledger.post([ledger.Leg(source, target, Decimal("12.50"), TransactionType.TRANSFER, "Test transfer", {})])
+    db.session.commit()
+    [sent] = events_of(sender.id)
+    assert (sent.name, sent.properties) == ("money_sent", {"amount": "12.50", "currency": "USD"})
+    assert events_of(recipient.id) == []
+
+
+def test_the_events_of_a_held_request_wait_for_its_end_and_go_in_one_insert(statements):
+    user = _student()
+    tokens = capture.begin_request(lambda: "session-1")
+    try:
+        for _ in range(3):
+            _to_analytics("lesson_completed", user=user, lesson=_thing(course_id=uuid.uuid4()))
+        db.session.commit()
+        assert events_of(user.id) == []  # committed, but the request has not ended
+    finally:
+        with statements() as counted:
+            capture.end_request(tokens)
+    assert len(event_inserts(counted.statements)) == 1
+    rows = events_of(user.id)
+    assert [r.name for r in rows] == ["lesson_completed"] * 3
+    assert {r.session_id for r in rows} == {"session-1"}
+
+
+def test_a_request_writes_its_events_after_the_commit(client, statements):
+    user = create_user("student")
+    with statements() as counted:
+        response = client.post("/auth/login", data={"email": user.email, "password": PASSWORD})
+    assert response.status_code == 302
+    [row] = events_of(user.id, "logged_in")
+    assert row.properties == {"role": "student"}
+    assert len(event_inserts(counted.statements)) == 1
+
+
+def test_a_failing_write_does_not_fail_the_request(client, monkeypatch, caplog):
+    user = create_user("student")
+
+    def broken(_session, _rows):
+        raise RuntimeError("events table unavailable")
+
+    monkeypatch.setattr(capture, "_write", broken)
+    with caplog.at_level(logging.ERROR, logger="portal.platform.analytics.capture"):
+        response = client.post("/auth/login", data={"email": user.email, "password": PASSWORD})
+    assert response.status_code == 302
+    assert "could not write 1 analytics events" in caplog.text
+    assert client.get("/").status_code in (200, 302)
+    assert events_of(user.id) == []
+    assert capture.pending_count() == 0  # dropped, not kept to fail again
+
+
+def test_a_write_the_database_refuses_does_not_fail_the_request(client, monkeypatch, caplog):
+    """No partition holds 1990: the INSERT itself fails inside the database."""
+    from datetime import UTC, datetime
+
+    user = create_user("student")
+    monkeypatch.setattr(capture, "utcnow", lambda: datetime(1990, 1, 1, tzinfo=UTC))
+    with caplog.at_level(logging.ERROR, logger="portal.platform.analytics.capture"):
+        response = client.post("/auth/login", data={"email": user.email, "password": PASSWORD})
+    assert response.status_code == 302
+    assert "no partition" in caplog.text
+    assert events_of(user.id) == []
+
+
+def test_capture_can_be_turned_off(app, monkeypatch):
+    monkeypatch.setitem(app.config, "ANALYTICS_CAPTURE", False)
+    user = _student()
+    events.enrolled.send(user=user, course=_thing())
+    db.session.commit()
+    assert events_of(user.id) == []
+
+
+def test_events_are_private_admins_read_all_and_a_user_only_their_own():
+    student, other, faculty, admin = (create_user(role) for role in ("student", "student", "faculty", "admin"))
+    for user in (student, other):
+        events.enrolled.send(user=user, course=_thing())
+    db.session.commit()
+    mine = {e.id for e in events_of(student.id)}
+    theirs = {e.id for e in events_of(other.id)}
+    with as_user(student):
+        seen = visible(Event)
+        assert mine <= seen and not theirs & seen
+    with as_user(faculty):
+        assert not (mine | theirs) & visible(Event)
+    with as_user(admin):
+        assert (mine | theirs) <= visible(Event)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from decimal import Decimal
 
 from flask import g, request
 from flask_login import current_user
@@ -20,6 +21,7 @@ from blueprints.api import bp
 from blueprints.api.gateway import ApiProblem, json_body
 from blueprints.api.spec import Param, operation
 from portal.db import db
+from portal.money.currency import CURRENCIES
 from portal.learning.education import queries as education
 from portal.money.wallets import ledger
 from portal.money.wallets import queries as wallets
@@ -39,8 +41,13 @@ def _time(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _money(value) -> str | None:
-    return None if value is None else format(value, "f")
+def _money(value, code: str | None = None) -> str | None:
+    """An exact decimal as text; with ``code``, at that currency's scale (``"12.30"``)."""
+    if value is None:
+        return None
+    if code is not None and code in CURRENCIES:
+        value = Decimal(value).quantize(CURRENCIES[code].quantum)
+    return format(value, "f")
 
 
 def _int_arg(name: str, default: int, lowest: int, highest: int) -> int:
@@ -94,7 +101,7 @@ def courses():
     page = education.catalog_page(current_user, filters, page_number)
     items = [{"id": str(e.course.id), "slug": e.course.slug, "title": e.course.title, "summary": e.course.summary,
               "category": e.course.category, "level": str(e.course.level) if e.course.level else None,
-              "estimated_hours": e.course.estimated_hours, "price": _money(e.course.price),
+              "estimated_hours": e.course.estimated_hours, "price": _money(e.course.price, e.course.price_currency),
               "price_currency": e.course.price_currency, "instructor_name": e.instructor_name}
              for e in page.entries]
     return {"items": items, "page": page.page, "pages": page.pages, "total": page.total}
@@ -132,8 +139,8 @@ def grades():
 @operation(bp, "GET", "/wallets", summary="My wallets and balances, one per currency", response="WalletList",
            permission=Permission.USE_WALLET)
 def wallet_list():
-    return {"items": [{"currency": b.code, "name": b.name, "balance": _money(b.balance), "locked": _money(b.locked),
-                       "available": _money(b.available), "status": b.status.value if b.status else None}
+    return {"items": [{"currency": b.code, "name": b.name, "balance": _money(b.balance, b.code),
+                       "locked": _money(b.locked, b.code), "available": _money(b.available, b.code), "status": b.status.value if b.status else None}
                       for b in wallets.overview(current_user)]}
 
 
@@ -143,7 +150,7 @@ def transactions():
     limit = _int_arg("limit", wallets.PAGE_SIZE, 1, 100)
     page = wallets.history(current_user, after=_cursor_arg(), limit=limit)
     items = [{"id": str(r.id), "created_at": _time(r.created_at), "type": r.type.value, "currency": r.currency,
-              "direction": r.direction, "amount": _money(r.amount), "counterparty": r.counterparty,
+              "direction": r.direction, "amount": _money(r.amount, r.currency), "counterparty": r.counterparty,
               "description": r.description, "note": r.note, "status": r.status} for r in page.items]
     return {"items": items, "next_cursor": page.next_cursor}
 

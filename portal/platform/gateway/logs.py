@@ -116,7 +116,9 @@ def flush(buffer: Buffer, database_url: str) -> int:
             return 0
         try:
             with _engine(buffer, database_url).connect() as conn:
-                conn.execute(insert(ApiLog.__table__), [_row(e) for e in entries])
+                # One INSERT ... VALUES (...), (...): no RETURNING, which row-level security would
+                # check against the read policy (only admins and system actors read the log).
+                conn.execute(insert(ApiLog.__table__).values([_row(e) for e in entries]))
         except (SQLAlchemyError, OSError) as exc:
             log.warning("could not write %d request log entries: %s", len(entries),
                         str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200])

@@ -116,6 +116,8 @@ class Operation:
     body: str | None = None
     group: str = "read"
     errors: tuple[int, ...] = field(default=())
+    #: Other success statuses with the same body (a replayed transfer: 200 beside 201).
+    also: tuple[int, ...] = ()
 
 
 OPERATIONS: list[Operation] = []
@@ -127,14 +129,15 @@ def _flask_rule(path: str) -> str:
 
 def operation(bp, method: str, path: str, *, summary: str, response: str, scope: str | None = "read",
               permission: Permission | None = None, status: int = 200, params: tuple[Param, ...] = (),
-              body: str | None = None, group: str | None = None, errors: tuple[int, ...] = ()):
+              body: str | None = None, group: str | None = None, errors: tuple[int, ...] = (),
+              also: tuple[int, ...] = ()):
     """Declare an API operation: registers the view on ``bp`` under ``/v1`` + ``path``, labels
     its access (a token with ``scope``, and ``permission`` for the user's role) and records it
     for the OpenAPI document."""
 
     def decorate(view):
         op = Operation(method, path, f"{bp.name}.{view.__name__}", summary, scope, permission, response, status,
-                       params, body, group or scope or "docs", errors)
+                       params, body, group or scope or "docs", errors, also)
         OPERATIONS.append(op)
         view.__api_operation__ = op
         if scope is not None:
@@ -222,8 +225,8 @@ def _operation_object(op: Operation) -> dict:
     out: dict = {
         "operationId": op.endpoint.split(".", 1)[1],
         "summary": op.summary,
-        "responses": {str(op.status): {"description": "Success", "headers": dict(_RATE_HEADERS),
-                                       "content": {media: {"schema": schema}}}},
+        "responses": {str(status): {"description": "Success", "headers": dict(_RATE_HEADERS),
+                                    "content": {media: {"schema": schema}}} for status in (op.status, *op.also)},
     }
     if op.scope is None:
         out["security"] = []

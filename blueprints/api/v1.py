@@ -21,8 +21,8 @@ from blueprints.api import bp
 from blueprints.api.gateway import ApiProblem, json_body
 from blueprints.api.spec import Param, operation
 from portal.db import db
-from portal.money.currency import CURRENCIES
 from portal.learning.education import queries as education
+from portal.money.currency import CURRENCIES
 from portal.money.wallets import ledger
 from portal.money.wallets import queries as wallets
 from portal.money.wallets import services as transfers
@@ -156,7 +156,7 @@ def transactions():
 
 
 @operation(bp, "POST", "/transfers", summary="Send money to another student", response="Transfer", status=201,
-           scope="write", permission=Permission.USE_WALLET, body="TransferRequest", errors=(409,),
+           scope="write", permission=Permission.USE_WALLET, body="TransferRequest", errors=(409,), also=(200,),
            params=(Param("Idempotency-Key", "header", {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,100}$"},
                          "Required. A fresh random key per transfer (16 to 100 letters, digits, - or _): "
                          "a retry with the same key and body returns the first transfer and pays nothing "

@@ -137,7 +137,15 @@ def test_the_table_lists_every_route_and_nothing_else():
 
 
 def test_every_route_serves_someone():
-    assert not [endpoint for endpoint, outcomes in TABLE.items() if "ok" not in outcomes.values()]
+    """A JSON API route serves the holders of tokens: the API's own table says which roles
+    (tests/blueprints/api/test_api_permissions.py), and it must list the route."""
+    from tests.blueprints.api.test_api_permissions import TABLE as API_TABLE
+
+    assert not [endpoint for endpoint, outcomes in TABLE.items()
+                if "ok" not in outcomes.values() and "token" not in outcomes.values()]
+    token_routes = {endpoint for endpoint, outcomes in TABLE.items() if "token" in outcomes.values()}
+    assert token_routes == set(API_TABLE)
+    assert all(any(read == "ok" or write == "ok" for read, write in API_TABLE[e].values()) for e in token_routes)
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)

@@ -1,5 +1,6 @@
-"""The bench's API part (tests/perf/api.py), on the test database: the transactions list answers with a token and
-keeps within the page budget of statements, however many rows the user has."""
+"""The bench's API part (tests/perf/api.py), on the test database: the transactions list
+answers with a token and keeps within the page budget of statements, however many rows the
+user has."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
-from blueprints.api.problems import is_api_request, problem
 from blueprints.web import blocked_response, is_htmx, wants_fragment
 from portal import events
 from portal.compliance.security.services import session_policy
@@ -442,8 +441,16 @@ def _register_hooks(app: Flask) -> None:
         _forget_identity()
 
 
+def is_api_request() -> bool:
+    """A request under ``/api``: the JSON API, whose every answer (refusals and errors of the
+    app's own handlers included) is JSON, and which reads no session cookie."""
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
 def _error_response(status: int, title: str, message: str, headers: dict | None = None):
     if is_api_request():
+        from blueprints.api.problems import problem  # here: a process without the API imports none of it
+
         return problem(status, message, headers=headers)
     template = "errors/_inline.html" if wants_fragment() else "errors/error.html"
     return render_template(template, status=status, title=title, message=message), status, headers or {}

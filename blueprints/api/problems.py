@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 
-from flask import request
 from werkzeug.wrappers import Response
 
 PROBLEM_JSON = "application/problem+json"
@@ -34,10 +33,6 @@ KINDS = {
     500: ("server-error", "Internal error"),
     503: ("unavailable", "Service unavailable"),
 }
-
-
-def is_api_request() -> bool:
-    return request.path == "/api" or request.path.startswith("/api/")
 
 
 def problem(status: int, detail: str, *, kind: str | None = None, errors: list[dict] | None = None,

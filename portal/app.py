@@ -250,6 +250,10 @@ def _enforce_blocks():
     block = blocks.get_block(block_id)
     blocks.note_blocked_request(block, ip=ip, user_id=user_id)
     db.session.commit()
+    if is_api_request():
+        from blueprints.api.gateway import blocked
+
+        return blocked(block)
     return blocked_response(block)
 
 

@@ -28,6 +28,7 @@ from blueprints.api import bp
 from blueprints.api.problems import problem
 from blueprints.api.spec import check_body, operation_of
 from portal.accounts.models import User
+from portal.compliance.security import blocks
 from portal.db import context as db_context
 from portal.db import db
 from portal.errors import DomainError, Throttled
@@ -98,6 +99,18 @@ def _too_many(decision: rate_limits.Decision) -> Response:
                    headers=decision.headers())
 
 
+def blocked(block) -> Response:
+    """A blocked address or user: 403, with ``Retry-After`` when the block ends."""
+    headers = {}
+    if block.expires_at is not None:
+        from portal.db.base import utcnow
+
+        headers["Retry-After"] = str(max(1, int((block.expires_at - utcnow()).total_seconds())))
+    return problem(403, f"Requests {'by this account' if block.user_id else 'from this address'} are blocked "
+                        f"(reference {str(block.id)[:8].upper()}). Ask an administrator if this is a mistake.",
+                   kind="blocked", headers=headers)
+
+
 def authenticate(access) -> Response | None:
     """Identify the request by its token and check the scope and the permission; a refusal
     as a problem response, or None to go on."""
@@ -115,6 +128,11 @@ def authenticate(access) -> Response | None:
         return problem(401, _REFUSED[check.problem], headers={
             "WWW-Authenticate": 'Bearer realm="api"' + ("" if check.problem == "missing" else ', error="invalid_token"')})
     db_context.set_actor(db_context.Actor.for_user(user.id, user.role.value), db.session)
+    block = blocks.block_on_user(user.id)
+    if block is not None:
+        blocks.note_blocked_request(block, ip=request.remote_addr, user_id=user.id)
+        db.session.commit()
+        return blocked(block)
     g._login_user = user
     g.api_token = token
     g.api_token_id, g.api_user_id = token.id, user.id  # for the request log, after the commits

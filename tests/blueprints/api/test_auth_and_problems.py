@@ -148,3 +148,18 @@ def test_an_unexpected_error_is_a_500_problem_not_a_page(api, writer, monkeypatc
 
     monkeypatch.setattr(queries, "catalog_page", broken)
     _problem(api("GET", "/courses", writer), 500)
+
+
+def test_a_blocked_address_or_user_gets_a_403_problem(api, make_user, make_token):
+    from portal.compliance.security import blocks
+
+    admin, student = make_user(role="admin"), make_user(role="student")
+    secret = make_token(student)
+    blocks.add_block(admin, kind="ip", target="198.51.100.99", reason="testing the API", duration="24h")
+    by_address = api("GET", "/me", secret, environ_base={"REMOTE_ADDR": "198.51.100.99"})
+    assert "from this address are blocked" in _problem(by_address, 403)["detail"]
+    assert int(by_address.headers["Retry-After"]) > 0
+    assert api("GET", "/me", secret, environ_base={"REMOTE_ADDR": "198.51.100.98"}).status_code == 200
+    blocks.add_block(admin, kind="user", target=student.email, reason="testing the API", duration="24h")
+    by_user = api("GET", "/me", secret, environ_base={"REMOTE_ADDR": "198.51.100.98"})
+    assert "by this account are blocked" in _problem(by_user, 403)["detail"]

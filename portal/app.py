@@ -529,6 +529,11 @@ def _database_unavailable():
     """503 with ``Retry-After`` and a calm page that needs nothing from the database (the
     usual layout asks it for the user and the notification count)."""
     headers = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
+    if is_api_request():
+        from blueprints.api.problems import problem
+
+        return problem(503, "The portal could not reach its database just now. Try again in a few seconds.",
+                       headers=headers)
     if "_login_user" not in g:
         # Flask-Login would load the user for the template (a query): the page is for anyone.
         g._login_user = login_manager.anonymous_user()

@@ -163,3 +163,20 @@ def test_a_blocked_address_or_user_gets_a_403_problem(api, make_user, make_token
     blocks.add_block(admin, kind="user", target=student.email, reason="testing the API", duration="24h")
     by_user = api("GET", "/me", secret, environ_base={"REMOTE_ADDR": "198.51.100.98"})
     assert "by this account are blocked" in _problem(by_user, 403)["detail"]
+
+
+def test_a_database_that_stays_away_is_a_503_problem_with_retry_after(api, make_user, make_token, monkeypatch):
+    import psycopg
+    from sqlalchemy import exc as sa_exc
+
+    from blueprints.api import v1
+
+    def dropped(*_args, **_kwargs):
+        raise sa_exc.OperationalError("SELECT 1", {}, psycopg.OperationalError("server closed the connection"),
+                                      connection_invalidated=True)
+
+    secret = make_token(make_user())
+    monkeypatch.setattr(v1.notification_queries, "page_for", dropped)
+    response = api("GET", "/notifications", secret)
+    assert "could not reach its database" in _problem(response, 503)["detail"]
+    assert int(response.headers["Retry-After"]) > 0

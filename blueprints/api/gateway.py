@@ -31,6 +31,7 @@ from portal.accounts.models import User
 from portal.compliance.security import blocks
 from portal.db import context as db_context
 from portal.db import db
+from portal.db.base import utcnow
 from portal.errors import DomainError, Throttled
 from portal.platform.gateway import services as rate_limits
 from portal.platform.gateway import tokens
@@ -103,8 +104,6 @@ def blocked(block) -> Response:
     """A blocked address or user: 403, with ``Retry-After`` when the block ends."""
     headers = {}
     if block.expires_at is not None:
-        from portal.db.base import utcnow
-
         headers["Retry-After"] = str(max(1, int((block.expires_at - utcnow()).total_seconds())))
     return problem(403, f"Requests {'by this account' if block.user_id else 'from this address'} are blocked "
                         f"(reference {str(block.id)[:8].upper()}). Ask an administrator if this is a mistake.",

@@ -218,6 +218,12 @@ def test_the_traffic_page_shows_the_figures_within_its_budget(client, login_as, 
     cells = [f"<td>{value:.0f}</td>" for value in (105.0, 190.5, 198.1)]  # p50, p95, p99 of 10, 20 ... 200
     assert all(cell in row for cell in cells), row
     assert counter.count <= 12
+    for n in range(300):  # ten times the rows, over more routes: the same statements
+        logs.record(buffer, _entry(f"{route}/{n % 30}", duration=n, at=utcnow() - timedelta(minutes=3)))
+    logs.flush(buffer, url)
+    with statements() as more:
+        assert client.get("/admin/traffic?minutes=15").status_code == 200
+    assert more.count == counter.count
 
 
 def test_the_traffic_page_is_for_admins_only(client, login_as):

@@ -150,13 +150,14 @@ def _connect_listeners() -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from blueprints.admin import bp as admin_bp
+    from blueprints.api import bp as api_bp
     from blueprints.auth import bp as auth_bp
     from blueprints.compliance import bp as compliance_bp
     from blueprints.home import bp as home_bp
     from blueprints.learning import bp as learning_bp
     from blueprints.wallet import bp as wallet_bp
 
-    for bp in (auth_bp, home_bp, learning_bp, wallet_bp, compliance_bp, admin_bp):
+    for bp in (auth_bp, home_bp, learning_bp, wallet_bp, compliance_bp, admin_bp, api_bp):
         app.register_blueprint(bp)
 
 
@@ -250,6 +251,10 @@ def _enforce_blocks():
     block = blocks.get_block(block_id)
     blocks.note_blocked_request(block, ip=ip, user_id=user_id)
     db.session.commit()
+    if is_api_request():
+        from blueprints.api.gateway import blocked
+
+        return blocked(block)
     return blocked_response(block)
 
 
@@ -285,9 +290,67 @@ def _has_nul(value) -> bool:
     return False
 
 
+#: What a client may send as ``X-Request-Id`` and have kept (else the portal makes one).
+_REQUEST_ID_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def _request_id() -> str:
+    given = request.headers.get("X-Request-Id", "")
+    if 8 <= len(given) <= 64 and set(given) <= _REQUEST_ID_CHARACTERS:
+        return given
+    return uuid.uuid4().hex
+
+
+def _log_request(app: Flask, response) -> None:
+    """Put the request in the request log's buffer (every API request, a sample of the pages)
+    and have the buffer written after the response, when due (``portal.platform.gateway.logs``).
+    Reads only what the request already knows: no statement."""
+    from portal.db.base import utcnow
+    from portal.platform.gateway import logs
+
+    api = is_api_request()
+    if request.endpoint in BUILTIN_PUBLIC_ENDPOINTS or "request_started" not in g:
+        return
+    if not api and not logs.sampled(app.config["API_LOG_PAGE_SAMPLE"]):
+        return
+    user = g.get("_login_user")
+    user_id = g.get("api_user_id") or (getattr(user, "id", None) if getattr(user, "is_authenticated", False)
+                                       and not api else None)
+    entry = logs.Entry(
+        kind="api" if api else "page", method=request.method[:10],
+        route=(request.url_rule.rule if request.url_rule is not None else "<unmatched>")[:200],
+        status=response.status_code, duration_ms=int((time.perf_counter() - g.request_started) * 1000),
+        user_id=user_id, token_id=g.get("api_token_id"), ip_address=(request.remote_addr or None),
+        request_id=g.request_id, created_at=utcnow())
+    buffer = app.extensions["portal.request_log"]
+    logs.record(buffer, entry)
+    config = app.config
+    url = config["SQLALCHEMY_DATABASE_URI"]
+    response.call_on_close(lambda: logs.flush_if_due(buffer, url, config["API_LOG_BATCH_SIZE"],
+                                                     config["API_LOG_FLUSH_SECONDS"]))
+
+
 def _register_hooks(app: Flask) -> None:
     from portal.compliance.security import events as security_events
     from portal.platform.analytics import capture as analytics_capture
+    from portal.platform.gateway import logs
+
+    app.extensions["portal.request_log"] = logs.Buffer()
+
+    # Before every other hook: the request's clock and id, for the request log.
+    @app.before_request
+    def start_clock():
+        g.request_started = time.perf_counter()
+        g.request_id = _request_id()
+
+    @app.after_request
+    def log_request(response):
+        try:
+            _log_request(app, response)
+        except Exception:  # the log is a measurement: it never fails the request
+            log.exception("could not put the request in the request log")
+        response.headers.setdefault("X-Request-Id", g.get("request_id", ""))
+        return response
 
     # First of all hooks: nothing else (the session lookup, security events, views) should see
     # a NUL the database would refuse.
@@ -315,6 +378,9 @@ def _register_hooks(app: Flask) -> None:
         g.actor_token = db_context.push(db_context.ANONYMOUS_WEB, db.session)
         g.security_context = security_events.set_request_context(
             request.remote_addr, request.user_agent.string, request.path)
+        if is_api_request():
+            # The API reads no session cookie: anonymous unless its token says who (below).
+            g._login_user = login_manager.anonymous_user()
         if request.endpoint not in UNBLOCKABLE_ENDPOINTS:
             refused = _enforce_blocks()
             if refused is not None:
@@ -325,6 +391,10 @@ def _register_hooks(app: Flask) -> None:
         access = access_of(view)
         if access is PUBLIC:
             return None
+        if access.kind == "token":
+            from blueprints.api.gateway import authenticate
+
+            return authenticate(access)
         if access is ANONYMOUS_ONLY:
             return redirect(url_for("home.dashboard")) if current_user.is_authenticated else None
         if not current_user.is_authenticated:
@@ -394,7 +464,17 @@ def _register_hooks(app: Flask) -> None:
                 log.exception("could not end the request's analytics")
 
 
+def is_api_request() -> bool:
+    """A request under ``/api``: the JSON API, whose every answer (refusals and errors of the
+    app's own handlers included) is JSON, and which reads no session cookie."""
+    return request.path == "/api" or request.path.startswith("/api/")
+
+
 def _error_response(status: int, title: str, message: str, headers: dict | None = None):
+    if is_api_request():
+        from blueprints.api.problems import problem  # here: a process without the API imports none of it
+
+        return problem(status, message, headers=headers)
     template = "errors/_inline.html" if wants_fragment() else "errors/error.html"
     return render_template(template, status=status, title=title, message=message), status, headers or {}
 
@@ -468,6 +548,11 @@ def _database_unavailable():
     """503 with ``Retry-After`` and a calm page that needs nothing from the database (the
     usual layout asks it for the user and the notification count)."""
     headers = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
+    if is_api_request():
+        from blueprints.api.problems import problem
+
+        return problem(503, "The portal could not reach its database just now. Try again in a few seconds.",
+                       headers=headers)
     if "_login_user" not in g:
         # Flask-Login would load the user for the template (a query): the page is for anyone.
         g._login_user = login_manager.anonymous_user()
@@ -506,6 +591,10 @@ def _register_error_handlers(app: Flask) -> None:
             405: "This address does not accept that kind of request.",
             413: f"The upload is larger than {app.config['MAX_CONTENT_LENGTH'] // (1024 * 1024)} MB.",
         }
+        if is_api_request():
+            messages = {404: "There is nothing at this address: the API's operations are listed at /api/v1/reference.",
+                        405: f"This address does not accept {request.method}: see /api/v1/reference.",
+                        413: "The request body is too large."}
         code = exc.code or 500
         return _error_response(code, _TITLES.get(code, exc.name), messages.get(code, exc.description or exc.name))
 

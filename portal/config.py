@@ -61,6 +61,12 @@ def _limits(name: str, default: str) -> dict[str, str]:
     return {code.strip().upper(): amount.strip() for code, amount in pairs}
 
 
+def _per_group(raw: str) -> dict[str, int]:
+    """``"read=120,write=30"`` -> ``{"read": 120, "write": 30}`` (the API's route groups)."""
+    pairs = (item.split("=", 1) for item in raw.split(",") if "=" in item)
+    return {group.strip().lower(): int(count) for group, count in pairs}
+
+
 def _certificate_key() -> str:
     from portal.security.signing import generate_key
 
@@ -255,6 +261,22 @@ def load_config(overrides: dict | None = None) -> dict:
         # automatically, and for how long.
         "AUTO_BLOCK_FAILURES": _int("AUTO_BLOCK_FAILURES", 50),
         "AUTO_BLOCK_MINUTES": _int("AUTO_BLOCK_MINUTES", 60),
+        # The JSON API (README: API). Requests per window (seconds) for each route group: per
+        # token, per user (all their tokens) and per client address; a group absent from a list
+        # is not limited on that key.
+        "API_RATE_WINDOW_SECONDS": _int("API_RATE_WINDOW_SECONDS", 60),
+        "API_RATE_LIMITS": _per_group(os.environ.get("API_RATE_LIMITS", "read=120,write=20")),
+        "API_RATE_LIMITS_PER_USER": _per_group(os.environ.get("API_RATE_LIMITS_PER_USER", "read=240,write=40")),
+        "API_RATE_LIMITS_PER_ADDRESS": _per_group(os.environ.get("API_RATE_LIMITS_PER_ADDRESS",
+                                                                 "read=600,write=100,docs=120")),
+        # Largest request body the API reads, in bytes (a larger one is refused with 413).
+        "API_MAX_BODY_BYTES": _int("API_MAX_BODY_BYTES", 64 * 1024),
+        # The request log (api_logs): every API request and this share (0 to 1) of page requests;
+        # written in batches of this many entries or after this many seconds, kept this many days.
+        "API_LOG_PAGE_SAMPLE": float(os.environ.get("API_LOG_PAGE_SAMPLE", "0.05")),
+        "API_LOG_BATCH_SIZE": _int("API_LOG_BATCH_SIZE", 50),
+        "API_LOG_FLUSH_SECONDS": _int("API_LOG_FLUSH_SECONDS", 5),
+        "API_LOG_RETENTION_DAYS": _int("API_LOG_RETENTION_DAYS", 30),
         # Whether the app may serve as a superuser / BYPASSRLS role (development and tests only).
         "ALLOW_PRIVILEGED_DB_ROLE": _bool("ALLOW_PRIVILEGED_DB_ROLE", env in {"development", "test"}),
         "PREFERRED_URL_SCHEME": "https" if env == "production" else "http",

@@ -63,6 +63,9 @@ def _assert_refused(response, what: str, htmx: bool) -> None:
     body = response.get_data(as_text=True)
     assert response.status_code == 400, (what, response.status_code, body[:300])
     assert MESSAGE in body, (what, body[:300])
+    if "/api/" in what:  # the JSON API answers a problem document, htmx or not
+        assert response.mimetype == "application/problem+json", what
+        return
     assert ("<html" not in body) == htmx, what
 
 

@@ -43,7 +43,7 @@ METHODS = ("GET", "POST")
 LOGIN_PATH = "/auth/login"
 DASHBOARD_PATH = "/dashboard"
 TABLE_FILE = Path(__file__).with_name("permission_matrix.txt")
-OUTCOMES = {"ok", "403", "login", "dashboard"}
+OUTCOMES = {"ok", "403", "login", "dashboard", "token"}
 
 
 def _read_table() -> dict[str, dict[str, str]]:
@@ -137,16 +137,26 @@ def test_the_table_lists_every_route_and_nothing_else():
 
 
 def test_every_route_serves_someone():
-    assert not [endpoint for endpoint, outcomes in TABLE.items() if "ok" not in outcomes.values()]
+    """A JSON API route serves the holders of tokens: the API's own table says which roles
+    (tests/blueprints/api/test_api_permissions.py), and it must list the route."""
+    from tests.blueprints.api.test_api_permissions import TABLE as API_TABLE
+
+    assert not [endpoint for endpoint, outcomes in TABLE.items()
+                if "ok" not in outcomes.values() and "token" not in outcomes.values()]
+    token_routes = {endpoint for endpoint, outcomes in TABLE.items() if "token" in outcomes.values()}
+    assert token_routes == set(API_TABLE)
+    assert all(any(read == "ok" or write == "ok" for read, write in API_TABLE[e].values()) for e in token_routes)
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 def test_every_route_declares_its_access(app, endpoint):
     access = access_of(app.view_functions[endpoint])
     assert access is not None, f"{endpoint} declares no access"
-    assert access.kind in {"public", "anonymous", "login", "permission"}
+    assert access.kind in {"public", "anonymous", "login", "permission", "token"}
     if access.kind == "permission":
         assert isinstance(access.permission, Permission)
+    if access.kind == "token":
+        assert access.scope in {"read", "write"}
 
 
 def test_a_route_without_declared_access_stops_the_app():
@@ -219,6 +229,11 @@ def test_route_answers_as_the_table_says(app, as_role, route: Route, role: str):
         if route.method == "GET":  # a POST may end at the login page (logging out does)
             assert _location_path(response) != LOGIN_PATH
 
+    elif expected == "token":  # the JSON API: a session is no credential there
+        assert status == 401, status
+        assert response.mimetype == "application/problem+json"
+        assert response.get_json()["status"] == 401
+
     elif expected == "dashboard":
         assert status == 302 and _location_path(response) == DASHBOARD_PATH, status
 
@@ -267,10 +282,18 @@ CSRF_CASES = [pytest.param(*_csrf_case(route), id=route.label) for route in ROUT
               if route.method == "POST" and not _signed_by_sender(route)]
 
 
-def test_only_signed_webhooks_are_exempt_from_the_csrf_token():
+def test_only_signed_webhooks_and_token_routes_are_exempt_from_the_csrf_token():
+    """A webhook checks its sender's signature; a JSON API route reads no cookie, only a bearer
+    token, which a browser never sends on its own."""
     exempt = sorted(route.endpoint for route in ROUTES if route.method == "POST" and _signed_by_sender(route))
-    assert exempt == ["wallet.card_network_authorize", "wallet.card_network_capture", "wallet.card_network_refund",
-                      "wallet.card_network_reverse", "wallet.payment_webhook"]
+    assert [e for e in exempt if not e.startswith("api.")] == [
+        "wallet.card_network_authorize", "wallet.card_network_capture", "wallet.card_network_refund",
+        "wallet.card_network_reverse", "wallet.payment_webhook"]
+    assert [e for e in exempt if e.startswith("api.")] == [
+        "api.notification_read", "api.notification_read_all", "api.send_money"]
+    bare = Flask("token_routes")
+    _register_blueprints(bare)
+    assert all(access_of(bare.view_functions[e]).kind == "token" for e in exempt if e.startswith("api."))
 
 
 @pytest.mark.parametrize(("route", "role"), CSRF_CASES)

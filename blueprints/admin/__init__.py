@@ -2,4 +2,4 @@ from flask import Blueprint
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
-from blueprints.admin import analytics, data, routes  # noqa: E402,F401
+from blueprints.admin import analytics, data, routes, traffic  # noqa: E402,F401

@@ -2,7 +2,7 @@
 judged, so a worker down for longer than the job queue catches up leaves no slice unjudged
 
 Revision ID: 0020
-Revises: 0018
+Revises: 0019
 Create Date: 2026-12-07 23:55:00.000000
 
 - ``monitoring_cursors`` holds one row per sweep: its name and ``checkedUntil``, moved forward
@@ -19,7 +19,7 @@ from portal.db.migration_helpers import Policy, audit_table, disable_rls, drop_a
 
 # revision identifiers, used by Alembic.
 revision = '0020'
-down_revision = '0018'
+down_revision = '0019'
 branch_labels = None
 depends_on = None
 

@@ -20,11 +20,16 @@ from portal.security.permissions import Permission
 @dataclass(frozen=True)
 class Access:
     #: ``public`` (anyone), ``anonymous`` (only logged-out visitors, e.g. the login page),
-    #: ``login`` (any logged-in user), ``permission``.
+    #: ``login`` (any logged-in user), ``permission``, ``token`` (a personal access token with
+    #: ``scope``, and ``permission`` when set: the JSON API; session cookies are not accepted).
     kind: str
     permission: Permission | None = None
+    scope: str | None = None
 
     def describe(self) -> str:
+        if self.kind == "token":
+            needs = f"a personal access token with the {self.scope} scope"
+            return needs + (f" and permission to {self.permission.label}" if self.permission else "")
         if self.kind == "permission":
             return f"permission to {self.permission.label}"
         return {"public": "nothing", "anonymous": "being logged out", "login": "being logged in"}[self.kind]
@@ -50,6 +55,19 @@ login_required = _mark(LOGIN)
 
 def requires(permission: Permission):
     return _mark(Access("permission", permission))
+
+
+def token_required(scope: str, permission: Permission | None = None):
+    """A JSON API view: the caller presents a personal access token with ``scope`` (and, with
+    ``permission``, the token's user has it). Exempt from the CSRF token, as no cookie is read:
+    a browser cannot send a bearer token on its own."""
+
+    def decorate(view):
+        view.__access__ = Access("token", permission, scope)
+        view.__csrf_exempt__ = True
+        return view
+
+    return decorate
 
 
 def signed_by_sender(view):

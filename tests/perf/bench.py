@@ -19,7 +19,9 @@ with the same settings and loaded with ``wrk``, and money transfers beside ``pgb
    provider, sent by wrk to the portal's webhook route, counted as wallets credited;
 6. times the billing renewal job over 10,000 subscriptions (``billing.py``): invoices/s; and the
    lending daily penalty accrual over 10,000 late loans in a scratch database (``lending.py``):
-   loans/s, beside pgbench's rate; and the cost of event capture on a page and on a commit that records events (``analytics.py``);
+   loans/s, beside pgbench's rate; the cost of event capture on a page and on a commit that
+   records events (``analytics.py``); and the API's transactions list (``api.py``) right after
+   the HTML wallet history, with a token made for the run;
 7. prints the table: req/s, p50 and p99, req/s as a multiple of Fortunes', whether p99 is under
    150 ms, and statements per page; then the budgets missed.
 
@@ -37,6 +39,7 @@ import time
 from dataclasses import dataclass
 
 from tests.perf import analytics as analytics_bench
+from tests.perf import api as api_bench
 from tests.perf import billing as billing_bench
 from tests.perf import cards, load, pages, servers, settings, topups, transfers
 from tests.perf import lending as lending_bench
@@ -164,7 +167,7 @@ def main() -> int:
     results: list[transfers.Transfers] = []
     portal_env = {"AZORA_ENV": "development", "DATABASE_URL": app_url, "MIGRATION_DATABASE_URL": owner_url,
                   "SECRET_KEY": os.urandom(24).hex(), "DB_POOL_SIZE": str(max(settings.THREADS, 2)),
-                  "DB_MAX_OVERFLOW": str(max(settings.THREADS, 2)), "PYTHONUNBUFFERED": "1"}
+                  "DB_MAX_OVERFLOW": str(max(settings.THREADS, 2)), "PYTHONUNBUFFERED": "1", **api_bench.LIMITS}
     provider = contextlib.ExitStack()
     psp, receiver = provider.enter_context(topups.sandbox_provider())
     portal_env.update(psp)
@@ -189,6 +192,17 @@ def main() -> int:
             problem = pages.check_answers(portal.port, path, cookies)
             if problem:
                 failures.append(f"{page.label}: after the load GET {path} answered {problem}")
+            if path == "/wallet/history" and page.who == "learner" and learner:
+                # The same list through the JSON API, beside it (tests/perf/api.py).
+                served = api_bench.make_token(app, learner, portal_env["SECRET_KEY"])
+                counted = api_bench.make_token(app, learner, app.config["SECRET_KEY"])
+                result = api_bench.measure(portal.port, served)
+                if result is None:
+                    print(f"  {api_bench.LABEL}: not measured without wrk", flush=True)
+                else:
+                    rows.append(report(Row(api_bench.LABEL, result, api_bench.count_statements(app, counted))))
+                    if result.errors:
+                        failures.append(f"{api_bench.LABEL}: {result.bad_answers} answers not 2xx/3xx")
         if "/wallet/send" in {rule.rule for rule in app.url_map.iter_rules() if "POST" in rule.methods}:
             print(f"Transfers through HTTP: {settings.TRANSFER_CLIENTS} connections, {settings.TRANSFER_SENDERS} "
                   f"logged-in senders, {settings.TRANSFER_SECONDS} s ...", flush=True)

@@ -604,6 +604,19 @@ class DueItem:
     course_title: str
 
 
+def my_enrollments(user: User, limit: int = 200) -> list:
+    """Every course the student is in (not left), latest activity first, with their progress:
+    rows of (id, course_id, slug, title, status, progress_percent). One statement; the JSON API
+    lists them (the dashboard shows only the latest few)."""
+    stmt = (select(Enrollment.id, Enrollment.course_id, Course.slug, Course.title, Enrollment.status,
+                   Enrollment.progress_percent)
+            .join(Course, Course.id == Enrollment.course_id)
+            .where(Enrollment.user_id == user.id, Enrollment.status != EnrollmentStatus.LEFT)
+            .order_by(Enrollment.last_activity_at.desc().nulls_last(), Enrollment.created_at.desc(), Enrollment.id)
+            .limit(limit))
+    return list(db.session.execute(stmt).all())
+
+
 # --------------------------------------------------------------------------- a student's record
 
 #: Rows per page of "My grades" and "My achievements".

@@ -3,6 +3,9 @@
 One UPSERT both counts and, when the window has passed, restarts it, so concurrent requests
 never lose a count and no job is needed to expire windows. Each counter also remembers when it
 was last hit, so a caller can pace attempts (``claim``) instead of only refusing past a limit.
+
+The login throttle (``portal.accounts``) and the API (``limit``: per token, per user and per
+address at once, one statement) count on the same table and the same UPSERT.
 """
 
 from __future__ import annotations
@@ -43,10 +46,17 @@ def _now():
 
 def hit(key: str, window_seconds: int) -> Window:
     """Count one event against ``key`` and return the window after counting."""
+    return hit_many([key], window_seconds)[key]
+
+
+def hit_many(keys: list[str], window_seconds: int) -> dict[str, Window]:
+    """Count one event against each of ``keys`` (one multi-row UPSERT, in key order so two
+    requests lock the rows alike) and return each window after counting."""
     now = _now()
     expired = RateLimit.window_start <= now - timedelta(seconds=window_seconds)
-    stmt = insert(RateLimit).values(key=key, window_start=now, count=1, id=func.gen_random_uuid(),
-                                    created_at=now, updated_at=now)
+    stmt = insert(RateLimit).values([
+        {"key": key, "window_start": now, "count": 1, "id": func.gen_random_uuid(), "created_at": now,
+         "updated_at": now} for key in sorted(set(keys))])
     stmt = stmt.on_conflict_do_update(
         index_elements=[RateLimit.key],
         set_={
@@ -54,9 +64,41 @@ def hit(key: str, window_seconds: int) -> Window:
             RateLimit.window_start: case((expired, now), else_=RateLimit.window_start),
             RateLimit.updated_at: now,
         },
-    ).returning(RateLimit.count, RateLimit.window_start, RateLimit.updated_at)
-    count, start, last = db.session.execute(stmt).one()
-    return Window(count, start, window_seconds, last)
+    ).returning(RateLimit.key, RateLimit.count, RateLimit.window_start, RateLimit.updated_at)
+    return {key: Window(count, start, window_seconds, last) for key, count, start, last in db.session.execute(stmt)}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer of ``limit``: whether the request may go on, and what the ``RateLimit-*``
+    headers say (of the counter nearest its limit)."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    #: Seconds until the counter that decided starts a new window.
+    reset: int
+
+    def headers(self) -> dict[str, str]:
+        headers = {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
+                   "RateLimit-Reset": str(self.reset)}
+        if not self.allowed:
+            headers["Retry-After"] = str(self.reset)
+        return headers
+
+
+def limit(limits: dict[str, int], window_seconds: int) -> Decision:
+    """Count one request against every key of ``limits`` (key: the most requests its window
+    allows) in one statement. Refused when any key went past its limit; the headers describe
+    the key with the fewest requests left (on a refusal, the one that refused with the longest
+    wait)."""
+    windows = hit_many(list(limits), window_seconds)
+    over = [key for key, most in limits.items() if windows[key].count > most]
+    if over:
+        key = max(over, key=lambda k: windows[k].retry_after)
+        return Decision(False, limits[key], 0, windows[key].retry_after)
+    key = min(limits, key=lambda k: (limits[k] - windows[k].count, -windows[k].retry_after))
+    return Decision(True, limits[key], limits[key] - windows[key].count, windows[key].retry_after)
 
 
 def peek(key: str, window_seconds: int) -> Window | None:

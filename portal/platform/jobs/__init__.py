@@ -41,7 +41,8 @@ job_app = procrastinate.App(connector=InMemoryConnector(), import_paths=["portal
                                                                       "portal.money.billing.tasks",
                                                                       "portal.money.lending.tasks",
                                                                       "portal.compliance.aml.tasks",
-                                                                      "portal.learning.tutoring.tasks"])
+                                                                      "portal.learning.tutoring.tasks",
+                                                                      "portal.platform.gateway.tasks"])
 _flask_app = None
 WORKER = Actor.system("worker")
 #: The process whose connection pool for deferring is open (a fork must open its own).

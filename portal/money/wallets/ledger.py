@@ -528,6 +528,10 @@ def _committed_later(tx: Transaction) -> None:
 
 
 def _announce(session: Session) -> None:
+    if session.in_nested_transaction():
+        # A savepoint released (SQLAlchemy reports it as a commit too): the rows are not
+        # committed yet, the outer commit announces them.
+        return
     posted = session.info.pop(_POSTED, [])
     if posted:
         events.transaction_committed.send(transaction_ids=[tx_id for tx_id, _ in posted])

@@ -66,8 +66,12 @@ def rule_at(kind: TransactionType, code: str, version: str | None) -> Terms | No
     known = _known.get((kind, code))
     if known is not None and known[0] == version:
         return known[1]
-    rule = rule_for(kind, code)
-    terms = None if rule is None else Terms(rule.fixed_amount, rule.percent, rule.minimum, rule.maximum)
+    # Columns, not the entity: a rule object this session holds would not be refreshed.
+    row = db.session.execute(select(TransactionFee.fixed_amount, TransactionFee.percent, TransactionFee.minimum,
+                                    TransactionFee.maximum)
+                             .where(TransactionFee.transaction_type == kind, TransactionFee.currency == code,
+                                    TransactionFee.active.is_(True))).first()
+    terms = None if row is None else Terms(*row)
     # Kept under the version asked for: if the rule changed between the two reads, the next
     # transfer sees another version and reads it again.
     _known[(kind, code)] = (version, terms)

@@ -384,9 +384,7 @@ def _recipient_and_fee_version(sender: User, email: str, unit: Currency) -> tupl
     (``fees.version_of``), so the rule kept in process is checked on every transfer for free."""
     row = db.session.execute(select(User, fees.version_of(TransactionType.TRANSFER, unit.code))
                              .where(User.email == email)).first()
-    if row is None:
-        _find_recipient_checks(sender, None, email)
-    recipient, version = row
+    recipient, version = row if row is not None else (None, None)
     return _find_recipient_checks(sender, recipient, email), version
 
 
@@ -430,7 +428,7 @@ def _transfer(sender: User, email: str, amount: Decimal, unit: Currency, note: s
         _check_limit(exc.left, amount, unit, sender.id)
         raise
     except ledger.InsufficientFunds as exc:
-        if exc.user_id in (sender.id, None):
+        if exc.user_id == sender.id:
             _check_funds(exc.available, amount, fee, unit)
         raise
 

@@ -31,6 +31,7 @@ from portal.db import db
 from portal.errors import DomainError
 from portal.money.currency import CURRENCIES
 from portal.money.wallets import ledger, queries, services
+from portal.platform.notifications.services import remember_unread_count, unread_count
 from portal.security.access import requires
 from portal.security.permissions import Permission
 
@@ -80,6 +81,20 @@ def _preview(form: TransferForm) -> services.TransferPreview:
     return services.preview_transfer(current_user, form.recipient.data, form.amount.data, form.currency.data)
 
 
+def _commit_for_receipt(unread: int) -> None:
+    """Commit the transfer, keeping loaded what the receipt page reads: the signed-in user (the
+    page's header) and their ``unread`` count (the bell; the transfer notified the recipient, not
+    them). The page so sends no statement after the commit: no new transaction, no identity
+    statement, no reload of the user."""
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
+    remember_unread_count(current_user.id, unread)
+
+
 def _default_currency(balances: list[queries.Balance]) -> str:
     """The first currency the student has money in, else the first one."""
     for balance in balances:
@@ -117,6 +132,9 @@ def send_post():
         if not preview.ok:
             return _send_page(form, preview, status=422)
         return render("wallet/transfers/confirm.html", **_context(form=form, preview=preview))
+    # The bell's count, known from the session lookup, taken before the service's savepoint
+    # (whose release empties the request's cache) for the receipt after the commit.
+    unread = unread_count(current_user.id)
     try:
         receipt, replayed = services.send_money(current_user, form.recipient.data, form.amount.data,
                                                 form.currency.data, form.note.data, form.idempotency_key.data,
@@ -132,7 +150,7 @@ def send_post():
         if exc.field not in FORM_FIELDS or not any(p.message == exc.message for p in preview.errors):
             form.form_errors.append(exc.message)
         return _send_page(form, preview, status=exc.status_code if exc.status_code >= 400 else 422)
-    db.session.commit()
+    _commit_for_receipt(unread)
     shown = dict(receipt)
     for name in ("amount", "fee", "total"):
         shown[name] = Decimal(shown[name])

@@ -2,7 +2,7 @@
 subscription's automatic payment method
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-07 23:05:00.000000
 
 - ``payments.purpose`` gains ``invoice``; ``payments.invoiceId`` names the invoice such a payment
@@ -19,7 +19,7 @@ from portal.db.migration_helpers import enum_check
 
 # revision identifiers, used by Alembic.
 revision = '0016'
-down_revision = '0014'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 

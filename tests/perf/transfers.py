@@ -2,8 +2,10 @@
 server in the same run:
 
 - **service layer**: ``ledger.post`` of a transfer leg between two random funded AZR wallets of
-  the scale students and its fee leg (the fee rule's amount, looked up each time as the transfer
-  service does), one database transaction each, from ``TRANSFER_PROCESSES`` processes (the
+  the scale students and its fee leg (the fee rule's amount, read each time: one statement more
+  than the transfer service, which keeps the rule in process and checks its version with the
+  recipient), one database transaction each of three statements (the identity, the fee rule,
+  ``ledger_post``), from ``TRANSFER_PROCESSES`` processes (the
   service layer is deployed as several processes, and one Python process is bound by its
   interpreter lock), ``TRANSFER_CLIENTS`` threads in all, each with its own connection;
 - **HTTP**: confirmed ``POST /wallet/send`` through gunicorn, driven by wrk with a generated Lua
@@ -17,8 +19,8 @@ server in the same run:
 A TPC-B-like transaction updates an account, a teller and a branch (at scale 1 every transaction
 updates the one branch row) and inserts a history row. A ledger transfer locks three wallets in
 id order (sender, recipient, and the shard of the AZR fee wallet the sender falls on: one of
-eight), updates their balances and appends two transaction rows, and the audit trigger writes
-five audit rows beside them.
+eight), updates their balances and appends two transaction rows, all in the one database call
+``ledger_post``, and the audit trigger writes five audit rows beside them.
 """
 
 from __future__ import annotations

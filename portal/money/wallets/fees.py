@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, localcontext
 
-from sqlalchemy import select
+from sqlalchemy import literal_column, select
 
 from portal.db import db
 from portal.errors import DomainError, NotFound
@@ -34,7 +35,50 @@ def rule_for(kind: TransactionType, code: str) -> TransactionFee | None:
                                                           TransactionFee.active.is_(True)))
 
 
-def compute(rule: TransactionFee | None, amount: Decimal, code: str) -> Decimal:
+@dataclass(frozen=True)
+class Terms:
+    """What ``compute`` reads of a rule, kept in process by ``rule_at``."""
+
+    fixed_amount: Decimal
+    percent: Decimal
+    minimum: Decimal
+    maximum: Decimal | None
+
+
+#: The rules read last, by (type, currency): (the rule's version, its terms or None for no rule).
+_known: dict[tuple[TransactionType, str], tuple[str | None, Terms | None]] = {}
+
+
+def version_of(kind: TransactionType, code: str):
+    """A scalar subquery for a statement the caller sends anyway (the transfer's recipient
+    lookup): a digest of the active rule's whole row (so any change to it, by any process,
+    changes it), NULL when there is none. ``rule_at`` takes its value."""
+    return (select(literal_column("md5(transaction_fees::text)"))
+            .where(TransactionFee.transaction_type == kind, TransactionFee.currency == currency(code).code,
+                   TransactionFee.active.is_(True))
+            .scalar_subquery())
+
+
+def rule_at(kind: TransactionType, code: str, version: str | None) -> Terms | None:
+    """The terms of the rule whose version (``version_of``) is ``version``: from this process's
+    copy when it is of that version, else read again (one statement) and kept."""
+    code = currency(code).code
+    known = _known.get((kind, code))
+    if known is not None and known[0] == version:
+        return known[1]
+    # Columns, not the entity: a rule object this session holds would not be refreshed.
+    row = db.session.execute(select(TransactionFee.fixed_amount, TransactionFee.percent, TransactionFee.minimum,
+                                    TransactionFee.maximum)
+                             .where(TransactionFee.transaction_type == kind, TransactionFee.currency == code,
+                                    TransactionFee.active.is_(True))).first()
+    terms = None if row is None else Terms(*row)
+    # Kept under the version asked for: if the rule changed between the two reads, the next
+    # transfer sees another version and reads it again.
+    _known[(kind, code)] = (version, terms)
+    return terms
+
+
+def compute(rule: TransactionFee | Terms | None, amount: Decimal, code: str) -> Decimal:
     """``fixed + amount * percent / 100``, at least ``minimum``, at most ``maximum``, rounded up
     to the currency's scale (a fee never rounds in the payer's favour below the rule)."""
     unit = currency(code)

@@ -2,7 +2,8 @@
 
 Every movement of value goes through ``post`` (value moves now), ``hold`` (value is reserved),
 ``capture`` (a hold moves) or ``release`` (a hold ends). Each of them, in the caller's database
-transaction:
+transaction (``post`` in one call of the database function ``ledger_post``, migration 0015, the
+others in Python):
 
 1. locks every wallet it touches with ``SELECT ... FOR UPDATE`` in ascending id order, so two
    movements over the same wallets always queue in the same order and never deadlock;
@@ -34,10 +35,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 
-from sqlalchemy import func, inspect, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import DateTime, Uuid, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal import events
 from portal.db import db
@@ -82,12 +84,57 @@ class IdempotencyMismatch(Conflict):
     field = None
 
 
+class SpendLimitExceeded(DomainError):
+    """``post``'s ``spend_limit`` would be passed; ``left`` is what the window still allows."""
+
+    status_code = 422
+    field = "amount"
+
+    def __init__(self, message: str, *, left: Decimal):
+        super().__init__(message)
+        self.left = left
+
+
+@dataclass(frozen=True)
+class UserWalletRef:
+    """A user's wallet in ``currency`` named by its owner, for ``post`` to find under its lock
+    (with ``open``, made first if missing: the recipient of a transfer). A missing wallet that
+    is not to be opened has nothing to send: ``post`` refuses with ``InsufficientFunds``."""
+
+    user_id: uuid.UUID
+    currency: str
+    open: bool = False
+
+
+@dataclass(frozen=True)
+class SystemWalletRef:
+    """A system wallet's shard, for ``post`` to find (and make on first use) under its lock."""
+
+    name: SystemWallet
+    currency: str
+    shard: int = 0
+
+
+@dataclass(frozen=True)
+class SpendLimit:
+    """A cap ``post`` checks under its locks: what ``user_id`` moved of ``type`` in ``currency``
+    since ``since``, plus ``amount``, must not pass ``limit`` (a transfer's 24-hour limit)."""
+
+    user_id: uuid.UUID
+    currency: str
+    type: TransactionType
+    since: object
+    limit: Decimal
+    amount: Decimal
+
+
 @dataclass(frozen=True)
 class Leg:
-    """One movement of ``amount`` from ``debit`` to ``credit`` (both wallets of one currency)."""
+    """One movement of ``amount`` from ``debit`` to ``credit`` (both wallets of one currency).
+    ``post`` also takes wallets named by a ``UserWalletRef`` or ``SystemWalletRef``."""
 
-    debit: Wallet
-    credit: Wallet
+    debit: Wallet | UserWalletRef | SystemWalletRef
+    credit: Wallet | UserWalletRef | SystemWalletRef
     amount: Decimal
     type: TransactionType
     description: str = ""
@@ -133,14 +180,18 @@ def open_user_wallet(user_id: uuid.UUID, code: str) -> Wallet:
             .on_conflict_do_nothing(index_elements=[Wallet.user_id, Wallet.currency]))
 
 
-def system_wallet(name: SystemWallet, code: str, *, spread_by: uuid.UUID | None = None) -> Wallet:
-    """The system wallet ``name`` in ``code``, made on first use.
-
-    For a sharded system wallet (``SYSTEM_SHARDS``), ``spread_by`` (the id of the user on the
+def shard_of(name: SystemWallet, spread_by: uuid.UUID | None) -> int:
+    """For a sharded system wallet (``SYSTEM_SHARDS``), ``spread_by`` (the id of the user on the
     other side of the movement) picks the shard, so movements of different users lock different
     rows; without it, shard 0."""
+    return spread_by.int % SYSTEM_SHARDS[name] if spread_by is not None and name in SYSTEM_SHARDS else 0
+
+
+def system_wallet(name: SystemWallet, code: str, *, spread_by: uuid.UUID | None = None) -> Wallet:
+    """The system wallet ``name`` in ``code``, made on first use, on the shard ``spread_by``
+    picks (``shard_of``)."""
     code = currency(code).code
-    shard = spread_by.int % SYSTEM_SHARDS[name] if spread_by is not None and name in SYSTEM_SHARDS else 0
+    shard = shard_of(name, spread_by)
     with as_ledger():
         return _existing_or_made(
             select(Wallet).where(Wallet.system_name == name, Wallet.currency == code, Wallet.shard == shard),
@@ -158,6 +209,11 @@ def _existing_or_made(find, make) -> Wallet:
         db.session.execute(make)
         wallet = db.session.scalars(find).one()
     return wallet
+
+
+def system_wallet_ref(name: SystemWallet, code: str, *, spread_by: uuid.UUID | None = None) -> SystemWalletRef:
+    """``system_wallet`` for ``post`` to find under its lock: no statement of its own."""
+    return SystemWalletRef(name, currency(code).code, shard_of(name, spread_by))
 
 
 def system_balance(name: SystemWallet, code: str) -> Decimal:
@@ -187,24 +243,23 @@ def lock(wallet_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Wallet]:
 
 def _check_usable(wallet: Wallet, *, sending: bool) -> None:
     if wallet.status != WalletStatus.ACTIVE:
-        whose = "Your" if sending else "The recipient's"
-        state = "frozen" if wallet.status == WalletStatus.FROZEN else "closed"
-        raise WalletUnavailable(f"{whose} {wallet.currency} wallet is {state}; no money can move "
-                                f"{'out of' if sending else 'into'} it.")
+        raise WalletUnavailable(_unavailable_message(wallet.currency, wallet.status, sending=sending))
 
 
 def _short(wallet: Wallet, needed: Decimal) -> None:
     if wallet.kind == WalletKind.USER and wallet.balance - wallet.locked_balance < needed:
-        available = (wallet.balance - wallet.locked_balance).quantize(currency(wallet.currency).quantum)
-        raise InsufficientFunds(f"Not enough money: {available} {wallet.currency} available, "
-                                f"{needed.quantize(currency(wallet.currency).quantum)} {wallet.currency} needed.")
+        raise InsufficientFunds(_short_message(wallet.currency, wallet.balance - wallet.locked_balance, needed))
+
+
+_SAME_CURRENCY = "Both wallets of a movement must hold the same currency."
+_TWO_WALLETS = "A movement needs two different wallets."
 
 
 def _validate_leg(leg: Leg) -> Decimal:
     if leg.debit.currency != leg.credit.currency:
-        raise LedgerError("Both wallets of a movement must hold the same currency.")
-    if leg.debit.id == leg.credit.id:
-        raise LedgerError("A movement needs two different wallets.")
+        raise LedgerError(_SAME_CURRENCY)
+    if _ref(leg.debit) == _ref(leg.credit):
+        raise LedgerError(_TWO_WALLETS)
     if isinstance(leg.amount, float):
         # Money is Decimal end to end: a float here is a caller's bug, even when it looks exact.
         raise LedgerError("A movement's amount must be a Decimal, never a float.")
@@ -241,33 +296,125 @@ def _exact(function):
     return exact
 
 
+#: ``post``'s one statement (migration 0015). The JSON binds go through the engine's serializer.
+_POST_SQL = text("SELECT ledger_post(:legs, :group_id, :initiated_by_id, :now, :spend_limit)").bindparams(
+    bindparam("legs", type_=JSONB), bindparam("group_id", type_=Uuid()),
+    bindparam("initiated_by_id", type_=Uuid()), bindparam("now", type_=DateTime(timezone=True)),
+    bindparam("spend_limit", type_=JSONB(none_as_null=True)))
+
+
+def _ref(wallet) -> dict:
+    """How ``ledger_post`` finds a leg's wallet."""
+    if isinstance(wallet, UserWalletRef):
+        return {"user": str(wallet.user_id), "currency": wallet.currency, "open": wallet.open}
+    if isinstance(wallet, SystemWalletRef):
+        return {"system": str(wallet.name), "currency": wallet.currency, "shard": wallet.shard}
+    return {"id": str(wallet.id)}
+
+
 @_exact
-def post(legs: list[Leg], *, initiated_by_id: uuid.UUID | None = None,
-         group_id: uuid.UUID | None = None) -> list[Transaction]:
+def post(legs: list[Leg], *, initiated_by_id: uuid.UUID | None = None, group_id: uuid.UUID | None = None,
+         spend_limit: SpendLimit | None = None) -> list[Transaction]:
     """Move value now: every leg or none. Each user wallet's net outflow over all legs must be
-    covered by what it has available."""
+    covered by what it has available; with ``spend_limit``, the sender's window must allow it.
+
+    One statement (``ledger_post``): it finds and locks the wallets in ascending id order, makes
+    the checks, updates the balances and inserts the rows. A refusal raises the same
+    ``DomainError`` as before and leaves the transaction usable (nothing moved). The wallets of
+    the session get their new balances and the returned rows join the session as loaded
+    objects, with no further statement."""
     if not legs:
         raise LedgerError("Nothing to move.")
     amounts = [_validate_leg(leg) for leg in legs]
     group_id = group_id or uuid.uuid4()
-    with as_ledger():
-        wallets = _lock([w.id for leg in legs for w in (leg.debit, leg.credit)])
-        outflow: dict[uuid.UUID, Decimal] = defaultdict(Decimal)
-        for leg, amount in zip(legs, amounts, strict=True):
-            _check_usable(wallets[leg.debit.id], sending=True)
-            _check_usable(wallets[leg.credit.id], sending=False)
-            outflow[leg.debit.id] += amount
-            outflow[leg.credit.id] -= amount
-        for wallet_id, net in outflow.items():
-            if net > 0:
-                _short(wallets[wallet_id], net)
-        for leg, amount in zip(legs, amounts, strict=True):
-            wallets[leg.debit.id].balance -= amount
-            wallets[leg.credit.id].balance += amount
-        recorded = [_record(leg, amount, Phase.SINGLE, group_id, initiated_by_id)
-                    for leg, amount in zip(legs, amounts, strict=True)]
-        db.session.flush()
+    now = utcnow()
+    tx_ids = [uuid.uuid4() for _ in legs]
+    payload = [{"id": str(tx_id), "debit": _ref(leg.debit), "credit": _ref(leg.credit), "amount": str(amount),
+                "currency": leg.debit.currency, "type": str(leg.type), "description": leg.description[:300],
+                "details": leg.details}
+               for tx_id, leg, amount in zip(tx_ids, legs, amounts, strict=True)]
+    limit = None if spend_limit is None else {
+        "user": str(spend_limit.user_id), "currency": spend_limit.currency, "type": str(spend_limit.type),
+        "since": spend_limit.since.isoformat(), "limit": str(spend_limit.limit), "amount": str(spend_limit.amount)}
+    answer = db.session.execute(_POST_SQL, {"legs": payload, "group_id": group_id, "initiated_by_id": initiated_by_id,
+                                            "now": now, "spend_limit": limit}).scalar_one()
+    if "refused" in answer:
+        raise _refusal(answer, legs, amounts)
+    _refresh_wallets(answer["wallets"], now)
+    recorded = []
+    for tx_id, leg, amount, sides in zip(tx_ids, legs, amounts, answer["legs"], strict=True):
+        tx = Transaction(id=tx_id, group_id=group_id, type=leg.type, phase=Phase.SINGLE,
+                         debit_wallet_id=uuid.UUID(sides["debit"]), credit_wallet_id=uuid.UUID(sides["credit"]),
+                         debit_user_id=_uuid_or_none(sides["debitUser"]),
+                         credit_user_id=_uuid_or_none(sides["creditUser"]), amount=amount,
+                         currency=leg.debit.currency, pending_id=None, reverses_id=None,
+                         initiated_by_id=initiated_by_id, description=leg.description[:300], details=leg.details,
+                         created_at=now, updated_at=now)
+        # The row is in the database already: the object joins the session as loaded from it.
+        make_transient_to_detached(tx)
+        db.session.add(tx)
+        _committed_later(tx)
+        recorded.append(tx)
     return recorded
+
+
+def _uuid_or_none(value) -> uuid.UUID | None:
+    return uuid.UUID(value) if value else None
+
+
+def _refresh_wallets(changed: list[dict], now) -> None:
+    """Give the session's copies of the wallets ``ledger_post`` changed their new balances, as a
+    reload would (no statement: the function returned them)."""
+    for row in changed:
+        wallet = db.session.identity_map.get(db.session.identity_key(Wallet, uuid.UUID(row["id"])))
+        if wallet is not None:
+            set_committed_value(wallet, "balance", Decimal(row["balance"]))
+            set_committed_value(wallet, "locked_balance", Decimal(row["lockedBalance"]))
+            set_committed_value(wallet, "updated_at", now)
+
+
+def _unavailable_message(code: str, status: str, *, sending: bool) -> str:
+    whose = "Your" if sending else "The recipient's"
+    state = "frozen" if status == WalletStatus.FROZEN else "closed"
+    return f"{whose} {code} wallet is {state}; no money can move {'out of' if sending else 'into'} it."
+
+
+def _short_message(code: str, available: Decimal, needed: Decimal) -> str:
+    quantum = currency(code).quantum
+    return (f"Not enough money: {available.quantize(quantum)} {code} available, "
+            f"{needed.quantize(quantum)} {code} needed.")
+
+
+def _refusal(answer: dict, legs: list[Leg], amounts: list[Decimal]) -> DomainError:
+    """The ``DomainError`` for a refusal of ``ledger_post`` (the ones the Python ledger raised).
+    Wallet refusals carry what a service needs to say it in its own words: ``user_id``,
+    ``wallet_id`` and ``sending`` (unavailable), ``available`` and ``needed`` (short)."""
+    code = answer["refused"]
+    if code == "unavailable":
+        error = WalletUnavailable(_unavailable_message(answer["currency"], answer["status"], sending=answer["sending"]))
+        error.status, error.sending = WalletStatus(answer["status"]), answer["sending"]
+    elif code == "insufficient":
+        available, needed = Decimal(answer["available"]), Decimal(answer["needed"])
+        error = InsufficientFunds(_short_message(answer["currency"], available, needed))
+        error.available, error.needed = available, needed
+    elif code == "no_wallet":
+        # A user's wallet that was never opened: nothing available.
+        user = answer["user"]
+        needed = sum((amount for leg, amount in zip(legs, amounts, strict=True)
+                      if isinstance(leg.debit, UserWalletRef) and str(leg.debit.user_id) == user), Decimal(0))
+        error = InsufficientFunds(_short_message(answer["currency"], Decimal(0), needed))
+        error.available, error.needed = Decimal(0), needed
+    elif code == "limit":
+        return SpendLimitExceeded("This movement would pass the sender's limit.", left=Decimal(answer["left"]))
+    elif code == "currency":
+        return LedgerError(_SAME_CURRENCY)
+    elif code == "same_wallet":
+        return LedgerError(_TWO_WALLETS)
+    else:  # "unknown_wallet"
+        return LedgerError("A wallet of this movement does not exist.")
+    error.user_id = _uuid_or_none(answer.get("user"))
+    error.wallet_id = _uuid_or_none(answer.get("wallet"))
+    return error
 
 
 @_exact
@@ -373,15 +520,21 @@ _POSTED = "ledger_posted"
 
 
 def _committed_later(tx: Transaction) -> None:
-    # The row itself is kept beside its id: a rolled-back savepoint turns the rows it inserted
-    # back into transient objects, which is how ``_forget`` tells them apart. What a listener
-    # may want of it is copied now: after the commit the row's attributes are expired.
+    # Each id is kept with the session transaction (the savepoint, if any) it was written in:
+    # when that savepoint rolls back, ``_forget`` drops it. What a listener may want of the row
+    # is copied now: after the commit its attributes are expired.
+    session = db.session()
+    within = session.get_nested_transaction() or session.get_transaction()
     moved = {"type": tx.type.value, "phase": tx.phase.value, "amount": tx.amount, "currency": tx.currency,
              "debit_user_id": tx.debit_user_id, "credit_user_id": tx.credit_user_id}
-    db.session.info.setdefault(_POSTED, []).append((tx.id, tx, moved))
+    session.info.setdefault(_POSTED, []).append((tx.id, within, moved))
 
 
 def _announce(session: Session) -> None:
+    if session.in_nested_transaction():
+        # A savepoint released (SQLAlchemy reports it as a commit too): the rows are not
+        # committed yet, the outer commit announces them.
+        return
     posted = session.info.pop(_POSTED, [])
     if posted:
         events.transaction_committed.send(transaction_ids=[tx_id for tx_id, _, _ in posted],
@@ -392,8 +545,17 @@ def _forget(session: Session, previous_transaction) -> None:
     if previous_transaction.parent is None:
         session.info.pop(_POSTED, None)
     elif session.info.get(_POSTED):
-        # A savepoint rolled back (``begin_nested``): only the rows it made are gone.
-        session.info[_POSTED] = [entry for entry in session.info[_POSTED] if not inspect(entry[1]).transient]
+        # A savepoint rolled back (``begin_nested``): only the rows written in it (or in a
+        # savepoint inside it) are gone.
+        session.info[_POSTED] = [entry for entry in session.info[_POSTED] if not _inside(entry[1], previous_transaction)]
+
+
+def _inside(transaction, ended) -> bool:
+    while transaction is not None:
+        if transaction is ended:
+            return True
+        transaction = transaction.parent
+    return False
 
 
 def install_session_hooks() -> None:

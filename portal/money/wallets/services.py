@@ -179,7 +179,10 @@ def _recipient_email(raw: str | None) -> str:
 
 
 def _find_recipient(sender: User, email: str) -> User:
-    recipient = db.session.scalar(select(User).where(User.email == email))
+    return _find_recipient_checks(sender, db.session.scalar(select(User).where(User.email == email)), email)
+
+
+def _find_recipient_checks(sender: User, recipient: User | None, email: str) -> User:
     if recipient is None:
         raise UnknownRecipient(f"No one is registered with {email}. Check the address with the person you "
                                "are paying.")
@@ -376,10 +379,19 @@ def send_money(sender: User, recipient_email: str | None, raw_amount: str | None
     return ledger.once(sender.id, idempotency_key, SCOPE, request, perform)
 
 
+def _recipient_and_fee_version(sender: User, email: str, unit: Currency) -> tuple[User, str | None]:
+    """``_find_recipient`` and, in the same statement, the version of the transfer fee rule
+    (``fees.version_of``), so the rule kept in process is checked on every transfer for free."""
+    row = db.session.execute(select(User, fees.version_of(TransactionType.TRANSFER, unit.code))
+                             .where(User.email == email)).first()
+    recipient, version = row if row is not None else (None, None)
+    return _find_recipient_checks(sender, recipient, email), version
+
+
 def _transfer(sender: User, email: str, amount: Decimal, unit: Currency, note: str,
               expected_fee: str | Decimal | None) -> dict:
-    recipient = _find_recipient(sender, email)
-    fee = fees.fee_for(TransactionType.TRANSFER, amount, unit.code)
+    recipient, rule_version = _recipient_and_fee_version(sender, email, unit)
+    fee = fees.compute(fees.rule_at(TransactionType.TRANSFER, unit.code, rule_version), amount, unit.code)
     if expected_fee not in (None, ""):
         try:
             shown = Decimal(str(expected_fee))
@@ -388,27 +400,37 @@ def _transfer(sender: User, email: str, amount: Decimal, unit: Currency, note: s
         if shown != fee:
             raise FeeChanged(f"The fee for this transfer is now {show_amount(fee, unit.code, exact=True)}. Nothing was sent: "
                              "check the new total and confirm again.")
-    own = ledger.user_wallet(sender.id, unit.code)
-    if own is None:
-        _check_funds(Decimal(0), amount, fee, unit)
-    with ledger.as_ledger():  # one switch of role for the three ledger steps
-        theirs = ledger.open_user_wallet(recipient.id, unit.code)
-        fee_wallet = ledger.system_wallet(SystemWallet.FEES, unit.code, spread_by=sender.id) if fee > 0 else None
-        # Lock every wallet the post will touch, in the ledger's order (ascending id), before the
-        # limit is read: a second transfer by the same sender waits here and then sees this one.
-        ledger.lock([w.id for w in (own, theirs, fee_wallet) if w is not None])
-    _check_sender_wallet(own, unit)
-    _check_recipient_wallet(theirs, recipient, unit)
-    _check_limit(_limit_left(sender.id, unit), amount, unit, sender.id)
-    _check_funds(_available(own), amount, fee, unit)
-
+    limit = daily_limit(unit.code, sender.id)
+    # The wallets by owner: ``ledger.post`` finds them (opening the recipient's), locks them in
+    # its order and checks them, the sender's 24-hour total under the lock of their wallet, so
+    # two transfers racing each other cannot both slip under the limit.
+    own = ledger.UserWalletRef(sender.id, unit.code)
+    theirs = ledger.UserWalletRef(recipient.id, unit.code, open=True)
     details = {"from_name": sender.full_name, "to_name": recipient.full_name, "note": note}
     legs = [ledger.Leg(own, theirs, amount, TransactionType.TRANSFER, f"Transfer to {recipient.full_name}"[:300],
                        details)]
     if fee > 0:
-        legs.append(ledger.Leg(own, fee_wallet, fee, TransactionType.FEE, "Transfer fee",
+        legs.append(ledger.Leg(own, ledger.system_wallet_ref(SystemWallet.FEES, unit.code, spread_by=sender.id), fee,
+                               TransactionType.FEE, "Transfer fee",
                                {"to_name": "Azora fees", "note": f"Fee for the transfer to {recipient.full_name}"}))
-    posted = ledger.post(legs, initiated_by_id=sender.id)
+    spend = None if limit is None else ledger.SpendLimit(sender.id, unit.code, TransactionType.TRANSFER,
+                                                         utcnow() - LIMIT_WINDOW, limit, amount)
+    try:
+        posted = ledger.post(legs, initiated_by_id=sender.id, spend_limit=spend)
+    except ledger.WalletUnavailable as exc:
+        # In the transfer's words: the sender's wallet, else the recipient's.
+        if exc.user_id == sender.id and exc.sending:
+            _check_sender_wallet(_Status(exc.status), unit)
+        if exc.user_id == recipient.id:
+            _check_recipient_wallet(_Status(exc.status), recipient, unit)
+        raise
+    except ledger.SpendLimitExceeded as exc:
+        _check_limit(exc.left, amount, unit, sender.id)
+        raise
+    except ledger.InsufficientFunds as exc:
+        if exc.user_id == sender.id:
+            _check_funds(exc.available, amount, fee, unit)
+        raise
 
     shown = show_amount(amount, unit.code)
     notify(recipient.id, "money_received", f"{sender.full_name} sent you {shown}",
@@ -426,3 +448,10 @@ def _transfer(sender: User, email: str, amount: Decimal, unit: Currency, note: s
         "note": note,
         "created_at": posted[0].created_at.isoformat(),
     }
+
+
+@dataclass(frozen=True)
+class _Status:
+    """A wallet's status as ``_check_sender_wallet`` and ``_check_recipient_wallet`` read it."""
+
+    status: WalletStatus

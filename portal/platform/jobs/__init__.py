@@ -78,10 +78,19 @@ def queue_conninfo(database_url: str) -> str:
 
 def _open_for_deferring() -> None:
     """Open the queue's connection pool in this process on first use: after gunicorn forks its
-    workers, never before, so no two processes share a connection."""
+    workers, never before, so no two processes share a connection.
+
+    A process that only defers (a web worker, a command) opens procrastinate's synchronous pool:
+    each job is then one plain statement from the caller's thread, where the asynchronous pool
+    ran each through an event loop in another thread (a tenth of a transfer's CPU). A worker
+    opens the asynchronous pool itself (``run_worker``), and deferring there goes through it."""
     global _open_in_pid
     if _open_in_pid != os.getpid():
-        job_app.open()
+        connector = job_app.connector
+        if isinstance(connector, procrastinate.PsycopgConnector):
+            connector.get_sync_connector().open()
+        else:
+            job_app.open()
         _open_in_pid = os.getpid()
 
 

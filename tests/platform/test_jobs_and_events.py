@@ -102,6 +102,15 @@ def test_a_rolled_back_savepoint_keeps_the_outer_transactions_jobs():
     assert [j["args"] for j in _new_jobs(before)] == [{"email_id": str(email.id)}]
 
 
+def test_a_released_savepoint_defers_nothing_before_the_real_commit():
+    before = set(_connector().jobs)
+    with db.session.begin_nested():
+        email = _queue_email()
+    assert _new_jobs(before) == []  # released, not committed: a worker must not see it yet
+    db.session.commit()
+    assert [j["args"] for j in _new_jobs(before)] == [{"email_id": str(email.id)}]
+
+
 def test_a_job_that_cannot_be_deferred_does_not_fail_the_commit(caplog):
     class Broken:
         name = "broken.job"

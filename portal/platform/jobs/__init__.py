@@ -149,6 +149,10 @@ def defer_after_commit(session: Session, job, **kwargs) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _defer_pending(session: Session) -> None:
+    if session.in_nested_transaction():
+        # A savepoint released (SQLAlchemy reports it as a commit too): nothing is committed
+        # yet; the outer commit defers the jobs, or its rollback drops them.
+        return
     pending = session.info.pop("jobs_after_commit", [])
     for job, kwargs in pending:
         try:

@@ -137,6 +137,7 @@ class _Client(FlaskClient):
 
     def run_wsgi_app(self, environ, buffered=False):
         from portal.db import db
+        from portal.platform.analytics import capture as analytics_capture
 
         global _committing_set_up
         isolated = _isolated and has_app_context()
@@ -146,6 +147,8 @@ class _Client(FlaskClient):
             _committing_set_up = True
             try:
                 db.session.commit()
+                # The set-up's analytics events too: written now, not at the end of the request.
+                analytics_capture.flush(db.session)
             finally:
                 _committing_set_up = False
         try:

@@ -210,6 +210,12 @@ def _index_leaders(table: Table) -> tuple[set[str], set[str]]:
     (the primary key, a one-column unique index or constraint)."""
     leaders: set[str] = set()
     unique = {col.name for col in table.primary_key.columns} if len(table.primary_key.columns) == 1 else set()
+    if len(table.primary_key.columns) > 1:
+        # A composite key (a partitioned table's id and time): its index leads with the first
+        # column and orders every row, the rest of the key breaking ties, as a unique one does.
+        first = list(table.primary_key.columns)[0].name
+        leaders.add(first)
+        unique.add(first)
     for index in table.indexes:
         expressions = list(index.expressions)
         name = _expression_name(expressions[0]) if expressions else None

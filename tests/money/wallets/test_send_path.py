@@ -20,7 +20,10 @@ from tests.money.factories import fund, wallet_of
 #: limit), the ledger, the recipient's notification, the key's result. Nothing after the commit.
 SEND_STATEMENTS = ("SELECT sv.id", "INSERT INTO idempotency_keys", "SELECT users.id", "SELECT kyc_verifications",
                    "SELECT coalesce(", "SELECT ledger_post(", "INSERT INTO notifications",
-                   "UPDATE idempotency_keys")
+                   "UPDATE idempotency_keys",
+                   # After the commit, once the response is made: the analytics event of the
+                   # transfer (portal.platform.analytics.capture), outside the request's transaction.
+                   "INSERT INTO events")
 
 
 @pytest.fixture
@@ -37,7 +40,7 @@ def confirmed(to, amount, fee):
             "idempotency_key": ledger.new_key(), "fee": fee}
 
 
-def test_a_confirmed_send_is_eight_statements_and_none_after_the_commit(client, login_as, grace, statements):
+def test_a_confirmed_send_is_eight_statements_and_only_the_analytics_event_after_the_commit(client, login_as, grace, statements):
     ada = login_as("student", full_name="Ada Lovelace")
     transfer_fee()
     fund(ada, "100")

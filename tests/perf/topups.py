@@ -105,8 +105,8 @@ def _start(app, user_id: uuid.UUID) -> str | None:
     with app.app_context():
         try:
             with unit_of_work(Actor.system("bench")):
-                user = db.session.get(User, user_id)
-            with unit_of_work(Actor.for_user(user.id, user.role.value)):
+                role = db.session.get(User, user_id).role.value  # read before the commit expires it
+            with unit_of_work(Actor.for_user(user_id, role)):
                 user = db.session.get(User, user_id)
                 payment = services.start_top_up(user, "5.00", "USD", "card", idempotency_key=uuid.uuid4().hex,
                                                 return_url="http://127.0.0.1/return")

@@ -59,14 +59,18 @@ def sandbox_provider():
     with tempfile.TemporaryDirectory(prefix="azora-bench-psp-") as tmp:
         env = {**os.environ, "SANDBOX_PSP_API_KEY": config["SANDBOX_PSP_API_KEY"],
                "SANDBOX_PSP_WEBHOOK_SECRET": config["SANDBOX_PSP_WEBHOOK_SECRET"]}
-        process = subprocess.Popen([sys.executable, "-m", "portal.sandbox.psp", "--host", HOST, "--port", str(port),
-                                    "--db", str(Path(tmp) / "psp.sqlite3"), "--webhook-url", receiver.url,
-                                    "--no-chaos"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its log goes to a file: a pipe nobody reads fills up and blocks the provider mid-request.
+        log_path = Path(tmp) / "psp.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen([sys.executable, "-m", "portal.sandbox.psp", "--host", HOST, "--port",
+                                        str(port), "--db", str(Path(tmp) / "psp.sqlite3"), "--webhook-url",
+                                        receiver.url, "--no-chaos"], env=env, stdout=subprocess.DEVNULL,
+                                       stderr=log_file)
         try:
             deadline = time.monotonic() + 30
             while not _listening(port) and time.monotonic() < deadline:
                 if process.poll() is not None:
-                    raise SystemExit(f"the sandbox provider stopped: {process.stderr.read().decode()[-500:]}")
+                    raise SystemExit(f"the sandbox provider stopped: {log_path.read_text()[-500:]}")
                 time.sleep(0.2)
             yield config, receiver
         finally:

@@ -1,6 +1,8 @@
 """The analytics dashboard: the daily rollups of a date range beside the period before it,
-a chart per figure (SVG drawn on the server) with its table and CSV, and a button that brings
-the daily figures up to date without waiting for the worker."""
+a chart per figure (SVG drawn on the server) with its table and CSV, a label filter
+(``label=currency:USD``: only the figures split by that label, at that value; each chart's CSV
+link is then the filtered figure's), and a button that brings the daily figures up to date
+without waiting for the worker."""
 
 from __future__ import annotations
 

@@ -278,3 +278,13 @@ def test_the_filtered_dashboard_reads_no_more_statements(client, login_as, state
     before = filtered()
     _more(40)
     assert filtered() == before == unfiltered
+
+
+def test_bringing_the_figures_up_to_date_keeps_the_label_filter(client, login_as):
+    login_as("admin")
+    response = client.post("/admin/analytics/refresh", data={"from": "2029-04-10", "to": "2029-04-12",
+                                                              "label": "currency:USD"})
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/admin/analytics?from=2029-04-10&to=2029-04-12&label=currency:USD")
+    page = client.get(f"/admin/analytics?{RANGE}&label=currency:USD").get_data(as_text=True)
+    assert '<input type="hidden" name="label" value="currency:USD">' in page

@@ -1,6 +1,8 @@
 """The analytics dashboard: the daily rollups of a date range beside the period before it,
-a chart per figure (SVG drawn on the server) with its table and CSV, and a button that brings
-the daily figures up to date without waiting for the worker."""
+a chart per figure (SVG drawn on the server) with its table and CSV, a label filter
+(``label=currency:USD``: only the figures split by that label, at that value; each chart's CSV
+link is then the filtered figure's), and a button that brings the daily figures up to date
+without waiting for the worker."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from portal.security.permissions import Permission
 
 
 def _given() -> dict:
-    return {"start": request.values.get("from", "")[:20], "end": request.values.get("to", "")[:20]}
+    return {"start": request.values.get("from", "")[:20], "end": request.values.get("to", "")[:20],
+            "label": request.values.get("label", "")[:60]}
 
 
 @bp.get("/analytics")
@@ -30,11 +33,13 @@ def analytics():
     given = _given()
     try:
         period = queries.parse_range(given["start"], given["end"], utcnow().date())
-    except queries.BadRange as exc:
+        label = queries.parse_label(given["label"])
+    except (queries.BadRange, queries.BadLabel) as exc:
         return render("admin/analytics/dashboard.html", "results", status=400, error=exc, given=given,
-                      period=None, panels=[])
+                      period=None, panels=[], label=None, choices=[])
+    view = queries.dashboard(period, label)
     return render("admin/analytics/dashboard.html", "results", error=None, given=given, period=period,
-                  panels=queries.dashboard(period))
+                  panels=view.panels, label=label, choices=view.choices)
 
 
 @bp.get("/analytics/<key>.csv")
@@ -58,6 +63,6 @@ def analytics_csv(key: str):
 def analytics_refresh():
     rollups.bring_days_up_to_date()
     db.session.commit()
-    values = {k: v for k, v in (("from", request.form.get("from", "")[:20]), ("to", request.form.get("to", "")[:20]))
-              if v}
+    values = {k: v for k, v in (("from", request.form.get("from", "")[:20]), ("to", request.form.get("to", "")[:20]),
+                                ("label", request.form.get("label", "")[:60])) if v}
     return redirect_to("admin.analytics", **values)

@@ -282,3 +282,13 @@ def test_other_public_pages_statement_budget(client, login_as, statements):
         with statements() as counter:
             assert client.get(path).status_code == 200
         assert counter.count <= 12, (path, counter.count)
+
+
+def test_public_key_page_reads_nothing_from_the_database(client, statements):
+    """The public key comes from configuration and is kept in each process's memory, so it is
+    not put in the shared cache (README, "Cache"): the page reads neither the certificates nor
+    the cache, only what every request reads (the address's blocks)."""
+    with statements() as counted:
+        response = client.get("/learning/certificates/public-key")
+    assert response.status_code == 200 and "BEGIN PUBLIC KEY" in response.get_data(as_text=True)
+    assert counted.statements and not [s for s in counted.statements if "certificates" in s or "cache_entries" in s]

@@ -40,6 +40,7 @@ from portal.learning.education.models import (
     Module,
     Progress,
 )
+from portal.learning.education.queries import forget_catalog_facets
 from portal.learning.lms import access
 from portal.learning.lms.models import CourseManagement, ManagementRole
 from portal.learning.markdown import MAX_SOURCE
@@ -274,6 +275,7 @@ def create_course(actor: User, **fields) -> Course:
     _flush_course(course)
     db.session.add(CourseManagement(course_id=course.id, user_id=actor.id, role=ManagementRole.OWNER))
     db.session.flush()
+    forget_catalog_facets()
     return course
 
 
@@ -294,6 +296,8 @@ def update_course(actor: User, course_id: uuid.UUID, **fields) -> Course:
         if cleaned != course.grading:
             values["grading"] = cleaned
     language_changed = values.get("language", course.language) != course.language
+    if any(values.get(name, getattr(course, name)) != getattr(course, name) for name in ("category", "level")):
+        forget_catalog_facets()  # the catalog counts courses per category and level
     for name, value in values.items():
         setattr(course, name, value)
     _flush_course(course)
@@ -331,6 +335,7 @@ def change_status(actor: User, course_id: uuid.UUID, target: CourseStatus | str)
             course.published_at = utcnow()
     course.status = target
     db.session.flush()
+    forget_catalog_facets()  # the catalog's choices and counts are of published courses
     return course
 
 

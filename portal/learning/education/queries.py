@@ -30,6 +30,7 @@ from portal.learning.education.models import (
     EnrollmentStatus,
 )
 from portal.learning.lms.models import Assignment, Certificate, CourseManagement, Grade, ManagementRole
+from portal.platform.cache import services as cache
 
 #: Courses per catalog page.
 CATALOG_PAGE_SIZE = 12
@@ -222,19 +223,13 @@ def catalog_page(user: User, filters: CatalogFilters, page: int = 1,
     return CatalogPage(entries, count, page, size)
 
 
-#: The choices of the catalog's filters in one statement, in time that follows the number of
-#: choices, not of courses: each distinct category and instructor of the published courses is
-#: found by one step down ``ix_courses_category`` / ``ix_courses_instructorId`` from the last
-#: (a "loose index scan" written as a recursive query), and each instructor's name by key.
+#: The choices of the catalog's filters and how many published courses each holds, in one
+#: statement: the courses per category and per level and the total (one pass over the published
+#: courses, grouping sets), and each distinct instructor found by one step down
+#: ``ix_courses_instructorId`` from the last (a "loose index scan" written as a recursive query),
+#: with their name by key. Kept in the shared cache (``catalog_facets``).
 _FACETS_SQL = text("""
-WITH RECURSIVE categories(category) AS (
-    (SELECT category FROM courses WHERE status = 'published' ORDER BY category LIMIT 1)
-  UNION ALL
-    SELECT (SELECT c.category FROM courses c
-             WHERE c.status = 'published' AND c.category > categories.category
-             ORDER BY c.category LIMIT 1)
-      FROM categories WHERE categories.category IS NOT NULL
-), instructors(id) AS (
+WITH RECURSIVE instructors(id) AS (
     (SELECT "instructorId" FROM courses WHERE status = 'published' AND "instructorId" IS NOT NULL
       ORDER BY "instructorId" LIMIT 1)
   UNION ALL
@@ -243,33 +238,58 @@ WITH RECURSIVE categories(category) AS (
              ORDER BY c."instructorId" LIMIT 1)
       FROM instructors WHERE instructors.id IS NOT NULL
 )
-SELECT id, name FROM (
-    SELECT NULL::uuid AS id, category AS name FROM categories WHERE category IS NOT NULL
+SELECT kind, id, name, n FROM (
+    SELECT CASE GROUPING(category, level) WHEN 1 THEN 'category' WHEN 2 THEN 'level' ELSE 'total' END AS kind,
+           NULL::uuid AS id, coalesce(category, level::text) AS name, count(*) AS n
+      FROM courses WHERE status = 'published'
+     GROUP BY GROUPING SETS ((category), (level), ())
     UNION ALL
-    SELECT i.id, (SELECT u."fullName" FROM users u WHERE u.id = i.id)
+    SELECT 'instructor', i.id, (SELECT u."fullName" FROM users u WHERE u.id = i.id), NULL
       FROM instructors i WHERE i.id IS NOT NULL) choices
- WHERE name IS NOT NULL
- ORDER BY id IS NOT NULL, name, id
+ WHERE name IS NOT NULL OR kind = 'total'
+ ORDER BY kind, name, id
 """)
+
+#: The facets are the same for every reader (published courses only), so they are one shared
+#: entry. Publishing, unpublishing, archiving a course, creating one or changing its category
+#: or level drops it when that change commits (``authoring``); an instructor's new name shows
+#: within ``CATALOG_FACETS_SECONDS``.
+CATALOG_FACETS_KEY = cache.shared_key("catalog-facets")
+CATALOG_FACETS_SECONDS = 300
 
 
 @dataclass(frozen=True, slots=True)
 class Instructor:
-    id: uuid.UUID
+    id: str
     full_name: str
 
 
-def catalog_facets() -> dict:
-    """The choices of the catalog's filters: categories and instructors of published courses
-    (each sorted by name), in one statement (``_FACETS_SQL``)."""
-    categories: list[str] = []
-    instructors: list[Instructor] = []
+def _count_facets() -> dict:
+    """What ``_FACETS_SQL`` finds, as lists of pairs (a JSON object would not keep the order)."""
+    facets: dict = {"category": [], "level": [], "instructor": [], "total": 0}
     for row in db.session.execute(_FACETS_SQL):
-        if row.id is None:
-            categories.append(row.name)
+        if row.kind == "total":
+            facets["total"] = row.n
         else:
-            instructors.append(Instructor(row.id, row.name))
-    return {"categories": categories, "levels": list(CourseLevel), "instructors": instructors}
+            facets[row.kind].append([row.id if row.kind == "instructor" else row.name,
+                                     row.name if row.kind == "instructor" else row.n])
+    return facets
+
+
+def catalog_facets() -> dict:
+    """The choices of the catalog's filters with their counts of published courses: categories
+    (sorted by name, ``category_counts``), levels (``level_counts``), instructors (sorted by name)
+    and ``catalog_total``, from the shared cache or one statement (``_FACETS_SQL``)."""
+    facets = cache.get_or_compute(CATALOG_FACETS_KEY, _count_facets, CATALOG_FACETS_SECONDS)
+    return {"categories": [name for name, _ in facets["category"]], "category_counts": dict(facets["category"]),
+            "levels": list(CourseLevel), "level_counts": dict(facets["level"]),
+            "instructors": [Instructor(id_, name) for id_, name in facets["instructor"]],
+            "catalog_total": facets["total"]}
+
+
+def forget_catalog_facets() -> None:
+    """For the services that change what the facets count: drop them when the change commits."""
+    cache.invalidate_on_commit(CATALOG_FACETS_KEY)
 
 
 # --------------------------------------------------------------------------- a course's outline

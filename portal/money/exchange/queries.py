@@ -22,6 +22,7 @@ from portal.money.exchange.models import Conversion, CurrencyPair, ExchangeRate,
 from portal.money.wallets.models import Wallet, WalletStatus
 from portal.money.wallets.queries import Balance, beside_first_row
 from portal.pagination import Page, decode_cursor, encode_cursor
+from portal.platform.cache import services as cache
 
 RATES_PER_PAGE = 25
 CONVERSIONS_PER_PAGE = 10
@@ -254,14 +255,36 @@ class RateChart:
         return short_rate(value)
 
 
-def chart_rows(pair_id: uuid.UUID, limit: int = CHART_POINTS) -> list[ExchangeRate]:
-    rows = list(db.session.scalars(select(ExchangeRate).where(ExchangeRate.pair_id == pair_id)
-                                   .order_by(ExchangeRate.observed_at.desc(), ExchangeRate.id.desc()).limit(limit)))
-    rows.reverse()
-    return rows
+#: How long a pair's chart points stay in the shared cache when no new rate drops them first.
+CHART_SECONDS = 600
 
 
-def build_chart(rows: list[ExchangeRate], *, width: int = 960, height: int = 340) -> RateChart:
+@dataclass(frozen=True, slots=True)
+class RatePoint:
+    """One observation a chart draws (what ``chart_rows`` keeps of an ``exchange_rates`` row)."""
+
+    rate: Decimal
+    observed_at: datetime
+    source: RateSource
+
+
+def chart_rows(pair_id: uuid.UUID, limit: int = CHART_POINTS) -> list[RatePoint]:
+    """The newest ``limit`` observations of a pair, oldest first: from the shared cache (the
+    chart is the same for every reader; a new rate of the pair drops it,
+    ``services.forget_rate_charts``), or one statement."""
+    def newest() -> list[list]:
+        rows = db.session.execute(select(ExchangeRate.rate, ExchangeRate.observed_at, ExchangeRate.source)
+                                  .where(ExchangeRate.pair_id == pair_id)
+                                  .order_by(ExchangeRate.observed_at.desc(), ExchangeRate.id.desc()).limit(limit))
+        return [[rate, observed_at, source.value] for rate, observed_at, source in reversed(rows.all())]
+
+    stored = (cache.get_or_compute(services.rate_chart_key(pair_id), newest, CHART_SECONDS)
+              if limit == CHART_POINTS else newest())
+    return [RatePoint(Decimal(rate), datetime.fromisoformat(at) if isinstance(at, str) else at, RateSource(source))
+            for rate, at, source in stored]
+
+
+def build_chart(rows: list[RatePoint], *, width: int = 960, height: int = 340) -> RateChart:
     """Scale ``rows`` (oldest first) into the plot area: time along x, rate along y, with
     headroom above the highest and below the lowest rate for their labels. Floats here are
     pixel positions only; the rates shown stay Decimal."""

@@ -55,6 +55,7 @@ from portal.money.exchange.models import Conversion, ConversionStatus, CurrencyP
 from portal.money.exchange.sources import RATE_QUANTUM, InvalidRate
 from portal.money.wallets import fees, ledger
 from portal.money.wallets.models import SystemWallet, TransactionType, WalletStatus
+from portal.platform.cache import services as cache
 from portal.security.permissions import Permission, has_permission
 
 #: The order in which sources are tried for a pair: the first one with a fresh rate wins.
@@ -254,7 +255,19 @@ def record_manual_rate(actor: User, pair_id: uuid.UUID | None, raw_rate: str, *,
                        source_detail=note, observed_at=observed_at, recorded_by_id=actor.id)
     db.session.add(row)
     db.session.flush()
+    forget_rate_charts(pair.id)
     return row
+
+
+def rate_chart_key(pair_id: uuid.UUID) -> cache.Key:
+    """The shared cache entry of a pair's chart points (``queries.chart_rows``): rates are
+    public to every wallet user, so one entry per pair serves them all."""
+    return cache.shared_key("rate-chart", pair_id)
+
+
+def forget_rate_charts(*pair_ids: uuid.UUID) -> None:
+    """A new rate of these pairs is recorded: their charts are redrawn once it commits."""
+    cache.invalidate_on_commit(*(rate_chart_key(pair_id) for pair_id in sorted(set(pair_ids))))
 
 
 @dataclass
@@ -285,6 +298,7 @@ def _store(rows: list[dict]) -> None:
     if rows:
         stamp = utcnow()
         db.session.execute(insert(ExchangeRate), [dict(r, created_at=stamp, updated_at=stamp) for r in rows])
+        forget_rate_charts(*(r["pair_id"] for r in rows))
 
 
 def _decode_csv(data: bytes) -> str:

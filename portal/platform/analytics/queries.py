@@ -2,10 +2,13 @@
 the period just before it, as charts, tables and CSV rows.
 
 One statement reads both periods (every daily rollup from the previous period's first day to
-the range's last), whatever the number of figures, days or currencies."""
+the range's last), whatever the number of figures, days or currencies, and the shared cache
+keeps what it read until a rollup run writes rows (``rollups.forget_figures``). A label filter
+(currency = USD) picks panels from what was read: no statement of its own."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -17,6 +20,7 @@ from portal.errors import DomainError, NotFound
 from portal.platform.analytics import rollups
 from portal.platform.analytics.charts import Chart, bar_chart
 from portal.platform.analytics.models import Metric
+from portal.platform.cache import services as cache
 
 #: The longest range a page shows at once.
 MAX_DAYS = 366
@@ -109,15 +113,32 @@ def plain(value: Decimal) -> Decimal:
     return value.quantize(Decimal(1)) if value == value.to_integral_value() else value
 
 
-def _daily(period: DateRange) -> dict[tuple[str, str | None], dict[date, Decimal]]:
-    found: dict[tuple[str, str | None], dict[date, Decimal]] = {}
+#: How long a range's rollups stay in the shared cache when no rollup run drops them first.
+DAILY_SECONDS = 300
+
+
+def daily_key(period: DateRange):
+    """The shared cache entry of the daily rollups a page of ``period`` reads (both periods):
+    the figures count every row, whoever asks, and only admins see them."""
+    return cache.shared_key(rollups.DAILY_CACHE, period.previous.start, period.end)
+
+
+def _read_daily(period: DateRange) -> list[list]:
     rows = db.session.execute(
         select(Metric.name, Metric.labels, Metric.recorded_at, Metric.value)
         .where(Metric.period == "day", Metric.recorded_at >= period.previous.start_at,
                Metric.recorded_at < period.end_at, Metric.name.in_(list(rollups.BY_NAME))))
-    for name, labels, at, value in rows:
-        label_value = next(iter(labels.values()), None) if labels else None
-        found.setdefault((name, label_value), {})[at.astimezone(UTC).date()] = plain(value)
+    return [[name, next(iter(labels.values()), None) if labels else None, at.astimezone(UTC).date(), plain(value)]
+            for name, labels, at, value in rows]
+
+
+def _daily(period: DateRange) -> dict[tuple[str, str | None], dict[date, Decimal]]:
+    """The daily rollups of both periods, by (figure, label value): from the shared cache (a
+    rollup run drops it, ``rollups.forget_figures``) or one statement."""
+    found: dict[tuple[str, str | None], dict[date, Decimal]] = {}
+    for name, label_value, day, value in cache.get_or_compute(daily_key(period), lambda: _read_daily(period),
+                                                              DAILY_SECONDS):
+        found.setdefault((name, label_value), {})[date.fromisoformat(day)] = plain(Decimal(value))
     return found
 
 
@@ -136,19 +157,74 @@ def _panel(key: str, figure: rollups.Figure, label_value: str | None, days: dict
                  _aggregate(figure.aggregate, [v for v in previous if v is not None]))
 
 
-def dashboard(period: DateRange) -> list[Panel]:
+class BadLabel(DomainError):
+    status_code = 400
+
+
+#: What a label value may hold (currency codes, decisions): letters, digits, ``._-``.
+_LABEL_VALUE = re.compile(r"[A-Za-z0-9_.-]{1,40}\Z")
+
+
+@dataclass(frozen=True, order=True)
+class LabelFilter:
+    """Only the figures split by ``name``, at ``value`` (currency = USD)."""
+
+    name: str
+    value: str
+
+    @property
+    def param(self) -> str:
+        """How a page's address writes it: ``currency:USD``."""
+        return f"{self.name}:{self.value}"
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value}"
+
+
+def parse_label(text: str | None) -> LabelFilter | None:
+    """The label filter a page asks for (``label=currency:USD``), None for none. Raises
+    BadLabel for a label no figure is split by or a value no label can hold."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    name, colon, value = text.partition(":")
+    if not colon or name not in rollups.SPLITS:
+        raise BadLabel(f"Filter by {' or '.join(rollups.SPLITS)}, written as name:value (for example "
+                       f"currency:USD); \"{text[:40]}\" is not one of them.", field="label")
+    if not _LABEL_VALUE.match(value):
+        raise BadLabel(f"A {name} is 1 to 40 letters, digits, '.', '_' or '-' (for example currency:USD); "
+                       f"\"{value[:40]}\" is not one.", field="label")
+    return LabelFilter(name, value)
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    panels: list[Panel]
+    #: The label values the rollups of both periods hold, to filter by.
+    choices: list[LabelFilter]
+
+
+def dashboard(period: DateRange, label: LabelFilter | None = None) -> Dashboard:
     """A panel per figure (and per currency or decision it has), in the order of ``FIGURES``.
-    Figures split by a label get a panel per value seen in either period."""
+    Figures split by a label get a panel per value seen in either period. With ``label``, only
+    the figures split by it, at its value (a value seen in neither period shows as no data)."""
     found = _daily(period)
     panels = []
     for figure in rollups.FIGURES:
-        keys = sorted((key for key in found if key[0] == figure.name), key=lambda k: k[1] or "")
+        if label is not None:
+            if figure.split_by != label.name:
+                continue
+            keys = [(figure.name, label.value)]
+        else:
+            keys = sorted((key for key in found if key[0] == figure.name), key=lambda k: k[1] or "")
         if not keys:
             keys = [(figure.name, None)]
         for name, label_value in keys:
             key = f"{name}:{label_value}" if label_value else name
             panels.append(_panel(key, figure, label_value, found.get((name, label_value), {}), period))
-    return panels
+    choices = sorted({LabelFilter(rollups.BY_NAME[name].split_by, label_value) for name, label_value in found
+                      if label_value is not None and rollups.BY_NAME[name].split_by})
+    return Dashboard(panels, choices)
 
 
 def panel(key: str, period: DateRange) -> Panel:

@@ -44,7 +44,10 @@ from portal.db import db
 from portal.db.base import utcnow
 from portal.db.context import Actor, acting_as
 from portal.platform.analytics.models import PERIODS, Metric
+from portal.platform.cache import services as cache
 
+#: The name of the shared cache entries of the rollups a dashboard reads (``queries.daily_key``).
+DAILY_CACHE = "analytics-daily"
 #: Who computes the rollups asked for from a page (the jobs act as ``system:worker``).
 ROLLER = Actor.system("analytics")
 STEPS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
@@ -63,6 +66,8 @@ class Figure:
     #: How the days of a range make one figure: ``sum`` (counts, volumes), ``mean`` (rates,
     #: durations, daily actives) or ``last`` (levels: a queue, open cases).
     aggregate: str = "sum"
+    #: The label its rows are split by (the one key of their ``labels``), or None.
+    split_by: str | None = None
 
 
 def _count(name: str, label: str, table: str, column: str, extra: str = "") -> Figure:
@@ -85,11 +90,11 @@ FIGURES: tuple[Figure, ...] = (
     Figure("money.transfer_volume", "Transfer volume",
            "SELECT jsonb_build_object('currency', currency), sum(amount) FROM transactions "
            "WHERE type = 'transfer' AND phase IN ('single', 'post') AND \"createdAt\" >= :start "
-           "AND \"createdAt\" < :end GROUP BY currency"),
+           "AND \"createdAt\" < :end GROUP BY currency", split_by="currency"),
     Figure("money.top_up_volume", "Top-up volume",
            "SELECT jsonb_build_object('currency', currency), sum(amount) FROM transactions "
            "WHERE type = 'top_up' AND phase IN ('single', 'post') AND \"createdAt\" >= :start "
-           "AND \"createdAt\" < :end GROUP BY currency"),
+           "AND \"createdAt\" < :end GROUP BY currency", split_by="currency"),
     Figure("kyc.queue_size", "KYC queue",
            "SELECT '{}'::jsonb, count(*) FROM kyc_verifications WHERE \"submittedAt\" < :end "
            "AND (\"decidedAt\" IS NULL OR \"decidedAt\" >= :end)", aggregate="last"),
@@ -97,7 +102,7 @@ FIGURES: tuple[Figure, ...] = (
            "SELECT jsonb_build_object('decision', status), "
            "round(avg(extract(epoch FROM \"decidedAt\" - \"submittedAt\")) / 3600, 2) FROM kyc_verifications "
            "WHERE \"decidedAt\" >= :start AND \"decidedAt\" < :end AND status IN ('approved', 'rejected') "
-           "GROUP BY status", unit="h", aggregate="mean"),
+           "GROUP BY status", unit="h", aggregate="mean", split_by="decision"),
     Figure("cases.open", "Open cases",
            "SELECT '{}'::jsonb, count(*) FROM suspicious_activities WHERE \"detectedAt\" < :end "
            "AND (\"closedAt\" IS NULL OR \"closedAt\" >= :end)", aggregate="last"),
@@ -106,6 +111,8 @@ FIGURES: tuple[Figure, ...] = (
            "AND \"recordedAt\" < :end ORDER BY \"recordedAt\" DESC LIMIT 1", aggregate="last"),
 )
 BY_NAME = {figure.name: figure for figure in FIGURES}
+#: The labels figures are split by, which the dashboard can filter on.
+SPLITS = tuple(sorted({figure.split_by for figure in FIGURES if figure.split_by}))
 
 
 def floor(moment: datetime, period: str) -> datetime:
@@ -179,6 +186,14 @@ def _roll(period: str, start: datetime, end: datetime) -> None:
         index_elements=[columns.name, columns.period, columns.recorded_at, columns.labels],
         index_where=text("period IS NOT NULL"),
         set_={columns.value: statement.excluded.value, columns.updated_at: now}))
+    if period == "day":  # the dashboard reads the daily rollups only
+        forget_figures()
+
+
+def forget_figures() -> None:
+    """Rollup rows were written: every range a dashboard keeps in the cache is dropped when the
+    run commits (a run rewrites any day, and a range's entry may hold it)."""
+    cache.invalidate_on_commit(cache.key_prefix(DAILY_CACHE))
 
 
 def bring_days_up_to_date(now: datetime | None = None) -> list[datetime]:

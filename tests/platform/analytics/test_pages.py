@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -203,3 +204,87 @@ def test_an_admin_s_refresh_counts_rows_the_admin_cannot_read(client, login_as):
     after = db.session.scalar(select(Metric.value).where(
         Metric.period == "day", Metric.recorded_at == today, Metric.name == "learning.enrolments"))
     assert after - before == 2
+
+
+# ---------------------------------------------------------------- the label filter
+
+def _kyc_seed() -> None:
+    _daily("kyc.time_to_decision_hours", START, "5", decision="approved")
+    db.session.flush()
+
+
+def _charts(page: str) -> list[str]:
+    return sorted(re.findall(r'<figure class="chart" id="chart-([^"]+)"', page))
+
+
+def test_a_label_filter_shows_only_the_figures_at_that_value(client, login_as):
+    login_as("admin")
+    _seed()
+    _kyc_seed()
+    page = client.get(f"/admin/analytics?{RANGE}").get_data(as_text=True)
+    # The choices are the label values the rollups hold.
+    for choice in ("currency:BTC", "currency:USD", "decision:approved"):
+        assert f'<option value="{choice}" ' in page, choice
+    response = client.get(f"/admin/analytics?{RANGE}&label=currency:USD")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert 'id="label-filter">currency = USD</strong>' in page
+    assert '<option value="currency:USD" selected>' in page
+    assert _charts(page) == ["money-top_up_volume-USD", "money-transfer_volume-USD"]
+    summary = page[page.index('id="summary"'):page.index("</table>")]
+    assert "Transfer volume (USD)" in summary and "12.5" in summary and "BTC" not in summary
+    assert "Enrolments" not in summary and "KYC time to decision" not in summary
+    # Each chart's CSV is the filtered figure's.
+    assert "/admin/analytics/money.transfer_volume:USD.csv?" in page
+    decided = client.get(f"/admin/analytics?{RANGE}&label=decision:approved").get_data(as_text=True)
+    assert _charts(decided) == ["kyc-time_to_decision_hours-approved"]
+
+
+def test_a_label_value_with_no_rollups_shows_no_data(client, login_as):
+    login_as("admin")
+    _seed()
+    response = client.get(f"/admin/analytics?{RANGE}&label=currency:ETH")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    summary = page[page.index('id="summary"'):page.index("</table>")]
+    assert "Transfer volume (ETH)" in summary and "<td>0</td>" in summary and "12.5" not in summary
+
+
+def test_bad_labels_get_a_clear_message_not_an_error(client, login_as):
+    login_as("admin")
+    cases = {"label=colour:red": "Filter by currency or decision", "label=currency": "written as name:value",
+             "label=currency:US%20D": "is not one", "label=currency:%3Cscript%3E": "is not one",
+             "label=decision:" + "x" * 41: "1 to 40 letters"}
+    for query, message in cases.items():
+        response = client.get(f"/admin/analytics?{RANGE}&{query}")
+        body = response.get_data(as_text=True)
+        assert response.status_code == 400, query
+        assert message in body, query
+        assert "<script>" not in body, query
+        assert 'id="label" name="label" aria-invalid="true"' in body, query
+
+
+def test_the_filtered_dashboard_reads_no_more_statements(client, login_as, statements):
+    login_as("admin")
+    _seed()
+    unfiltered = _dashboard_statements(client, statements)
+
+    def filtered() -> int:
+        client.get(f"/admin/analytics?{RANGE}&label=currency:USD")
+        with statements() as counted:
+            assert client.get(f"/admin/analytics?{RANGE}&label=currency:USD").status_code == 200
+        return counted.count
+
+    before = filtered()
+    _more(40)
+    assert filtered() == before == unfiltered
+
+
+def test_bringing_the_figures_up_to_date_keeps_the_label_filter(client, login_as):
+    login_as("admin")
+    response = client.post("/admin/analytics/refresh", data={"from": "2029-04-10", "to": "2029-04-12",
+                                                              "label": "currency:USD"})
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith("/admin/analytics?from=2029-04-10&to=2029-04-12&label=currency:USD")
+    page = client.get(f"/admin/analytics?{RANGE}&label=currency:USD").get_data(as_text=True)
+    assert '<input type="hidden" name="label" value="currency:USD">' in page

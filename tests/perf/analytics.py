@@ -1,6 +1,7 @@
-"""The cost of event capture (``portal.platform.analytics.capture``), in this process.
+"""The cost of event capture (``portal.platform.analytics.capture``) and of the request log
+(``portal.platform.gateway.logs``), in this process.
 
-Two figures, each with capture on and off in the same run:
+Two figures of capture, each with capture on and off in the same run:
 
 1. **A page**: ``BENCH_CAPTURE_REQUESTS`` (300) GETs of the learner's wallet through the test
    client. A read records nothing, so this is the price of the request hooks alone.
@@ -9,7 +10,9 @@ Two figures, each with capture on and off in the same run:
    submission sends) and commit, as a request does, then end as a request ends (the buffer
    written in one INSERT). Off, the same work records nothing.
 
-Printed as mean milliseconds per request and the difference: what capture adds to a request.
+And the page again with every page request in the request log and with none (``logging_cost``).
+
+Printed as mean milliseconds per request and the difference: what each adds to a request.
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ class CaptureCost:
 
 
 def _page(client, path: str) -> float:
-    client.get(path)  # warm-up
+    client.get(path).close()  # warm-up
     started = time.perf_counter()
     for _ in range(REQUESTS):
         response = client.get(path)
         if response.status_code != 200:
             raise SystemExit(f"capture bench: GET {path} answered {response.status_code}")
+        response.close()  # as a server does once it has sent it: the request log's writes run then
     return (time.perf_counter() - started) * 1000 / REQUESTS
 
 
@@ -76,8 +80,22 @@ def capture_costs(app, client, path: str) -> list[CaptureCost]:
             CaptureCost(f"a commit recording {EVENTS_PER_WRITE} events", results[True][1], results[False][1])]
 
 
+def logging_cost(app, client, path: str) -> CaptureCost:
+    """The page with every page request in the request log (``API_LOG_PAGE_SAMPLE`` 1) and with
+    none (0): the price of logging a page, its batched writes included. The setting is restored."""
+    saved = app.config["API_LOG_PAGE_SAMPLE"]
+    try:
+        timed = {}
+        for rate in (1.0, 0.0):
+            app.config["API_LOG_PAGE_SAMPLE"] = rate
+            timed[rate] = _page(client, path)
+    finally:
+        app.config["API_LOG_PAGE_SAMPLE"] = saved
+    return CaptureCost(f"GET {path}, logged in api_logs", timed[1.0], timed[0.0])
+
+
 def print_costs(costs: list[CaptureCost]) -> None:
-    print(f"\nEvent capture, {REQUESTS} requests each, in process (mean ms per request):")
+    print(f"\nEvent capture and request logging, {REQUESTS} requests each, in process (mean ms per request):")
     print(f"  {'':44} {'on':>8} {'off':>8} {'added':>8}")
     for cost in costs:
         print(f"  {cost.label:44} {cost.on_ms:8.2f} {cost.off_ms:8.2f} {cost.added_ms:8.2f}")

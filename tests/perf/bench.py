@@ -233,6 +233,7 @@ def main() -> int:
     accrual = lending_bench.accruals(lending_bench.BENCH_LOANS)
     print(f"Event capture: {analytics_bench.REQUESTS} requests with capture on and off ...", flush=True)
     capture = analytics_bench.capture_costs(app, clients["learner"], "/wallet/")
+    capture.append(analytics_bench.logging_cost(app, clients["learner"], "/wallet/"))
     print("pgbench (TPC-B-like) on the same server ...", flush=True)
     pgbench_tps, pgbench_label = transfers.run_pgbench()
 

@@ -365,8 +365,7 @@ def _register_hooks(app: Flask) -> None:
     @app.before_request
     def hold_analytics_events():
         # Events the request records wait for its end (``forget_actor`` below writes them).
-        g.analytics_tokens = analytics_capture.begin_request(
-            lambda: getattr(g.get("session_record"), "id", None))
+        analytics_capture.begin_request(lambda: getattr(g.get("session_record"), "id", None))
 
     @app.before_request
     def identify_and_authorise():
@@ -456,12 +455,10 @@ def _register_hooks(app: Flask) -> None:
     # response is made, the request's work committed; the events it recorded are written now.
     @app.teardown_request
     def write_analytics_events(_exc):
-        tokens = g.pop("analytics_tokens", None)
-        if tokens is not None:
-            try:
-                analytics_capture.end_request(tokens)
-            except Exception:  # never turn a finished answer into an error
-                log.exception("could not end the request's analytics")
+        try:
+            analytics_capture.end_request()
+        except Exception:  # never turn a finished answer into an error
+            log.exception("could not end the request's analytics")
 
 
 def is_api_request() -> bool:

@@ -22,7 +22,6 @@ connection, in a savepoint, so it rolls back with the test.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 import uuid
@@ -30,7 +29,7 @@ from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 
-from flask import current_app, has_app_context
+from flask import current_app, g, has_app_context
 from sqlalchemy import event, insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -52,11 +51,12 @@ MAX_BUFFER = 10_000
 
 _buffer: list[dict] = []
 _buffer_lock = threading.Lock()
-#: Set for the length of a request: events wait for its end instead of being written at commit.
-_in_request: contextvars.ContextVar[bool] = contextvars.ContextVar("analytics_in_request", default=False)
-#: Gives the id of the request's login session, if any (set by the app factory per request).
-_session_id: contextvars.ContextVar[Callable[[], object] | None] = contextvars.ContextVar(
-    "analytics_session_id", default=None)
+#: A request's events wait for its end instead of being written at commit (``_request_hold``).
+def _request_hold() -> dict | None:
+    """The running request's hold on its events (``begin_request``), kept on the request's own
+    app context (``g``): a request whose end has not run yet (a streamed body still being read)
+    holds nothing of the work that runs after it in the same thread."""
+    return g.get("analytics_hold") if has_app_context() else None
 
 
 def enabled() -> bool:
@@ -75,7 +75,8 @@ def _jsonable(value: object) -> object:
 
 
 def _row(name: str, user_id, properties: dict) -> dict:
-    source = _session_id.get()
+    hold = _request_hold()
+    source = hold["session_id"] if hold else None
     session_id = source() if source is not None else None
     return {"id": uuid.uuid4(), "occurred_at": utcnow(), "name": name,
             "user_id": uuid.UUID(str(user_id)) if user_id else None,
@@ -91,7 +92,7 @@ def record(name: str, user_id, *, committed: bool = False, **properties) -> None
     row = _row(name, user_id, properties)
     if committed:
         _to_buffer([row])
-        if not _in_request.get():
+        if _request_hold() is None:
             db.session().info[_FLUSH_DUE] = True
         return
     session = db.session()
@@ -115,7 +116,7 @@ def _committed(session: Session) -> None:
     if not pending:
         return
     _to_buffer(pending)
-    if not _in_request.get():
+    if _request_hold() is None:
         session.info[_FLUSH_DUE] = True
 
 
@@ -133,16 +134,17 @@ def _rolled_back(session: Session, previous_transaction) -> None:
         session.info.pop(_PENDING, None)
 
 
-def begin_request(session_id: Callable[[], object]) -> tuple[contextvars.Token, contextvars.Token]:
+def begin_request(session_id: Callable[[], object]) -> None:
     """For the app factory, before a request: hold events until ``end_request``."""
-    return _in_request.set(True), _session_id.set(session_id)
+    g.analytics_hold = {"session_id": session_id}
 
 
-def end_request(tokens: tuple[contextvars.Token, contextvars.Token]) -> None:
+def end_request() -> None:
     """For the app factory, once the response is made: end the request's transaction (what it
-    did not commit is rolled back, as it would be a moment later) and write what it recorded."""
-    _in_request.reset(tokens[0])
-    _session_id.reset(tokens[1])
+    did not commit is rolled back, as it would be a moment later) and write what it recorded.
+    Nothing when no request holds events (``begin_request`` did not run)."""
+    if g.pop("analytics_hold", None) is None:
+        return
     with _buffer_lock:
         waiting = bool(_buffer)
     if not waiting:

@@ -38,10 +38,15 @@ def asked(student, course, count: int, *, one_session: bool = False, topic=None)
 
 def measure(client, statements, url: str, headers=None) -> tuple[int, list[str]]:
     client.get(url, headers=headers)  # warm
-    with statements() as counted:
-        response = client.get(url, headers=headers)
-    assert response.status_code == 200, response.get_data(as_text=True)[:500]
-    return counted.count, counted.statements
+    # Twice, the fewer kept: the session's once-a-minute "last seen" touch may fall in either
+    # request (its minute runs from the test transaction's start), and is not the page's.
+    measured = []
+    for _ in range(2):
+        with statements() as counted:
+            response = client.get(url, headers=headers)
+        assert response.status_code == 200, response.get_data(as_text=True)[:500]
+        measured.append((counted.count, counted.statements))
+    return min(measured, key=lambda m: m[0])
 
 
 def test_chat_page_with_many_conversations_and_a_long_one(client, login_as, statements, plants):

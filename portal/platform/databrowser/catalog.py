@@ -162,28 +162,18 @@ class TableInfo:
         return self.primary_key[0]
 
 
+#: Column types and the kind each is browsed as, the first match winning (an Enum is a String
+#: too, so choices come before text).
+_KINDS = ((LargeBinary, Kind.BINARY), (Enum, Kind.CHOICE), (Boolean, Kind.BOOL), (Uuid, Kind.UUID),
+          (DateTime, Kind.DATETIME), (Date, Kind.DATE), (Integer, Kind.INTEGER), (Numeric, Kind.NUMBER),
+          (JSON | JSONB, Kind.JSON), (String | Text | INET | CIDR, Kind.TEXT))
+
+
 def _kind(column: Column) -> Kind:
     kind_type = column.type
-    if isinstance(kind_type, LargeBinary):
-        return Kind.BINARY
-    if isinstance(kind_type, Enum):
-        return Kind.CHOICE
-    if isinstance(kind_type, Boolean):
-        return Kind.BOOL
-    if isinstance(kind_type, Uuid):
-        return Kind.UUID
-    if isinstance(kind_type, DateTime):
-        return Kind.DATETIME
-    if isinstance(kind_type, Date):
-        return Kind.DATE
-    if isinstance(kind_type, Integer):
-        return Kind.INTEGER
-    if isinstance(kind_type, Numeric):
-        return Kind.NUMBER
-    if isinstance(kind_type, JSON | JSONB):
-        return Kind.JSON
-    if isinstance(kind_type, String | Text | INET | CIDR):
-        return Kind.TEXT
+    for types, kind in _KINDS:
+        if isinstance(kind_type, types):
+            return kind
     # A type decorator (e.g. the password hash) is judged by what it stores.
     impl = getattr(kind_type, "impl_instance", None)
     if impl is not None and impl is not kind_type:

@@ -21,6 +21,7 @@ from portal.compliance.security.services import session_policy
 from portal.config import PROJECT_ROOT, load_config
 from portal.db import context as db_context
 from portal.db import db
+from portal.db import reads as db_reads
 from portal.db.runtime import resolve_urls
 from portal.errors import DomainError, Throttled
 from portal.security import passwords
@@ -408,6 +409,13 @@ def _register_hooks(app: Flask) -> None:
             db.session.commit()  # the security event outlives the refused request
             abort(403, description=access.describe())
         return None
+
+    # Registered before the other after-request hooks, so it runs after them (last-first).
+    @app.after_request
+    def end_reads_with_commit(response):
+        if request.method in ("GET", "HEAD") and response.status_code < 400:
+            db_reads.commit_if_unwritten(db.session(), keep=g.get("session_record"))
+        return response
 
     @app.after_request
     def security_headers(response):

@@ -1,0 +1,83 @@
+"""How a read ends: with COMMIT, so the connection keeps its prepared statements.
+
+psycopg prepares a statement on the server once a connection has run it five times, and then
+PostgreSQL plans it once instead of on every run. But psycopg forgets every prepared statement of
+a connection when a transaction ends with ROLLBACK (it sends ``DEALLOCATE ALL``: a rolled-back
+transaction might have changed the tables the plans were made for). A page that only reads
+ends its transaction when the request ends, and Flask-SQLAlchemy ends an open transaction with a
+rollback: so every page planned every one of its statements again on every request. Planning is
+not small next to running: the student dashboard's combined statement plans in about 4.5 ms and
+runs in under 1 ms.
+
+A transaction that wrote nothing ends the same whether it commits or rolls back. So a request
+that reads (GET or HEAD), answered without an error, whose transaction sent no writing statement
+and whose session holds no unsaved change but the login session's own (its once-a-minute
+``lastSeenAt``, or its end when it went idle, both meant to be kept), ends with COMMIT. Anything
+else still ends with the rollback: a request that failed, a refusal, a write the view did not
+commit (which the rule "no state change on GET" forbids; it is not made durable here).
+
+Which statements write is noted per connection as they are sent: any statement that does not
+begin with ``SELECT`` counts (``INSERT``, ``UPDATE``, ``DELETE``, ``WITH``, a savepoint...).
+A ``SELECT`` of a function that writes (``ledger_post``) is not seen as one; the views that call
+such functions are POSTs, which commit or roll back themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import Pool
+
+log = logging.getLogger(__name__)
+
+#: The key, in a connection's ``info``, of "this transaction sent a writing statement".
+WROTE = "portal.wrote"
+
+
+def _reads(statement: str) -> bool:
+    return statement.lstrip(" \t\r\n(")[:6].upper() == "SELECT"
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _note_writes(conn: Connection, _cursor, statement: str, _parameters, _context, _executemany) -> None:
+    if not _reads(statement):
+        conn.info[WROTE] = True
+
+
+@event.listens_for(Engine, "commit")
+@event.listens_for(Engine, "rollback")
+def _transaction_ended(conn: Connection) -> None:
+    conn.info.pop(WROTE, None)
+
+
+@event.listens_for(Pool, "checkout")
+def _checked_out(_dbapi_connection, record, _proxy) -> None:
+    record.info.pop(WROTE, None)
+
+
+@event.listens_for(Pool, "reset")
+def _reset(_dbapi_connection, record, _state) -> None:
+    record.info.pop(WROTE, None)
+
+
+def commit_if_unwritten(session: Session, keep: object | None = None) -> bool:
+    """End ``session``'s transaction with COMMIT if it wrote nothing and holds no unsaved change
+    but ``keep``'s; returns whether it did. A failed commit is logged and rolled back (the
+    request's answer is made already, and the transaction held nothing of its own)."""
+    if not session.in_transaction() or session.new or session.deleted:
+        return False
+    if any(obj is not keep for obj in session.dirty):
+        return False
+    if session.connection().info.get(WROTE):
+        return False
+    try:
+        session.commit()
+    except SQLAlchemyError as exc:
+        log.warning("could not end a read with COMMIT: %s", str(getattr(exc, "orig", None) or exc).strip()[:200])
+        session.rollback()
+        return False
+    return True

@@ -7,7 +7,8 @@ holds ``[[question]]`` tables (``course``: a demo course's slug, ``kind``: ``on_
 ``off_topic`` or ``quiz_like``, ``question``, ``lesson``: the exact title of the lesson that
 answers it, ``""`` when off-topic) and ``names_<set>.toml`` holds ``[[pair]]`` tables (``query``,
 ``listed``, ``match``: whether they are one person, ``kind``: free text). ``<set>`` is ``tune``
-(the engines may be tuned on it) or ``test`` (held out, written apart, never tuned on).
+(the engines may be tuned on it), ``dev`` (a former test set whose misses were studied: tuned on
+since) or ``test`` (held out, written blind, never tuned on; each round of work gets a new one).
 
 The figures:
 
@@ -116,10 +117,10 @@ class EvaluationSetError(ValueError):
 
 
 def set_names(folder: Path, engine: str) -> list[str]:
-    """The sets present for ``engine`` (``tutor`` or ``names``): ``tune``, ``test``, in that
-    order, then any other, from the files ``<engine>_<set>.toml``."""
+    """The sets present for ``engine`` (``tutor`` or ``names``): ``tune``, ``dev``, ``test``, in
+    that order, then any other, from the files ``<engine>_<set>.toml``."""
     found = sorted(path.stem.split("_", 1)[1] for path in folder.glob(f"{engine}_*.toml"))
-    order = {"tune": 0, "test": 1}
+    order = {"tune": 0, "dev": 1, "test": 2}
     return sorted(found, key=lambda name: (order.get(name, 2), name))
 
 
@@ -221,7 +222,7 @@ def eval_group():
 
 
 @eval_group.command("matching", help="The tutor's and AML screening's figures on the tuning and test sets.")
-@click.option("--set", "which", type=click.Choice(["tune", "test"]), default=None,
+@click.option("--set", "which", type=click.Choice(["tune", "dev", "test"]), default=None,
               help="Only this set (default: every set present).")
 @click.option("--data", "folder", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="The folder of the set files (default: tests/eval/data).")

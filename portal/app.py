@@ -15,7 +15,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
-from blueprints.web import blocked_response, is_htmx, wants_fragment
+from blueprints.web import blocked_response, is_htmx, wants_fragment, when
 from portal import events
 from portal.compliance.security.services import session_policy
 from portal.config import PROJECT_ROOT, load_config
@@ -709,7 +709,7 @@ def _register_template_helpers(app: Flask) -> None:
         current = max(matching, key=len, default=None)
         return [(label, fixed_url(endpoint), section == current) for label, endpoint, section in entries]
 
-    app.jinja_env.globals.update(fixed_url=fixed_url, id_url=id_url, main_nav=main_nav)
+    app.jinja_env.globals.update(fixed_url=fixed_url, id_url=id_url, main_nav=main_nav, when=when)
 
     @app.context_processor
     def shell():

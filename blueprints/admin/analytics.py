@@ -14,7 +14,7 @@ from flask import request
 from werkzeug.wrappers import Response
 
 from blueprints.admin import bp
-from blueprints.web import redirect_to, render
+from blueprints.web import redirect_to, render, wants_fragment
 from portal.db import db
 from portal.db.base import utcnow
 from portal.platform.analytics import queries, rollups
@@ -36,10 +36,12 @@ def analytics():
         label = queries.parse_label(given["label"])
     except (queries.BadRange, queries.BadLabel) as exc:
         return render("admin/analytics/dashboard.html", "results", status=400, error=exc, given=given,
-                      period=None, panels=[], label=None, choices=[])
+                      period=None, panels=[], label=None, choices=[], label_oob=False)
     view = queries.dashboard(period, label)
+    # An htmx request swaps the results only: the label choices of the new range go with them
+    # out of band (``label_oob``), or the filter would offer the previous range's values.
     return render("admin/analytics/dashboard.html", "results", error=None, given=given, period=period,
-                  panels=view.panels, label=label, choices=view.choices)
+                  panels=view.panels, label=label, choices=view.choices, label_oob=wants_fragment())
 
 
 @bp.get("/analytics/<key>.csv")

@@ -288,3 +288,22 @@ def test_bringing_the_figures_up_to_date_keeps_the_label_filter(client, login_as
     assert response.headers["Location"].endswith("/admin/analytics?from=2029-04-10&to=2029-04-12&label=currency:USD")
     page = client.get(f"/admin/analytics?{RANGE}&label=currency:USD").get_data(as_text=True)
     assert '<input type="hidden" name="label" value="currency:USD">' in page
+
+
+def test_a_new_date_range_through_htmx_brings_its_own_label_choices(client, login_as):
+    """The htmx request swaps the results only; the label filter's choices (the label values of
+    the range's rollups) come with them out of band, so a range without BTC no longer offers it."""
+    login_as("admin")
+    _seed()  # USD on the range's first day, BTC on its second
+    htmx = {"HX-Request": "true", "HX-Target": "results"}
+    body = client.get(f"/admin/analytics?{RANGE}", headers=htmx).get_data(as_text=True)
+    select = body[body.index('<select id="label"'):].split("</select>")[0]
+    assert 'hx-swap-oob="true"' in select
+    assert '<option value="currency:BTC" ' in select and '<option value="currency:USD" ' in select
+    body = client.get("/admin/analytics?from=2029-04-10&to=2029-04-10", headers=htmx).get_data(as_text=True)
+    assert body.lstrip().startswith('<div id="results">')
+    select = body[body.index('<select id="label"'):].split("</select>")[0]
+    assert '<option value="currency:USD" ' in select and "currency:BTC" not in select
+    # The whole page has the one select, in its form, not a second one out of band.
+    page = client.get(f"/admin/analytics?{RANGE}").get_data(as_text=True)
+    assert page.count('<select id="label"') == 1 and "hx-swap-oob" not in page

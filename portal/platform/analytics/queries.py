@@ -132,13 +132,16 @@ def _read_daily(period: DateRange) -> list[list]:
             for name, labels, at, value in rows]
 
 
-def _daily(period: DateRange) -> dict[tuple[str, str | None], dict[date, Decimal]]:
+def _daily(period: DateRange, *, cached: bool = True) -> dict[tuple[str, str | None], dict[date, Decimal]]:
     """The daily rollups of both periods, by (figure, label value): from the shared cache (a
-    rollup run drops it, ``rollups.forget_figures``) or one statement."""
+    rollup run drops it, ``rollups.forget_figures``) or one statement (always, without
+    ``cached``: for a caller that keeps what it makes of them in the cache itself)."""
     found: dict[tuple[str, str | None], dict[date, Decimal]] = {}
-    for name, label_value, day, value in cache.get_or_compute(daily_key(period), lambda: _read_daily(period),
-                                                              DAILY_SECONDS):
-        found.setdefault((name, label_value), {})[date.fromisoformat(day)] = plain(Decimal(value))
+    rows = (cache.get_or_compute(daily_key(period), lambda: _read_daily(period), DAILY_SECONDS) if cached
+            else _read_daily(period))
+    for name, label_value, day, value in rows:
+        day = day if isinstance(day, date) else date.fromisoformat(day)
+        found.setdefault((name, label_value), {})[day] = plain(Decimal(value))
     return found
 
 
@@ -204,11 +207,13 @@ class Dashboard:
     choices: list[LabelFilter]
 
 
-def dashboard(period: DateRange, label: LabelFilter | None = None) -> Dashboard:
+def dashboard(period: DateRange, label: LabelFilter | None = None, *, cached: bool = True) -> Dashboard:
     """A panel per figure (and per currency or decision it has), in the order of ``FIGURES``.
     Figures split by a label get a panel per value seen in either period. With ``label``, only
-    the figures split by it, at its value (a value seen in neither period shows as no data)."""
-    found = _daily(period)
+    the figures split by it, at its value (a value seen in neither period shows as no data).
+    ``cached=False`` reads the rollups afresh, for a caller computing an entry of the cache (one
+    entry computed inside another would hold two of the cache's connections at once)."""
+    found = _daily(period, cached=cached)
     panels = []
     for figure in rollups.FIGURES:
         if label is not None:

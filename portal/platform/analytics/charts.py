@@ -47,7 +47,8 @@ class Chart:
 
     def svg(self) -> Markup:
         """The chart as an ``<svg>`` element: grid lines and value labels, a bar per label (its
-        value as a tooltip), the previous period's line, and a few dates along the bottom."""
+        value as a tooltip), the previous period's line, and a few dates along the bottom. Texts
+        are escaped; values are Decimals and coordinates floats, which hold no markup."""
         key = escape(self.key)
         line = ", a line for the previous period" if self.previous_points else ""
         parts = [f'<svg viewBox="0 0 {self.width} {self.height}" width="100%" role="img"\n'
@@ -58,7 +59,7 @@ class Chart:
                   f'<text x="{LEFT - 4}" y="{y + 4}" text-anchor="end" class="chart-axis">{escape(label)}</text>'
                   for y, label in self.ticks]
         parts += [f'<rect x="{bar.x}" y="{bar.y}" width="{bar.width}" height="{bar.height}" class="chart-bar">'
-                  f'<title>{escape(bar.label)}: {escape(str(bar.value))}</title></rect>' for bar in self.bars]
+                  f'<title>{escape(bar.label)}: {bar.value}</title></rect>' for bar in self.bars]
         if self.previous_points:
             parts.append(f'<polyline points="{escape(self.previous_points)}" class="chart-previous" fill="none"/>')
         parts += [f'<text x="{x}" y="{self.height - 6}" text-anchor="middle" class="chart-axis">{escape(label[5:])}</text>'
@@ -68,9 +69,9 @@ class Chart:
 
     def table_rows(self) -> Markup:
         """The rows of the chart's table: day, value, the previous period's day and value."""
-        return Markup("\n".join(  # noqa: S704 - every cell escaped
-            f"<tr><td>{escape(label)}</td><td>{escape(str(value))}</td><td>{escape(previous_label or '')}</td>"
-            f"<td>{'' if previous is None else escape(str(previous))}</td></tr>"
+        return Markup("\n".join(  # noqa: S704 - texts escaped, values Decimals
+            f"<tr><td>{escape(label)}</td><td>{value}</td><td>{escape(previous_label or '')}</td>"
+            f"<td>{'' if previous is None else previous}</td></tr>"
             for label, value, previous_label, previous in self.rows))
 
 

@@ -55,6 +55,8 @@ _FLUSH_DUE = "analytics_flush_due"
 BATCH_ROWS = 500
 #: The most events a process keeps waiting; past it the oldest go (a write failing for long).
 MAX_BUFFER = 10_000
+#: How long one write after a response may take before the database gives up on it.
+WRITE_TIMEOUT_MS = 5000
 
 _buffer: list[dict] = []
 _buffer_lock = threading.Lock()
@@ -145,7 +147,8 @@ def _rolled_back(session: Session, previous_transaction) -> None:
 
 
 def begin_request(session_id: Callable[[], object]) -> None:
-    """For the app factory, before a request: hold events until ``end_request``."""
+    """For the app factory, before a request: hold the events it commits until its response has
+    been sent (``after_response``), or its end (``end_request``) when no response took them."""
     g.analytics_hold = {"session_id": session_id}
 
 
@@ -183,14 +186,21 @@ def end_request() -> None:
     flush(session)
 
 
+#: Batches one response's close writes at most: under a steady stream of events from other
+#: threads, the thread that writes goes back to serving after these, and the next close
+#: writes the rest.
+WRITES_PER_RESPONSE = 3
+
+
 def write_after_response(bind: Engine | Connection) -> int:
     """Write the buffer on ``bind`` after a response has gone (no app context needed). One
     thread writes at a time; one that finds another writing leaves its rows to it, and the
-    writer looks at the buffer again once done, so none is left behind. Never raises."""
+    writer looks at the buffer again once done (up to ``WRITES_PER_RESPONSE`` times), so what
+    was there when it finished is not left behind. Never raises."""
     written = 0
-    while pending_count():
-        if not _writing.acquire(blocking=False):
-            return written
+    for _ in range(WRITES_PER_RESPONSE):
+        if not pending_count() or not _writing.acquire(blocking=False):
+            break
         try:
             written += flush(bind=bind)
         finally:
@@ -218,15 +228,21 @@ _writer_lock = threading.Lock()
 def _writer(app_engine: Engine) -> Engine:
     """The after-response writer's engine, made on first use in each process (so after a fork):
     one connection (and one more at a push), autocommit (the INSERT is one statement), a short
-    statement timeout so a stuck database does not hold a worker's thread for long."""
+    statement timeout so a stuck database does not hold a worker's thread for long. No
+    ``pool_pre_ping`` (it would double every write): a connection the server dropped fails its
+    batch, which is logged and dropped, and the pool replaces it."""
     if _WRITER.pid != os.getpid() or _WRITER.source is not app_engine:
         with _writer_lock:
             if _WRITER.pid != os.getpid() or _WRITER.source is not app_engine:
                 if _WRITER.engine is not None:  # another app's, or the parent process's (kept open for it)
                     _WRITER.engine.dispose(close=_WRITER.pid == os.getpid())
-                _WRITER.engine = create_engine(app_engine.url, isolation_level="AUTOCOMMIT", pool_size=1,
-                                               max_overflow=1, pool_pre_ping=True,
-                                               connect_args={"options": "-c statement_timeout=5000"})
+                url = app_engine.url
+                given = url.query.get("options")  # the app's own, kept beside the timeout
+                options = " ".join(filter(None, [given if isinstance(given, str) else None,
+                                                 f"-c statement_timeout={WRITE_TIMEOUT_MS}"]))
+                _WRITER.engine = create_engine(url.difference_update_query(["options"]),
+                                               isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=1,
+                                               connect_args={"options": options})
                 _WRITER.pid, _WRITER.source = os.getpid(), app_engine
     return _WRITER.engine
 

@@ -365,7 +365,7 @@ def _register_hooks(app: Flask) -> None:
 
     @app.before_request
     def hold_analytics_events():
-        # Events the request records wait for its end (``forget_actor`` below writes them).
+        # Events the request commits wait for its response to be sent (``write_after_response``).
         analytics_capture.begin_request(lambda: getattr(g.get("session_record"), "id", None))
 
     @app.before_request
@@ -410,7 +410,21 @@ def _register_hooks(app: Flask) -> None:
             abort(403, description=access.describe())
         return None
 
-    # Registered before the other after-request hooks, so it runs after them (last-first).
+    # The events the request committed are written once the server has sent the response (WSGI
+    # close), off the request's path, as the request log is: no request waits for them.
+    @app.after_request
+    def write_analytics_after_response(response):
+        try:
+            writer = analytics_capture.after_response()
+        except Exception:  # the events are a measurement: ``write_analytics_events`` writes them then
+            log.exception("could not hand the request's analytics to its response")
+            return response
+        if writer is not None:
+            response.call_on_close(writer)
+        return response
+
+    # Registered after the hook above, so it runs before it (last-first): events a read commits
+    # here are the response's to write.
     @app.after_request
     def end_reads_with_commit(response):
         if request.method in ("GET", "HEAD") and response.status_code < 400:
@@ -459,8 +473,9 @@ def _register_hooks(app: Flask) -> None:
         # session), so only the context variables need restoring, not the database settings.
         _forget_identity()
 
-    # Registered after ``forget_actor``, so it runs before it (teardown runs last-first): the
-    # response is made, the request's work committed; the events it recorded are written now.
+    # Registered after ``forget_actor``, so it runs before it (teardown runs last-first): what
+    # the request did not commit records nothing; what it did is written after the response
+    # (``write_analytics_after_response``), or now when the response never got that far.
     @app.teardown_request
     def write_analytics_events(_exc):
         try:

@@ -2,7 +2,13 @@
 a chart per figure (SVG drawn on the server) with its table and CSV, a label filter
 (``label=currency:USD``: only the figures split by that label, at that value; each chart's CSV
 link is then the filtered figure's), and a button that brings the daily figures up to date
-without waiting for the worker."""
+without waiting for the worker.
+
+Drawing the charts is most of a page's cost (a range of 30 days is some 20 charts of 30 bars
+and their tables), so the results are drawn once per range and label and kept in the shared
+cache beside the rollups they show (under the same name, so a rollup run that writes daily rows
+drops them too, ``rollups.forget_figures``): the figures are the same whoever asks, and only
+admins see the page."""
 
 from __future__ import annotations
 
@@ -10,14 +16,16 @@ import csv
 import io
 import re
 
-from flask import request
+from flask import render_template, request
+from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from blueprints.admin import bp
-from blueprints.web import redirect_to, render
+from blueprints.web import redirect_to, render, wants_fragment
 from portal.db import db
 from portal.db.base import utcnow
 from portal.platform.analytics import queries, rollups
+from portal.platform.cache import services as cache
 from portal.security.access import requires
 from portal.security.permissions import Permission
 
@@ -25,6 +33,21 @@ from portal.security.permissions import Permission
 def _given() -> dict:
     return {"start": request.values.get("from", "")[:20], "end": request.values.get("to", "")[:20],
             "label": request.values.get("label", "")[:60]}
+
+
+def _results(period: queries.DateRange, label: queries.LabelFilter | None, given: dict) -> dict:
+    """The drawn results of ``period`` and ``label`` (HTML) and the label choices of the range:
+    from the shared cache, or drawn once."""
+    key = cache.shared_key(rollups.DAILY_CACHE, "page", period.start, period.end, label.param if label else "",
+                           given["start"], given["end"])
+
+    def draw() -> dict:
+        view = queries.dashboard(period, label, cached=False)  # inside this entry's lock: read once
+        html = render_template("admin/analytics/_results.html", error=None, given=given, period=period,
+                               panels=view.panels, label=label)
+        return {"html": html, "choices": [choice.param for choice in view.choices]}
+
+    return cache.get_or_compute(key, draw, queries.DAILY_SECONDS)
 
 
 @bp.get("/analytics")
@@ -35,11 +58,18 @@ def analytics():
         period = queries.parse_range(given["start"], given["end"], utcnow().date())
         label = queries.parse_label(given["label"])
     except (queries.BadRange, queries.BadLabel) as exc:
+        html = render_template("admin/analytics/_results.html", error=exc, given=given, period=None, panels=[],
+                               label=None)
         return render("admin/analytics/dashboard.html", "results", status=400, error=exc, given=given,
-                      period=None, panels=[], label=None, choices=[])
-    view = queries.dashboard(period, label)
+                      period=None, label=None, choices=[], results_html=Markup(html),  # noqa: S704 - our own template, escaped
+                      label_oob=False)
+    results = _results(period, label, given)
+    # An htmx request swaps the results only: the label choices of the new range go with them
+    # out of band (``label_oob``), or the filter would offer the previous range's values.
     return render("admin/analytics/dashboard.html", "results", error=None, given=given, period=period,
-                  panels=view.panels, label=label, choices=view.choices)
+                  label=label, choices=[queries.parse_label(choice) for choice in results["choices"]],
+                  results_html=Markup(results["html"]),  # noqa: S704 - our own template, escaped
+                  label_oob=wants_fragment())
 
 
 @bp.get("/analytics/<key>.csv")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, literal_column, select
 
 from portal.db import db
 from portal.errors import DomainError, NotFound
@@ -124,20 +124,28 @@ def daily_key(period: DateRange):
 
 
 def _read_daily(period: DateRange) -> list[list]:
+    """(name, label value, day, value) of every daily rollup of both periods. The database gives
+    the label's value as text and the UTC day as a date: a range is thousands of rows, and
+    decoding each one's JSON and time zone here was a good part of drawing a page."""
     rows = db.session.execute(
-        select(Metric.name, Metric.labels, Metric.recorded_at, Metric.value)
+        select(Metric.name, func.jsonb_path_query_first(Metric.labels, literal_column("'$.*'::jsonpath")).op("#>>")(literal_column("'{}'")),
+               func.date(func.timezone("UTC", Metric.recorded_at)), Metric.value)
         .where(Metric.period == "day", Metric.recorded_at >= period.previous.start_at,
                Metric.recorded_at < period.end_at, Metric.name.in_(list(rollups.BY_NAME))))
-    return [[name, next(iter(labels.values()), None) if labels else None, at.astimezone(UTC).date(), plain(value)]
-            for name, labels, at, value in rows]
+    return [[name, label_value, day, plain(value)] for name, label_value, day, value in rows]
 
 
-def _daily(period: DateRange) -> dict[tuple[str, str | None], dict[date, Decimal]]:
+def _daily(period: DateRange, *, cached: bool = True) -> dict[tuple[str, str | None], dict[date, Decimal]]:
     """The daily rollups of both periods, by (figure, label value): from the shared cache (a
-    rollup run drops it, ``rollups.forget_figures``) or one statement."""
+    rollup run drops it, ``rollups.forget_figures``) or one statement (always, without
+    ``cached``: for a caller that keeps what it makes of them in the cache itself)."""
     found: dict[tuple[str, str | None], dict[date, Decimal]] = {}
-    for name, label_value, day, value in cache.get_or_compute(daily_key(period), lambda: _read_daily(period),
-                                                              DAILY_SECONDS):
+    rows = (cache.get_or_compute(daily_key(period), lambda: _read_daily(period), DAILY_SECONDS) if cached
+            else _read_daily(period))
+    for name, label_value, day, value in rows:
+        if not cached:  # as read: a date and a plain Decimal; from the cache: their JSON text
+            found.setdefault((name, label_value), {})[day] = value
+            continue
         found.setdefault((name, label_value), {})[date.fromisoformat(day)] = plain(Decimal(value))
     return found
 
@@ -204,11 +212,13 @@ class Dashboard:
     choices: list[LabelFilter]
 
 
-def dashboard(period: DateRange, label: LabelFilter | None = None) -> Dashboard:
+def dashboard(period: DateRange, label: LabelFilter | None = None, *, cached: bool = True) -> Dashboard:
     """A panel per figure (and per currency or decision it has), in the order of ``FIGURES``.
     Figures split by a label get a panel per value seen in either period. With ``label``, only
-    the figures split by it, at its value (a value seen in neither period shows as no data)."""
-    found = _daily(period)
+    the figures split by it, at its value (a value seen in neither period shows as no data).
+    ``cached=False`` reads the rollups afresh, for a caller computing an entry of the cache (one
+    entry computed inside another would hold two of the cache's connections at once)."""
+    found = _daily(period, cached=cached)
     panels = []
     for figure in rollups.FIGURES:
         if label is not None:

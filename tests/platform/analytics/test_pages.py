@@ -288,3 +288,54 @@ def test_bringing_the_figures_up_to_date_keeps_the_label_filter(client, login_as
     assert response.headers["Location"].endswith("/admin/analytics?from=2029-04-10&to=2029-04-12&label=currency:USD")
     page = client.get(f"/admin/analytics?{RANGE}&label=currency:USD").get_data(as_text=True)
     assert '<input type="hidden" name="label" value="currency:USD">' in page
+
+
+def test_a_new_date_range_through_htmx_brings_its_own_label_choices(client, login_as):
+    """The htmx request swaps the results only; the label filter's choices (the label values of
+    the range's rollups) come with them out of band, so a range without BTC no longer offers it."""
+    login_as("admin")
+    _seed()  # USD on the range's first day, BTC on its second
+    htmx = {"HX-Request": "true", "HX-Target": "results"}
+    body = client.get(f"/admin/analytics?{RANGE}", headers=htmx).get_data(as_text=True)
+    select = body[body.index('<select id="label"'):].split("</select>")[0]
+    assert 'hx-swap-oob="true"' in select
+    assert '<option value="currency:BTC" ' in select and '<option value="currency:USD" ' in select
+    body = client.get("/admin/analytics?from=2029-04-10&to=2029-04-10", headers=htmx).get_data(as_text=True)
+    assert body.lstrip().startswith('<div id="results">')
+    select = body[body.index('<select id="label"'):].split("</select>")[0]
+    assert '<option value="currency:USD" ' in select and "currency:BTC" not in select
+    # The whole page has the one select, in its form, not a second one out of band.
+    page = client.get(f"/admin/analytics?{RANGE}").get_data(as_text=True)
+    assert page.count('<select id="label"') == 1 and "hx-swap-oob" not in page
+
+
+def test_the_drawn_results_are_reused_until_a_rollup_run_writes_days(app, monkeypatch):
+    """A range's charts are drawn once and kept in the shared cache (with the label choices); a
+    rollup run that writes daily rows drops them with the figures, so the next page shows the
+    new figures. (Read in the test's own transaction: a test request's cache writes go with the
+    request's savepoint when the page commits nothing.)"""
+    from blueprints.admin.analytics import _results
+    from portal.db.context import acting_as
+    from portal.platform.analytics import queries, rollups
+
+    _seed()
+    db.session.commit()
+    period = queries.DateRange(START.date(), (START + timedelta(days=2)).date())
+    given = {"start": "2029-04-10", "end": "2029-04-12", "label": ""}
+    with app.test_request_context():
+        first = _results(period, None, given)
+        assert "<td>12</td>" in first["html"] and "currency:USD" in first["choices"]
+
+        def never(*_args, **_kwargs):
+            raise AssertionError("drew the results again, where the drawn ones should have been used")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(queries, "dashboard", never)
+            assert _results(period, None, given) == first
+        _daily("tutoring.questions", START, 9)
+        with acting_as(rollups.ROLLER, db.session):
+            rollups.forget_figures()  # what a run that writes daily rows does when it commits
+        db.session.commit()
+        html = _results(period, None, given)["html"]
+    row = html[html.index('href="#chart-tutoring-questions"'):].split("</tr>")[0]
+    assert "<td>9</td>" in row

@@ -201,6 +201,11 @@ def _load_user_from_session(_request):
         # keep a token so teardown restores the previous identity instead of leaving this
         # user as the thread's actor for whatever runs next.
         g.actor_token = db_context.push(actor, in_transaction)
+    if record in db.session.dirty:
+        # The session's once-a-minute touch (``lastSeenAt``), written now as the user: a read
+        # keeps it (``portal.db.reads``), so a session used only to read does not end as idle.
+        with db_reads.bookkeeping(db.session):
+            db.session.flush()
     _note_new_address(record, user)
     return user
 
@@ -428,7 +433,7 @@ def _register_hooks(app: Flask) -> None:
     @app.after_request
     def end_reads_with_commit(response):
         if request.method in ("GET", "HEAD") and response.status_code < 400:
-            db_reads.commit_if_unwritten(db.session(), keep=g.get("session_record"))
+            db_reads.commit_if_unwritten(db.session())
         return response
 
     @app.after_request

@@ -137,6 +137,7 @@ class _Client(FlaskClient):
 
     def run_wsgi_app(self, environ, buffered=False):
         from portal.db import db
+        from portal.db import reads as db_reads
         from portal.platform.analytics import capture as analytics_capture
 
         global _committing_set_up
@@ -149,6 +150,9 @@ class _Client(FlaskClient):
                 db.session.commit()
                 # The set-up's analytics events too: written now, not at the end of the request.
                 analytics_capture.flush(db.session)
+                # Nor are its writes the request's: a read request ends as in production
+                # (``portal.db.reads``), with COMMIT when it wrote nothing itself.
+                db.session.get_bind().info.pop(db_reads.WROTE, None)
             finally:
                 _committing_set_up = False
         try:

@@ -11,20 +11,24 @@ runs in under 1 ms.
 
 A transaction that wrote nothing ends the same whether it commits or rolls back. So a request
 that reads (GET or HEAD), answered without an error, whose transaction sent no writing statement
-and whose session holds no unsaved change but the login session's own (its once-a-minute
-``lastSeenAt``, or its end when it went idle, both meant to be kept), ends with COMMIT. Anything
+and whose session holds no unsaved change, ends with COMMIT. So the login session's
+once-a-minute ``lastSeenAt`` (written in a ``bookkeeping`` block) is kept by a read too: before,
+it went with the rollback, and a session used only to read ended as idle. Anything
 else still ends with the rollback: a request that failed, a refusal, a write the view did not
 commit (which the rule "no state change on GET" forbids; it is not made durable here).
 
-Which statements write is noted per connection as they are sent: any statement that does not
-begin with ``SELECT`` counts (``INSERT``, ``UPDATE``, ``DELETE``, ``WITH``, a savepoint...).
+Which statements write is noted per connection as they are sent: any statement but a
+``SELECT`` or a savepoint's counts (``INSERT``, ``UPDATE``, ``DELETE``, ``WITH``...), except in a
+``bookkeeping`` block (the login session's touch, which a read keeps).
 A ``SELECT`` of a function that writes (``ledger_post``) is not seen as one; the views that call
 such functions are POSTs, which commit or roll back themselves.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
@@ -38,8 +42,13 @@ log = logging.getLogger(__name__)
 WROTE = "portal.wrote"
 
 
+#: Statements that write nothing by themselves: reads, and savepoints (what runs inside one is
+#: noted on its own).
+_NOT_WRITING = ("SELECT", "SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
+
+
 def _reads(statement: str) -> bool:
-    return statement.lstrip(" \t\r\n(")[:6].upper() == "SELECT"
+    return statement.lstrip(" \t\r\n(")[:21].upper().startswith(_NOT_WRITING)
 
 
 @event.listens_for(Engine, "before_cursor_execute")
@@ -64,13 +73,26 @@ def _reset(_dbapi_connection, record, _state) -> None:
     record.info.pop(WROTE, None)
 
 
-def commit_if_unwritten(session: Session, keep: object | None = None) -> bool:
-    """End ``session``'s transaction with COMMIT if it wrote nothing and holds no unsaved change
-    but ``keep``'s; returns whether it did. A failed commit is logged and rolled back (the
-    request's answer is made already, and the transaction held nothing of its own)."""
-    if not session.in_transaction() or session.new or session.deleted:
-        return False
-    if any(obj is not keep for obj in session.dirty):
+@contextlib.contextmanager
+def bookkeeping(session: Session) -> Iterator[None]:
+    """Writes in the block are not the request's own: a read that made only these still ends
+    with COMMIT, and so keeps them."""
+    conn = session.connection()
+    wrote = conn.info.get(WROTE)
+    try:
+        yield
+    finally:
+        if wrote:
+            conn.info[WROTE] = True
+        else:
+            conn.info.pop(WROTE, None)
+
+
+def commit_if_unwritten(session: Session) -> bool:
+    """End ``session``'s transaction with COMMIT if it wrote nothing and holds no unsaved
+    change; returns whether it did. A failed commit is logged and rolled back (the request's
+    answer is made already, and the transaction held nothing of its own)."""
+    if not session.in_transaction() or session.new or session.dirty or session.deleted:
         return False
     if session.connection().info.get(WROTE):
         return False

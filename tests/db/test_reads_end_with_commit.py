@@ -123,11 +123,16 @@ class TestCommitIfUnwritten:
         session.execute(text("UPDATE users SET \"fullName\" = \"fullName\" WHERE id = :id"), {"id": user.id})
         assert reads.commit_if_unwritten(session) is False
 
-    def test_an_unsaved_change_keeps_the_rollback_unless_it_is_the_one_kept(self, fresh_transaction):
+    def test_an_unsaved_change_keeps_the_rollback(self, fresh_transaction):
         session, user = fresh_transaction
         user.full_name = "Changed Name"
         assert reads.commit_if_unwritten(session) is False
-        assert reads.commit_if_unwritten(session, keep=user) is True
+
+    def test_bookkeeping_writes_do_not_count_as_the_requests(self, fresh_transaction):
+        session, user = fresh_transaction
+        with reads.bookkeeping(session):
+            session.execute(text('UPDATE users SET "fullName" = "fullName" WHERE id = :id'), {"id": user.id})
+        assert reads.commit_if_unwritten(session) is True
 
     def test_a_new_object_keeps_the_rollback(self, fresh_transaction):
         session, _user = fresh_transaction
@@ -135,3 +140,24 @@ class TestCommitIfUnwritten:
 
         session.add(User(email="unsaved@tests.example", full_name="Not Saved"))
         assert reads.commit_if_unwritten(session) is False
+
+
+def test_a_read_keeps_the_login_sessions_touch(client, login_as):
+    """A logged-in page marks its session used (at most once a minute); a read now keeps that
+    mark, so a session used only to read is not ended as idle. (Before, the mark went with the
+    read's rollback.)"""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from portal.compliance.security.models import SessionValidation
+    from portal.db.base import utcnow
+
+    user = login_as("student")
+    record = db.session.scalar(select(SessionValidation).where(SessionValidation.user_id == user.id))
+    record.last_seen_at = utcnow() - timedelta(minutes=30)
+    db.session.commit()
+
+    assert client.get("/notifications").status_code == 200
+    db.session.refresh(record)
+    assert record.last_seen_at > utcnow() - timedelta(minutes=1)

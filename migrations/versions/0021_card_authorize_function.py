@@ -21,10 +21,11 @@ in the same order, in the caller's transaction:
    gets only whether it matched), the reset of wrong codes, currency, amount, merchant
    category and country, the amount in the card's currency, per-purchase, daily and monthly
    limits (the sums read under the card's lock);
-4. the hold, as ``ledger.hold`` makes it: the card float's shard found (made on first use,
-   ``ledger_wallet`` of 0015), both wallets locked in ascending id order, both active, the
-   user wallet's available balance enough; the locked balance raised and the pending
-   transaction row inserted;
+4. the hold, as ``ledger.hold`` makes it, with the ledger's role (``app.role`` = ``ledger``, as
+   ``ledger.as_ledger`` and ``ledger_post`` give it; the caller's role back after it): the card
+   float's shard found (made on first use, ``ledger_wallet`` of 0015), both wallets locked in
+   ascending id order, both active, the user wallet's available balance enough; the locked
+   balance raised and the pending transaction row inserted;
 5. the card transaction row, approved or declined, with the reason the caller sent for each
    decline (the texts stay in Python, ``portal.money.cards.codes`` and ``network``).
 
@@ -166,8 +167,10 @@ BEGIN
             END IF;
         END IF;
 
-        -- The hold (``ledger.hold``): the holder's shard of the card float (user id modulo the
-        -- shards, as ``ledger.shard_of``), both wallets locked in ascending id order.
+        -- The hold (``ledger.hold``), with the ledger's role as ``ledger.as_ledger`` gives it:
+        -- the holder's shard of the card float (user id modulo the shards, as
+        -- ``ledger.shard_of``), both wallets locked in ascending id order, checked, then changed.
+        PERFORM set_config('app.role', 'ledger', true);
         hex := replace(card.user_id::text, '-', '');
         shard := ((('x' || substr(hex, 1, 8))::bit(32)::bigint::numeric * 79228162514264337593543950336
                    + ('x' || substr(hex, 9, 8))::bit(32)::bigint::numeric * 18446744073709551616
@@ -193,7 +196,18 @@ BEGIN
         IF wallet_kind = 'user' AND wallet_available < amount THEN
             code := '51'; why := 'funds'; EXIT decide;
         END IF;
+        UPDATE wallets SET "lockedBalance" = "lockedBalance" + amount, "updatedAt" = created
+         WHERE id = card.wallet_id
+        RETURNING "lockedBalance" INTO locked;
+        tx_id := gen_random_uuid();
+        INSERT INTO transactions (id, "groupId", type, phase, "debitWalletId", "creditWalletId", "debitUserId",
+                                  "creditUserId", amount, currency, description, details, "createdAt", "updatedAt")
+        VALUES (tx_id, gen_random_uuid(), 'card_purchase', 'pending', card.wallet_id, float_id, wallet_user,
+                float_user, amount, card.currency, left('Card ' || card.last4 || ': ' || (p->>'merchant_name'), 300),
+                jsonb_build_object('card', card.last4, 'merchant', p->>'merchant_name', 'mcc', p->>'mcc'),
+                created, created);
     END;
+    PERFORM set_config('app.role', p->'actor'->>'role', true);
 
     IF code IS NOT NULL THEN
         reason := left(coalesce(reasons->>why, reasons->>code, 'Declined'), 200);
@@ -208,15 +222,6 @@ BEGIN
                                   'card', card.id, 'cvv_reset', cvv_reset);
     END IF;
 
-    UPDATE wallets SET "lockedBalance" = "lockedBalance" + amount, "updatedAt" = created WHERE id = card.wallet_id
-    RETURNING "lockedBalance" INTO locked;
-    tx_id := gen_random_uuid();
-    INSERT INTO transactions (id, "groupId", type, phase, "debitWalletId", "creditWalletId", "debitUserId",
-                              "creditUserId", amount, currency, description, details, "createdAt", "updatedAt")
-    VALUES (tx_id, gen_random_uuid(), 'card_purchase', 'pending', card.wallet_id, float_id, wallet_user, float_user,
-            amount, card.currency, left('Card ' || card.last4 || ': ' || (p->>'merchant_name'), 300),
-            jsonb_build_object('card', card.last4, 'merchant', p->>'merchant_name', 'mcc', p->>'mcc'),
-            created, created);
     INSERT INTO card_transactions (id, "cardId", "userId", "walletId", kind, state, "networkId", "merchantName", mcc,
                                    "merchantCountry", "merchantAmount", "merchantCurrency", amount, currency, rate,
                                    "capturedAmount", "refundedAmount", "responseCode", "declineReason",

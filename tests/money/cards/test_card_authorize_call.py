@@ -115,3 +115,23 @@ def test_the_session_copies_follow_the_call(holder):
     answer = _authorize(revealed, amount="12.50")
     assert answer.approved and answer.extra == {"amount": "12.50", "currency": "USD"}
     assert card.wrong_cvv_count == 0 and wallet.locked_balance == D("12.50")
+
+
+def test_the_hold_is_placed_with_the_ledgers_role_and_the_rest_with_the_callers(holder):
+    """As ``ledger.hold`` did: the wallet and the pending transaction are written with the
+    ``ledger`` role; the card transaction with the caller's identity, given back after the hold."""
+    from sqlalchemy import select
+
+    from portal.db.audit import AuditLog
+
+    _user, _card, revealed = holder
+    answer = _authorize(revealed, amount="3")  # the test acts as system:tests (role system)
+    row = db.session.get(CardTransaction, answer.reference)
+    # The last audit row of each (the wallet's earlier ones are its funding's).
+    roles = dict(db.session.execute(
+        select(AuditLog.table_name, AuditLog.actor_role)
+        .where(AuditLog.row_id.in_([str(row.id), str(row.hold_transaction_id), str(row.wallet_id)]))
+        .order_by(AuditLog.seq)).all())
+    assert roles == {"wallets": "ledger", "transactions": "ledger", "card_transactions": "system"}
+    actors = set(db.session.scalars(select(AuditLog.actor).where(AuditLog.row_id == str(row.id))))
+    assert actors == {"system:tests"}

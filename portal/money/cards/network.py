@@ -10,24 +10,30 @@ Every message is applied once, by its network id (``card_transactions.networkId`
 second delivery gets the first answer again. Decisions are ISO 8583 response codes
 (``portal.money.cards.codes``); a decline leaves nothing behind but its own row.
 
-Authorization, in one database transaction:
+Authorization, in one database transaction and one call of the database function
+``card_authorize`` (migration 0021; ``authorize``):
 
 1. the card, found by the keyed hash of its number, is locked (``FOR UPDATE``): authorizations
    on one card, and a freeze arriving meanwhile, queue here, so a frozen card declines the next
-   one and limits are summed over settled figures;
-2. state, expiry, security code (derived again, never stored; wrong ones count, and the card
-   freezes after ``CARD_MAX_WRONG_CVV`` with a security event), currency and amount, the
-   merchant category and country, per-purchase / daily / monthly limits;
+   one and limits are summed over settled figures; the message's network id is looked up after
+   the lock (a duplicate gets the first answer);
+2. state, expiry, security code (derived again in Python, which alone holds the key, and never
+   stored; wrong ones count, and the card freezes after ``CARD_MAX_WRONG_CVV`` with a security
+   event), currency and amount, the merchant category and country, per-purchase / daily /
+   monthly limits;
 3. the amount in the wallet's currency (the exchange's current rate when the merchant's
-   currency differs, rounded up: the holder never pays less than the merchant asked);
-4. a hold on the ledger, wallet -> card float (the ledger locks the wallet and refuses what is
-   not available, so fifty authorizations at once never overdraw it).
+   currency differs, rounded up: the holder never pays less than the merchant asked; the
+   function then asks for it, and a second call carries it, the card still locked);
+4. a hold on the ledger, wallet -> card float, as ``ledger.hold`` places one (the wallets locked
+   in id order with the ledger's role, what is not available refused, so fifty authorizations
+   at once never overdraw it), and the card transaction row, approved or declined.
 
-Its budget is p99 under 100 ms, so the path is kept short: the card is read as columns (no ORM
-object) in the statement that locks it, with the duplicate check and the card float's wallets;
-the spending sums are read only for a card with a daily or monthly limit; the monitoring rules
-judge authorizations in a periodic sweep (``tasks.monitor_card_activity``), not through a job
-deferred after each commit. An approval is eight statements in all, request hooks included.
+Its budget is p99 under 100 ms, so the path is kept short: one statement carries the network's
+identity and the whole decision (no ORM object is built; the decline reasons are sent from
+here, ``_DECLINE_REASONS``); the hold is not announced after the commit, so no monitoring job is
+deferred for it: the monitoring rules judge authorizations in a periodic sweep
+(``tasks.monitor_card_activity``). An approval is three statements, request hooks included
+(the request's identity, its block check, ``card_authorize``), and the commit.
 
 Capture moves the hold (all of it, part of it, or more within ``CARD_TIP_TOLERANCE_PERCENT``:
 the hold is then released and the captured amount moved in one go); a reversal releases an

@@ -417,12 +417,13 @@ def _decision(message: Message, number: str, now: datetime) -> dict:
         "mcc_group": group, "country": message.country, "mcc": message.mcc, "merchant_name": message.merchant_name,
         "day": day.isoformat(), "month": day.replace(day=1).isoformat(),
         "hold_expires_at": (now + timedelta(days=_config_int("CARD_HOLD_DAYS", 7))).isoformat(),
-        "float_shards": SYSTEM_SHARDS[SystemWallet.CARD_FLOAT], "created": utcnow().isoformat(),
+        "float_shards": SYSTEM_SHARDS[SystemWallet.CARD_FLOAT],
         "reasons": reasons,
     }
 
 
 def _decide(payload: dict) -> dict:
+    payload["created"] = utcnow().isoformat()  # the portal's clock, for the function to compare with its own
     return db.session.execute(_AUTHORIZE, {"message": json.dumps(payload)}).scalar_one()
 
 

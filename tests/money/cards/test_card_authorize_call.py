@@ -12,6 +12,7 @@ from portal.db import db
 from portal.money.cards import codes, network, services
 from portal.money.cards.models import CardTransaction
 from portal.money.wallets import ledger
+from portal.money.wallets.models import Transaction
 from tests.money.cards.helpers import auth_body, card_holder, issued, message
 from tests.money.factories.exchange import make_pair, make_rate
 
@@ -135,3 +136,25 @@ def test_the_hold_is_placed_with_the_ledgers_role_and_the_rest_with_the_callers(
     assert roles == {"wallets": "ledger", "transactions": "ledger", "card_transactions": "system"}
     actors = set(db.session.scalars(select(AuditLog.actor).where(AuditLog.row_id == str(row.id))))
     assert actors == {"system:tests"}
+
+
+def test_a_clock_moved_by_the_tests_dates_the_rows(holder):
+    """The rows are dated by the database's clock once the card is locked; a portal whose clock
+    is moved (as tests move it) keeps its offset, so its rows sit where its clock says."""
+    from datetime import timedelta
+
+    import time_machine
+
+    from portal.db.base import utcnow
+
+    _user, _card, revealed = holder
+    here = _authorize(revealed, amount="1")
+    assert abs(db.session.get(CardTransaction, here.reference).created_at - utcnow()) < timedelta(seconds=5)
+    later = utcnow() + timedelta(days=2)
+    with time_machine.travel(later, tick=True):
+        moved = _authorize(revealed, amount="1")
+    row = db.session.get(CardTransaction, moved.reference)
+    assert abs(row.created_at - later) < timedelta(seconds=5)
+    with ledger.as_ledger():
+        hold = db.session.get(Transaction, row.hold_transaction_id)
+        assert abs(hold.created_at - later) < timedelta(seconds=5)

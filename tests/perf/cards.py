@@ -9,8 +9,9 @@ verified scale students (0.01 to 2.00 USD at a real-looking merchant). Every wrk
 messages in its own order; one sent again (a run longer than the list) is answered as a
 duplicate, and counted apart.
 
-An answer 200 that approves is done; 200 that declines (e.g. not enough money) is refused;
-anything else a failure. The cards, their holders' level-2 verification and USD funds are made
+The measured run follows ``WARMUP_SECONDS`` of the same load with messages of its own, whose
+figures are dropped (as for the pages). An answer 200 that approves is done; 200 that declines
+(e.g. not enough money) is refused; anything else a failure. The cards, their holders' level-2 verification and USD funds are made
 once through the services and kept for later runs (nicknamed ``bench``).
 """
 
@@ -180,6 +181,14 @@ def parse_answers(lines: list[str]) -> tuple[dict[int, int], dict[str, int]]:
     return statuses, answers
 
 
+def _load(port: int, messages: list[tuple[str, str]], seconds: int, connections: int) -> load.LoadResult:
+    threads = max(1, min(settings.WRK_THREADS, connections))
+    with tempfile.TemporaryDirectory(prefix="azora-bench-cards-") as tmp:
+        script = Path(tmp) / "authorize.lua"
+        script.write_text(lua_script(messages, threads))
+        return load.run_wrk(f"http://{HOST}:{port}{PATH}", seconds, connections, script=script)
+
+
 def http_authorizations(port: int, app) -> Transfers | None:
     """Signed authorizations for ``TRANSFER_SECONDS`` from ``TRANSFER_CLIENTS`` connections; None
     (with a line saying why) without wrk, which alone can send a prepared body per request."""
@@ -191,14 +200,16 @@ def http_authorizations(port: int, app) -> Transfers | None:
         print("No scale students to hold cards: card authorizations not measured.")
         return None
     seconds, connections = settings.TRANSFER_SECONDS, settings.TRANSFER_CLIENTS
-    print(f"Card authorizations through HTTP: {connections} connections, {len(cards)} cards, {seconds} s ...",
-          flush=True)
-    messages = signed_messages(app.config["CARD_NETWORK_SECRET"], cards)
-    threads = max(1, min(settings.WRK_THREADS, connections))
-    with tempfile.TemporaryDirectory(prefix="azora-bench-cards-") as tmp:
-        script = Path(tmp) / "authorize.lua"
-        script.write_text(lua_script(messages, threads))
-        result = load.run_wrk(f"http://{HOST}:{port}{PATH}", seconds, connections, script=script)
+    print(f"Card authorizations through HTTP: {connections} connections, {len(cards)} cards, {seconds} s "
+          f"after {settings.WARMUP_SECONDS} s of warm-up ...", flush=True)
+    secret = app.config["CARD_NETWORK_SECRET"]
+    if settings.WARMUP_SECONDS > 0:
+        # As the pages are measured: the workers' first authorizations (connections opened,
+        # statements prepared, the card float's shards made) are dropped, with messages of their own.
+        _load(port, signed_messages(secret, cards, 3000 * settings.WARMUP_SECONDS), settings.WARMUP_SECONDS,
+              connections)
+    messages = signed_messages(secret, cards, CARD_MESSAGES)
+    result = _load(port, messages, seconds, connections)
     statuses, answers = parse_answers(result.script_lines)
     if result.socket_errors:
         statuses[0] = sum(result.socket_errors.values())  # 0: no answer at all

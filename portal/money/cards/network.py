@@ -10,24 +10,30 @@ Every message is applied once, by its network id (``card_transactions.networkId`
 second delivery gets the first answer again. Decisions are ISO 8583 response codes
 (``portal.money.cards.codes``); a decline leaves nothing behind but its own row.
 
-Authorization, in one database transaction:
+Authorization, in one database transaction and one call of the database function
+``card_authorize`` (migration 0021; ``authorize``):
 
 1. the card, found by the keyed hash of its number, is locked (``FOR UPDATE``): authorizations
    on one card, and a freeze arriving meanwhile, queue here, so a frozen card declines the next
-   one and limits are summed over settled figures;
-2. state, expiry, security code (derived again, never stored; wrong ones count, and the card
-   freezes after ``CARD_MAX_WRONG_CVV`` with a security event), currency and amount, the
-   merchant category and country, per-purchase / daily / monthly limits;
+   one and limits are summed over settled figures; the message's network id is looked up after
+   the lock (a duplicate gets the first answer);
+2. state, expiry, security code (derived again in Python, which alone holds the key, and never
+   stored; wrong ones count, and the card freezes after ``CARD_MAX_WRONG_CVV`` with a security
+   event), currency and amount, the merchant category and country, per-purchase / daily /
+   monthly limits;
 3. the amount in the wallet's currency (the exchange's current rate when the merchant's
-   currency differs, rounded up: the holder never pays less than the merchant asked);
-4. a hold on the ledger, wallet -> card float (the ledger locks the wallet and refuses what is
-   not available, so fifty authorizations at once never overdraw it).
+   currency differs, rounded up: the holder never pays less than the merchant asked; the
+   function then asks for it, and a second call carries it, the card still locked);
+4. a hold on the ledger, wallet -> card float, as ``ledger.hold`` places one (the wallets locked
+   in id order with the ledger's role, what is not available refused, so fifty authorizations
+   at once never overdraw it), and the card transaction row, approved or declined.
 
-Its budget is p99 under 100 ms, so the path is kept short: the card is read as columns (no ORM
-object) in the statement that locks it, with the duplicate check and the card float's wallets;
-the spending sums are read only for a card with a daily or monthly limit; the monitoring rules
-judge authorizations in a periodic sweep (``tasks.monitor_card_activity``), not through a job
-deferred after each commit. An approval is eight statements in all, request hooks included.
+Its budget is p99 under 100 ms, so the path is kept short: one statement carries the network's
+identity and the whole decision (no ORM object is built; the decline reasons are sent from
+here, ``_DECLINE_REASONS``); the hold is not announced after the commit, so no monitoring job is
+deferred for it: the monitoring rules judge authorizations in a periodic sweep
+(``tasks.monitor_card_activity``). An approval is three statements, request hooks included
+(the request's identity, its block check, ``card_authorize``), and the commit.
 
 Capture moves the hold (all of it, part of it, or more within ``CARD_TIP_TOLERANCE_PERCENT``:
 the hold is then released and the captured amount moved in one go); a reversal releases an
@@ -56,18 +62,18 @@ from decimal import ROUND_DOWN, ROUND_UP, Decimal, InvalidOperation
 
 from flask import current_app
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.compliance.security import events as security
 from portal.compliance.security.models import SecurityEventKind, Severity
 from portal.db import db
 from portal.db.base import utcnow
-from portal.db.context import Actor, acting_as
+from portal.db.context import Actor, acting_as, current_actor, push, reapply, reset
 from portal.errors import Conflict, DomainError
 from portal.money.cards import codes, pan
 from portal.money.cards.models import (
     CardNetworkMessage,
-    CardState,
     CardTransaction,
     CardTransactionKind,
     CardTransactionState,
@@ -84,7 +90,6 @@ from portal.money.wallets.models import (
     Transaction,
     TransactionType,
     Wallet,
-    WalletKind,
 )
 
 NETWORK_ACTOR = Actor.system("card-network")
@@ -338,47 +343,28 @@ def _float_wallet(card_user_id: uuid.UUID, code: str) -> Wallet:
     return ledger.system_wallet(SystemWallet.CARD_FLOAT, code, spread_by=card_user_id)
 
 
-def _float_shard(user_id: uuid.UUID) -> int:
-    return user_id.int % SYSTEM_SHARDS[SystemWallet.CARD_FLOAT]
+#: The authorization's one statement (migration 0021): the identity, the card locked and checked,
+#: the spending sums, the hold on the ledger and the card transaction row. Its argument is one
+#: JSON document (``_decision``); the answer says what was decided, or what Python must add.
+_AUTHORIZE = text("SELECT card_authorize(CAST(:message AS jsonb))")
 
-
-def _wallet_ref(wallet_id: uuid.UUID, code: str, user_id: uuid.UUID | None) -> Wallet:
-    """A stand-in for a wallet the ledger is about to lock and read afresh: it needs only the
-    id, currency and owner to name the movement, so the authorization reads no wallet row of
-    its own. Never added to the session."""
-    return Wallet(id=wallet_id, currency=code, user_id=user_id,
-                  kind=WalletKind.USER if user_id is not None else WalletKind.SYSTEM)
-
-
-#: In one statement: the card found by the keyed hash of its number, locked, with the columns the
-#: decision reads (no ORM object: nothing is loaded that is not read), whether the message was
-#: applied already, and the card float's wallets in the card's currency (the holder's shard is
-#: picked from them). The duplicate check runs on the statement's snapshot, taken before the lock
-#: was granted: a second delivery of one message at the same moment is caught by the unique
-#: network id instead (``DeliveredAtOnce``).
-_CARD = text("""
-SELECT c.id, c."userId" AS user_id, c."walletId" AS wallet_id, c.currency, c.state, c."expMonth" AS exp_month,
-       c."expYear" AS exp_year, c.bin, c.last4, c."perPurchaseLimit" AS per_purchase_limit,
-       c."dailyLimit" AS daily_limit, c."monthlyLimit" AS monthly_limit, c."blockedMccGroups" AS blocked_mcc_groups,
-       c."blockedCountries" AS blocked_countries, c."wrongCvvCount" AS wrong_cvv_count,
-       (SELECT id FROM card_transactions WHERE "networkId" = :network_id) AS existing,
-       (SELECT json_object_agg(shard, id) FROM wallets WHERE "systemName" = 'card_float' AND currency = c.currency)
-           AS floats
-FROM virtual_cards c
-WHERE c."panLookup" = :lookup
-FOR UPDATE OF c
-""")
-
-#: The card's spending today and this month (what counts against its daily and monthly limits),
-#: read only for a card that has one of them, and only once the card is locked: a statement
-#: that starts after the lock sees every authorization of the card committed before it.
-_SPENT = text("""
-SELECT coalesce(sum(CASE WHEN state = 'captured' THEN "capturedAmount" ELSE amount END)
-                FILTER (WHERE "createdAt" >= :day), 0) AS day_sum,
-       coalesce(sum(CASE WHEN state = 'captured' THEN "capturedAmount" ELSE amount END), 0) AS month_sum
-FROM card_transactions
-WHERE "cardId" = :card_id AND kind = 'authorization' AND state IN ('pending', 'captured') AND "createdAt" >= :month
-""")
+#: What each decline of ``card_authorize`` says, by the name the function gives it (the texts
+#: that depend on the message are added per message: ``currency``, ``mcc``, ``country``).
+_DECLINE_REASONS = {
+    "canceled": "The card is canceled",
+    "replaced": "The card is replaced",
+    "frozen": codes.reason(codes.RESTRICTED_CARD),
+    "expired": codes.reason(codes.EXPIRED_CARD),
+    "expiry_mismatch": "The expiry date does not match the card",
+    "cvv": codes.reason(codes.BAD_CVV),
+    "amount": codes.reason(codes.INVALID_AMOUNT),
+    "rate": codes.reason(codes.NO_RATE),
+    "per_purchase": "Above the card's per-purchase limit",
+    "daily": "Above the card's daily limit",
+    "monthly": "Above the card's monthly limit",
+    "wallet": codes.reason(codes.DO_NOT_HONOR),
+    "funds": codes.reason(codes.INSUFFICIENT_FUNDS),
+}
 
 
 class DeliveredAtOnce(Exception):
@@ -402,95 +388,94 @@ def _wrong_code(card_id: uuid.UUID, network_id: str) -> None:
                         user_id=card.user_id, details={"card_id": str(card.id), "network_id": network_id})
 
 
+def _decision(message: Message, number: str, now: datetime) -> dict:
+    """What ``card_authorize`` needs of the message, checked as far as Python alone can: the
+    security code is compared here (against the expiry sent: the function declines first when
+    that is not the card's), since only Python holds the card verification key."""
+    exp_year = message.exp_year + 2000 if message.exp_year < 100 else message.exp_year
+    known = message.currency in CURRENCIES
+    group = codes.group_of(message.mcc)
+    reasons = {**_DECLINE_REASONS,
+               "currency": f"{message.currency} is not a currency the portal settles",
+               "country": f"Purchases in {message.country} are blocked on this card"}
+    if group is not None:
+        reasons["mcc"] = f"Merchant category blocked on this card ({codes.MCC_GROUPS[group][0]})"
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    actor = current_actor() or Actor(label="")
+    amount = message.amount
+    return {
+        "actor": {"label": actor.label, "role": actor.role, "user_id": actor.user_id},
+        "lookup": pan.lookup_hash(number), "network_id": message.network_id,
+        "now_year": now.year, "now_month": now.month,
+        # As text: any whole number the network sends compares, none overflows an integer column.
+        "exp_month": str(message.exp_month), "exp_year": str(exp_year),
+        "cvv_ok": pan.code_matches(number, message.exp_month, exp_year, message.cvv),
+        "currency": message.currency, "currency_known": known,
+        "scale_ok": known and _merchant_scale_ok(amount, message.currency),
+        "amount": str(amount), "merchant_amount": str(max(amount, Decimal(0)) if abs(amount).adjusted() < 20
+                                                      else Decimal(0)),
+        "mcc_group": group, "country": message.country, "mcc": message.mcc, "merchant_name": message.merchant_name,
+        "day": day.isoformat(), "month": day.replace(day=1).isoformat(),
+        "hold_expires_at": (now + timedelta(days=_config_int("CARD_HOLD_DAYS", 7))).isoformat(),
+        "float_shards": SYSTEM_SHARDS[SystemWallet.CARD_FLOAT],
+        "reasons": reasons,
+    }
+
+
+def _decide(payload: dict) -> dict:
+    payload["created"] = utcnow().isoformat()  # the portal's clock, for the function to compare with its own
+    return db.session.execute(_AUTHORIZE, {"message": json.dumps(payload)}).scalar_one()
+
+
+def _refresh_session(answer: dict) -> None:
+    """Give the session's copies of the card and the wallet (when it holds them) what the call
+    changed, as a reload would; no statement."""
+    if answer["cvv_reset"]:
+        card = db.session.identity_map.get(db.session.identity_key(VirtualCard, uuid.UUID(answer["card"])))
+        if card is not None:
+            set_committed_value(card, "wrong_cvv_count", 0)
+    if "locked" in answer:
+        wallet = db.session.identity_map.get(db.session.identity_key(Wallet, uuid.UUID(answer["wallet"])))
+        if wallet is not None:
+            set_committed_value(wallet, "locked_balance", Decimal(answer["locked"]))
+
+
 def authorize(message: Message, now: datetime | None = None) -> Answer:
+    """Decide an authorization: one call of ``card_authorize`` (migration 0021), two when the
+    merchant's currency is not the card's (the rate is read in between, the card still locked)."""
     now = now or utcnow()
     number = pan.normalise(message.number)
-    card = None
-    if number is not None:
-        card = db.session.execute(_CARD, {"lookup": pan.lookup_hash(number),
-                                          "network_id": message.network_id}).first()
-    if card is None:
+    if number is None:
+        reapply(db.session)
         existing = _existing(message.network_id)
         if existing is not None:
             return _answer_of(existing, duplicate=True)
         return _noted(message, codes.NO_SUCH_CARD, NetworkMessageOutcome.REJECTED, codes.reason(codes.NO_SUCH_CARD))
-    if card.existing is not None:
-        return _answer_of(db.session.get(CardTransaction, card.existing), duplicate=True)
-
-    row = CardTransaction(id=uuid.uuid4(), card_id=card.id, user_id=card.user_id, wallet_id=card.wallet_id,
-                          kind=CardTransactionKind.AUTHORIZATION, network_id=message.network_id,
-                          merchant_name=message.merchant_name, mcc=message.mcc, merchant_country=message.country,
-                          merchant_amount=max(message.amount, Decimal(0)) if abs(message.amount).adjusted() < 20
-                          else Decimal(0),
-                          merchant_currency=message.currency, amount=Decimal(0), currency=card.currency,
-                          captured_amount=Decimal(0), refunded_amount=Decimal(0), ledger_transaction_ids=[])
-
-    def decline(code: str, reason: str = "") -> Answer:
-        row.state = CardTransactionState.DECLINED
-        row.response_code = code
-        row.decline_reason = (reason or codes.reason(code))[:200]
-        db.session.add(row)
-        db.session.flush()
-        return _answer_of(row)
-
-    state = CardState(card.state)
-    if state in (CardState.CANCELED, CardState.REPLACED):
-        return decline(codes.CLOSED_ACCOUNT, f"The card is {state.value}")
-    if state == CardState.FROZEN:
-        return decline(codes.RESTRICTED_CARD)
-    exp_year = message.exp_year + 2000 if message.exp_year < 100 else message.exp_year
-    if _expired(card, now):
-        return decline(codes.EXPIRED_CARD)
-    if (message.exp_month, exp_year) != (card.exp_month, card.exp_year):
-        return decline(codes.EXPIRED_CARD, "The expiry date does not match the card")
-    if not pan.code_matches(number, card.exp_month, card.exp_year, message.cvv):
-        _wrong_code(card.id, message.network_id)
-        return decline(codes.BAD_CVV)
-    if card.wrong_cvv_count:
-        db.session.get(VirtualCard, card.id, populate_existing=True).wrong_cvv_count = 0
-    if message.currency not in CURRENCIES:
-        return decline(codes.UNSUPPORTED_CURRENCY, f"{message.currency} is not a currency the portal settles")
-    if not _merchant_scale_ok(message.amount, message.currency):
-        return decline(codes.INVALID_AMOUNT)
-    group = codes.group_of(message.mcc)
-    if group is not None and group in (card.blocked_mcc_groups or []):
-        return decline(codes.NOT_PERMITTED, f"Merchant category blocked on this card ({codes.MCC_GROUPS[group][0]})")
-    if message.country in (card.blocked_countries or []):
-        return decline(codes.NOT_PERMITTED, f"Purchases in {message.country} are blocked on this card")
-    try:
-        amount, rate = _in_wallet_currency(message.amount, message.currency, card.currency, up=True)
-    except DomainError:
-        return decline(codes.NO_RATE)
-    row.amount, row.rate = amount, rate
-    if card.per_purchase_limit is not None and amount > card.per_purchase_limit:
-        return decline(codes.EXCEEDS_LIMIT, "Above the card's per-purchase limit")
-    if card.daily_limit is not None or card.monthly_limit is not None:
-        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        spent = db.session.execute(_SPENT, {"card_id": card.id, "day": day, "month": day.replace(day=1)}).one()
-        if card.daily_limit is not None and spent.day_sum + amount > card.daily_limit:
-            return decline(codes.EXCEEDS_LIMIT, "Above the card's daily limit")
-        if card.monthly_limit is not None and spent.month_sum + amount > card.monthly_limit:
-            return decline(codes.EXCEEDS_LIMIT, "Above the card's monthly limit")
-    wallet = _wallet_ref(card.wallet_id, card.currency, card.user_id)
-    float_id = (card.floats or {}).get(str(_float_shard(card.user_id)))
-    float_wallet = _wallet_ref(uuid.UUID(float_id), card.currency, None) if float_id else \
-        _float_wallet(card.user_id, card.currency)
-    try:
-        (pending,) = ledger.hold([Leg(wallet, float_wallet, amount,
-                                      TransactionType.CARD_PURCHASE, f"Card {card.last4}: {message.merchant_name}"[:300],
-                                      {"card": card.last4, "merchant": message.merchant_name, "mcc": message.mcc})])
-    except InsufficientFunds:
-        return decline(codes.INSUFFICIENT_FUNDS)
-    except WalletUnavailable:
-        return decline(codes.DO_NOT_HONOR)
-    row.state = CardTransactionState.PENDING
-    row.response_code = codes.APPROVED
-    row.hold_transaction_id = pending.id
-    row.ledger_transaction_ids = [pending.id]
-    row.hold_expires_at = now + timedelta(days=_config_int("CARD_HOLD_DAYS", 7))
-    db.session.add(row)
-    db.session.flush()
-    return _answer_of(row)
+    payload = _decision(message, number, now)
+    answer = _decide(payload)
+    converted = None
+    if "convert" in answer:
+        try:
+            converted = _in_wallet_currency(message.amount, message.currency, answer["convert"], up=True)
+            payload["converted"] = {"currency": answer["convert"], "amount": str(converted[0]),
+                                    "rate": str(converted[1])}
+        except DomainError:
+            payload["converted"] = {"currency": answer["convert"], "no_rate": True}
+        answer = _decide(payload)
+    if answer.get("no_card"):
+        if answer["duplicate"] is not None:
+            return _answer_of(db.session.get(CardTransaction, uuid.UUID(answer["duplicate"])), duplicate=True)
+        return _noted(message, codes.NO_SUCH_CARD, NetworkMessageOutcome.REJECTED, codes.reason(codes.NO_SUCH_CARD))
+    if "duplicate" in answer:
+        return _answer_of(db.session.get(CardTransaction, uuid.UUID(answer["duplicate"])), duplicate=True)
+    _refresh_session(answer)
+    if answer["code"] != codes.APPROVED:
+        if answer["wrong_cvv"]:
+            _wrong_code(uuid.UUID(answer["card"]), message.network_id)
+        return Answer(message.network_id, answer["code"], answer["reason"], False, uuid.UUID(answer["id"]))
+    amount = converted[0] if converted is not None else message.amount
+    return Answer(message.network_id, codes.APPROVED, codes.reason(codes.APPROVED), False, uuid.UUID(answer["id"]),
+                  {"amount": str(amount), "currency": answer["currency"]})
 
 
 # -- After the authorization ----------------------------------------------------------------------
@@ -714,7 +699,12 @@ def receive(kind: str, body: bytes, headers) -> Answer:
                             details={"kind": kind, "bytes": len(body)})
         raise
     message = parse(kind, body)
-    with acting_as(NETWORK_LEDGER_ACTOR, db.session):
+    # The network's identity is made current here and reaches the database with the message's
+    # first statement: an authorization's one call sets it itself (``card_authorize``); the
+    # other messages send it first.
+    with _network_identity():
+        if kind != "authorize":
+            reapply(db.session)
         try:
             return _HANDLERS[kind](message)
         except IntegrityError as exc:
@@ -728,11 +718,27 @@ _NETWORK_ID_KEY = "uq_card_transactions_networkId"
 
 @contextlib.contextmanager
 def acting_for_network() -> Iterator[None]:
-    """The block acts as the network from its start. ``receive`` then changes no identity in
-    the transaction, and the one in place before is restored after the block, when the caller
-    has committed (a statement saved on every message)."""
-    with acting_as(NETWORK_LEDGER_ACTOR, db.session):
+    """The block acts as the network from its start. The identity is not sent to the database
+    here: ``receive`` sends it with the message's first statement (an authorization's one call
+    carries it), and the one in place before is restored after the block, when the caller has
+    committed (two statements saved on every authorization)."""
+    with _network_identity():
         yield
+
+
+@contextlib.contextmanager
+def _network_identity() -> Iterator[None]:
+    """``acting_as(NETWORK_LEDGER_ACTOR, db.session)`` but for its first statement: the identity
+    becomes current without being sent to the transaction (the caller sends it, or the next
+    statement carries it); the previous one is restored in the transaction as ``acting_as`` does."""
+    token = push(NETWORK_LEDGER_ACTOR)
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(SQLAlchemyError):  # an aborted transaction takes the settings with it
+            reset(token, db.session)
+        raise
+    reset(token, db.session)
 
 
 # -- Expiry ---------------------------------------------------------------------------------------

@@ -11,6 +11,13 @@ others in Python):
    available, frozen or closed wallets neither send nor receive);
 3. changes ``balance`` / ``lockedBalance`` and appends the transaction rows.
 
+One hold is placed outside this module: a card authorization's, by the database function
+``card_authorize`` (migration 0021, ``portal.money.cards.network``), which locks, checks and
+writes as ``hold`` does, in the same order, in the one statement the authorization's budget
+allows; it is not announced after the commit (a pending hold moves nothing the transaction
+monitoring judges; the card sweep judges the authorization). Its capture, release and expiry
+come back here.
+
 The database holds the same rules as CHECK constraints, so even a bug here cannot make a user
 balance negative. While it posts, the ledger acts with the row-level-security role ``ledger``
 (keeping the user as the audit trail's actor): a transfer must lock and credit the recipient's

@@ -88,23 +88,38 @@ def test_a_switched_off_rule_does_not_fire(app, make_user):
     assert monitoring.monitor_card([betting.reference]) == []
 
 
-def test_an_authorization_defers_no_card_monitoring_on_its_path(app, monkeypatch):
+def test_a_card_hold_defers_no_monitoring_job_and_is_judged_by_the_sweep(app, monkeypatch):
+    """Nothing of the monitoring runs on an authorization's path: no job is deferred after its
+    commit, not even the ledger's for the pending hold (a hold moves nothing the ledger's rules
+    judge). The card sweep judges the authorization itself."""
+    from portal.compliance.aml import listeners
+    from portal.money.cards import tasks
+    from portal.money.cards.models import CardTransaction
     from portal.platform import jobs
 
     deferred = []
     monkeypatch.setattr(jobs, "defer_now", lambda job, **kwargs: deferred.append((job, kwargs)))
     user = card_holder()
     _card, revealed = issued(user)
+    _age_kyc(user, 30)
     db.session.commit()  # the set-up's funding defers its own (ledger) monitoring
+    assert deferred, "the spy sees the ledger's deferrals"
     deferred.clear()
-    answer = _authorize(revealed, amount="1", mcc="7995")
+    answer = _authorize(revealed, amount="1", mcc="7995", country="ZA")
     db.session.commit()
     assert answer.approved
-    # The hold's pending ledger row is announced as every ledger row is; no job is about the
-    # authorization itself, and there is no card monitoring job left to defer.
-    assert deferred and all(str(answer.reference) not in repr(kwargs) for _job, kwargs in deferred)
+    assert deferred == []
+    listeners.defer_monitoring([answer.reference])  # the spy would have caught a deferral
+    assert len(deferred) == 1
     jobs.job_app.perform_import_paths()
     assert not [name for name in jobs.job_app.tasks if "monitor_card" in name and "activity" not in name]
+
+    made = db.session.get(CardTransaction, answer.reference).created_at
+    _cursor_at(made - timedelta(seconds=1))
+    assert tasks.monitor_backlog(made + timedelta(seconds=tasks.MONITOR_DELAY_SECONDS, minutes=1)) >= 1
+    alerts = db.session.scalars(select(MonitoringAlert).where(MonitoringAlert.card_transaction_id
+                                                              == answer.reference)).all()
+    assert [_rules(a) for a in alerts] == [{"card_high_risk_mcc"}]
 
 
 def _cursor_at(at) -> None:

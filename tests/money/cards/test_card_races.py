@@ -254,3 +254,33 @@ def test_one_message_delivered_twice_at_once_holds_once(app, funded_card, monkey
     assert all(a.approved for a in answers) and answers[0].reference == answers[1].reference
     assert sorted(a.duplicate for a in answers) == [False, True]
     assert _wallet(app, funded_card["wallet_id"]) == (Decimal("100.00"), Decimal("3.00"))
+
+
+def test_an_authorization_that_waited_for_the_card_is_dated_when_it_was_decided(app, funded_card):
+    """The card transaction's time is taken after the card's lock, not when the message came:
+    one that waits behind another transaction on the card is dated after that one ended, so a
+    card's authorizations read in time order are the order they were decided in."""
+    held = threading.Event()
+    released_at: dict = {}
+
+    def hold_the_card(barrier):
+        with app.app_context(), acting_as(Actor.system("tests")):
+            try:
+                db.session.execute(select(db.text("1")).select_from(db.text("virtual_cards"))
+                                   .where(db.text("id = :id")).with_for_update(),
+                                   {"id": funded_card["card_id"]})
+                held.set()
+                barrier.wait(timeout=TIMEOUT)
+                threading.Event().wait(0.5)  # the authorization now waits on the card's lock
+                released_at["at"] = db.session.scalar(select(db.func.clock_timestamp()))
+                db.session.commit()
+            finally:
+                db.session.rollback()
+                db.session.remove()
+
+    (answer,) = _race(app, [auth_body(funded_card["revealed"], amount="1.00")], before=hold_the_card)
+    assert held.is_set() and answer.approved
+    with app.app_context(), acting_as(Actor.system("tests")):
+        row = db.session.get(CardTransaction, answer.reference)
+        assert row.created_at >= released_at["at"]
+        db.session.remove()

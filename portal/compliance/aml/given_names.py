@@ -59,10 +59,12 @@ OTHER_DIMINUTIVES: dict[str, tuple[str, ...]] = {
 #: One given name in the forms other languages give it, against its English form: the nicknames
 #: of the English form then serve every form ("Kate" for a "Yekaterina"). From the equivalents
 #: listed by Behind the Name (the "related names" of each name) and Wiktionary's entries for these
-#: given names; only forms that are the same name, not names merely alike.
+#: given names; only forms that are the same name, not names merely alike, and none that is a
+#: different name in English use (Ian and Sean are not John there, nor Isabel Elizabeth; Andrea
+#: and Nicola are women's names there).
 COGNATES: dict[str, tuple[str, ...]] = {
     "katherine": ("ekaterina", "katarzyna", "katerina", "caterina", "catalina", "katharina", "catarina"),
-    "elizabeth": ("elizaveta", "elisabeth", "elisabetta", "elzbieta", "isabel", "isabella"),
+    "elizabeth": ("elizaveta", "elisabeth", "elisabetta", "elzbieta"),
     "eleanor": ("eleonora", "leonor", "eleonore"),
     "helen": ("elena", "helena", "olena", "jelena", "hélène"),
     "mary": ("maria", "marie", "mariya", "maryam", "mariam"),
@@ -70,17 +72,17 @@ COGNATES: dict[str, tuple[str, ...]] = {
     "anne": ("anna", "ana", "anya"),
     "sophia": ("sofia", "sofiya", "sophie", "zofia"),
     "alexander": ("aleksandr", "alejandro", "alessandro", "alexandre", "aleksander", "iskandar"),
-    "michael": ("mikhail", "michele", "miguel", "michel", "michal", "mykhailo"),
+    "michael": ("mikhail", "miguel", "michel", "michal", "mykhailo"),
     "peter": ("pyotr", "petr", "pedro", "pietro", "pierre", "piotr", "petro"),
     "paul": ("pavel", "pablo", "paolo", "pawel", "pavlo"),
-    "nicholas": ("nikolai", "nikolay", "nicolas", "nicola", "nikolaos", "mykola", "mikolaj"),
-    "andrew": ("andrei", "andrey", "andres", "andrea", "andre", "andrzej", "andriy"),
+    "nicholas": ("nikolai", "nikolay", "nicolas", "nikolaos", "mykola", "mikolaj"),
+    "andrew": ("andrei", "andrey", "andres", "andre", "andrzej", "andriy"),
     "stephen": ("stepan", "esteban", "stefano", "stefan", "etienne", "stephane"),
-    "james": ("diego", "giacomo", "jacques", "jaime"),
+    "james": ("giacomo", "jacques", "jaime"),
     "joseph": ("jose", "giuseppe", "josef", "osip", "yusuf", "youssef"),
-    "john": ("ivan", "juan", "giovanni", "jean", "johann", "johannes", "jan", "sean", "ian", "yahya"),
+    "john": ("ivan", "juan", "giovanni", "johann", "johannes"),
     "william": ("guillermo", "guillaume", "wilhelm", "guglielmo"),
-    "george": ("georgios", "georgi", "jorge", "giorgio", "jurgen", "yuri"),
+    "george": ("georgios", "georgi", "jorge", "giorgio", "jurgen"),
     "dmitri": ("dimitrios", "dimitri", "dmytro"),
     "francis": ("francisco", "francesco", "francois", "franz", "frantisek"),
     "henry": ("enrique", "enrico", "henri", "heinrich", "henrique"),

@@ -168,7 +168,7 @@ _GENDERED_SURNAME = re.compile(r"(?:ov|ev|in|yn|sky|ski|skiy|ckiy|tsky|ich)$")
 
 def _gendered_pair(a: str, b: str) -> bool:
     """Tokens that differ only by a gendered ending: Ivan/Ivana, Daniel/Daniela, Maria/Mario,
-    Petrov/Petrova, Stefan/Stefania. In names these are different people, however close the letters.
+    Petrov/Petrova, Stefan/Stefania, Alexander/Alexandra. In names these are different people, however close the letters.
 
     A long part (TYPO_MIN_LENGTH letters or more) that only gains a final "a" is a gendered pair
     when the shorter form is a given name (``given_names.is_given_name``) or a surname whose
@@ -180,6 +180,8 @@ def _gendered_pair(a: str, b: str) -> bool:
             if gains and (ending != "a" or len(x) < TYPO_MIN_LENGTH or _GENDERED_SURNAME.search(x)
                           or given_names.is_given_name(x, _phonetic_key)):
                 return True
+    if len(a) == len(b) >= 5 and a[:-2] == b[:-2] and {a[-2:], b[-2:]} == {"er", "ra"}:  # Alexander/Alexandra
+        return True
     return (len(a) == len(b) and a[:-1] == b[:-1] and a[-1] != b[-1]
             and {a[-1], b[-1]} <= {"a", "o", "e", "i"} and ("a" in (a[-1], b[-1]) or "o" in (a[-1], b[-1])))
 

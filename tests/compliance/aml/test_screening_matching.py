@@ -125,6 +125,7 @@ def test_a_long_part_with_its_last_letter_dropped_is_one_typo_not_a_gendered_end
 def test_feminine_endings_longer_than_one_letter_are_different_names():
     assert matching.token_match("stefan", "stefania")[1] == "gendered ending"
     assert matching.token_match("paul", "pauline")[1] == "gendered ending"
+    assert matching.token_match("alexander", "alexandra")[1] == "gendered ending"
     assert matching.name_similarity("Stefania Dragulescu", "Stefan Dragulescu") < 85
 
 

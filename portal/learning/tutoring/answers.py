@@ -5,7 +5,9 @@ about ``course`` and that the question is not empty or too long, and stores what
 
 What the reply is, in order:
 
-1. The question looks like one of the course's published quiz questions (``hints``): a HINT.
+1. The question looks like one of the course's published quiz questions (``hints``), or is
+   phrased as a test item (options listed, "which of the following", "true or false", what a
+   piece of code prints; ``hints.exam_item``) and the lessons teach its idea: a HINT.
    It names the quiz, says which lesson sections explain the idea and which of the question's
    key ideas to look for there, and never contains the correct option, an accepted answer or
    the numeric result (any heading or word that would give one away is left out, of the body
@@ -100,9 +102,14 @@ def draft_reply(course: Course, question: str, *,
     """The reply from the lessons alone (the database part of answering)."""
     course_ids = list(searchable_course_ids) if searchable_course_ids is not None else [course.id]
     match = hints.match_quiz_question(course.id, question)
+    exam = hints.exam_item(question) if match is None else None
     if match is not None:
         hits = _cited(_hint_search(course_ids, question, match))
         reply = _hint(question, match, hits)
+    elif exam is not None:
+        found = _exam_search(course_ids, question, exam)
+        hits = _cited(found) if found and _exam_relevant(found[0]) else []
+        reply = _exam_hint(question, exam, hits) if hits else _not_found(course, question, found)
     else:
         # One search with no floor: the relevant hits answer; when there are none, the best of
         # the rest say where the question's words come closest.
@@ -280,6 +287,49 @@ def _hint_search(course_ids: list[uuid.UUID], question: str, match: QuizMatch) -
     steered_words = hints.search_words(f"{question} {match.explanation}") if match.explanation else ""
     steered = retrieval.search(course_ids, steered_words, min_score=0, min_coverage=0) if steered_words else []
     return fuse((plain, 1.0), (steered, STEERED_WEIGHT)) if steered else plain
+
+
+#: An exam item is hinted at when its best passage reaches this share of the relevance floor
+#: (``retrieval.MIN_SCORE``, ``MIN_COVERAGE``): its stem is short and its options are noise, so
+#: it shares fewer words with the lesson than a question in full; below it, nothing is cited.
+EXAM_FLOOR = 0.5
+
+
+def _exam_relevant(hit: Hit) -> bool:
+    return hit.rank >= EXAM_FLOOR * retrieval.MIN_SCORE and hit.coverage >= EXAM_FLOOR * retrieval.MIN_COVERAGE
+
+
+def _exam_search(course_ids: list[uuid.UUID], question: str, exam: hints.ExamItem) -> list[Hit]:
+    """The passages that teach what an exam item asks: its stem searched (without the quiz's
+    own wording), combined (``fuse``) with the whole question (its options too, at half the
+    weight: a distractor may name another lesson's idea)."""
+    stem_words = hints.search_words(exam.stem)
+    stem = retrieval.search(course_ids, stem_words, min_score=0, min_coverage=0) if stem_words else []
+    if not exam.options:
+        return stem
+    whole_words = hints.search_words(question)
+    whole = retrieval.search(course_ids, whole_words, min_score=0, min_coverage=0) if whole_words else []
+    return fuse((stem, 1.0), (whole, 0.5)) if stem else whole
+
+
+def _exam_hint(question: str, exam: hints.ExamItem, hits: list[Hit]) -> Reply:
+    """A hint for a question phrased as a test item that is not one of the course's quiz
+    questions: where the lessons teach the idea, never an answer (no lesson text is quoted, and
+    a heading that repeats one of the options is left out)."""
+    secrets = exam.options
+    lines = ["This looks like a test question, so I won't answer it for you, but I can show you where "
+             "the lessons explain the idea behind it."]
+    for hit in hits:
+        heading = hit.heading if hit.heading and not _gives_away(hit.heading, secrets) else ""
+        where = f"“{hit.lesson_title}”, section “{heading}”" if heading else f"“{hit.lesson_title}”"
+        lines.append(f"Revisit {where}: it explains the idea this question is about.")
+    ideas = _key_ideas(question, QuizMatch(uuid.UUID(int=0), uuid.UUID(int=0), "", None, exam.stem, 0.0, 0.0,
+                                           secrets), hits)
+    if ideas:
+        lines.append("While you read, look for what it says about " + ", ".join(f"“{i}”" for i in ideas) + ".")
+    lines.append("Then work it out yourself first, and check your reasoning against the lesson.")
+    return Reply(kind=ReplyKind.HINT, body="\n\n".join(lines), citations=[_hint_citation(h, secrets) for h in hits],
+                 topic_module_id=hits[0].module_id, source=ReplySource.RETRIEVAL)
 
 
 def _hint(question: str, match: QuizMatch, hits: list[Hit]) -> Reply:

@@ -12,7 +12,8 @@ What the reply is, in order:
    key ideas to look for there, and never contains the correct option, an accepted answer or
    the numeric result (any heading or word that would give one away is left out, of the body
    and of the citation: such a section is cited as its lesson, without heading or anchor).
-2. Retrieval finds relevant passages (``retrieval.search``): an ANSWER made of the passages'
+2. Retrieval finds relevant passages (``retrieval.search``; the best one above the relevance
+   floor, the others cited from up to three lessons, ``_cited``): an ANSWER made of the passages'
    most relevant sentences (extractive: the lessons' own words, never invented), each group
    framed "From <lesson> — <section>:", citing them.
 3. Nothing relevant: NOT_FOUND. The tutor says it found nothing in the lessons rather than
@@ -53,6 +54,10 @@ __all__ = ["Reply", "compose_reply"]
 #: Passages an answer quotes at most, and how close to the best one's score the others must be.
 MAX_CITED = 3
 RELATIVE_CUTOFF = 0.5
+#: How close to the best one's score the best passage of another lesson must be to be cited.
+LESSON_CUTOFF = 0.3
+#: Passages a search returns for the citations to choose from (several lessons' best).
+CANDIDATES = 10
 #: Sentences quoted per passage at most, and characters per passage.
 SENTENCES_PER_PASSAGE = 3
 CHARS_PER_PASSAGE = 480
@@ -113,8 +118,8 @@ def draft_reply(course: Course, question: str, *,
     else:
         # One search with no floor: the relevant hits answer; when there are none, the best of
         # the rest say where the question's words come closest.
-        found = retrieval.search(course_ids, question, min_score=0, min_coverage=0)
-        hits = _cited([hit for hit in found if retrieval.relevant(hit)])
+        found = retrieval.search(course_ids, question, min_score=0, min_coverage=0, limit=CANDIDATES)
+        hits = _cited(found) if found and retrieval.relevant(found[0]) else []
         reply = _answer(question, hits) if hits else _not_found(course, question, found)
     return Draft(question, reply, hits, match)
 
@@ -135,10 +140,23 @@ def compose_reply(course: Course, question: str, *,
 # --- citations --------------------------------------------------------------------------------
 
 def _cited(hits: list[Hit]) -> list[Hit]:
+    """The passages to cite, best first, at most MAX_CITED: the best passage of each lesson that
+    comes within LESSON_CUTOFF of the best one first (a question is answered by a lesson, and
+    the student is better served by the three lessons closest to it than by three sections of
+    one that may be the wrong one), then other passages within RELATIVE_CUTOFF."""
     if not hits:
         return []
     best = hits[0].rank
-    return [hit for hit in hits[:MAX_CITED] if hit.rank >= best * RELATIVE_CUTOFF]
+    chosen: list[Hit] = []
+    lessons: set[uuid.UUID] = set()
+    for hit in hits:
+        if len(chosen) < MAX_CITED and hit.lesson_id not in lessons and hit.rank >= best * LESSON_CUTOFF:
+            chosen.append(hit)
+            lessons.add(hit.lesson_id)
+    for hit in hits:
+        if len(chosen) < MAX_CITED and hit not in chosen and hit.rank >= best * RELATIVE_CUTOFF:
+            chosen.append(hit)
+    return sorted(chosen, key=lambda hit: -hit.rank)
 
 
 def _citation(hit: Hit) -> dict:

@@ -119,7 +119,7 @@ def draft_reply(course: Course, question: str, *,
         # One search with no floor: the relevant hits answer; when there are none, the best of
         # the rest say where the question's words come closest.
         found = retrieval.search(course_ids, question, min_score=0, min_coverage=0, limit=CANDIDATES)
-        hits = _cited(found) if found and retrieval.relevant(found[0]) else []
+        hits = _cited(found) if any(retrieval.relevant(hit) for hit in found) else []
         reply = _answer(question, hits) if hits else _not_found(course, question, found)
     return Draft(question, reply, hits, match)
 
@@ -299,11 +299,11 @@ def _hint_search(course_ids: list[uuid.UUID], question: str, match: QuizMatch) -
     plain: list[Hit] = []
     for text in (question, match.prompt):
         words = hints.search_words(text)
-        plain = retrieval.search(course_ids, words, min_score=0, min_coverage=0) if words else []
+        plain = retrieval.search(course_ids, words, min_score=0, min_coverage=0, lesson_share=0) if words else []
         if plain:
             break
     steered_words = hints.search_words(f"{question} {match.explanation}") if match.explanation else ""
-    steered = retrieval.search(course_ids, steered_words, min_score=0, min_coverage=0) if steered_words else []
+    steered = retrieval.search(course_ids, steered_words, min_score=0, min_coverage=0, lesson_share=0) if steered_words else []
     return fuse((plain, 1.0), (steered, STEERED_WEIGHT)) if steered else plain
 
 
@@ -322,11 +322,11 @@ def _exam_search(course_ids: list[uuid.UUID], question: str, exam: hints.ExamIte
     own wording), combined (``fuse``) with the whole question (its options too, at half the
     weight: a distractor may name another lesson's idea)."""
     stem_words = hints.search_words(exam.stem)
-    stem = retrieval.search(course_ids, stem_words, min_score=0, min_coverage=0) if stem_words else []
+    stem = retrieval.search(course_ids, stem_words, min_score=0, min_coverage=0, lesson_share=0) if stem_words else []
     if not exam.options:
         return stem
     whole_words = hints.search_words(question)
-    whole = retrieval.search(course_ids, whole_words, min_score=0, min_coverage=0) if whole_words else []
+    whole = retrieval.search(course_ids, whole_words, min_score=0, min_coverage=0, lesson_share=0) if whole_words else []
     return fuse((stem, 1.0), (whole, 0.5)) if stem else whole
 
 

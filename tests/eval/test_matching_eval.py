@@ -49,8 +49,8 @@ def _tutor(name: str) -> evaluation.TutorFigures:
 #: printed with ``-s``; they are not to be tuned on (a new held-out set measures the next round).
 KNOWN_GAPS = {
     ("quiz_like", "test"): "issue 18: quiz-like questions that are not the course's own quiz items are all "
-                           "hinted at now, but the first section cited is the teaching one for 8/14 only (code in "
-                           "the question, options naming other lessons' ideas)",
+                           "hinted at now, but the first section cited is the teaching one for 11/14 only (a "
+                           "default parameter in quoted code, options naming other lessons' ideas)",
 }
 
 

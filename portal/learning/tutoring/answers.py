@@ -113,7 +113,7 @@ def draft_reply(course: Course, question: str, *,
         reply = _hint(question, match, hits)
     elif exam is not None:
         found = _exam_search(course_ids, question, exam)
-        hits = _cited(found) if found and _exam_relevant(found[0]) else []
+        hits = _cited(found) if any(_exam_relevant(hit) for hit in found) else []
         reply = _exam_hint(question, exam, hits) if hits else _not_found(course, question, found)
     else:
         # One search with no floor: the relevant hits answer; when there are none, the best of
@@ -314,20 +314,46 @@ EXAM_FLOOR = 0.5
 
 
 def _exam_relevant(hit: Hit) -> bool:
-    return hit.rank >= EXAM_FLOOR * retrieval.MIN_SCORE and hit.coverage >= EXAM_FLOOR * retrieval.MIN_COVERAGE
+    return hit.passage_rank >= EXAM_FLOOR * retrieval.MIN_SCORE and hit.coverage >= EXAM_FLOOR * retrieval.MIN_COVERAGE
+
+
+#: Pieces of code a question may quote whose symbols, not words, say what it is about: an
+#: operator of two signs or more ("//", "**", "!=", "+="), an index ("[-1]", "[1:3]"), a method
+#: called (".get(", ".append(").
+_CODE_FRAGMENT = re.compile(r"\[-?\d*:?-?\d*\]|\.[a-z_]\w*\(|[^\w\s'\"(),.?!\[\]{}:;$%]{2,}")
+
+
+def code_fragments(text: str) -> list[str]:
+    """The code fragments of ``text`` (see _CODE_FRAGMENT), each once, in order."""
+    return list(dict.fromkeys(match.group(0) for match in _CODE_FRAGMENT.finditer(text or "")))
 
 
 def _exam_search(course_ids: list[uuid.UUID], question: str, exam: hints.ExamItem) -> list[Hit]:
     """The passages that teach what an exam item asks: its stem searched (without the quiz's
     own wording), combined (``fuse``) with the whole question (its options too, at half the
-    weight: a distractor may name another lesson's idea)."""
+    weight: a distractor may name another lesson's idea). When the stem quotes code, the
+    passages that show the same operator, index or method come first: the search drops
+    symbols, and a question about ``7 // 2`` is about the section that shows ``//``."""
     stem_words = hints.search_words(exam.stem)
-    stem = retrieval.search(course_ids, stem_words, min_score=0, min_coverage=0, lesson_share=0) if stem_words else []
-    if not exam.options:
-        return stem
-    whole_words = hints.search_words(question)
-    whole = retrieval.search(course_ids, whole_words, min_score=0, min_coverage=0, lesson_share=0) if whole_words else []
-    return fuse((stem, 1.0), (whole, 0.5)) if stem else whole
+    stem = retrieval.search(course_ids, stem_words, min_score=0, min_coverage=0, lesson_share=0,
+                            limit=CANDIDATES) if stem_words else []
+    found = stem
+    if exam.options:
+        whole_words = hints.search_words(question)
+        whole = retrieval.search(course_ids, whole_words, min_score=0, min_coverage=0, lesson_share=0,
+                                 limit=CANDIDATES) if whole_words else []
+        found = fuse((stem, 1.0), (whole, 0.5)) if stem else whole
+    fragments = code_fragments(exam.stem)
+    if not fragments:
+        return found
+    best = max((hit.rank for hit in found), default=0.0)
+    known = {hit.passage_id for hit in found}
+    # The passages that show the code, found or not by the words, rank above those that do not.
+    extra = [replace(hit, rank=0.0, coverage=0.0) for hit, _shown in retrieval.showing(course_ids, fragments)
+             if hit.passage_id not in known]
+    shown = [replace(hit, rank=hit.rank + 2 * max(best, 1e-6) * sum(fragment in hit.body for fragment in fragments))
+             for hit in [*found, *extra]]
+    return sorted(shown, key=lambda hit: -hit.rank)
 
 
 def _exam_hint(question: str, exam: hints.ExamItem, hits: list[Hit]) -> Reply:

@@ -23,6 +23,12 @@ mortgages work?") covers little of itself in any passage. A passage whose score 
 ``MIN_SCORE``, or whose coverage is under ``MIN_COVERAGE``, is not relevant and is not
 returned: the tutor then says it found nothing rather than quoting noise.
 
+A question is answered by a lesson more than by one of its sections: each passage also carries
+its *lesson coverage*, the same rarity-weighted share of the question's terms found in any of its
+lesson's matching sections or in the lesson's title. The score mixes it in (``LESSON_SHARE``),
+and a passage is also relevant when its lesson covers the question well (``LESSON_MIN_SCORE``,
+``LESSON_MIN_COVERAGE``, stricter floors than the passage's own).
+
 Only the courses passed in are searched (the caller passes the student's enrolled courses), and
 only published ones.
 """
@@ -40,7 +46,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from portal.db import db
 from portal.learning.tutoring import expansion
 
-__all__ = ["LESSON_MIN_COVERAGE", "LESSON_MIN_SCORE", "LESSON_SHARE", "MAX_QUESTION_WORDS", "MIN_COVERAGE", "MIN_SCORE", "Hit", "or_query_text", "relevant", "search"]
+__all__ = ["LESSON_MIN_COVERAGE", "LESSON_MIN_SCORE", "LESSON_SHARE", "MAX_QUESTION_WORDS", "MIN_COVERAGE", "MIN_SCORE", "Hit", "or_query_text", "relevant", "search",
+           "showing"]
 
 #: Below this score a passage is not relevant to the question. Calibrated on the tuning set of
 #: tests/eval/data/tutor_tune.toml (on-topic, off-topic) with the older questions of
@@ -271,3 +278,34 @@ def search(course_ids: Iterable[uuid.UUID], question: str, *, limit: int = 5,
 
 def _clean(snippet: str | None) -> str:
     return re.sub(r"\s+", " ", snippet or "").strip()
+
+
+_SHOWING = text("""
+SELECT p.id AS passage_id, p."lessonId" AS lesson_id, l.title AS lesson_title, p."moduleId" AS module_id,
+       md.title AS module_title, p.heading, p.anchor, p.body, p."courseId" AS course_id,
+       (SELECT count(*) FROM unnest(CAST(:patterns AS text[])) f(pattern) WHERE p.body LIKE f.pattern) AS shown
+FROM lesson_passages p
+JOIN courses c ON c.id = p."courseId" AND c.status = 'published'
+JOIN lessons l ON l.id = p."lessonId"
+JOIN modules md ON md.id = p."moduleId"
+WHERE p."courseId" = ANY(:ids) AND p.body LIKE ANY(CAST(:patterns AS text[]))
+ORDER BY shown DESC, p."lessonId", p.position
+LIMIT :limit
+""").bindparams(bindparam("ids", type_=ARRAY(UUID(as_uuid=True))))
+
+
+def showing(course_ids: Iterable[uuid.UUID], fragments: list[str], *, limit: int = 5) -> list[tuple[Hit, int]]:
+    """The passages of ``course_ids`` (published courses only) whose text shows one of the code
+    ``fragments`` as written ("//", ".get("), with how many of them each shows, most first. One
+    SQL statement; none for no fragments."""
+    ids = list(dict.fromkeys(course_ids))
+    # LIKE's escape character is the backslash.
+    patterns = ["%" + fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                for fragment in fragments if fragment]
+    if not ids or not patterns:
+        return []
+    rows = db.session.execute(_SHOWING, {"ids": ids, "patterns": patterns, "limit": limit}).mappings()
+    return [(Hit(passage_id=row["passage_id"], lesson_id=row["lesson_id"], lesson_title=row["lesson_title"],
+                 module_id=row["module_id"], module_title=row["module_title"], heading=row["heading"],
+                 anchor=row["anchor"], snippet="", rank=0.0, body=row["body"], course_id=row["course_id"]),
+             int(row["shown"])) for row in rows]

@@ -200,3 +200,31 @@ def test_a_test_item_about_nothing_the_course_teaches_is_not_found(app):
     course, _module, _lessons = course_with_lessons(GARDEN, title="Gardening basics", module_title="Growing")
     reply = compose_reply(course, "Which of the following is the capital of France? a) Paris b) Rome c) Madrid")
     assert reply.kind == ReplyKind.NOT_FOUND and reply.citations == []
+
+
+@pytest.mark.parametrize(("text", "fragments"), [
+    ("What does print(7 // 2) output?", ["//"]),
+    ("If nums = [4, 8, 15], what is nums[-1]?", ["[-1]"]),
+    ("what does d.get('b', 0) return and x[1:3]?", [".get(", "[1:3]"]),
+    ("How much is $5,000 at 8% after 2 years?", []),
+])
+def test_code_fragments_of_a_question(text, fragments):
+    from portal.learning.tutoring.answers import code_fragments
+
+    assert code_fragments(text) == fragments
+
+
+CODE = {
+    "Numbers": "# Dividing\n\nDivide numbers with a slash.\n\n```python\nwhole = 7 // 2   # floor division\n```",
+    "Printing": "# Output\n\nThe print function shows numbers and text on the screen. Print output goes to the "
+                "screen, one print call per line of output.",
+}
+
+
+def test_a_test_item_quoting_code_points_first_to_the_section_that_shows_it(app):
+    course, _module, _lessons = course_with_lessons(CODE, title="Code basics", module_title="Start")
+    reply = compose_reply(course, "What does print(7 // 2) output? a) 3.5 b) 3 c) 4")
+    assert reply.kind == ReplyKind.HINT
+    # The words ("print", "output") point to the printing lesson; the operator to the other.
+    assert reply.citations[0]["lesson_title"] == "Numbers"
+    assert "Printing" in [c["lesson_title"] for c in reply.citations]

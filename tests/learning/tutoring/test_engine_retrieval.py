@@ -149,3 +149,15 @@ def test_a_passage_whose_lesson_covers_the_question_is_relevant_at_the_stricter_
     thin_lesson = retrieval.Hit(**base, rank=0.35, coverage=0.15, lesson_coverage=0.3, passage_rank=0.1)
     assert retrieval.relevant(alone) and retrieval.relevant(with_lesson)
     assert not retrieval.relevant(weak) and not retrieval.relevant(thin_lesson)
+
+
+def test_passages_showing_code_fragments_as_written(app):
+    course, _module, _lessons = course_with_lessons({
+        "Numbers": "# Dividing\n\n```python\nwhole = 7 // 2\nrest = 7 % 2\n```",
+        "Lists": "# Last item\n\n```python\nlast = items[-1]\n```",
+        "Words": "# Percent\n\nA hundred percent is all of it.",
+    }, title="Code basics", module_title="Start")
+    found = retrieval.showing([course.id], ["//", "%"])
+    assert [(hit.lesson_title, shown) for hit, shown in found] == [("Numbers", 2)]  # "%" is not a wildcard
+    assert [hit.lesson_title for hit, _ in retrieval.showing([course.id], ["[-1]"])] == ["Lists"]
+    assert retrieval.showing([course.id], []) == []

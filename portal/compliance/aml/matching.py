@@ -158,12 +158,30 @@ def _phonetic_key(token: str) -> str:
 _VOWELS = frozenset("aeiou")
 
 
+#: Endings that make a woman's name of a man's: Ivan/Ivana, Stefan/Stefania, Paul/Paulina,
+#: Paul/Pauline, Henri/Henriette, Michel/Michelle.
+_FEMININE_ENDINGS = ("a", "ia", "ina", "ine", "ette", "elle")
+#: Endings of the masculine form of surnames that take a feminine ending (Slavic, Baltic:
+#: Petrov/Petrova, Volkov/Volkova, Borodin/Borodina, Kowalski/Kowalska).
+_GENDERED_SURNAME = re.compile(r"(?:ov|ev|in|yn|sky|ski|skiy|ckiy|tsky|ich)$")
+
+
 def _gendered_pair(a: str, b: str) -> bool:
     """Tokens that differ only by a gendered ending: Ivan/Ivana, Daniel/Daniela, Maria/Mario,
-    Petrov/Petrova. In names these are different people, however close the letters."""
+    Petrov/Petrova, Stefan/Stefania, Alexander/Alexandra. In names these are different people, however close the letters.
+
+    A long part (TYPO_MIN_LENGTH letters or more) that only gains a final "a" is a gendered pair
+    when the shorter form is a given name (``given_names.is_given_name``) or a surname whose
+    masculine ending takes a feminine one (-ov, -in, -ski); otherwise it is a part with its last
+    letter dropped ("Tanakamur" for "Tanakamura"), one typo."""
     for x, y in ((a, b), (b, a)):
-        if len(y) == len(x) + 1 and y.startswith(x) and y[-1] == "a":
-            return True
+        for ending in _FEMININE_ENDINGS:
+            gains = len(y) == len(x) + len(ending) and y.startswith(x) and y.endswith(ending) and len(x) >= 3
+            if gains and (ending != "a" or len(x) < TYPO_MIN_LENGTH or _GENDERED_SURNAME.search(x)
+                          or given_names.is_given_name(x, _phonetic_key)):
+                return True
+    if len(a) == len(b) >= 5 and a[:-2] == b[:-2] and {a[-2:], b[-2:]} == {"er", "ra"}:  # Alexander/Alexandra
+        return True
     return (len(a) == len(b) and a[:-1] == b[:-1] and a[-1] != b[-1]
             and {a[-1], b[-1]} <= {"a", "o", "e", "i"} and ("a" in (a[-1], b[-1]) or "o" in (a[-1], b[-1])))
 
@@ -207,7 +225,9 @@ def token_match(a: str, b: str) -> tuple[float, str]:
       ``given_names``);
     - 90 "written without vowels" when one side has no vowels ("mhmd", from Arabic script) and
       the consonant skeletons agree;
-    - 90 "one typo" in a long part (TYPO_MIN_LENGTH letters or more; also of the folded keys);
+    - 90 "one typo" in a long part (TYPO_MIN_LENGTH letters or more; also of the folded keys
+      when the consonants are the same: "Kovalchouzine" / "Kovalchuzin", not "Przybylski" /
+      "Przemylski");
     - 70 "initial" for an initial against a name that begins with it;
     - otherwise "different spelling": the strict edit similarity of the tokens or (5% less) of
       their folded keys.
@@ -226,7 +246,8 @@ def token_match(a: str, b: str) -> tuple[float, str]:
     if min(len(a), len(b)) >= 3 and a[0] == b[0] and (
             not _VOWELS & set(a[1:]) or not _VOWELS & set(b[1:])) and _skeleton(a) == _skeleton(b):
         return SKELETON, "written without vowels"
-    if min(len(a), len(b)) >= TYPO_MIN_LENGTH and a[0] == b[0] and (OSA.distance(a, b) <= 1 or OSA.distance(ka, kb) <= 1):
+    if min(len(a), len(b)) >= TYPO_MIN_LENGTH and a[0] == b[0] and (
+            OSA.distance(a, b) <= 1 or (OSA.distance(ka, kb) <= 1 and _skeleton(a) == _skeleton(b))):
         return ONE_TYPO, "one typo"
     if (len(a) == 1 or len(b) == 1) and a[0] == b[0]:
         return INITIAL, "initial"
@@ -249,16 +270,26 @@ class PartMatch:
     how: str
 
 
-def _align(ta: list[str], tb: list[str], scorer=token_match) -> tuple[float, list[PartMatch]]:
+def _inner(tokens: list[str]) -> frozenset[str]:
+    """The parts of a name written between its first and its last (middle names, a first of two
+    surnames, particles), of tokens in written order."""
+    return frozenset(tokens[1:-1]) - {tokens[0], tokens[-1]} if len(tokens) > 2 else frozenset()
+
+
+def _align(ta: list[str], tb: list[str], scorer=token_match, *, inner: frozenset[str] = frozenset(),
+           best: float = SAME) -> tuple[float, list[PartMatch]]:
     """Pair each token of the shorter name with its best unused partner in the longer one
     (greedy on the best pairs first), and average the pair scores weighted by token length.
 
     Two corrections keep the average honest:
-    - a token left over in the longer name costs a quarter of its length in weight (a patronymic
-      a tenth), so a missing middle name, patronymic or second surname ("Jose Luis Rodriguez" /
-      "Jose Luis Rodriguez Zapatero") stays high, while "John" against "John Smith" does not;
-    - the worst pair pulls the result down by 30% of its shortfall, so one wholly different
-      token (a different given name) is not hidden by a long shared surname.
+    - a token left over in the longer name costs a quarter of its length in weight (a patronymic,
+      or a part written between the name's first and last, ``inner``, when both of those are
+      paired: a tenth), so a missing middle name, patronymic or second surname ("Jose Luis
+      Rodriguez" / "Jose Luis Rodriguez Zapatero", "Fatima Benhaddou" / "Fatima Zahra
+      El-Mansouri Benhaddou") stays high, while "John" against "John Smith" does not;
+    - the worst pair pulls the result down by 30% of its shortfall from ``best`` (the scorer's
+      best: 100, or SKELETON for consonant skeletons, which cannot tell more), so one wholly
+      different token (a different given name) is not hidden by a long shared surname.
 
     Returns the score and the parts (``ta``'s token first in each), pairs then leftovers.
     """
@@ -284,13 +315,15 @@ def _align(ta: list[str], tb: list[str], scorer=token_match) -> tuple[float, lis
         weight += w
         worst = min(worst, score)
         parts.append(PartMatch(long_[j], short[i], score, how) if swapped else PartMatch(short[i], long_[j], score, how))
+    paired = {long_[j] for j in used_l}
+    outer_paired = len(inner) > 0 and not ({t for t in long_ if t not in inner} - paired)
     for j, t in enumerate(long_):
         if j not in used_l:
-            weight += len(t) / (10 if _PATRONYMIC.search(t) else 4)
+            weight += len(t) / (10 if _PATRONYMIC.search(t) or (outer_paired and t in inner) else 4)
             parts.append(PartMatch(t, "", 0.0, "not in the other name") if swapped
                          else PartMatch("", t, 0.0, "not in the other name"))
     mean = total / weight if weight else 0.0
-    return max(0.0, mean - 0.3 * (100.0 - worst)), parts
+    return max(0.0, mean - 0.3 * max(0.0, best - worst)), parts
 
 
 def _alignment_score(ta: list[str], tb: list[str]) -> float:
@@ -332,7 +365,8 @@ def name_match(a: str, b: str) -> tuple[float, list[PartMatch]]:
     na, nb = " ".join(ta), " ".join(tb)
     if na == nb:
         return 100.0, [PartMatch(t, t, SAME, "same") for t in ta]
-    align, parts = _align(ta, tb)
+    written_a, written_b = _raw_tokens(a), _raw_tokens(b)
+    align, parts = _align(ta, tb, inner=_inner(written_a if len(ta) > len(tb) else written_b))
     if _compact(a) == _compact(b) or na.replace(" ", "") == nb.replace(" ", ""):
         return 97.0, [PartMatch(" ".join(_raw_tokens(a, split_abd=False)), " ".join(_raw_tokens(b, split_abd=False)),
                                 97.0, "same letters, spaced apart")]
@@ -405,7 +439,7 @@ def _arabic_match(a: str, b: str) -> tuple[float, list[PartMatch]] | None:
     sl = [sk for sk in (_latin_skeleton(_PARTICLES.get(t, t)) for t in latin) if sk]
     if not sa or not sl:
         return None
-    score, parts = _align(sl, sa, _skeleton_match)
+    score, parts = _align(sl, sa, _skeleton_match, inner=_inner(sl if len(sl) > len(sa) else sa), best=SKELETON)
     # The skeletons stand for the parts as written.
     by_sk_l = dict(zip(sl, latin, strict=False))
     by_sk_a = dict(zip(sa, arabic, strict=False))

@@ -5,12 +5,15 @@ about ``course`` and that the question is not empty or too long, and stores what
 
 What the reply is, in order:
 
-1. The question looks like one of the course's published quiz questions (``hints``): a HINT.
+1. The question looks like one of the course's published quiz questions (``hints``), or is
+   phrased as a test item (options listed, "which of the following", "true or false", what a
+   piece of code prints; ``hints.exam_item``) and the lessons teach its idea: a HINT.
    It names the quiz, says which lesson sections explain the idea and which of the question's
    key ideas to look for there, and never contains the correct option, an accepted answer or
    the numeric result (any heading or word that would give one away is left out, of the body
    and of the citation: such a section is cited as its lesson, without heading or anchor).
-2. Retrieval finds relevant passages (``retrieval.search``): an ANSWER made of the passages'
+2. Retrieval finds relevant passages (``retrieval.search``; the best one above the relevance
+   floor, the others cited from up to three lessons, ``_cited``): an ANSWER made of the passages'
    most relevant sentences (extractive: the lessons' own words, never invented), each group
    framed "From <lesson> — <section>:", citing them.
 3. Nothing relevant: NOT_FOUND. The tutor says it found nothing in the lessons rather than
@@ -51,6 +54,10 @@ __all__ = ["Reply", "compose_reply"]
 #: Passages an answer quotes at most, and how close to the best one's score the others must be.
 MAX_CITED = 3
 RELATIVE_CUTOFF = 0.5
+#: How close to the best one's score the best passage of another lesson must be to be cited.
+LESSON_CUTOFF = 0.3
+#: Passages a search returns for the citations to choose from (several lessons' best).
+CANDIDATES = 10
 #: Sentences quoted per passage at most, and characters per passage.
 SENTENCES_PER_PASSAGE = 3
 CHARS_PER_PASSAGE = 480
@@ -100,14 +107,19 @@ def draft_reply(course: Course, question: str, *,
     """The reply from the lessons alone (the database part of answering)."""
     course_ids = list(searchable_course_ids) if searchable_course_ids is not None else [course.id]
     match = hints.match_quiz_question(course.id, question)
+    exam = hints.exam_item(question) if match is None else None
     if match is not None:
         hits = _cited(_hint_search(course_ids, question, match))
         reply = _hint(question, match, hits)
+    elif exam is not None:
+        found = _exam_search(course_ids, question, exam)
+        hits = _cited(found) if any(_exam_relevant(hit) for hit in found) else []
+        reply = _exam_hint(question, exam, hits) if hits else _not_found(course, question, found)
     else:
         # One search with no floor: the relevant hits answer; when there are none, the best of
         # the rest say where the question's words come closest.
-        found = retrieval.search(course_ids, question, min_score=0, min_coverage=0)
-        hits = _cited([hit for hit in found if retrieval.relevant(hit)])
+        found = retrieval.search(course_ids, question, min_score=0, min_coverage=0, limit=CANDIDATES)
+        hits = _cited(found) if any(retrieval.relevant(hit) for hit in found) else []
         reply = _answer(question, hits) if hits else _not_found(course, question, found)
     return Draft(question, reply, hits, match)
 
@@ -128,10 +140,23 @@ def compose_reply(course: Course, question: str, *,
 # --- citations --------------------------------------------------------------------------------
 
 def _cited(hits: list[Hit]) -> list[Hit]:
+    """The passages to cite, best first, at most MAX_CITED: the best passage of each lesson that
+    comes within LESSON_CUTOFF of the best one first (a question is answered by a lesson, and
+    the student is better served by the three lessons closest to it than by three sections of
+    one that may be the wrong one), then other passages within RELATIVE_CUTOFF."""
     if not hits:
         return []
     best = hits[0].rank
-    return [hit for hit in hits[:MAX_CITED] if hit.rank >= best * RELATIVE_CUTOFF]
+    chosen: list[Hit] = []
+    lessons: set[uuid.UUID] = set()
+    for hit in hits:
+        if len(chosen) < MAX_CITED and hit.lesson_id not in lessons and hit.rank >= best * LESSON_CUTOFF:
+            chosen.append(hit)
+            lessons.add(hit.lesson_id)
+    for hit in hits:
+        if len(chosen) < MAX_CITED and hit not in chosen and hit.rank >= best * RELATIVE_CUTOFF:
+            chosen.append(hit)
+    return sorted(chosen, key=lambda hit: -hit.rank)
 
 
 def _citation(hit: Hit) -> dict:
@@ -274,12 +299,81 @@ def _hint_search(course_ids: list[uuid.UUID], question: str, match: QuizMatch) -
     plain: list[Hit] = []
     for text in (question, match.prompt):
         words = hints.search_words(text)
-        plain = retrieval.search(course_ids, words, min_score=0, min_coverage=0) if words else []
+        plain = retrieval.search(course_ids, words, min_score=0, min_coverage=0, lesson_share=0) if words else []
         if plain:
             break
     steered_words = hints.search_words(f"{question} {match.explanation}") if match.explanation else ""
-    steered = retrieval.search(course_ids, steered_words, min_score=0, min_coverage=0) if steered_words else []
+    steered = retrieval.search(course_ids, steered_words, min_score=0, min_coverage=0, lesson_share=0) if steered_words else []
     return fuse((plain, 1.0), (steered, STEERED_WEIGHT)) if steered else plain
+
+
+#: An exam item is hinted at when its best passage reaches this share of the relevance floor
+#: (``retrieval.MIN_SCORE``, ``MIN_COVERAGE``): its stem is short and its options are noise, so
+#: it shares fewer words with the lesson than a question in full; below it, nothing is cited.
+EXAM_FLOOR = 0.5
+
+
+def _exam_relevant(hit: Hit) -> bool:
+    return hit.passage_rank >= EXAM_FLOOR * retrieval.MIN_SCORE and hit.coverage >= EXAM_FLOOR * retrieval.MIN_COVERAGE
+
+
+#: Pieces of code a question may quote whose symbols, not words, say what it is about: an
+#: operator of two signs or more ("//", "**", "!=", "+="), an index ("[-1]", "[1:3]"), a method
+#: called (".get(", ".append(").
+_CODE_FRAGMENT = re.compile(r"\[-?\d*:?-?\d*\]|\.[a-z_]\w*\(|[^\w\s'\"(),.?!\[\]{}:;$%]{2,}")
+
+
+def code_fragments(text: str) -> list[str]:
+    """The code fragments of ``text`` (see _CODE_FRAGMENT), each once, in order."""
+    return list(dict.fromkeys(match.group(0) for match in _CODE_FRAGMENT.finditer(text or "")))
+
+
+def _exam_search(course_ids: list[uuid.UUID], question: str, exam: hints.ExamItem) -> list[Hit]:
+    """The passages that teach what an exam item asks: its stem searched (without the quiz's
+    own wording), combined (``fuse``) with the whole question (its options too, at half the
+    weight: a distractor may name another lesson's idea). When the stem quotes code, the
+    passages that show the same operator, index or method come first: the search drops
+    symbols, and a question about ``7 // 2`` is about the section that shows ``//``."""
+    stem_words = hints.search_words(exam.stem)
+    stem = retrieval.search(course_ids, stem_words, min_score=0, min_coverage=0, lesson_share=0,
+                            limit=CANDIDATES) if stem_words else []
+    found = stem
+    if exam.options:
+        whole_words = hints.search_words(question)
+        whole = retrieval.search(course_ids, whole_words, min_score=0, min_coverage=0, lesson_share=0,
+                                 limit=CANDIDATES) if whole_words else []
+        found = fuse((stem, 1.0), (whole, 0.5)) if stem else whole
+    fragments = code_fragments(exam.stem)
+    if not fragments:
+        return found
+    best = max((hit.rank for hit in found), default=0.0)
+    known = {hit.passage_id for hit in found}
+    # The passages that show the code, found or not by the words, rank above those that do not.
+    extra = [replace(hit, rank=0.0, coverage=0.0) for hit, _shown in retrieval.showing(course_ids, fragments)
+             if hit.passage_id not in known]
+    shown = [replace(hit, rank=hit.rank + 2 * max(best, 1e-6) * sum(fragment in hit.body for fragment in fragments))
+             for hit in [*found, *extra]]
+    return sorted(shown, key=lambda hit: -hit.rank)
+
+
+def _exam_hint(question: str, exam: hints.ExamItem, hits: list[Hit]) -> Reply:
+    """A hint for a question phrased as a test item that is not one of the course's quiz
+    questions: where the lessons teach the idea, never an answer (no lesson text is quoted, and
+    a heading that repeats one of the options is left out)."""
+    secrets = exam.options
+    lines = ["This looks like a test question, so I won't answer it for you, but I can show you where "
+             "the lessons explain the idea behind it."]
+    for hit in hits:
+        heading = hit.heading if hit.heading and not _gives_away(hit.heading, secrets) else ""
+        where = f"“{hit.lesson_title}”, section “{heading}”" if heading else f"“{hit.lesson_title}”"
+        lines.append(f"Revisit {where}: it explains the idea this question is about.")
+    ideas = _key_ideas(question, QuizMatch(uuid.UUID(int=0), uuid.UUID(int=0), "", None, exam.stem, 0.0, 0.0,
+                                           secrets), hits)
+    if ideas:
+        lines.append("While you read, look for what it says about " + ", ".join(f"“{i}”" for i in ideas) + ".")
+    lines.append("Then work it out yourself first, and check your reasoning against the lesson.")
+    return Reply(kind=ReplyKind.HINT, body="\n\n".join(lines), citations=[_hint_citation(h, secrets) for h in hits],
+                 topic_module_id=hits[0].module_id, source=ReplySource.RETRIEVAL)
 
 
 def _hint(question: str, match: QuizMatch, hits: list[Hit]) -> Reply:

@@ -32,8 +32,8 @@ from portal.db import db
 from portal.learning.assessment.models import QuestionKind, QuestionOption, Quiz, QuizQuestion
 from portal.learning.markdown import markdown_to_text
 
-__all__ = ["MIN_COVERAGE", "MIN_RATIO", "QuizMatch", "content_words", "match_quiz_question", "normalise",
-           "search_words"]
+__all__ = ["MIN_COVERAGE", "MIN_RATIO", "ExamItem", "QuizMatch", "content_words", "exam_item", "match_quiz_question",
+           "normalise", "search_words"]
 
 #: token_set_ratio (0-100) at least this ...
 MIN_RATIO = 78
@@ -161,3 +161,51 @@ def match_quiz_question(course_id: uuid.UUID, question: str) -> QuizMatch | None
                      module_id=module_id, prompt=markdown_to_text(quiz_question.prompt, limit=None),
                      ratio=ratio, coverage=coverage, secrets=_secrets(quiz_question, list(options)),
                      explanation=markdown_to_text(quiz_question.feedback or "", limit=None))
+
+
+# ------------------------------------------------------------------ exam items in general
+
+#: Options listed the way a test lists them: "a) 3", "(b) 5", "C. an error", at the start of
+#: the text or after a space or a line end.
+_OPTION = re.compile(r"(?:^|(?<=\s))\(?([a-eA-E])[).:]\s+")
+#: How exam items are phrased, whatever the course: a choice among options, a statement to
+#: judge, the value a piece of code gives, a sum to work out, or a plea for the answer alone.
+_EXAM_PHRASES = re.compile(
+    r"\b(?:which\s+of\s+(?:the\s+following|these|the\s+options|the\s+answers)"
+    r"|true\s+or\s+false|true\s*/\s*false"
+    r"|what\s+(?:does|will|would|is)\b[^?]{0,80}\b(?:output|print|prints|return|returns|evaluate\s+to|display)"
+    r"|what\s+is\s+the\s+(?:output|result|value)\s+of"
+    r"|(?:^|[.?!]\s+)(?:calculate|compute|evaluate|work\s+out|determine)\b"
+    r"|how\s+much\s+(?:is|will)\s+there\s+be\s+after"
+    r"|just\s+(?:tell|give)\s+me\s+the\s+(?:answer|letter|number|option)"
+    r"|(?:correct|right)\s+(?:answer|option)\s+is)",
+    re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ExamItem:
+    """A question phrased as a test item, not one of the course's own quiz questions."""
+
+    #: The question without its listed options: what to search the lessons with.
+    stem: str
+    #: The options as written: any may be the answer, so a hint never repeats one.
+    options: tuple[str, ...]
+
+
+def exam_item(question: str) -> ExamItem | None:
+    """The question as an exam item (its stem and options) when it is phrased like one: options
+    listed ("a) ... b) ..."), "which of the following", "true or false", the output of a piece of
+    code, an imperative "calculate"; None for a question in a student's own words."""
+    text = " ".join((question or "").split())
+    marks = list(_OPTION.finditer(text))
+    letters = [m.group(1).lower() for m in marks]
+    listed = len(marks) >= 2 and letters[:2] == ["a", "b"]
+    if not listed and not _EXAM_PHRASES.search(text):
+        return None
+    if not listed:
+        return ExamItem(stem=text, options=())
+    stem = text[: marks[0].start()].strip()
+    bounds = [m.end() for m in marks] + [len(text)]
+    starts = [m.start() for m in marks[1:]] + [len(text)]
+    options = tuple(text[bounds[i]:starts[i]].strip(" ,;") for i in range(len(marks)))
+    return ExamItem(stem=stem or text, options=tuple(option for option in options if option))

@@ -113,3 +113,42 @@ def test_arabic_script_against_latin_by_consonants():
     score, parts = matching.name_match("خالد منصور", "Khalid Mansour")
     assert score >= 85 and {p.how for p in parts} == {"same consonants (Arabic script)"}
     assert matching.name_similarity("خالد منصور", "Khalil Mansour") < 85
+
+
+def test_a_long_part_with_its_last_letter_dropped_is_one_typo_not_a_gendered_ending():
+    assert matching.token_match("tanakamur", "tanakamura") == (matching.ONE_TYPO, "one typo")
+    # ... but a given name or a Slavic surname that gains an "a" is the other gender's.
+    assert matching.token_match("aleksandr", "aleksandra")[1] == "gendered ending"
+    assert matching.token_match("volnodarov", "volnodarova")[1] == "gendered ending"
+
+
+def test_feminine_endings_longer_than_one_letter_are_different_names():
+    assert matching.token_match("stefan", "stefania")[1] == "gendered ending"
+    assert matching.token_match("paul", "pauline")[1] == "gendered ending"
+    assert matching.token_match("alexander", "alexandra")[1] == "gendered ending"
+    assert matching.name_similarity("Stefania Dragulescu", "Stefan Dragulescu") < 85
+
+
+def test_a_typo_of_the_spelling_key_needs_the_same_consonants():
+    assert matching.token_match("kovalchouzine", "kovalchuzin") == (matching.ONE_TYPO, "one typo")
+    assert matching.token_match("przybylski", "przemylski")[1] != "one typo"
+    assert matching.name_similarity("Bogdan Przybylski", "Bogdan Przemylski") < 85
+
+
+def test_nicknames_of_a_name_in_another_language_and_plain_forms_of_diminutives():
+    assert matching.token_match("kate", "yekaterina") == (matching.NICKNAME, "nickname")
+    assert matching.token_match("katia", "yekaterina") == (matching.NICKNAME, "nickname")
+    assert matching.token_match("pavel", "paul") == (matching.NICKNAME, "nickname")
+    assert matching.token_match("nell", "eleanor") == (matching.NICKNAME, "nickname")  # the list has "Nelly"
+    assert matching.token_match("tom", "thomas") == (matching.NICKNAME, "nickname")
+    # Bill is William's; the list's Robert/Bill link is left out.
+    assert matching.token_match("bill", "robert")[1] != "nickname"
+    assert matching.name_similarity("Bill Kavanagh", "Robert Kavanagh") < 85
+    assert matching.name_similarity("Bill Kavanagh", "William Kavanagh") >= 85
+
+
+def test_parts_dropped_between_the_first_and_last_cost_little():
+    assert matching.name_similarity("Fatima Benhaddou", "Fatima Zahra El-Mansouri Benhaddou") >= 85
+    assert matching.name_similarity("محمد القطراني", "Mohammed bin Rashidun Al-Qatrani") >= 85
+    # A part left over at the end (not between paired parts) costs as before.
+    assert matching.name_similarity("Fatima Zahra", "Fatima Zahra El-Mansouri Benhaddou") < 85

@@ -114,3 +114,21 @@ def test_composing_writes_nothing_and_costs_a_few_statements_whatever_the_course
         verbs = [s.lstrip().split(None, 1)[0].upper() for s in counter.statements]
         assert not {"INSERT", "UPDATE", "DELETE", "COMMIT"} & set(verbs), counter.statements
         assert counter.count <= 3, counter.statements
+
+
+def test_citations_reach_other_lessons_before_more_sections_of_the_best_one():
+    from portal.learning.tutoring.answers import _cited
+    from portal.learning.tutoring.retrieval import Hit
+
+    def hit(lesson: int, rank: float) -> Hit:
+        return Hit(passage_id=uuid.uuid4(), lesson_id=uuid.UUID(int=lesson), lesson_title=f"L{lesson}",
+                   module_id=uuid.UUID(int=9), module_title="M", heading="h", anchor="a", snippet="", rank=rank)
+
+    hits = [hit(1, 1.0), hit(1, 0.9), hit(1, 0.8), hit(2, 0.4), hit(3, 0.35), hit(4, 0.2)]
+    cited = _cited(hits)
+    # The best passage of lessons 2 and 3 (within 0.3 of the best) come before lesson 1's others;
+    # lesson 4 is too far below.
+    assert [(h.lesson_title, h.rank) for h in cited] == [("L1", 1.0), ("L2", 0.4), ("L3", 0.35)]
+    # With one lesson close, the best lesson's other sections fill the citations.
+    assert [(h.lesson_title, h.rank) for h in _cited([hit(1, 1.0), hit(1, 0.9), hit(2, 0.1)])] == \
+        [("L1", 1.0), ("L1", 0.9)]

@@ -161,3 +161,70 @@ def test_the_feedback_is_kept_for_the_search(garden):
     db.session.flush()
     match = hints.match_quiz_question(course.id, "which animal eats young seedlings at night?")
     assert match.explanation == "Slugs feed at night on young seedlings."
+
+
+@pytest.mark.parametrize(("question", "stem", "options"), [
+    ("What does print(7 // 2) output? a) 3.5 b) 3 c) 4", "What does print(7 // 2) output?", ("3.5", "3", "4")),
+    ("How often should I water? (a) once a week (b) twice a week", "How often should I water?",
+     ("once a week", "twice a week")),
+    ("True or false: slugs eat seedlings at night.", "True or false: slugs eat seedlings at night.", ()),
+    ("Which of the following keeps the soil moist?", "Which of the following keeps the soil moist?", ()),
+    ("Calculate the weekly water for 3 tomato plants.", "Calculate the weekly water for 3 tomato plants.", ()),
+])
+def test_a_question_phrased_as_a_test_item_is_recognised_with_its_options(question, stem, options):
+    item = hints.exam_item(question)
+    assert item is not None and item.stem == stem and item.options == options
+
+
+@pytest.mark.parametrize("question", [
+    "how do I keep slugs off my seedlings?", "why should I water in the morning?",
+    "what does mulch do for the soil?", "is it a good idea to calculate how much I water?",
+])
+def test_a_question_in_a_students_own_words_is_not_a_test_item(question):
+    assert hints.exam_item(question) is None
+
+
+def test_a_test_item_that_is_not_a_course_quiz_question_gets_a_hint_naming_no_option(app):
+    course, _module, _lessons = course_with_lessons(GARDEN, title="Gardening basics", module_title="Growing")
+    question = "Which of these eats young seedlings at night? a) slugs b) bees c) ladybirds"
+    reply = compose_reply(course, question)
+    assert reply.kind == ReplyKind.HINT
+    assert reply.citations and reply.citations[0]["lesson_title"] == "Pests"
+    assert "test question" in reply.body and "Revisit “Pests”" in reply.body
+    # Any option may be the answer: none is named, neither is the section whose heading is one.
+    assert_no_secret(reply.body, ["slugs", "bees", "ladybirds"])
+    assert reply.citations[0]["heading"] == ""
+
+
+def test_a_test_item_about_nothing_the_course_teaches_is_not_found(app):
+    course, _module, _lessons = course_with_lessons(GARDEN, title="Gardening basics", module_title="Growing")
+    reply = compose_reply(course, "Which of the following is the capital of France? a) Paris b) Rome c) Madrid")
+    assert reply.kind == ReplyKind.NOT_FOUND and reply.citations == []
+
+
+@pytest.mark.parametrize(("text", "fragments"), [
+    ("What does print(7 // 2) output?", ["//"]),
+    ("If nums = [4, 8, 15], what is nums[-1]?", ["[-1]"]),
+    ("what does d.get('b', 0) return and x[1:3]?", [".get(", "[1:3]"]),
+    ("How much is $5,000 at 8% after 2 years?", []),
+])
+def test_code_fragments_of_a_question(text, fragments):
+    from portal.learning.tutoring.answers import code_fragments
+
+    assert code_fragments(text) == fragments
+
+
+CODE = {
+    "Numbers": "# Dividing\n\nDivide numbers with a slash.\n\n```python\nwhole = 7 // 2   # floor division\n```",
+    "Printing": "# Output\n\nThe print function shows numbers and text on the screen. Print output goes to the "
+                "screen, one print call per line of output.",
+}
+
+
+def test_a_test_item_quoting_code_points_first_to_the_section_that_shows_it(app):
+    course, _module, _lessons = course_with_lessons(CODE, title="Code basics", module_title="Start")
+    reply = compose_reply(course, "What does print(7 // 2) output? a) 3.5 b) 3 c) 4")
+    assert reply.kind == ReplyKind.HINT
+    # The words ("print", "output") point to the printing lesson; the operator to the other.
+    assert reply.citations[0]["lesson_title"] == "Numbers"
+    assert "Printing" in [c["lesson_title"] for c in reply.citations]

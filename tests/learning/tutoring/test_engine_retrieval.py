@@ -120,3 +120,44 @@ def test_the_or_query_has_only_words():
     assert or_query_text('what "is" -this (thing)? a|b & c:*') == "what or is or this or thing or a or b or c"
     assert or_query_text("or OR Or") == ""
     assert len(or_query_text("word " * 500).split(" or ")) == retrieval.MAX_QUESTION_WORDS
+
+
+def test_a_passage_carries_how_much_of_the_question_its_whole_lesson_covers(app):
+    course, _module, _lessons = course_with_lessons({
+        "Compost": "# Greens\n\nKitchen scraps rot quickly in the heap.\n\n# Browns\n\nDry leaves add carbon to the heap.",
+        "Pruning": "# Roses\n\nCut roses back in early spring.",
+    }, title="Compost course", module_title="Soil")
+    hits = search([course.id], "scraps leaves", min_score=0, min_coverage=0, lesson_share=0)
+    assert {hit.heading for hit in hits} == {"Greens", "Browns"}
+    for hit in hits:
+        # Each section has one of the two words; the lesson has both.
+        assert hit.coverage == pytest.approx(0.5, abs=0.01) and hit.lesson_coverage == pytest.approx(1.0)
+        assert hit.passage_rank == pytest.approx(hit.rank)  # lesson_share 0: the passage alone
+    # The lesson's title counts for its passages: "compost" is in no section, only in the title.
+    (greens,) = search([course.id], "compost scraps", min_score=0, min_coverage=0)
+    assert greens.heading == "Greens" and greens.coverage < 0.6 and greens.lesson_coverage == pytest.approx(1.0)
+    # Mixed in, the lesson's coverage raises the passage's score above the passage's own.
+    assert greens.rank > greens.passage_rank
+
+
+def test_a_passage_whose_lesson_covers_the_question_is_relevant_at_the_stricter_floor():
+    base = dict(passage_id=uuid.uuid4(), lesson_id=uuid.uuid4(), lesson_title="L", module_id=uuid.uuid4(),
+                module_title="M", heading="h", anchor="a", snippet="")
+    alone = retrieval.Hit(**base, rank=0.2, coverage=0.3, lesson_coverage=0.3, passage_rank=0.2)
+    weak = retrieval.Hit(**base, rank=0.25, coverage=0.15, lesson_coverage=0.9, passage_rank=0.1)
+    with_lesson = retrieval.Hit(**base, rank=0.35, coverage=0.15, lesson_coverage=0.9, passage_rank=0.1)
+    thin_lesson = retrieval.Hit(**base, rank=0.35, coverage=0.15, lesson_coverage=0.3, passage_rank=0.1)
+    assert retrieval.relevant(alone) and retrieval.relevant(with_lesson)
+    assert not retrieval.relevant(weak) and not retrieval.relevant(thin_lesson)
+
+
+def test_passages_showing_code_fragments_as_written(app):
+    course, _module, _lessons = course_with_lessons({
+        "Numbers": "# Dividing\n\n```python\nwhole = 7 // 2\nrest = 7 % 2\n```",
+        "Lists": "# Last item\n\n```python\nlast = items[-1]\n```",
+        "Words": "# Percent\n\nA hundred percent is all of it.",
+    }, title="Code basics", module_title="Start")
+    found = retrieval.showing([course.id], ["//", "%"])
+    assert [(hit.lesson_title, shown) for hit, shown in found] == [("Numbers", 2)]  # "%" is not a wildcard
+    assert [hit.lesson_title for hit, _ in retrieval.showing([course.id], ["[-1]"])] == ["Lists"]
+    assert retrieval.showing([course.id], []) == []

@@ -44,11 +44,17 @@ def _tutor(name: str) -> evaluation.TutorFigures:
     return figures
 
 
-#: Goals a held-out set (written blind, never tuned on) shows are not met yet (issue 18), by
-#: (figure, set). Strict: the day one holds, its test fails and the entry must go. The misses are
+#: Goals a set shows are not met yet (issue 18), by (figure, set): ``test`` is the second round's
+#: blind held-out set, ``dev`` the first round's (studied since). Strict: the day one holds, its test fails and the entry must go. The misses are
 #: printed with ``-s``; they are not to be tuned on (a new held-out set measures the next round).
 KNOWN_GAPS = {
-    ("quiz_like", "dev"): "PLACEHOLDER",
+    ("quiz_like", "dev"): "issue 18: every quiz-like question is hinted at, but the first section cited teaches "
+                          "the quizzed idea for 11/14 (a default parameter in quoted code, options naming "
+                          "other lessons' ideas)",
+    ("quiz_like", "test"): "issue 18: held-out (second round) quiz-like questions hinted at the teaching lesson "
+                           "13/17 (0.765)",
+    ("screening", "test"): "issue 18: held-out (second round) screening precision 0.962 (100/104), recall 0.826 "
+                           "(100/121) at the threshold",
 }
 
 
@@ -71,9 +77,9 @@ def test_tutor_hints_at_quiz_like_questions(app, name):
 
 # Known gap (issue 18): lexical retrieval with WordNet expansion, passages ranked with their
 # lesson's coverage and citing up to three lessons, cites the right lesson for 0.803 (49/61) of
-# the old tuning set's on-topic questions and 0.713 (57/80) of the old test set's, short of the
-# goal. Without the relevance floor the right lesson is among the first three for about 0.9 of
-# them: the floor that keeps off-topic questions unanswered also rejects questions that share no
+# the tuning set's on-topic questions, 0.713 (57/80) of the dev set's and 0.701 (61/87) of the
+# second round's blind test set's, short of the goal. Without the relevance floor the right
+# lesson is among the first three for about 0.9 of the first two: the floor that keeps off-topic questions unanswered also rejects questions that share no
 # word or WordNet relation with the lesson ("rainy day pot" for an emergency fund).
 # Strict: the day the goal holds, this fails and the mark must go.
 @pytest.mark.xfail(strict=True, reason="issue 18: on-topic questions in a student's own words, below 0.95")

@@ -349,6 +349,14 @@ def _register_hooks(app: Flask) -> None:
         g.request_started = time.perf_counter()
         g.request_id = _request_id()
 
+    # The first after-request hook registered, so the last to run (last-first): the others
+    # have read what they need of the request's objects before its transaction ends.
+    @app.after_request
+    def end_reads_with_commit(response):
+        if request.method in ("GET", "HEAD") and response.status_code < 400:
+            db_reads.commit_if_unwritten(db.session())
+        return response
+
     @app.after_request
     def log_request(response):
         try:
@@ -426,14 +434,6 @@ def _register_hooks(app: Flask) -> None:
             return response
         if writer is not None:
             response.call_on_close(writer)
-        return response
-
-    # Registered after the hook above, so it runs before it (last-first): events a read commits
-    # here are the response's to write.
-    @app.after_request
-    def end_reads_with_commit(response):
-        if request.method in ("GET", "HEAD") and response.status_code < 400:
-            db_reads.commit_if_unwritten(db.session())
         return response
 
     @app.after_request

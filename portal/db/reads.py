@@ -73,15 +73,22 @@ def _reset(_dbapi_connection, record, _state) -> None:
     record.info.pop(WROTE, None)
 
 
+#: The key, in a connection's ``info``, of "a ``bookkeeping`` block is running".
+BOOKKEEPING = "portal.bookkeeping"
+
+
 @contextlib.contextmanager
 def bookkeeping(session: Session) -> Iterator[None]:
     """Writes in the block are not the request's own: a read that made only these still ends
-    with COMMIT, and so keeps them."""
+    with COMMIT, and so keeps them. (The tests' statement counts leave them out too: the login
+    session's touch is once a minute, not a page's.)"""
     conn = session.connection()
     wrote = conn.info.get(WROTE)
+    conn.info[BOOKKEEPING] = True
     try:
         yield
     finally:
+        conn.info.pop(BOOKKEEPING, None)
         if wrote:
             conn.info[WROTE] = True
         else:
@@ -96,10 +103,19 @@ def commit_if_unwritten(session: Session) -> bool:
         return False
     if session.connection().info.get(WROTE):
         return False
+    # Nothing was written, so nothing the session holds went stale with this commit: its objects
+    # (the logged-in user, which the response's last hooks still read) are kept as loaded, not
+    # expired to be read again.
+    expire, session.expire_on_commit = session.expire_on_commit, False
     try:
         session.commit()
     except SQLAlchemyError as exc:
         log.warning("could not end a read with COMMIT: %s", str(getattr(exc, "orig", None) or exc).strip()[:200])
-        session.rollback()
+        try:
+            session.rollback()
+        except SQLAlchemyError:  # the connection is gone (a server restart): the pool drops it
+            session.close()
         return False
+    finally:
+        session.expire_on_commit = expire
     return True

@@ -169,9 +169,8 @@ def when(value, with_time: bool = True, seconds: bool = False, dash: bool = Fals
     UTC</small></time>`` (without the clock with ``with_time`` false, with seconds with
     ``seconds``); nothing for a missing one, or a muted dash with ``dash``.
 
-    One function where six template macros repeated the same markup (a Python call also costs
-    a list's rows less than a macro call). The parts go through ``Markup.format``, which escapes
-    them."""
+    One function where six template macros repeated the same markup. The parts go through
+    ``Markup.format``, which escapes them."""
     if not value:
         return _NO_TIME if dash else Markup("")
     clock = _CLOCK.format(value.strftime("%H:%M:%S" if seconds else "%H:%M")) if with_time else ""

@@ -11,11 +11,11 @@ runs in under 1 ms.
 
 A transaction that wrote nothing ends the same whether it commits or rolls back. So a request
 that reads (GET or HEAD), answered without an error, whose transaction sent no writing statement
-and whose session holds no unsaved change, ends with COMMIT. So the login session's
-once-a-minute ``lastSeenAt`` (written in a ``bookkeeping`` block) is kept by a read too: before,
-it went with the rollback, and a session used only to read ended as idle. Anything
-else still ends with the rollback: a request that failed, a refusal, a write the view did not
-commit (which the rule "no state change on GET" forbids; it is not made durable here).
+and whose session holds no unsaved change, ends with COMMIT. Anything else still ends with the
+rollback: a request that failed, a refusal, a write the view did not commit (which the rule "no
+state change on GET" forbids; it is not made durable here). The login session's once-a-minute
+``lastSeenAt`` is written in a ``bookkeeping`` block, which does not count as a write, so a read
+keeps it too (before, it went with the rollback, and a session used only to read ended as idle).
 
 Which statements write is noted per connection as they are sent: any statement but a
 ``SELECT`` or a savepoint's counts (``INSERT``, ``UPDATE``, ``DELETE``, ``WITH``...), except in a

@@ -9,8 +9,10 @@ from decimal import Decimal
 
 from flask import current_app
 
+from portal.db import db
 from portal.money.cards import network, services
 from portal.money.cards.models import VirtualCard
+from portal.money.wallets import ledger
 from tests.compliance.factories import verify
 from tests.factories import PASSWORD, create_user
 from tests.money.factories import fund
@@ -27,6 +29,32 @@ def card_holder(amount: str | None = "100.00", code: str = "USD", level: int = 2
 def issued(user, code: str = "USD") -> tuple[VirtualCard, services.RevealedCard]:
     card = services.issue_card(user, code)
     return card, services.reveal(user, card.id, PASSWORD)
+
+
+#: The card or wallet state a decline test starts from, by name: what each does to the card.
+DECLINE_SETUPS = {
+    "frozen": lambda user, card: services.freeze(user, card.id),
+    "canceled": lambda user, card: services.cancel(user, card.id),
+    "replaced": lambda user, card: services.replace(user, card.id),
+    "gambling": lambda user, card: services.set_controls(user, card.id, blocked_mcc_groups=["gambling"]),
+    "country": lambda user, card: services.set_controls(user, card.id, blocked_countries="KP"),
+    "per_purchase": lambda user, card: services.set_controls(user, card.id, per_purchase_limit="20"),
+    "daily": lambda user, card: services.set_controls(user, card.id, daily_limit="20"),
+    "monthly": lambda user, card: services.set_controls(user, card.id, monthly_limit="20"),
+    "wallet_frozen": lambda user, card: _freeze_wallet(user, card.currency),
+}
+
+
+def _freeze_wallet(user, code: str) -> None:
+    with ledger.as_ledger():
+        ledger.user_wallet(user.id, code).status = "frozen"
+        db.session.flush()
+
+
+def arrange(setup: str | None, user, card) -> None:
+    """Put the card (or its wallet) in the state ``setup`` names (``DECLINE_SETUPS``); None: as issued."""
+    if setup is not None:
+        DECLINE_SETUPS[setup](user, card)
 
 
 def new_id(prefix: str = "msg") -> str:

@@ -13,7 +13,7 @@ from portal.money.cards import codes, network, services
 from portal.money.cards.models import CardTransaction
 from portal.money.wallets import ledger
 from portal.money.wallets.models import Transaction
-from tests.money.cards.helpers import auth_body, card_holder, issued, message
+from tests.money.cards.helpers import arrange, auth_body, card_holder, issued, message
 from tests.money.factories.exchange import make_pair, make_rate
 
 D = Decimal
@@ -49,26 +49,7 @@ def holder(app):
 ])
 def test_every_decline_keeps_its_code_and_reason(holder, setup, kwargs, code, reason):
     user, card, revealed = holder
-    if setup == "frozen":
-        services.freeze(user, card.id)
-    elif setup == "canceled":
-        services.cancel(user, card.id)
-    elif setup == "replaced":
-        services.replace(user, card.id)
-    elif setup == "gambling":
-        services.set_controls(user, card.id, blocked_mcc_groups=["gambling"])
-    elif setup == "country":
-        services.set_controls(user, card.id, blocked_countries="KP")
-    elif setup == "per_purchase":
-        services.set_controls(user, card.id, per_purchase_limit="20")
-    elif setup == "daily":
-        services.set_controls(user, card.id, daily_limit="20")
-    elif setup == "monthly":
-        services.set_controls(user, card.id, monthly_limit="20")
-    elif setup == "wallet_frozen":
-        with ledger.as_ledger():
-            ledger.user_wallet(user.id, "USD").status = "frozen"
-            db.session.flush()
+    arrange(setup, user, card)
     if kwargs.get("cvv") == "wrong":
         kwargs = {"cvv": "000" if revealed.security_code != "000" else "111"}
     answer = _authorize(revealed, **kwargs)

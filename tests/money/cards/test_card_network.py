@@ -24,7 +24,7 @@ from portal.money.cards.models import (
 )
 from portal.money.wallets import ledger
 from portal.money.wallets.models import SystemWallet
-from tests.money.cards.helpers import auth_body, card_holder, issued, message, new_id, post
+from tests.money.cards.helpers import arrange, auth_body, card_holder, issued, message, new_id, post
 from tests.money.factories import wallet_of
 from tests.money.factories.exchange import make_pair, make_rate
 
@@ -85,20 +85,7 @@ def test_the_same_message_twice_is_answered_once(holder):
 ])
 def test_declines_leave_no_hold(holder, setup, kwargs, code):
     user, card, revealed = holder
-    if setup == "frozen":
-        services.freeze(user, card.id)
-    elif setup == "canceled":
-        services.cancel(user, card.id)
-    elif setup == "gambling":
-        services.set_controls(user, card.id, blocked_mcc_groups=["gambling"])
-    elif setup == "country":
-        services.set_controls(user, card.id, blocked_countries="KP")
-    elif setup == "per_purchase":
-        services.set_controls(user, card.id, per_purchase_limit="20")
-    elif setup == "wallet_frozen":
-        with ledger.as_ledger():
-            ledger.user_wallet(user.id, "USD").status = "frozen"
-            db.session.flush()
+    arrange(setup, user, card)
     answer = _authorize(revealed, **kwargs)
     assert not answer.approved and answer.code == code, answer
     row = db.session.get(CardTransaction, answer.reference)

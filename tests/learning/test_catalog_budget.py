@@ -128,7 +128,7 @@ def _lesson_page_counts(client, statements, student, modules: int, lessons: int)
     with statements() as first_view:
         response = client.get(url)  # the first view: writes the progress row
     assert response.status_code == 200
-    # Viewed again, twice, the fewer kept: now and then (about one full run in three) the view
+    # Viewed again, twice, the fewer kept: now and then (one of this session's two full runs) the view
     # after the first records the first view once more (INSERT ... ON CONFLICT DO NOTHING, the
     # enrolment's last lesson) in this harness, as if the first view's commit were not yet
     # seen; its cause is not found yet. A page that always sends more fails either way.
